@@ -1,0 +1,32 @@
+/* cli.h: what every command of the command line shares: the command table, error
+ * printing in the house style, and exit codes. */
+#ifndef OPTSTUDIO_CLI_H
+#define OPTSTUDIO_CLI_H
+
+#include <stdbool.h>
+
+#include "core/errors.h"
+
+/* Exit codes: they mean the same for every command. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+typedef struct cli_command {
+	const char *name;
+	const char *summary;                 /* one line for `optstudio --help` */
+	int (*run)(int argc, char **argv);   /* argv[0] is the command name; returns an exit code */
+} cli_command;
+
+/* Prints "optstudio: <message>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints "optstudio: <what>: <err's text>" and returns EXIT_FAIL (EXIT_USAGE for OS_EUSAGE). */
+int cli_fail(const os_error *err, const char *what_fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints a usage error with a pointer to --help and returns EXIT_USAGE. */
+int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when argv holds -h or --help. */
+bool cli_wants_help(int argc, char **argv);
+
+/* Command entry points, one per tui/cmd_*.c. */
+int cmd_hub(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+
+#endif

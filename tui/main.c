@@ -1,0 +1,85 @@
+/* main.c: optstudio's entry point. With no command on a terminal it will open the studio;
+ * `optstudio <command> ...` runs one command of the command line. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_command commands[] = {
+	{"hub", "the local model hub: import, list, show, rm, drafts", cmd_hub},
+	{"doctor", "what this machine has: CPU features, memory, CUDA devices, libraries", cmd_doctor},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("optstudio: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_fail(const os_error *err, const char *what_fmt, ...)
+{
+	va_list ap;
+	fputs("optstudio: ", stderr);
+	va_start(ap, what_fmt);
+	vfprintf(stderr, what_fmt, ap);
+	va_end(ap);
+	fprintf(stderr, ": %s\n", os_error_text(err));
+	return err && err->rc == OS_EUSAGE ? EXIT_USAGE : EXIT_FAIL;
+}
+
+int cli_usage_error(const char *command, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "optstudio %s: ", command);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'optstudio %s --help'.\n", command);
+	return EXIT_USAGE;
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return true;
+	}
+	return false;
+}
+
+static void print_main_help(FILE *out)
+{
+	fprintf(out, "usage: optstudio <command> [options]   (optstudio <command> --help for more)\n\n"
+		     "Make language models cheaper and faster to serve, on your own hardware.\n\n"
+		     "commands:\n");
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "\nData home: $OPTSTUDIO_HOME, else $XDG_DATA_HOME/optstudio, else "
+		     "~/.local/share/optstudio.\nExit codes: 0 ok, 1 failure, 2 usage error.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		print_main_help(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		print_main_help(stdout);
+		return EXIT_OK;
+	}
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	cli_error("unknown command '%s'; 'optstudio --help' lists the commands", argv[1]);
+	return EXIT_USAGE;
+}
