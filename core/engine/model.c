@@ -1,0 +1,433 @@
+/* model.c: llama config from GGUF metadata, and weights dequantized into one 64-byte aligned
+ * arena in the run-time format, each tensor's shape checked against the config. */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../numerics.h"
+
+#define ALIGN 64
+
+struct model {
+	model_config cfg;
+	model_weights w;
+	int wfmt;
+	void *arena;          /* every weight lives here */
+	size_t arena_bytes;
+	size_t n_params;
+	size_t step_bytes;
+};
+
+static size_t round_up(size_t n, size_t a)
+{
+	return (n + a - 1) / a * a;
+}
+
+/* --- config ------------------------------------------------------------------------------ */
+
+/* Reads "<arch>.<name>" as a size; *out keeps def when absent (required = 0). */
+static int get_size(const gguf_file *f, const char *arch, const char *name, size_t *out,
+		    int required, size_t max, os_error *err)
+{
+	char key[128];
+	snprintf(key, sizeof key, "%s.%s", arch, name);
+	uint64_t v;
+	os_error e2;
+	int rc = gguf_get_u64(f, key, &v, &e2);
+	if (rc == OS_ENOTFOUND) {
+		if (required)
+			return os_error_set(err, OS_EFORMAT, "'%s': missing metadata key %s",
+					    gguf_path(f), key);
+		return OS_OK;
+	}
+	if (rc)
+		return os_error_set(err, rc, "'%s': %s", gguf_path(f), e2.msg);
+	if (v == 0 || v > max)
+		return os_error_set(err, OS_EFORMAT, "'%s': %s = %llu (expected 1..%zu)",
+				    gguf_path(f), key, (unsigned long long)v, max);
+	*out = (size_t)v;
+	return OS_OK;
+}
+
+static int get_float(const gguf_file *f, const char *arch, const char *name, float *out,
+		     os_error *err)
+{
+	char key[128];
+	snprintf(key, sizeof key, "%s.%s", arch, name);
+	float v;
+	os_error e2;
+	int rc = gguf_get_f32(f, key, &v, &e2);
+	if (rc == OS_ENOTFOUND)
+		return OS_OK;
+	if (rc)
+		return os_error_set(err, rc, "'%s': %s", gguf_path(f), e2.msg);
+	if (!(v > 0.0f) || v > 1e30f)
+		return os_error_set(err, OS_EFORMAT, "'%s': %s = %g (expected a positive number)",
+				    gguf_path(f), key, (double)v);
+	*out = v;
+	return OS_OK;
+}
+
+static int read_config(const gguf_file *f, model_config *c, os_error *err)
+{
+	const char *path = gguf_path(f);
+	const char *s;
+	size_t len;
+	os_error e2;
+	int rc = gguf_get_str(f, "general.architecture", &s, &len, &e2);
+	if (rc == OS_ENOTFOUND)
+		return os_error_set(err, OS_EFORMAT,
+				    "'%s': missing metadata key general.architecture", path);
+	if (rc)
+		return os_error_set(err, rc, "'%s': %s", path, e2.msg);
+	if (len >= sizeof c->arch)
+		len = sizeof c->arch - 1;
+	memcpy(c->arch, s, len);
+	c->arch[len] = '\0';
+	if (strcmp(c->arch, "llama") != 0)
+		return os_error_set(err, OS_EUNSUPPORTED,
+				    "'%s': architecture '%s' is not supported (only llama-family "
+				    "models with general.architecture = llama)",
+				    path, c->arch);
+	const char *a = c->arch;
+	const size_t big = (size_t)1 << 20;
+	if ((rc = get_size(f, a, "block_count", &c->n_layers, 1, 4096, err)) ||
+	    (rc = get_size(f, a, "embedding_length", &c->dim, 1, big, err)) ||
+	    (rc = get_size(f, a, "attention.head_count", &c->n_heads, 1, 65536, err)) ||
+	    (rc = get_size(f, a, "feed_forward_length", &c->ffn_dim, 1, big, err)))
+		return rc;
+	c->n_kv_heads = c->n_heads;
+	c->head_dim = c->dim / c->n_heads;
+	c->ctx = 2048;
+	c->vocab = 0;
+	c->rope_base = 10000.0f;
+	c->rms_eps = 1e-5f;
+	size_t rope_dim = 0, v_len = 0;
+	if ((rc = get_size(f, a, "attention.head_count_kv", &c->n_kv_heads, 0, 65536, err)) ||
+	    (rc = get_size(f, a, "attention.key_length", &c->head_dim, 0, 65536, err)) ||
+	    (rc = get_size(f, a, "attention.value_length", &v_len, 0, 65536, err)) ||
+	    (rc = get_size(f, a, "rope.dimension_count", &rope_dim, 0, 65536, err)) ||
+	    (rc = get_size(f, a, "context_length", &c->ctx, 0, (size_t)1 << 24, err)) ||
+	    (rc = get_size(f, a, "vocab_size", &c->vocab, 0, (size_t)1 << 24, err)) ||
+	    (rc = get_float(f, a, "rope.freq_base", &c->rope_base, err)) ||
+	    (rc = get_float(f, a, "attention.layer_norm_rms_epsilon", &c->rms_eps, err)))
+		return rc;
+	if (c->n_heads % c->n_kv_heads != 0)
+		return os_error_set(err, OS_EFORMAT,
+				    "'%s': %s.attention.head_count_kv = %zu does not divide "
+				    "head_count = %zu",
+				    path, a, c->n_kv_heads, c->n_heads);
+	if (c->head_dim == 0 || c->head_dim % 2 != 0)
+		return os_error_set(err, OS_EFORMAT,
+				    "'%s': head dimension %zu (embedding_length %zu / head_count "
+				    "%zu) must be even and non-zero",
+				    path, c->head_dim, c->dim, c->n_heads);
+	if (v_len && v_len != c->head_dim)
+		return os_error_set(err, OS_EUNSUPPORTED,
+				    "'%s': %s.attention.value_length = %zu differs from key_length "
+				    "%zu (not supported)",
+				    path, a, v_len, c->head_dim);
+	if (rope_dim && rope_dim != c->head_dim)
+		return os_error_set(err, OS_EUNSUPPORTED,
+				    "'%s': %s.rope.dimension_count = %zu differs from the head "
+				    "dimension %zu (partial rotary embedding is not supported)",
+				    path, a, rope_dim, c->head_dim);
+	if (gguf_find_key(f, "llama.rope.scaling.type") >= 0) {
+		const char *st;
+		size_t stl;
+		if (gguf_get_str(f, "llama.rope.scaling.type", &st, &stl, NULL) == OS_OK &&
+		    !(stl == 4 && memcmp(st, "none", 4) == 0))
+			return os_error_set(err, OS_EUNSUPPORTED,
+					    "'%s': rope scaling '%.*s' is not supported yet", path,
+					    (int)(stl > 32 ? 32 : stl), st);
+	}
+	if (gguf_find_tensor(f, "rope_freqs.weight"))
+		return os_error_set(err, OS_EUNSUPPORTED,
+				    "'%s': llama3-style rope scaling (tensor rope_freqs.weight) is "
+				    "not supported yet",
+				    path);
+	const gguf_tensor *te = gguf_find_tensor(f, "token_embd.weight");
+	if (!te)
+		return os_error_set(err, OS_EFORMAT, "'%s': missing tensor token_embd.weight",
+				    path);
+	if (c->vocab == 0) {
+		if (te->n_dims != 2 || te->ne[1] == 0 || te->ne[1] > ((uint64_t)1 << 24))
+			return os_error_set(err, OS_EFORMAT,
+					    "'%s': tensor token_embd.weight has %u dims (expected 2: "
+					    "[embedding_length, vocab])",
+					    path, te->n_dims);
+		c->vocab = (size_t)te->ne[1];
+	}
+	c->tied_embeddings = gguf_find_tensor(f, "output.weight") == NULL;
+	return OS_OK;
+}
+
+/* --- weights ----------------------------------------------------------------------------- */
+
+/* One tensor to load: its name, the shape the config implies (rows, cols; rows = 1 for a
+ * vector) and where it goes. */
+typedef struct load_item {
+	char name[64];
+	size_t rows, cols;
+	bool vector;          /* f32 norm weights, 1-D */
+	float **vec;          /* destination of a vector */
+	be_weight *mat;       /* destination of a matrix */
+	size_t offset;        /* in the arena */
+	const gguf_tensor *t;
+} load_item;
+
+static int check_shape(const gguf_file *f, load_item *it, os_error *err)
+{
+	const gguf_tensor *t = gguf_find_tensor(f, it->name);
+	if (!t)
+		return os_error_set(err, OS_EFORMAT, "'%s': missing tensor %s", gguf_path(f),
+				    it->name);
+	bool ok;
+	if (it->vector)
+		ok = t->n_dims == 1 && t->ne[0] == it->cols;
+	else
+		ok = t->n_dims == 2 && t->ne[0] == it->cols && t->ne[1] == it->rows;
+	if (!ok) {
+		char got[96];
+		if (t->n_dims == 1)
+			snprintf(got, sizeof got, "[%llu]", (unsigned long long)t->ne[0]);
+		else if (t->n_dims == 2)
+			snprintf(got, sizeof got, "[%llu, %llu]", (unsigned long long)t->ne[0],
+				 (unsigned long long)t->ne[1]);
+		else
+			snprintf(got, sizeof got, "%u dims [%llu, %llu, %llu, ...]", t->n_dims,
+				 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+				 (unsigned long long)t->ne[2]);
+		if (it->vector)
+			return os_error_set(err, OS_EFORMAT,
+					    "'%s': tensor %s has shape %s (expected [%zu])",
+					    gguf_path(f), it->name, got, it->cols);
+		return os_error_set(err, OS_EFORMAT,
+				    "'%s': tensor %s has shape %s (expected [%zu, %zu], GGUF order: "
+				    "input dim first)",
+				    gguf_path(f), it->name, got, it->cols, it->rows);
+	}
+	switch (t->type) {
+	case GGML_TYPE_F32:
+	case GGML_TYPE_F16:
+	case GGML_TYPE_BF16:
+	case GGML_TYPE_Q8_0:
+	case GGML_TYPE_Q4_0:
+	case GGML_TYPE_Q4_1:
+		break;
+	default:
+		return os_error_set(err, OS_EUNSUPPORTED,
+				    "'%s': tensor %s is of type %s (supported: F32, F16, BF16, "
+				    "Q8_0, Q4_0, Q4_1)",
+				    gguf_path(f), it->name, ggml_type_name(t->type));
+	}
+	size_t be = ggml_type_block_elems(t->type);
+	if (be == 0 || it->cols % be != 0)
+		return os_error_set(err, OS_EFORMAT,
+				    "'%s': tensor %s has rows of %zu elements, not a multiple of "
+				    "the %s block (%zu)",
+				    gguf_path(f), it->name, it->cols, ggml_type_name(t->type), be);
+	it->t = t;
+	return OS_OK;
+}
+
+/* Dequantizes tensor it->t into dst in format fmt, a row at a time through row (cols f32). */
+static int load_tensor(const gguf_file *f, const load_item *it, void *dst, int fmt,
+		       float *row, os_error *err)
+{
+	const gguf_tensor *t = it->t;
+	size_t row_bytes = it->cols / ggml_type_block_elems(t->type) * ggml_type_block_bytes(t->type);
+	if (row_bytes * it->rows > t->n_bytes)
+		return os_error_set(err, OS_EFORMAT, "'%s': tensor %s holds %zu bytes (expected %zu)",
+				    gguf_path(f), it->name, t->n_bytes, row_bytes * it->rows);
+	const uint8_t *src = t->data;
+	for (size_t r = 0; r < it->rows; r++) {
+		float *out = fmt == BE_WFMT_F32 ? (float *)dst + r * it->cols : row;
+		os_error e2;
+		int rc = gguf_dequantize(t->type, src + r * row_bytes, out, it->cols, &e2);
+		if (rc)
+			return os_error_set(err, rc, "'%s': tensor %s: %s", gguf_path(f), it->name,
+					    e2.msg);
+		if (fmt == BE_WFMT_BF16) {
+			uint16_t *o = (uint16_t *)dst + r * it->cols;
+			for (size_t c = 0; c < it->cols; c++)
+				o[c] = num_f32_to_bf16(row[c]);
+		}
+	}
+	return OS_OK;
+}
+
+int model_open_gguf(model **out, const gguf_file *f, const model_load_opts *opts,
+		    os_error *err)
+{
+	*out = NULL;
+	int fmt = opts ? opts->weight_format : BE_WFMT_F32;
+	if (fmt != BE_WFMT_F32 && fmt != BE_WFMT_BF16)
+		return os_error_set(err, OS_EUNSUPPORTED,
+				    "run-time weight format %d is not supported on load (F32, BF16)",
+				    fmt);
+	int rc;
+	load_item *items = NULL;
+	float *row = NULL;
+	model *m = calloc(1, sizeof *m);
+	if (!m)
+		return os_error_set(err, OS_ENOMEM, "model: out of memory");
+	m->wfmt = fmt;
+	if ((rc = read_config(f, &m->cfg, err)))
+		goto fail;
+	const model_config *c = &m->cfg;
+	m->w.layers = calloc(c->n_layers, sizeof *m->w.layers);
+	size_t n_items = 3 + !c->tied_embeddings + 9 * c->n_layers;
+	items = calloc(n_items, sizeof *items);
+	if (!m->w.layers || !items) {
+		rc = os_error_set(err, OS_ENOMEM, "model: out of memory");
+		goto fail;
+	}
+
+	/* The list of tensors and the shapes the config implies. */
+	size_t q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+	size_t k = 0;
+#define ADD_MAT(nm, w_, r_, c_)                                                           \
+	do {                                                                              \
+		load_item *it_ = &items[k++];                                             \
+		snprintf(it_->name, sizeof it_->name, "%s", nm);                          \
+		it_->rows = (r_), it_->cols = (c_), it_->mat = (w_);                      \
+	} while (0)
+#define ADD_VEC(nm, v_, n_)                                                               \
+	do {                                                                              \
+		load_item *it_ = &items[k++];                                             \
+		snprintf(it_->name, sizeof it_->name, "%s", nm);                          \
+		it_->rows = 1, it_->cols = (n_), it_->vec = (v_), it_->vector = true;     \
+	} while (0)
+	ADD_MAT("token_embd.weight", &m->w.token_embd, c->vocab, c->dim);
+	for (size_t l = 0; l < c->n_layers; l++) {
+		model_layer_weights *L = &m->w.layers[l];
+		char nm[64];
+#define NAME(s) (snprintf(nm, sizeof nm, "blk.%zu.%s.weight", l, s), nm)
+		ADD_VEC(NAME("attn_norm"), &L->attn_norm, c->dim);
+		ADD_MAT(NAME("attn_q"), &L->wq, q_dim, c->dim);
+		ADD_MAT(NAME("attn_k"), &L->wk, kv_dim, c->dim);
+		ADD_MAT(NAME("attn_v"), &L->wv, kv_dim, c->dim);
+		ADD_MAT(NAME("attn_output"), &L->wo, c->dim, q_dim);
+		ADD_VEC(NAME("ffn_norm"), &L->ffn_norm, c->dim);
+		ADD_MAT(NAME("ffn_gate"), &L->w_gate, c->ffn_dim, c->dim);
+		ADD_MAT(NAME("ffn_up"), &L->w_up, c->ffn_dim, c->dim);
+		ADD_MAT(NAME("ffn_down"), &L->w_down, c->dim, c->ffn_dim);
+#undef NAME
+	}
+	ADD_VEC("output_norm.weight", &m->w.output_norm, c->dim);
+	if (!c->tied_embeddings)
+		ADD_MAT("output.weight", &m->w.output, c->vocab, c->dim);
+#undef ADD_MAT
+#undef ADD_VEC
+
+	/* Check every shape before allocating, and lay the arena out. */
+	size_t esz = be_wfmt_elem_bytes(fmt), off = 0, max_cols = 0;
+	for (size_t i = 0; i < k; i++) {
+		load_item *it = &items[i];
+		if ((rc = check_shape(f, it, err)))
+			goto fail;
+		size_t n = it->rows * it->cols;
+		size_t bytes = n * (it->vector ? sizeof(float) : esz);
+		it->offset = off;
+		off += round_up(bytes, ALIGN);
+		m->n_params += n;
+		/* a decode step reads each matrix and norm once, but one row of the embedding */
+		m->step_bytes += it == &items[0] ? it->cols * esz : bytes;
+		if (it->cols > max_cols)
+			max_cols = it->cols;
+	}
+	if (c->tied_embeddings) /* the output matmul reads the whole embedding every step */
+		m->step_bytes += c->vocab * c->dim * esz;
+	m->arena_bytes = off;
+	m->arena = aligned_alloc(ALIGN, off);
+	row = malloc(max_cols * sizeof *row);
+	if (!m->arena || !row) {
+		rc = os_error_set(err, OS_ENOMEM, "'%s': cannot allocate %zu bytes of weights",
+				  gguf_path(f), off);
+		goto fail;
+	}
+	for (size_t i = 0; i < k; i++) {
+		load_item *it = &items[i];
+		void *dst = (char *)m->arena + it->offset;
+		if ((rc = load_tensor(f, it, dst, it->vector ? BE_WFMT_F32 : fmt, row, err)))
+			goto fail;
+		if (it->vector) {
+			*it->vec = dst;
+		} else {
+			it->mat->fmt = fmt;
+			it->mat->rows = it->rows;
+			it->mat->cols = it->cols;
+			it->mat->data = dst;
+		}
+	}
+	if (c->tied_embeddings)
+		m->w.output = m->w.token_embd;
+	free(items);
+	free(row);
+	*out = m;
+	return OS_OK;
+fail:
+	free(items);
+	free(row);
+	model_close(m);
+	return rc;
+}
+
+int model_open(model **out, const char *path, const model_load_opts *opts, os_error *err)
+{
+	*out = NULL;
+	gguf_file *f;
+	int rc = gguf_open(&f, path, err);
+	if (rc)
+		return rc;
+	rc = model_open_gguf(out, f, opts, err);
+	gguf_close(f);
+	return rc;
+}
+
+void model_close(model *m)
+{
+	if (!m)
+		return;
+	free(m->arena);
+	free(m->w.layers);
+	free(m);
+}
+
+const model_config *model_get_config(const model *m)
+{
+	return &m->cfg;
+}
+
+const model_weights *model_get_weights(const model *m)
+{
+	return &m->w;
+}
+
+int model_weight_format(const model *m)
+{
+	return m->wfmt;
+}
+
+size_t model_n_params(const model *m)
+{
+	return m->n_params;
+}
+
+size_t model_n_vocab(const model *m)
+{
+	return m->cfg.vocab;
+}
+
+size_t model_step_bytes(const model *m)
+{
+	return m->step_bytes;
+}
+
+size_t model_weight_bytes(const model *m)
+{
+	return m->arena_bytes;
+}
