@@ -1,0 +1,53 @@
+/* cpu_features.c: cpuid / xgetbv probing behind cpu_features_detect. */
+#include "core/cpu/cpu_features.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static unsigned long long xgetbv0(void)
+{
+	unsigned lo, hi;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return ((unsigned long long)hi << 32) | lo;
+}
+#endif
+
+void cpu_features_detect(cpu_features *f)
+{
+	memset(f, 0, sizeof *f);
+#if defined(__x86_64__) || defined(__i386__)
+	unsigned a, b, c, d;
+	if (!__get_cpuid(1, &a, &b, &c, &d))
+		return;
+	bool osxsave = (c >> 27) & 1;
+	f->fma = (c >> 12) & 1;
+	f->f16c = (c >> 29) & 1;
+	bool avx = (c >> 28) & 1;
+	if (osxsave && avx) {
+		unsigned long long xcr0 = xgetbv0();
+		f->os_avx = (xcr0 & 0x6) == 0x6;
+		f->os_avx512 = f->os_avx && (xcr0 & 0xe0) == 0xe0;
+	}
+	if (__get_cpuid_max(0, NULL) < 7)
+		return;
+	__cpuid_count(7, 0, a, b, c, d);
+	f->avx2 = (b >> 5) & 1;
+	f->avx512f = (b >> 16) & 1;
+	f->avx512bw = (b >> 30) & 1;
+	f->avx512vl = (b >> 31) & 1;
+	f->avx512vnni = (c >> 11) & 1;
+	f->amx_bf16 = (d >> 22) & 1;
+	f->amx_int8 = (d >> 25) & 1;
+	__cpuid_count(7, 1, a, b, c, d);
+	f->avx512bf16 = (a >> 5) & 1;
+	if (!f->os_avx) {
+		f->avx2 = f->fma = f->f16c = false;
+	}
+	if (!f->os_avx512) {
+		f->avx512f = f->avx512bw = f->avx512vl = false;
+		f->avx512vnni = f->avx512bf16 = false;
+	}
+#endif
+}

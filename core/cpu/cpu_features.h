@@ -1,0 +1,19 @@
+/* cpu_features.h: what the x86 CPU (cpuid) and the OS (xgetbv: saved register state)
+ * let us run, so kernel sets are picked at run time. All false on other architectures. */
+#ifndef OPTSTUDIO_CPU_FEATURES_H
+#define OPTSTUDIO_CPU_FEATURES_H
+
+#include <stdbool.h>
+
+typedef struct cpu_features {
+	bool avx2, fma, f16c;
+	bool avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16;
+	bool amx_bf16, amx_int8;
+	bool os_avx;    /* the OS saves YMM state (XCR0 bits 1, 2) */
+	bool os_avx512; /* the OS saves opmask and ZMM state (XCR0 bits 5, 6, 7) */
+} cpu_features;
+
+/* Fills *f from cpuid and xgetbv. Cheap (a few cpuid instructions); no caching. */
+void cpu_features_detect(cpu_features *f);
+
+#endif

@@ -1,0 +1,460 @@
+/* kernels_avx512.c: the AVX-512 kernel set (F, BW, VL, BF16): f32 FMA and bf16 vdpbf16ps
+ * matmuls, vector exp for softmax / SwiGLU. Compiled with function-level target attributes,
+ * so this file builds with plain flags and its code only runs when cpuid says it may. */
+#include "core/cpu/kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma")))
+#define INLINE static inline __attribute__((always_inline)) TGT
+
+/* ---- matmul: register tiles of R output rows x T tokens, dot-product form --------------- */
+/* Both operands are contiguous along n_in, so each accumulator holds 16 (f32) or 32 (bf16)
+ * partial products of one (row, token) pair, summed across lanes at the end of the row.
+ * Tiles are 8 rows x 3 tokens (24 accumulators, 3 activation and 1 weight register); the
+ * last n_out % 8 rows go one at a time. A row's result depends only on whether it lies in
+ * an 8-row tile, and 8-row tiles always start at multiples of 8 as long as the caller's
+ * row ranges start at multiples of 8 (cpu_matmul uses 16), so threading never changes bits. */
+
+enum { TILE_R = 8, TILE_T = 3 };
+
+static inline __mmask16 tail16(size_t n)
+{
+	return (__mmask16)((1u << n) - 1u);
+}
+
+static inline __mmask32 tail32(size_t n)
+{
+	return (__mmask32)((n >= 32) ? 0xffffffffu : ((1u << n) - 1u));
+}
+
+/* The 8 horizontal sums of a[0..7], in order: a shuffle tree of 25 instructions instead of
+ * 8 separate reductions. */
+INLINE __m256 reduce8(const __m512 a[8])
+{
+	__m512 p[4], q[2];
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++)
+		p[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+				     _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
+	/* p[i]: 128-bit blocks 0,1 sum to a[2i], blocks 2,3 to a[2i+1] */
+#pragma GCC unroll 2
+	for (int i = 0; i < 2; i++)
+		q[i] = _mm512_add_ps(_mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0x88),
+				     _mm512_shuffle_f32x4(p[2 * i], p[2 * i + 1], 0xdd));
+	/* q[i]: block j sums to a[4i+j] */
+	__m512 r = _mm512_add_ps(_mm512_unpacklo_ps(q[0], q[1]), _mm512_unpackhi_ps(q[0], q[1]));
+	/* r: block j lanes (0,2) sum to a[j], lanes (1,3) to a[4+j] */
+	r = _mm512_add_ps(r, _mm512_permute_ps(r, 0x4e));
+	/* block j: lane 0 = a[j], lane 1 = a[4+j] */
+	const __m512i idx = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 13, 9, 5, 1, 12, 8, 4, 0);
+	return _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, r));
+}
+
+INLINE void store_tile(float *Y, size_t n_out, size_t o, size_t t0, __m512 acc[TILE_R][TILE_T],
+		       const int R, const int T)
+{
+#pragma GCC unroll 3
+	for (int t = 0; t < T; t++) {
+		float *y = Y + (t0 + (size_t)t) * n_out + o;
+		if (R == 8) {
+			__m512 col[8];
+#pragma GCC unroll 8
+			for (int r = 0; r < 8; r++)
+				col[r] = acc[r][t];
+			_mm256_storeu_ps(y, reduce8(col));
+		} else {
+#pragma GCC unroll 8
+			for (int r = 0; r < R; r++)
+				y[r] = _mm512_reduce_add_ps(acc[r][t]);
+		}
+	}
+}
+
+INLINE void tile_f32(float *Y, const float *X, const float *W, size_t n_in, size_t n_out,
+		     size_t o, size_t t0, const int R, const int T)
+{
+	__m512 acc[TILE_R][TILE_T];
+	const float *w[TILE_R], *x[TILE_T];
+#pragma GCC unroll 8
+	for (int r = 0; r < R; r++) {
+		w[r] = W + (o + (size_t)r) * n_in;
+#pragma GCC unroll 3
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_setzero_ps();
+	}
+#pragma GCC unroll 3
+	for (int t = 0; t < T; t++)
+		x[t] = X + (t0 + (size_t)t) * n_in;
+	size_t k = 0;
+	for (; k + 16 <= n_in; k += 16) {
+		__m512 xv[TILE_T];
+#pragma GCC unroll 3
+		for (int t = 0; t < T; t++)
+			xv[t] = _mm512_loadu_ps(x[t] + k);
+#pragma GCC unroll 8
+		for (int r = 0; r < R; r++) {
+			__m512 wv = _mm512_loadu_ps(w[r] + k);
+#pragma GCC unroll 3
+			for (int t = 0; t < T; t++)
+				acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+		}
+	}
+	if (k < n_in) {
+		__mmask16 m = tail16(n_in - k);
+		__m512 xv[TILE_T];
+#pragma GCC unroll 3
+		for (int t = 0; t < T; t++)
+			xv[t] = _mm512_maskz_loadu_ps(m, x[t] + k);
+#pragma GCC unroll 8
+		for (int r = 0; r < R; r++) {
+			__m512 wv = _mm512_maskz_loadu_ps(m, w[r] + k);
+#pragma GCC unroll 3
+			for (int t = 0; t < T; t++)
+				acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+		}
+	}
+	store_tile(Y, n_out, o, t0, acc, R, T);
+}
+
+INLINE void tile_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t n_in,
+		      size_t n_out, size_t o, size_t t0, const int R, const int T)
+{
+	__m512 acc[TILE_R][TILE_T];
+	const uint16_t *w[TILE_R], *x[TILE_T];
+#pragma GCC unroll 8
+	for (int r = 0; r < R; r++) {
+		w[r] = W + (o + (size_t)r) * n_in;
+#pragma GCC unroll 3
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_setzero_ps();
+	}
+#pragma GCC unroll 3
+	for (int t = 0; t < T; t++)
+		x[t] = X + (t0 + (size_t)t) * n_in;
+	size_t k = 0;
+	for (; k + 32 <= n_in; k += 32) {
+		__m512bh xv[TILE_T];
+#pragma GCC unroll 3
+		for (int t = 0; t < T; t++)
+			xv[t] = (__m512bh)_mm512_loadu_si512(x[t] + k);
+#pragma GCC unroll 8
+		for (int r = 0; r < R; r++) {
+			__m512bh wv = (__m512bh)_mm512_loadu_si512(w[r] + k);
+#pragma GCC unroll 3
+			for (int t = 0; t < T; t++)
+				acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+		}
+	}
+	if (k < n_in) {
+		__mmask32 m = tail32(n_in - k);
+		__m512bh xv[TILE_T];
+#pragma GCC unroll 3
+		for (int t = 0; t < T; t++)
+			xv[t] = (__m512bh)_mm512_maskz_loadu_epi16(m, x[t] + k);
+#pragma GCC unroll 8
+		for (int r = 0; r < R; r++) {
+			__m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(m, w[r] + k);
+#pragma GCC unroll 3
+			for (int t = 0; t < T; t++)
+				acc[r][t] = _mm512_dpbf16_ps(acc[r][t], wv, xv[t]);
+		}
+	}
+	store_tile(Y, n_out, o, t0, acc, R, T);
+}
+
+/* Cache blocking, for prefill: tokens in blocks whose activations fit ~512 KiB of L2; inside,
+ * rows in blocks whose weights fit ~24 KiB of L1 (at least one tile), so each weight block
+ * is reused across the token tiles from L1 and the activation block across row blocks from
+ * L2. For decode (a few tokens) this is simply one pass over the weights. */
+static size_t block_of(size_t budget, size_t row_bytes, size_t multiple)
+{
+	size_t n = budget / (row_bytes ? row_bytes : 1);
+	n = n / multiple * multiple;
+	return n < multiple ? multiple : n;
+}
+
+/* Row tiles of 8 then single rows, for token tile t of nt (1..3) tokens. */
+#define ROW_TILES(TILE, Y, X, W, n_in, n_out, ob, oe, t, NT)                                  \
+	do {                                                                                  \
+		size_t o = (ob);                                                              \
+		for (; o + 8 <= (oe); o += 8)                                                 \
+			TILE(Y, X, W, n_in, n_out, o, t, 8, NT);                              \
+		for (; o < (oe); o++)                                                         \
+			TILE(Y, X, W, n_in, n_out, o, t, 1, NT);                              \
+	} while (0)
+
+#define MATMUL_DRIVER(TILE, Y, X, W, n_tok, n_in, n_out, o0, o1, elem_w, elem_x)              \
+	do {                                                                                  \
+		size_t tb_ = block_of(524288, (n_in) * (elem_x), TILE_T);                     \
+		size_t ob_ = block_of(24576, (n_in) * (elem_w), TILE_R);                      \
+		for (size_t tb = 0; tb < (n_tok); tb += tb_) {                                \
+			size_t te = tb + tb_ < (n_tok) ? tb + tb_ : (n_tok);                  \
+			for (size_t ob = (o0); ob < (o1); ob += ob_) {                        \
+				size_t oe = ob + ob_ < (o1) ? ob + ob_ : (o1);                \
+				size_t t = tb;                                                \
+				for (; t + 3 <= te; t += 3)                                   \
+					ROW_TILES(TILE, Y, X, W, n_in, n_out, ob, oe, t, 3);  \
+				if (te - t == 2)                                              \
+					ROW_TILES(TILE, Y, X, W, n_in, n_out, ob, oe, t, 2);  \
+				else if (te - t == 1)                                         \
+					ROW_TILES(TILE, Y, X, W, n_in, n_out, ob, oe, t, 1);  \
+			}                                                                     \
+		}                                                                             \
+	} while (0)
+
+TGT static void matmul_f32_avx512(float *Y, const float *X, const float *W, size_t n_tok,
+				  size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	MATMUL_DRIVER(tile_f32, Y, X, W, n_tok, n_in, n_out, o0, o1, 4, 4);
+}
+
+TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t *W,
+				   size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	MATMUL_DRIVER(tile_bf16, Y, Xb, W, n_tok, n_in, n_out, o0, o1, 2, 2);
+}
+
+/* ---- vector helpers ---------------------------------------------------------------------- */
+
+/* e^x for f32 lanes, about 2 ulp: 2^n * p(r) with x = n ln2 + r, |r| <= ln2/2, a degree-6
+ * polynomial for e^r. Lanes below -87.3 (including -inf) give 0, above 88.7 give +inf. */
+INLINE __m512 exp512(__m512 x)
+{
+	const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.72283f);
+	__mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+	__mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+	__m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+	__m512 p = _mm512_set1_ps(1.9875691500E-4f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+	p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+	/* scalef computes p * 2^n without building the exponent by hand (n may be -126..128) */
+	__m512 e = _mm512_scalef_ps(p, n);
+	e = _mm512_mask_mov_ps(e, under, _mm512_setzero_ps());
+	return _mm512_mask_mov_ps(e, over, _mm512_set1_ps(INFINITY));
+}
+
+/* ---- elementwise ----------------------------------------------------------------------- */
+
+TGT static float dot_avx512(const float *a, const float *b, size_t n)
+{
+	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+	__m512 s2 = _mm512_setzero_ps(), s3 = _mm512_setzero_ps();
+	size_t i = 0;
+	for (; i + 64 <= n; i += 64) {
+		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+		s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+		s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+		s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+	}
+	for (; i + 16 <= n; i += 16)
+		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+	if (i < n) {
+		__mmask16 m = tail16(n - i);
+		s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i),
+				     s1);
+	}
+	return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+TGT static void axpy_avx512(float *y, float a, const float *x, size_t n)
+{
+	__m512 av = _mm512_set1_ps(a);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i),
+							_mm512_loadu_ps(y + i)));
+	if (i < n) {
+		__mmask16 m = tail16(n - i);
+		_mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i),
+								_mm512_maskz_loadu_ps(m, y + i)));
+	}
+}
+
+TGT static void add_avx512(float *y, const float *x, size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(y + i), _mm512_loadu_ps(x + i)));
+	if (i < n) {
+		__mmask16 m = tail16(n - i);
+		_mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + i),
+							      _mm512_maskz_loadu_ps(m, x + i)));
+	}
+}
+
+TGT static void scale_avx512(float *x, float a, size_t n)
+{
+	__m512 av = _mm512_set1_ps(a);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), av));
+	if (i < n) {
+		__mmask16 m = tail16(n - i);
+		_mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), av));
+	}
+}
+
+TGT static void rmsnorm_avx512(float *y, const float *x, const float *w, size_t n, float eps)
+{
+	float ss = dot_avx512(x, x, n);
+	__m512 r = _mm512_set1_ps(1.0f / sqrtf(ss / (float)n + eps));
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), r),
+						      _mm512_loadu_ps(w + i)));
+	if (i < n) {
+		__mmask16 m = tail16(n - i);
+		_mm512_mask_storeu_ps(y + i, m,
+				      _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), r),
+						    _mm512_maskz_loadu_ps(m, w + i)));
+	}
+}
+
+TGT static void softmax_avx512(float *x, size_t n)
+{
+	__m512 mv = _mm512_set1_ps(-INFINITY);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
+	if (i < n)
+		mv = _mm512_mask_max_ps(mv, tail16(n - i), mv, _mm512_maskz_loadu_ps(tail16(n - i), x + i));
+	__m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
+	__m512 s = _mm512_setzero_ps();
+	for (i = 0; i + 16 <= n; i += 16) {
+		__m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
+		_mm512_storeu_ps(x + i, e);
+		s = _mm512_add_ps(s, e);
+	}
+	if (i < n) {
+		__mmask16 k = tail16(n - i);
+		__m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), m));
+		_mm512_mask_storeu_ps(x + i, k, e);
+		s = _mm512_add_ps(s, _mm512_maskz_mov_ps(k, e));
+	}
+	scale_avx512(x, 1.0f / _mm512_reduce_add_ps(s), n);
+}
+
+INLINE __m512 swiglu512(__m512 g, __m512 u)
+{
+	__m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), g));
+	return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), u);
+}
+
+TGT static void swiglu_avx512(float *y, const float *gate, const float *up, size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i, swiglu512(_mm512_loadu_ps(gate + i), _mm512_loadu_ps(up + i)));
+	if (i < n) {
+		__mmask16 m = tail16(n - i);
+		_mm512_mask_storeu_ps(y + i, m, swiglu512(_mm512_maskz_loadu_ps(m, gate + i),
+							  _mm512_maskz_loadu_ps(m, up + i)));
+	}
+}
+
+TGT static void rope_rotate_avx512(float *x, size_t n_heads, size_t head_dim, const float *cos_t,
+				   const float *sin_t, cpu_rope_layout layout)
+{
+	size_t half = head_dim / 2;
+	const __m512i dup = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+	/* sign of the sin term: -s for the even lane (a' = a c - b s), +s for the odd one */
+	const __m512 sgn = _mm512_set_ps(1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1);
+	for (size_t h = 0; h < n_heads; h++) {
+		float *v = x + h * head_dim;
+		if (layout == CPU_ROPE_NEOX) {
+			size_t i = 0;
+			for (; i < half; i += 16) {
+				__mmask16 m = half - i >= 16 ? 0xffff : tail16(half - i);
+				__m512 a = _mm512_maskz_loadu_ps(m, v + i);
+				__m512 b = _mm512_maskz_loadu_ps(m, v + half + i);
+				__m512 c = _mm512_maskz_loadu_ps(m, cos_t + i);
+				__m512 s = _mm512_maskz_loadu_ps(m, sin_t + i);
+				_mm512_mask_storeu_ps(v + i, m, _mm512_fmsub_ps(a, c, _mm512_mul_ps(b, s)));
+				_mm512_mask_storeu_ps(v + half + i, m,
+						      _mm512_fmadd_ps(a, s, _mm512_mul_ps(b, c)));
+			}
+		} else {
+			/* 8 pairs per step: c = (c0 c0 c1 c1 ..), s = (-s0 s0 -s1 s1 ..),
+			 * v' = v c + swap(v) s */
+			for (size_t i = 0; i < half; i += 8) {
+				size_t np = half - i >= 8 ? 8 : half - i;
+				__mmask16 m = tail16(2 * np);
+				__mmask16 mh = tail16(np);
+				__m512 c = _mm512_permutexvar_ps(dup, _mm512_maskz_loadu_ps(mh, cos_t + i));
+				__m512 s = _mm512_mul_ps(
+					_mm512_permutexvar_ps(dup, _mm512_maskz_loadu_ps(mh, sin_t + i)),
+					sgn);
+				__m512 a = _mm512_maskz_loadu_ps(m, v + 2 * i);
+				__m512 sw = _mm512_permute_ps(a, 0xb1); /* swap within pairs */
+				_mm512_mask_storeu_ps(v + 2 * i, m,
+						      _mm512_fmadd_ps(a, c, _mm512_mul_ps(sw, s)));
+			}
+		}
+	}
+}
+
+TGT static void bf16_to_f32_avx512(float *y, const uint16_t *x, size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + i)));
+		_mm512_storeu_ps(y + i, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+	}
+	if (i < n) {
+		__mmask16 m = tail16(n - i);
+		__m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, x + i));
+		_mm512_mask_storeu_ps(y + i, m, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+	}
+}
+
+/* Integer rounding exactly as num_f32_to_bf16 (vcvtneps2bf16 would flush subnormals). */
+INLINE __m256i f32_to_bf16_16(__m512 f)
+{
+	__m512i u = _mm512_castps_si512(f);
+	__m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+	__mmask16 nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
+	__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+	__m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+	r = _mm512_srli_epi32(r, 16);
+	__m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+	r = _mm512_mask_mov_epi32(r, nan, q);
+	return _mm512_cvtepi32_epi16(r);
+}
+
+TGT static void f32_to_bf16_avx512(uint16_t *y, const float *x, size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm256_storeu_si256((__m256i *)(y + i), f32_to_bf16_16(_mm512_loadu_ps(x + i)));
+	if (i < n) {
+		__mmask16 m = tail16(n - i);
+		_mm256_mask_storeu_epi16(y + i, m, f32_to_bf16_16(_mm512_maskz_loadu_ps(m, x + i)));
+	}
+}
+
+const cpu_kernel_set cpu_kernels_avx512 = {
+	.name = "avx512",
+	.isa = CPU_ISA_AVX512,
+	.matmul_f32 = matmul_f32_avx512,
+	.matmul_bf16 = matmul_bf16_avx512,
+	.dot = dot_avx512,
+	.axpy = axpy_avx512,
+	.add = add_avx512,
+	.scale = scale_avx512,
+	.rmsnorm = rmsnorm_avx512,
+	.softmax = softmax_avx512,
+	.swiglu = swiglu_avx512,
+	.rope_rotate = rope_rotate_avx512,
+	.bf16_to_f32 = bf16_to_f32_avx512,
+	.f32_to_bf16 = f32_to_bf16_avx512,
+};

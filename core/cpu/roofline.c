@@ -1,0 +1,234 @@
+/* roofline.c: the bandwidth and peak-FLOP probes behind roofline.h. The inner loops use
+ * function-level target attributes and run only when cpu_features says they may. */
+#include "core/cpu/roofline.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/cpu/cpu_features.h"
+#include "core/cpu/kernels.h"
+
+#define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
+#define TGT2 __attribute__((target("avx2,fma")))
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- bandwidth ------------------------------------------------------------------------- */
+
+enum { BW_TASKS_PER_THREAD = 16 };
+
+struct bw_job {
+	unsigned char *buf;
+	size_t bytes, chunk; /* chunk: bytes per task, a multiple of 256 */
+	int isa;             /* 2 avx512, 1 avx2, 0 scalar */
+	uint64_t sink[64];   /* one slot per thread (mod 64), so the reads are not dead */
+};
+
+TGT512 static uint64_t read_avx512(const unsigned char *p, size_t n)
+{
+	__m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+	for (size_t i = 0; i + 256 <= n; i += 256) {
+		a0 = _mm512_xor_si512(a0, _mm512_load_si512(p + i));
+		a1 = _mm512_xor_si512(a1, _mm512_load_si512(p + i + 64));
+		a2 = _mm512_xor_si512(a2, _mm512_load_si512(p + i + 128));
+		a3 = _mm512_xor_si512(a3, _mm512_load_si512(p + i + 192));
+	}
+	a0 = _mm512_xor_si512(_mm512_xor_si512(a0, a1), _mm512_xor_si512(a2, a3));
+	return (uint64_t)_mm512_reduce_or_epi64(a0);
+}
+
+TGT2 static uint64_t read_avx2(const unsigned char *p, size_t n)
+{
+	__m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+	for (size_t i = 0; i + 128 <= n; i += 128) {
+		a0 = _mm256_xor_si256(a0, _mm256_load_si256((const __m256i *)(p + i)));
+		a1 = _mm256_xor_si256(a1, _mm256_load_si256((const __m256i *)(p + i + 32)));
+		a2 = _mm256_xor_si256(a2, _mm256_load_si256((const __m256i *)(p + i + 64)));
+		a3 = _mm256_xor_si256(a3, _mm256_load_si256((const __m256i *)(p + i + 96)));
+	}
+	a0 = _mm256_xor_si256(_mm256_xor_si256(a0, a1), _mm256_xor_si256(a2, a3));
+	return (uint64_t)_mm256_extract_epi64(a0, 0) ^ (uint64_t)_mm256_extract_epi64(a0, 3);
+}
+
+static uint64_t read_scalar(const unsigned char *p, size_t n)
+{
+	const uint64_t *q = (const uint64_t *)(const void *)p;
+	uint64_t a = 0, b = 0;
+	for (size_t i = 0; i + 2 <= n / 8; i += 2) {
+		a ^= q[i];
+		b ^= q[i + 1];
+	}
+	return a ^ b;
+}
+
+static void bw_fill_task(void *ctx, size_t task, size_t thread)
+{
+	struct bw_job *j = ctx;
+	size_t a = task * j->chunk;
+	size_t n = a + j->chunk <= j->bytes ? j->chunk : j->bytes - a;
+	memset(j->buf + a, (int)(task * 37 + 1), n);
+}
+
+static void bw_read_task(void *ctx, size_t task, size_t thread)
+{
+	struct bw_job *j = ctx;
+	size_t a = task * j->chunk;
+	size_t n = a + j->chunk <= j->bytes ? j->chunk : j->bytes - a;
+	uint64_t v = j->isa == 2 ? read_avx512(j->buf + a, n)
+		   : j->isa == 1 ? read_avx2(j->buf + a, n)
+				 : read_scalar(j->buf + a, n);
+	j->sink[thread % 64] ^= v;
+}
+
+double roofline_read_bandwidth(threadpool *pool, size_t bytes)
+{
+	if (bytes == 0)
+		bytes = (size_t)512 << 20;
+	size_t n_threads = threadpool_n_threads(pool);
+	size_t n_tasks = n_threads * BW_TASKS_PER_THREAD;
+	struct bw_job j = {.bytes = bytes};
+	j.chunk = (bytes + n_tasks - 1) / n_tasks;
+	j.chunk = (j.chunk + 255) / 256 * 256;
+	j.bytes = j.chunk * n_tasks; /* whole chunks: every byte read counts */
+	j.buf = cpu_alloc_aligned(j.bytes);
+	if (!j.buf)
+		return -1.0;
+	cpu_features f;
+	cpu_features_detect(&f);
+	j.isa = f.avx512f && f.avx512bw && f.os_avx512 ? 2 : f.avx2 && f.os_avx ? 1 : 0;
+	threadpool_run(pool, n_tasks, bw_fill_task, &j); /* pages faulted in by their readers */
+	double best = 0.0;
+	for (int rep = 0; rep < 4; rep++) {
+		double t0 = now_s();
+		threadpool_run(pool, n_tasks, bw_read_task, &j);
+		double dt = now_s() - t0;
+		double gbs = (double)j.bytes / dt * 1e-9;
+		if (rep > 0 && gbs > best) /* rep 0 warms the TLB and the workers */
+			best = gbs;
+	}
+	cpu_free_aligned(j.buf);
+	return best;
+}
+
+/* ---- peak flops ------------------------------------------------------------------------ */
+
+enum { FL_ITERS = 1 << 16, FL_TASKS_PER_THREAD = 8 };
+
+struct fl_job {
+	int isa; /* 2 avx512, 1 avx2, 0 scalar */
+	roofline_kind kind;
+	float sink[64];
+};
+
+/* 12 independent chains hide the 4-cycle latency on 2 FMA ports; 1 op = 16 lanes * 2 flops */
+TGT512 static float fma_avx512(size_t iters)
+{
+	__m512 a[12];
+	__m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+	for (int i = 0; i < 12; i++)
+		a[i] = _mm512_set1_ps((float)i);
+	for (size_t it = 0; it < iters; it++) {
+#pragma GCC unroll 12
+		for (int i = 0; i < 12; i++)
+			a[i] = _mm512_fmadd_ps(a[i], m, c);
+	}
+	for (int i = 1; i < 12; i++)
+		a[0] = _mm512_add_ps(a[0], a[i]);
+	return _mm512_reduce_add_ps(a[0]);
+}
+
+/* 1 op = 16 lanes * 2 pairs * 2 flops */
+TGT512 static float dpbf16_avx512(size_t iters)
+{
+	__m512 a[12];
+	__m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380);
+	for (int i = 0; i < 12; i++)
+		a[i] = _mm512_set1_ps((float)i);
+	for (size_t it = 0; it < iters; it++) {
+#pragma GCC unroll 12
+		for (int i = 0; i < 12; i++)
+			a[i] = _mm512_dpbf16_ps(a[i], x, y);
+	}
+	for (int i = 1; i < 12; i++)
+		a[0] = _mm512_add_ps(a[0], a[i]);
+	return _mm512_reduce_add_ps(a[0]);
+}
+
+/* 1 op = 8 lanes * 2 flops */
+TGT2 static float fma_avx2(size_t iters)
+{
+	__m256 a[12];
+	__m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+	for (int i = 0; i < 12; i++)
+		a[i] = _mm256_set1_ps((float)i);
+	for (size_t it = 0; it < iters; it++) {
+#pragma GCC unroll 12
+		for (int i = 0; i < 12; i++)
+			a[i] = _mm256_fmadd_ps(a[i], m, c);
+	}
+	for (int i = 1; i < 12; i++)
+		a[0] = _mm256_add_ps(a[0], a[i]);
+	float t[8];
+	_mm256_storeu_ps(t, a[0]);
+	return t[0] + t[7];
+}
+
+static void fl_task(void *ctx, size_t task, size_t thread)
+{
+	struct fl_job *j = ctx;
+	float v;
+	if (j->kind == ROOFLINE_BF16_DP)
+		v = dpbf16_avx512(FL_ITERS);
+	else if (j->isa == 2)
+		v = fma_avx512(FL_ITERS);
+	else if (j->isa == 1)
+		v = fma_avx2(FL_ITERS);
+	else {
+		volatile float s = 0.0f; /* scalar fallback: a lower bound, not a peak */
+		float a0 = 1, a1 = 2, a2 = 3, a3 = 4;
+		for (size_t it = 0; it < FL_ITERS * 12; it++) {
+			a0 = a0 * 0.999999f + 1e-7f;
+			a1 = a1 * 0.999999f + 1e-7f;
+			a2 = a2 * 0.999999f + 1e-7f;
+			a3 = a3 * 0.999999f + 1e-7f;
+		}
+		s = a0 + a1 + a2 + a3;
+		v = s;
+	}
+	j->sink[thread % 64] += v;
+}
+
+double roofline_peak_flops(threadpool *pool, roofline_kind kind)
+{
+	cpu_features f;
+	cpu_features_detect(&f);
+	struct fl_job j = {.kind = kind};
+	j.isa = f.avx512f && f.os_avx512 ? 2 : f.avx2 && f.fma && f.os_avx ? 1 : 0;
+	double flops_per_task;
+	if (kind == ROOFLINE_BF16_DP) {
+		if (!(f.avx512bf16 && f.avx512f && f.avx512bw && f.avx512vl && f.os_avx512))
+			return 0.0;
+		flops_per_task = (double)FL_ITERS * 12 * 64;
+	} else {
+		/* per op: 16 or 8 lanes * 2 flops; the scalar loop does 4 chains * 2 flops */
+		flops_per_task = (double)FL_ITERS * 12 * (j.isa == 2 ? 32 : j.isa == 1 ? 16 : 8);
+	}
+	size_t n_tasks = threadpool_n_threads(pool) * FL_TASKS_PER_THREAD;
+	double best = 0.0;
+	for (int rep = 0; rep < 4; rep++) {
+		double t0 = now_s();
+		threadpool_run(pool, n_tasks, fl_task, &j);
+		double dt = now_s() - t0;
+		double g = flops_per_task * (double)n_tasks / dt * 1e-9;
+		if (rep > 0 && g > best)
+			best = g;
+	}
+	return best;
+}

@@ -1,0 +1,157 @@
+/* bench_kernels.c: CPU kernel benchmark table: measured roofline (read bandwidth, peak f32
+ * FMA and bf16 dot-product rates), then decode matvecs (GB/s of weights, % of bandwidth)
+ * and prefill GEMMs (GFLOP/s, % of peak) on SmolLM2 shapes, all in the same run. Times are
+ * the fastest call of many, which filters out other processes sharing the cores.
+ * Usage: bench_kernels [threads]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a kernel set) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/cpu/kernels.h"
+#include "core/cpu/roofline.h"
+#include "core/numerics.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void empty_task(void *ctx, size_t task, size_t thread)
+{
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct shape {
+	const char *name;
+	size_t n_out, n_in;
+};
+
+int main(int argc, char **argv)
+{
+	size_t n_threads = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 0;
+	threadpool *pool = NULL;
+	os_error err;
+	const cpu_kernel_set *ks = NULL;
+	if (threadpool_new(&pool, n_threads, &err) != OS_OK ||
+	    cpu_kernels_select(&ks, &err) != OS_OK) {
+		fprintf(stderr, "bench_kernels: %s\n", os_error_text(&err));
+		threadpool_free(pool);
+		return 1;
+	}
+	n_threads = threadpool_n_threads(pool);
+	const size_t cold_bytes = (size_t)512 << 20; /* rotate weight copies over this much */
+
+	double bw = roofline_read_bandwidth(pool, cold_bytes);
+	double pk_f32 = roofline_peak_flops(pool, ROOFLINE_F32_FMA);
+	double pk_bf16 = roofline_peak_flops(pool, ROOFLINE_BF16_DP);
+	printf("kernel set %s, %zu threads\n", ks->name, n_threads);
+	printf("roofline  read bandwidth %8.1f GB/s (512 MiB buffer)\n", bw);
+	printf("roofline  peak f32 FMA   %8.1f GFLOP/s\n", pk_f32);
+	printf("roofline  peak bf16 dp   %8.1f GFLOP/s%s\n", pk_bf16,
+	       pk_bf16 > 0 ? "" : " (no AVX-512 BF16)");
+
+	{
+		/* dispatch: one empty task per thread; the median of back-to-back runs */
+		enum { RUNS = 20001 };
+		static double times[RUNS];
+		for (int i = 0; i < RUNS; i++) {
+			double t0 = now_s();
+			threadpool_run(pool, n_threads, empty_task, NULL);
+			times[i] = now_s() - t0;
+		}
+		qsort(times, RUNS, sizeof times[0], cmp_double);
+		printf("threadpool dispatch     %8.2f us (median of %d empty runs; 90%%: %.2f us)\n",
+		       times[RUNS / 2] * 1e6, RUNS, times[RUNS * 9 / 10] * 1e6);
+	}
+
+	static const struct shape shapes[] = {
+		{"ffn down 576x1536", 576, 1536},
+		{"lm head 49152x576", 49152, 576},
+	};
+	static const size_t toks[] = {1, 4, 16};
+	printf("\n%-20s %-5s %5s %10s %9s %9s %8s\n", "matvec (cold W)", "fmt", "n_tok", "copies",
+	       "us/call", "GB/s", "% bw");
+	int rc = 0;
+	for (size_t si = 0; si < 2; si++) {
+		const struct shape *sh = &shapes[si];
+		for (int f = 0; f < CPU_WFMT_COUNT; f++) {
+			size_t elem = f == CPU_WFMT_F32 ? 4 : 2;
+			size_t wbytes = sh->n_out * sh->n_in * elem;
+			size_t copies = cold_bytes / wbytes + 1;
+			unsigned char *W = cpu_alloc_aligned(copies * wbytes);
+			float *X = cpu_alloc_aligned(512 * sh->n_in * sizeof(float));
+			float *Y = cpu_alloc_aligned(512 * sh->n_out * sizeof(float));
+			if (!W || !X || !Y) {
+				fprintf(stderr, "bench_kernels: out of memory\n");
+				cpu_free_aligned(W), cpu_free_aligned(X), cpu_free_aligned(Y);
+				rc = 1;
+				goto done;
+			}
+			uint64_t s = 12345;
+			for (size_t i = 0; i < 512 * sh->n_in; i++) {
+				s = s * 6364136223846793005ull + 1442695040888963407ull;
+				X[i] = (float)((s >> 40) & 0xffff) / 65536.0f - 0.5f;
+			}
+			/* fill every copy (also faults the pages in) */
+			for (size_t i = 0; i < copies * sh->n_out * sh->n_in; i++) {
+				float v = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+				if (f == CPU_WFMT_F32)
+					((float *)(void *)W)[i] = v;
+				else
+					((uint16_t *)(void *)W)[i] = num_f32_to_bf16(v);
+			}
+			for (size_t ti = 0; ti < 3; ti++) {
+				size_t n_tok = toks[ti];
+				/* at least 2 passes over all copies and 0.3 s; the fastest call
+				 * counts (each reads a copy evicted since its last use) */
+				size_t calls = 0;
+				double t00 = now_s(), per = 1e30;
+				do {
+					double t0 = now_s();
+					cpu_matmul(pool, ks, Y, X, W + (calls % copies) * wbytes,
+						   (cpu_wfmt)f, n_tok, sh->n_in, sh->n_out);
+					double dt = now_s() - t0;
+					per = dt < per ? dt : per;
+					calls++;
+				} while (calls < 2 * copies || now_s() - t00 < 0.3);
+				double gbs = (double)wbytes / per * 1e-9;
+				printf("%-20s %-5s %5zu %10zu %9.1f %9.1f %7.1f%%\n", sh->name,
+				       f == CPU_WFMT_F32 ? "F32" : "BF16", n_tok, copies, per * 1e6,
+				       gbs, 100.0 * gbs / bw);
+			}
+			/* prefill: one copy, hot in cache as it is during a real prefill chunk */
+			{
+				size_t n_tok = 512, calls = 0;
+				double t00 = now_s(), per = 1e30;
+				do {
+					double t0 = now_s();
+					cpu_matmul(pool, ks, Y, X, W, (cpu_wfmt)f, n_tok, sh->n_in,
+						   sh->n_out);
+					double dt = now_s() - t0;
+					per = dt < per ? dt : per;
+					calls++;
+				} while (calls < 3 || now_s() - t00 < 0.5);
+				double gfl = 2.0 * (double)n_tok * (double)sh->n_in *
+					     (double)sh->n_out / per * 1e-9;
+				double pk = f == CPU_WFMT_F32 ? pk_f32 : pk_bf16;
+				printf("%-20s %-5s %5zu %10s %9.1f %9.1f GFLOP/s %5.1f%% of peak\n",
+				       "prefill GEMM", f == CPU_WFMT_F32 ? "F32" : "BF16", n_tok, "-",
+				       per * 1e6, gfl, pk > 0 ? 100.0 * gfl / pk : 0.0);
+			}
+			cpu_free_aligned(W);
+			cpu_free_aligned(X);
+			cpu_free_aligned(Y);
+		}
+	}
+done:
+	threadpool_free(pool);
+	return rc;
+}

@@ -1,0 +1,514 @@
+/* test_kernels.c: every kernel set this CPU runs against the generic twin on random data at
+ * awkward sizes, the generic matmul against a float64 triple loop, threaded == one thread,
+ * rope layouts against their definitions, and OPTSTUDIO_CPU selection. */
+#include <float.h>
+#include <stdlib.h>
+
+#include "core/cpu/kernels.h"
+#include "core/numerics.h"
+#include "tests/test.h"
+
+static uint64_t seed0;
+
+static const size_t sizes_in[] = {1, 3, 7, 15, 17, 31, 33, 127, 129, 576, 1536};
+static const size_t sizes_out[] = {1, 3, 17, 129};
+static const size_t sizes_tok[] = {1, 2, 3, 7, 16, 33, 65};
+static const size_t sizes_vec[] = {1, 3, 7, 15, 16, 17, 31, 32, 33, 127, 129, 576, 1536};
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* random in [-1, 1) but never 0 (so a dropped term always shows) */
+static float rnd(uint64_t *s)
+{
+	float v = test_rand_float(s);
+	return v == 0.0f ? 0.5f : v;
+}
+
+static void fill(float *p, size_t n, uint64_t *s)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = rnd(s);
+}
+
+static const cpu_kernel_set *simd_sets[CPU_ISA_COUNT];
+static size_t n_simd_sets;
+
+static void find_sets(void)
+{
+	n_simd_sets = 0;
+	for (int i = 1; i < CPU_ISA_COUNT; i++) {
+		const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)i);
+		if (ks)
+			simd_sets[n_simd_sets++] = ks;
+		printf("  set %-7s %s\n", i == CPU_ISA_AVX2 ? "avx2" : "avx512",
+		       ks ? "available, tested" : "not on this CPU, skipped");
+	}
+}
+
+/* Float64 reference of Y = X W^T (W as f32 or as bf16 with X rounded to bf16) and the
+ * error scale S[t][o] = sum |x||w|. */
+static void matmul_ref(double *Yr, double *S, const float *X, const void *W, cpu_wfmt fmt,
+		       size_t n_tok, size_t n_in, size_t n_out)
+{
+	for (size_t t = 0; t < n_tok; t++)
+		for (size_t o = 0; o < n_out; o++) {
+			double s = 0, a = 0;
+			for (size_t k = 0; k < n_in; k++) {
+				double x, w;
+				if (fmt == CPU_WFMT_F32) {
+					x = X[t * n_in + k];
+					w = ((const float *)W)[o * n_in + k];
+				} else {
+					x = num_bf16_to_f32(num_f32_to_bf16(X[t * n_in + k]));
+					w = num_bf16_to_f32(((const uint16_t *)W)[o * n_in + k]);
+				}
+				s += x * w;
+				a += fabs(x * w);
+			}
+			Yr[t * n_out + o] = s;
+			S[t * n_out + o] = a;
+		}
+}
+
+/* f32 sums of n terms in any order are within n * eps * sum|terms| of the exact value;
+ * two such sums within twice that of each other. */
+static double tol_for(size_t n_in, double scale)
+{
+	return 2.0 * ((double)n_in + 2.0) * FLT_EPSILON * scale + 1e-30;
+}
+
+struct mm_case {
+	float *X, *Y, *Y2;
+	void *W;
+	double *Yr, *S;
+};
+
+static int mm_alloc(struct mm_case *c, size_t n_tok, size_t n_in, size_t n_out)
+{
+	c->X = cpu_alloc_aligned(n_tok * n_in * sizeof(float));
+	c->Y = cpu_alloc_aligned(n_tok * n_out * sizeof(float));
+	c->Y2 = cpu_alloc_aligned(n_tok * n_out * sizeof(float));
+	c->W = cpu_alloc_aligned(n_out * n_in * sizeof(float));
+	c->Yr = malloc(n_tok * n_out * sizeof(double));
+	c->S = malloc(n_tok * n_out * sizeof(double));
+	return c->X && c->Y && c->Y2 && c->W && c->Yr && c->S;
+}
+
+static void mm_free(struct mm_case *c)
+{
+	cpu_free_aligned(c->X);
+	cpu_free_aligned(c->Y);
+	cpu_free_aligned(c->Y2);
+	cpu_free_aligned(c->W);
+	free(c->Yr);
+	free(c->S);
+}
+
+static void fill_weights(void *W, cpu_wfmt fmt, size_t n, uint64_t *s)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (fmt == CPU_WFMT_F32)
+			((float *)W)[i] = rnd(s);
+		else
+			((uint16_t *)W)[i] = num_f32_to_bf16(rnd(s));
+	}
+}
+
+/* For every shape: generic vs float64, every SIMD set vs float64 and vs generic, and the
+ * threaded entry point (3 threads) bit-identical to one thread. */
+static void check_matmul(cpu_wfmt fmt, threadpool *pool)
+{
+	uint64_t s = seed0 ^ (uint64_t)(fmt + 1) * 0x1234567;
+	const cpu_kernel_set *gen = cpu_kernels_get(CPU_ISA_GENERIC);
+	for (size_t a = 0; a < COUNT(sizes_in); a++)
+		for (size_t b = 0; b < COUNT(sizes_out); b++)
+			for (size_t c = 0; c < COUNT(sizes_tok); c++) {
+				size_t n_in = sizes_in[a], n_out = sizes_out[b], n_tok = sizes_tok[c];
+				struct mm_case m = {0};
+				if (!mm_alloc(&m, n_tok, n_in, n_out)) {
+					mm_free(&m);
+					FAIL_AT("out of memory");
+				}
+				fill(m.X, n_tok * n_in, &s);
+				fill_weights(m.W, fmt, n_out * n_in, &s);
+				matmul_ref(m.Yr, m.S, m.X, m.W, fmt, n_tok, n_in, n_out);
+				const char *what = NULL;
+				size_t bad = 0;
+				double got = 0, want = 0, tol = 0;
+				for (size_t v = 0; v <= n_simd_sets && !what; v++) {
+					const cpu_kernel_set *ks = v == 0 ? gen : simd_sets[v - 1];
+					cpu_matmul(NULL, ks, m.Y, m.X, m.W, fmt, n_tok, n_in, n_out);
+					for (size_t i = 0; i < n_tok * n_out && !what; i++) {
+						tol = tol_for(n_in, m.S[i]);
+						if (!(fabs(m.Y[i] - m.Yr[i]) <= tol)) {
+							what = ks->name, bad = i;
+							got = m.Y[i], want = m.Yr[i];
+						}
+					}
+					if (what)
+						break;
+					/* threaded: same bits */
+					cpu_matmul(pool, ks, m.Y2, m.X, m.W, fmt, n_tok, n_in, n_out);
+					if (memcmp(m.Y, m.Y2, n_tok * n_out * sizeof(float)) != 0)
+						what = "threaded", got = want = tol = 0;
+					if (v == 0)
+						memcpy(m.Y2, m.Y, n_tok * n_out * sizeof(float));
+				}
+				mm_free(&m);
+				CHECK_MSG(!what,
+					  "%s %s matmul n_tok %zu n_in %zu n_out %zu: Y[%zu] = %.9g, "
+					  "expected %.9g within %.3g",
+					  what, fmt == CPU_WFMT_F32 ? "F32" : "BF16", n_tok, n_in, n_out,
+					  bad, got, want, tol);
+			}
+}
+
+/* SIMD sets against the generic set directly (the same bf16-rounded activations). */
+static void check_matmul_vs_generic(cpu_wfmt fmt)
+{
+	uint64_t s = seed0 ^ 0xabcdef ^ (uint64_t)fmt;
+	const cpu_kernel_set *gen = cpu_kernels_get(CPU_ISA_GENERIC);
+	for (size_t v = 0; v < n_simd_sets; v++)
+		for (size_t a = 0; a < COUNT(sizes_in); a++)
+			for (size_t c = 0; c < COUNT(sizes_tok); c++) {
+				size_t n_in = sizes_in[a], n_out = 33, n_tok = sizes_tok[c];
+				struct mm_case m = {0};
+				if (!mm_alloc(&m, n_tok, n_in, n_out)) {
+					mm_free(&m);
+					FAIL_AT("out of memory");
+				}
+				fill(m.X, n_tok * n_in, &s);
+				fill_weights(m.W, fmt, n_out * n_in, &s);
+				matmul_ref(m.Yr, m.S, m.X, m.W, fmt, n_tok, n_in, n_out);
+				/* a row range inside the matrix: rows outside must stay untouched */
+				for (size_t i = 0; i < n_tok * n_out; i++)
+					m.Y[i] = m.Y2[i] = 12345.0f;
+				uint16_t *xb = cpu_alloc_aligned(n_tok * n_in * 2);
+				if (!xb) {
+					mm_free(&m);
+					FAIL_AT("out of memory");
+				}
+				gen->f32_to_bf16(xb, m.X, n_tok * n_in);
+				if (fmt == CPU_WFMT_F32) {
+					gen->matmul_f32(m.Y, m.X, m.W, n_tok, n_in, n_out, 5, 30);
+					simd_sets[v]->matmul_f32(m.Y2, m.X, m.W, n_tok, n_in, n_out, 5, 30);
+				} else {
+					gen->matmul_bf16(m.Y, xb, m.W, n_tok, n_in, n_out, 5, 30);
+					simd_sets[v]->matmul_bf16(m.Y2, xb, m.W, n_tok, n_in, n_out, 5, 30);
+				}
+				cpu_free_aligned(xb);
+				size_t bad = SIZE_MAX;
+				for (size_t i = 0; i < n_tok * n_out && bad == SIZE_MAX; i++) {
+					size_t o = i % n_out;
+					if (o < 5 || o >= 30) {
+						if (m.Y2[i] != 12345.0f)
+							bad = i;
+					} else if (!(fabs(m.Y[i] - m.Y2[i]) <= tol_for(n_in, m.S[i]))) {
+						bad = i;
+					}
+				}
+				double g = bad != SIZE_MAX ? m.Y[bad] : 0, w = bad != SIZE_MAX ? m.Y2[bad] : 0;
+				mm_free(&m);
+				CHECK_MSG(bad == SIZE_MAX,
+					  "%s vs generic, %s, rows 5..30 of 33, n_tok %zu n_in %zu: "
+					  "Y[%zu] = %.9g, generic %.9g",
+					  simd_sets[v]->name, fmt == CPU_WFMT_F32 ? "F32" : "BF16", n_tok,
+					  n_in, bad, w, g);
+			}
+}
+
+TEST(test_matmul_f32)
+{
+	threadpool *pool = NULL;
+	CHECK(threadpool_new(&pool, 3, NULL) == OS_OK);
+	check_matmul(CPU_WFMT_F32, pool);
+	threadpool_free(pool);
+}
+
+TEST(test_matmul_bf16)
+{
+	threadpool *pool = NULL;
+	CHECK(threadpool_new(&pool, 3, NULL) == OS_OK);
+	check_matmul(CPU_WFMT_BF16, pool);
+	threadpool_free(pool);
+}
+
+TEST(test_matmul_rows_vs_generic)
+{
+	check_matmul_vs_generic(CPU_WFMT_F32);
+	if (test_case_failed)
+		return;
+	check_matmul_vs_generic(CPU_WFMT_BF16);
+}
+
+/* A bigger matrix split over 2 threads into several tasks: same bits as one thread. */
+TEST(test_matmul_threaded_large)
+{
+	threadpool *pool = NULL;
+	CHECK(threadpool_new(&pool, 2, NULL) == OS_OK);
+	uint64_t s = seed0 ^ 0x77;
+	size_t n_in = 576, n_out = 1000, n_tok = 37;
+	struct mm_case m = {0};
+	int ok = mm_alloc(&m, n_tok, n_in, n_out);
+	for (int f = 0; ok && f < CPU_WFMT_COUNT && !test_case_failed; f++) {
+		fill(m.X, n_tok * n_in, &s);
+		fill_weights(m.W, (cpu_wfmt)f, n_out * n_in, &s);
+		for (size_t v = 0; v <= n_simd_sets; v++) {
+			const cpu_kernel_set *ks = v == 0 ? cpu_kernels_get(CPU_ISA_GENERIC)
+							  : simd_sets[v - 1];
+			cpu_matmul(NULL, ks, m.Y, m.X, m.W, (cpu_wfmt)f, n_tok, n_in, n_out);
+			cpu_matmul(pool, ks, m.Y2, m.X, m.W, (cpu_wfmt)f, n_tok, n_in, n_out);
+			if (memcmp(m.Y, m.Y2, n_tok * n_out * sizeof(float)) != 0) {
+				test_case_failed = 1;
+				printf("  %s fmt %d: threaded result differs\n", ks->name, f);
+				break;
+			}
+		}
+	}
+	mm_free(&m);
+	threadpool_free(pool);
+	CHECK(ok);
+}
+
+/* ---- elementwise kernels ------------------------------------------------------------------ */
+
+/* |a - b| <= rel * (|b| + floor) elementwise; returns the first bad index or SIZE_MAX */
+static size_t first_diff(const float *a, const float *b, size_t n, double rel, double floor_)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!(fabs((double)a[i] - (double)b[i]) <= rel * (fabs((double)b[i]) + floor_)))
+			return i;
+	return SIZE_MAX;
+}
+
+#define CHECK_VEC(what, ks, a, b, n, rel, fl)                                             \
+	do {                                                                              \
+		size_t i_ = first_diff(a, b, n, rel, fl);                                 \
+		CHECK_MSG(i_ == SIZE_MAX, "%s %s n %zu: [%zu] = %.9g, generic %.9g", what, \
+			  (ks)->name, (size_t)(n), i_, (double)(a)[i_], (double)(b)[i_]); \
+	} while (0)
+
+TEST(test_elementwise_vs_generic)
+{
+	const cpu_kernel_set *gen = cpu_kernels_get(CPU_ISA_GENERIC);
+	uint64_t s = seed0 ^ 0xe1e;
+	enum { N = 1536 + 8 };
+	float x[N], y[N], w[N], r1[N], r2[N], u[N];
+	uint16_t b1[N], b2[N];
+	for (size_t v = 0; v < n_simd_sets; v++) {
+		const cpu_kernel_set *ks = simd_sets[v];
+		for (size_t c = 0; c < COUNT(sizes_vec); c++) {
+			size_t n = sizes_vec[c];
+			fill(x, N, &s);
+			fill(y, N, &s);
+			fill(w, N, &s);
+			fill(u, N, &s);
+			double S = 0;
+			for (size_t i = 0; i < n; i++)
+				S += fabs(x[i] * y[i]);
+			float d1 = gen->dot(x, y, n), d2 = ks->dot(x, y, n);
+			CHECK_MSG(fabs(d1 - d2) <= tol_for(n, S), "dot %s n %zu: %.9g vs %.9g",
+				  ks->name, n, d2, d1);
+
+			/* the guard element after n must never be written */
+			memcpy(r1, y, sizeof y);
+			memcpy(r2, y, sizeof y);
+			gen->axpy(r1, 0.37f, x, n);
+			ks->axpy(r2, 0.37f, x, n);
+			CHECK_VEC("axpy", ks, r2, r1, n + 1, 1e-6, 1.0);
+
+			memcpy(r1, y, sizeof y);
+			memcpy(r2, y, sizeof y);
+			gen->add(r1, x, n);
+			ks->add(r2, x, n);
+			CHECK_VEC("add", ks, r2, r1, n + 1, 0, 0);
+
+			memcpy(r1, y, sizeof y);
+			memcpy(r2, y, sizeof y);
+			gen->scale(r1, -1.7f, n);
+			ks->scale(r2, -1.7f, n);
+			CHECK_VEC("scale", ks, r2, r1, n + 1, 0, 0);
+
+			memcpy(r1, y, sizeof y);
+			memcpy(r2, y, sizeof y);
+			gen->rmsnorm(r1, x, w, n, 1e-5f);
+			ks->rmsnorm(r2, x, w, n, 1e-5f);
+			CHECK_VEC("rmsnorm", ks, r2, r1, n + 1, 1e-5, 1e-3);
+			memcpy(r2, x, sizeof x); /* in place */
+			ks->rmsnorm(r2, r2, w, n, 1e-5f);
+			CHECK_VEC("rmsnorm in place", ks, r2, r1, n, 1e-5, 1e-3);
+
+			for (size_t i = 0; i < N; i++)
+				r1[i] = r2[i] = 8.0f * x[i]; /* spread out: e^-16 .. e^16 */
+			if (n > 2)
+				r1[1] = r2[1] = -INFINITY; /* a masked entry */
+			gen->softmax(r1, n);
+			ks->softmax(r2, n);
+			CHECK_VEC("softmax", ks, r2, r1, n + 1, 1e-5, 1e-9);
+			if (n > 2)
+				CHECK(r2[1] == 0.0f);
+
+			for (size_t i = 0; i < N; i++)
+				r1[i] = r2[i] = 12.0f * x[i];
+			gen->swiglu(r1, r1, u, n);
+			ks->swiglu(r2, r2, u, n);
+			CHECK_VEC("swiglu", ks, r2, r1, n + 1, 1e-5, 1e-6);
+
+			for (size_t i = 0; i < N; i++)
+				b1[i] = b2[i] = (uint16_t)test_rand_next(&s);
+			gen->bf16_to_f32(r1, b1, n);
+			ks->bf16_to_f32(r2, b1, n);
+			CHECK(memcmp(r1, r2, n * sizeof(float)) == 0);
+			gen->f32_to_bf16(b1, r1, n);
+			ks->f32_to_bf16(b2, r1, n);
+			CHECK(memcmp(b1, b2, sizeof b1) == 0);
+		}
+	}
+}
+
+/* f32 -> bf16 rounding is bit-exact with numerics.h on special values: NaN, Inf,
+ * subnormals, exact halfway cases (ties to even), the largest finite values. */
+TEST(test_bf16_rounding_special)
+{
+	const uint32_t bits[] = {0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000,
+				 0x7f800001, 0xffbfffff, 0x00000001, 0x807fffff, 0x00008000,
+				 0x3f808000, 0x3f818000, 0x3f80c000, 0x7f7fffff, 0xff7f8000,
+				 0x3f7fffff, 0x00010000, 0x7f7f7fff};
+	enum { N = sizeof bits / sizeof bits[0] };
+	float x[N];
+	uint16_t want[N], got[N];
+	for (size_t i = 0; i < N; i++) {
+		x[i] = num_bits_f32(bits[i]);
+		want[i] = num_f32_to_bf16(x[i]);
+	}
+	for (int v = 0; v < CPU_ISA_COUNT; v++) {
+		const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+		if (!ks)
+			continue;
+		ks->f32_to_bf16(got, x, N);
+		for (size_t i = 0; i < N; i++)
+			CHECK_MSG(got[i] == want[i], "%s: bf16(0x%08x) = 0x%04x, expected 0x%04x",
+				  ks->name, bits[i], got[i], want[i]);
+	}
+}
+
+/* Generic rope against its definition in double, NEOX == NORM under the pair permutation,
+ * and every set against generic. */
+TEST(test_rope)
+{
+	uint64_t s = seed0 ^ 0x40be;
+	const size_t dims[] = {2, 6, 16, 34, 64, 128};
+	const int32_t pos[] = {0, 1, 7, 300, 4095, 32767};
+	enum { N_TOK = 6, MAXD = 128, HEADS = 3 };
+	static float x[N_TOK * HEADS * MAXD], a[N_TOK * HEADS * MAXD], b[N_TOK * HEADS * MAXD];
+	const cpu_kernel_set *gen = cpu_kernels_get(CPU_ISA_GENERIC);
+	for (size_t di = 0; di < COUNT(dims); di++) {
+		size_t d = dims[di], n = N_TOK * HEADS * d, half = d / 2;
+		fill(x, n, &s);
+		for (int lay = 0; lay < 2; lay++) {
+			memcpy(a, x, n * sizeof(float));
+			cpu_rope(gen, a, N_TOK, HEADS, d, pos, 10000.0f, (cpu_rope_layout)lay);
+			for (size_t t = 0; t < N_TOK; t++)
+				for (size_t h = 0; h < HEADS; h++)
+					for (size_t i = 0; i < half; i++) {
+						size_t base = (t * HEADS + h) * d;
+						size_t ia = lay ? i : 2 * i, ib = lay ? i + half : 2 * i + 1;
+						double th = (double)pos[t] *
+							    pow(10000.0, -2.0 * (double)i / (double)d);
+						double xa = x[base + ia], xb = x[base + ib];
+						double wa = xa * cos(th) - xb * sin(th);
+						double wb = xa * sin(th) + xb * cos(th);
+						CHECK_MSG(fabs(a[base + ia] - wa) < 1e-6 &&
+								  fabs(a[base + ib] - wb) < 1e-6,
+							  "rope layout %d d %zu pos %d pair %zu: (%.7g, %.7g) "
+							  "expected (%.7g, %.7g)",
+							  lay, d, pos[t], i, a[base + ia], a[base + ib], wa, wb);
+					}
+			for (size_t v = 0; v < n_simd_sets; v++) {
+				memcpy(b, x, n * sizeof(float));
+				cpu_rope(simd_sets[v], b, N_TOK, HEADS, d, pos, 10000.0f,
+					 (cpu_rope_layout)lay);
+				CHECK_VEC("rope", simd_sets[v], b, a, n, 1e-5, 0.1);
+			}
+		}
+		/* NEOX on the de-interleaved head equals NORM on the interleaved one */
+		for (size_t r = 0; r < N_TOK * HEADS; r++)
+			for (size_t i = 0; i < half; i++) {
+				b[r * d + i] = x[r * d + 2 * i];
+				b[r * d + half + i] = x[r * d + 2 * i + 1];
+			}
+		memcpy(a, x, n * sizeof(float));
+		cpu_rope(gen, a, N_TOK, HEADS, d, pos, 10000.0f, CPU_ROPE_NORM);
+		cpu_rope(gen, b, N_TOK, HEADS, d, pos, 10000.0f, CPU_ROPE_NEOX);
+		for (size_t r = 0; r < N_TOK * HEADS; r++)
+			for (size_t i = 0; i < half; i++)
+				CHECK(a[r * d + 2 * i] == b[r * d + i] &&
+				      a[r * d + 2 * i + 1] == b[r * d + half + i]);
+	}
+}
+
+/* head_dim beyond the table limit takes the scalar path: same values as the definition */
+TEST(test_rope_wide_head)
+{
+	enum { D = 1040, HEADS = 2 };
+	static float x[HEADS * D], a[HEADS * D];
+	uint64_t s = seed0 ^ 0x31de;
+	const int32_t pos[] = {77};
+	fill(x, HEADS * D, &s);
+	for (int lay = 0; lay < 2; lay++) {
+		memcpy(a, x, sizeof x);
+		cpu_rope(cpu_kernels_get(CPU_ISA_GENERIC), a, 1, HEADS, D, pos, 10000.0f,
+			 (cpu_rope_layout)lay);
+		for (size_t h = 0; h < HEADS; h++)
+			for (size_t i = 0; i < D / 2; i++) {
+				size_t ia = lay ? i : 2 * i, ib = lay ? i + D / 2 : 2 * i + 1;
+				double th = 77.0 * pow(10000.0, -2.0 * (double)i / D);
+				double xa = x[h * D + ia], xb = x[h * D + ib];
+				CHECK(fabs(a[h * D + ia] - (xa * cos(th) - xb * sin(th))) < 1e-6);
+				CHECK(fabs(a[h * D + ib] - (xa * sin(th) + xb * cos(th))) < 1e-6);
+			}
+	}
+}
+
+TEST(test_select_env)
+{
+	const cpu_kernel_set *ks = NULL;
+	os_error err;
+	unsetenv("OPTSTUDIO_CPU");
+	CHECK(cpu_kernels_select(&ks, &err) == OS_OK && ks);
+	const cpu_kernel_set *best = ks;
+	for (int i = CPU_ISA_COUNT - 1; i >= 0; i--)
+		if (cpu_kernels_get((cpu_isa)i)) {
+			CHECK(best == cpu_kernels_get((cpu_isa)i));
+			break;
+		}
+	setenv("OPTSTUDIO_CPU", "generic", 1);
+	CHECK(cpu_kernels_select(&ks, &err) == OS_OK);
+	CHECK_EQ_STR(ks->name, "generic");
+	setenv("OPTSTUDIO_CPU", "avx2", 1);
+	int rc = cpu_kernels_select(&ks, &err);
+	CHECK(cpu_kernels_get(CPU_ISA_AVX2) ? rc == OS_OK && ks->isa == CPU_ISA_AVX2
+					    : rc == OS_EUNSUPPORTED);
+	setenv("OPTSTUDIO_CPU", "sse9", 1);
+	ks = NULL;
+	CHECK(cpu_kernels_select(&ks, &err) == OS_EUSAGE && ks == NULL);
+	CHECK(strstr(err.msg, "sse9") != NULL);
+	unsetenv("OPTSTUDIO_CPU");
+}
+
+int main(void)
+{
+	const char *env = getenv("OPTSTUDIO_TEST_SEED");
+	seed0 = env ? strtoull(env, NULL, 0) : 0x6b65726e656c73ull;
+	printf("seed 0x%llx (set OPTSTUDIO_TEST_SEED to change)\n", (unsigned long long)seed0);
+	find_sets();
+	RUN(test_matmul_f32);
+	RUN(test_matmul_bf16);
+	RUN(test_matmul_rows_vs_generic);
+	RUN(test_matmul_threaded_large);
+	RUN(test_elementwise_vs_generic);
+	RUN(test_bf16_rounding_special);
+	RUN(test_rope);
+	RUN(test_rope_wide_head);
+	RUN(test_select_env);
+	return test_summary();
+}
