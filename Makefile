@@ -36,7 +36,7 @@ DEB_PACKAGES := build-essential pkg-config libncurses-dev libsqlite3-dev libcjso
 	libmicrohttpd-dev clang tmux python3-pip bible-kjv
 
 pc_ok = $(shell $(PKG_CONFIG) --exists $(1) 2>/dev/null && echo yes)
-missing_pkgs := $(foreach l,$(LIBS_WANTED),$(if $(call pc_ok,$(word 2,$(subst :, ,$(l)))),,$(word 3,$(subst :, ,$(l)))))
+missing_pkgs := $(strip $(foreach l,$(LIBS_WANTED),$(if $(call pc_ok,$(word 2,$(subst :, ,$(l)))),,$(word 3,$(subst :, ,$(l))))))
 PC_MODULES := ncursesw sqlite3 libcjson
 
 ifeq ($(filter deps models clean help,$(MAKECMDGOALS)),)
@@ -45,8 +45,10 @@ $(error missing libraries; install them with 'make deps' or 'sudo apt-get instal
 endif
 endif
 
-PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PC_MODULES) 2>/dev/null)
-PC_LIBS := $(shell $(PKG_CONFIG) --libs $(PC_MODULES) 2>/dev/null)
+# asked once, on first use, so that `make deps models test` on a fresh machine sees the
+# libraries `deps` has just installed
+PC_CFLAGS = $(eval PC_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PC_MODULES) 2>/dev/null))$(PC_CFLAGS)
+PC_LIBS = $(eval PC_LIBS := $(shell $(PKG_CONFIG) --libs $(PC_MODULES) 2>/dev/null))$(PC_LIBS)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 OPT ?= -O2 -g
@@ -144,7 +146,7 @@ bench: all $(TOOL_BIN)
 	$(Q)BUILD=$(BUILD) bash tests/bench.sh
 
 # fuzz targets: clang's libFuzzer over the library sources, built apart from the main build
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -I. $(PC_CFLAGS) -fsanitize=fuzzer,address,undefined
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -I. $(PC_CFLAGS) -fsanitize=fuzzer,address,undefined
 FUZZ_LIB_SRC := $(filter core/%,$(LIB_SRC))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
 	$(say) FUZZ $@
@@ -166,13 +168,14 @@ models: all
 	$(Q)BUILD=$(BUILD) bash examples/scripts/fetch-models.sh
 
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	$(say) INSTALL "$(DESTDIR)$(PREFIX) (bin, man, share/optstudio)"
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(DATADIR)/themes $(DESTDIR)$(DATADIR)/examples
-	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/optstudio
-	for m in $(wildcard man/*.1); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done
-	for m in $(wildcard man/*.5); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
-	for t in $(wildcard themes/*.json); do install -m 644 $$t $(DESTDIR)$(DATADIR)/themes/; done
-	cp -R examples/. $(DESTDIR)$(DATADIR)/examples/
+	$(Q)install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/optstudio
+	$(Q)for m in $(wildcard man/*.1); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done
+	$(Q)for m in $(wildcard man/*.5); do install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
+	$(Q)for t in $(wildcard themes/*.json); do install -m 644 $$t $(DESTDIR)$(DATADIR)/themes/; done
+	$(Q)cp -R examples/. $(DESTDIR)$(DATADIR)/examples/
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/optstudio $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard man/*.1))) \

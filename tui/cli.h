@@ -28,5 +28,8 @@ bool cli_wants_help(int argc, char **argv);
 /* Command entry points, one per tui/cmd_*.c. */
 int cmd_hub(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_bench_engine(int argc, char **argv);
 
 #endif

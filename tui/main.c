@@ -9,6 +9,9 @@
 static const cli_command commands[] = {
 	{"hub", "the local model hub: import, list, show, rm, drafts", cmd_hub},
 	{"doctor", "what this machine has: CPU features, memory, CUDA devices, libraries", cmd_doctor},
+	{"run", "generate text from a prompt, streaming tokens (greedy by default)", cmd_run},
+	{"perplexity", "perplexity of a model over a text file, llama.cpp style", cmd_perplexity},
+	{"bench-engine", "prefill and batched decode speed beside this machine's roofline", cmd_bench_engine},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

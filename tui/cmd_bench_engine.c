@@ -1,0 +1,453 @@
+/* cmd_bench_engine.c: `optstudio bench-engine MODEL`: prefill and batched decode speed of the
+ * CPU engine, each beside the roofline of this machine measured in the same run. A benchmark:
+ * it prints figures, it never passes or fails on them. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/cpu/backend_cpu.h"
+#include "core/cpu/roofline.h"
+#include "session.h"
+
+static const char bench_help[] =
+	"usage: optstudio bench-engine MODEL [options]\n"
+	"\n"
+	"Measures, in one run: this machine's memory read bandwidth and peak multiply-add rate\n"
+	"(f32 FMA; bf16 dot products where the CPU has them), then the engine's prefill speed\n"
+	"and its decode speed at batch 1, 4 and 16 (B sequences decoding together, one token\n"
+	"each per forward call), each the median of --reps timed repetitions after a warm-up,\n"
+	"printed beside its roofline:\n"
+	"  decode roofline  = B x bandwidth / (weight bytes of one step + KV bytes the B\n"
+	"                     sequences read in that step)  [the weights are read once per\n"
+	"                     step for all B tokens]\n"
+	"  prefill roofline = peak / (2 x parameters) tok/s, the peak of the instruction the\n"
+	"                     matmul uses for the weight format (f32 FMA for F32, bf16 dot\n"
+	"                     products for BF16); attention FLOPs are not counted\n"
+	"\n"
+	"options:\n"
+	"      --threads N    CPU threads (default: all online CPUs)\n"
+	"      --bf16         BF16 weights (default F32)\n"
+	"      --prefill N    prompt tokens of the prefill measurement (default 512)\n"
+	"      --decode N     decode steps per timed repetition (default 32)\n"
+	"      --context N    tokens each decoding sequence holds before timing (default 64)\n"
+	"      --reps R       timed repetitions (default 3)\n"
+	"      --json         print a JSON object instead of the table\n";
+
+typedef struct bench_args {
+	const char *model;
+	size_t n_threads;
+	size_t prefill;
+	size_t decode;
+	size_t context;
+	size_t reps;
+	bool bf16;
+	bool json;
+} bench_args;
+
+enum { OPT_THREADS = 256, OPT_BF16, OPT_JSON, OPT_PREFILL, OPT_DECODE, OPT_CONTEXT, OPT_REPS };
+
+static int parse_bench_args(int argc, char **argv, bench_args *a)
+{
+	static const struct option long_opts[] = {
+		{"threads", required_argument, NULL, OPT_THREADS},
+		{"bf16", no_argument, NULL, OPT_BF16},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"prefill", required_argument, NULL, OPT_PREFILL},
+		{"decode", required_argument, NULL, OPT_DECODE},
+		{"context", required_argument, NULL, OPT_CONTEXT},
+		{"reps", required_argument, NULL, OPT_REPS},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	memset(a, 0, sizeof *a);
+	a->prefill = 512;
+	a->decode = 32;
+	a->context = 64;
+	a->reps = 3;
+	optind = 1;
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		const char *opt = argv[optind - 1];
+		size_t *target = NULL;
+		size_t lo = 1, hi = 1u << 20;
+		switch (c) {
+		case OPT_THREADS:
+			target = &a->n_threads, hi = 1024;
+			break;
+		case OPT_PREFILL:
+			target = &a->prefill;
+			break;
+		case OPT_DECODE:
+			target = &a->decode;
+			break;
+		case OPT_CONTEXT:
+			target = &a->context, lo = 0;
+			break;
+		case OPT_REPS:
+			target = &a->reps, hi = 1000;
+			break;
+		case OPT_BF16:
+			a->bf16 = true;
+			continue;
+		case OPT_JSON:
+			a->json = true;
+			continue;
+		case '?':
+			if (optopt)
+				return cli_usage_error("bench-engine", "option '%s' needs a value", opt);
+			return cli_usage_error("bench-engine", "unknown option '%s'", opt);
+		default:
+			return cli_usage_error("bench-engine", "unknown option '%s'", opt);
+		}
+		if (!cli_parse_size(optarg, target) || *target < lo || *target > hi)
+			return cli_usage_error("bench-engine", "%s wants a number in %zu..%zu, got '%s'",
+					       opt, lo, hi, optarg);
+	}
+	int n_pos = argc - optind;
+	if (n_pos == 0)
+		return cli_usage_error("bench-engine", "missing MODEL (a hub name or a GGUF file)");
+	if (n_pos > 1)
+		return cli_usage_error("bench-engine", "unexpected argument '%s'", argv[optind + 1]);
+	a->model = argv[optind];
+	return EXIT_OK;
+}
+
+/* One measured figure: the median and range over repetitions, and its roofline. */
+typedef struct bench_point {
+	const char *phase;    /* "prefill" or "decode" */
+	size_t batch;         /* prefill: prompt tokens; decode: sequences */
+	double tok_s;         /* median */
+	double tok_s_min, tok_s_max;
+	double roofline_tok_s;
+	double bytes_per_step;  /* decode: weights + KV read per step, bytes */
+} bench_point;
+
+static int cmp_double(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+	return (a > b) - (a < b);
+}
+
+static void summarize(const double *v, size_t n, bench_point *p)
+{
+	double s[1000];
+	memcpy(s, v, n * sizeof *s);
+	qsort(s, n, sizeof *s, cmp_double);
+	p->tok_s_min = s[0];
+	p->tok_s_max = s[n - 1];
+	p->tok_s = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+/* A deterministic stream of token ids in [0, vocab), so every run does the same work. */
+static int32_t next_token(uint64_t *state, size_t vocab)
+{
+	*state = *state * 6364136223846793005ull + 1442695040888963407ull;
+	return (int32_t)((*state >> 33) % vocab);
+}
+
+/* The bench state the phases share: engine, scratch, token stream. */
+typedef struct bench_ctx {
+	engine *e;
+	size_t vocab;
+	uint64_t rng;
+	int32_t *toks, *pos, *seqs;  /* [cap] */
+	uint8_t *want;               /* [cap] */
+	float *logits;               /* (16, vocab) */
+	size_t cap;
+} bench_ctx;
+
+/* Prefill: `reps` timed runs of n tokens into a fresh sequence (one untimed first). */
+static int bench_prefill(bench_ctx *b, size_t n, size_t reps, bench_point *out, os_error *err)
+{
+	double v[1000];
+	for (size_t r = 0; r <= reps; r++) {
+		int32_t seq;
+		int rc = kv_seq_new(engine_kv(b->e), &seq, err);
+		if (rc)
+			return rc;
+		for (size_t i = 0; i < n; i++) {
+			b->toks[i] = next_token(&b->rng, b->vocab);
+			b->pos[i] = (int32_t)i;
+			b->seqs[i] = seq;
+		}
+		engine_batch batch = {.n = n, .tokens = b->toks, .pos = b->pos, .seq = b->seqs};
+		double t0 = cli_now_s();
+		rc = engine_forward(b->e, &batch, b->logits, err);
+		double t = cli_now_s() - t0;
+		kv_seq_free(engine_kv(b->e), seq);
+		if (rc)
+			return rc;
+		if (r > 0)
+			v[r - 1] = (double)n / t;
+	}
+	out->phase = "prefill";
+	out->batch = n;
+	summarize(v, reps, out);
+	return OS_OK;
+}
+
+/* Decode at batch B: B sequences of `context` tokens, a few warm-up steps, then `reps` timed
+ * runs of `steps` steps, each step one token per sequence in one engine_forward call with
+ * every row's logits returned. *kv_tokens_read gets the mean KV positions read per step. */
+static int bench_decode(bench_ctx *b, size_t B, size_t context, size_t steps, size_t reps,
+			bench_point *out, double *kv_tokens_read, os_error *err)
+{
+	enum { WARMUP = 3 };
+	int32_t seq[16];
+	size_t n_seq = 0;
+	int rc = OS_OK;
+	double v[1000];
+	for (; n_seq < B; n_seq++)
+		if ((rc = kv_seq_new(engine_kv(b->e), &seq[n_seq], err)))
+			goto done;
+	/* the context, all sequences in one call */
+	if (context) {
+		size_t n = 0;
+		for (size_t s = 0; s < B; s++)
+			for (size_t i = 0; i < context; i++, n++) {
+				b->toks[n] = next_token(&b->rng, b->vocab);
+				b->pos[n] = (int32_t)i;
+				b->seqs[n] = seq[s];
+			}
+		engine_batch batch = {.n = n, .tokens = b->toks, .pos = b->pos, .seq = b->seqs};
+		if ((rc = engine_forward(b->e, &batch, b->logits, err)))
+			goto done;
+	}
+	size_t len = context;
+	double kv_sum = 0;
+	for (size_t r = 0; r <= reps; r++) {
+		size_t n_steps = r == 0 ? WARMUP : steps;
+		double t0 = cli_now_s();
+		for (size_t st = 0; st < n_steps; st++, len++) {
+			for (size_t s = 0; s < B; s++) {
+				b->toks[s] = next_token(&b->rng, b->vocab);
+				b->pos[s] = (int32_t)len;
+				b->seqs[s] = seq[s];
+				b->want[s] = 1;
+			}
+			if (r > 0)
+				kv_sum += (double)B * (double)(len + 1);
+			engine_batch batch = {.n = B, .tokens = b->toks, .pos = b->pos, .seq = b->seqs,
+					      .want = b->want};
+			if ((rc = engine_forward(b->e, &batch, b->logits, err)))
+				goto done;
+		}
+		double t = cli_now_s() - t0;
+		if (r > 0)
+			v[r - 1] = (double)(B * steps) / t;
+	}
+	out->phase = "decode";
+	out->batch = B;
+	summarize(v, reps, out);
+	*kv_tokens_read = kv_sum / (double)(reps * steps);
+done:
+	for (size_t s = 0; s < n_seq; s++)
+		kv_seq_free(engine_kv(b->e), seq[s]);
+	return rc;
+}
+
+static void print_table(const bench_args *a, const cli_session *s, size_t n_threads, double bw,
+			double peak_f32, double peak_bf16, double peak_used, const char *peak_name,
+			const bench_point *pts, size_t n_pts, double ratio)
+{
+	const model *m = s->m;
+	printf("bench-engine: %s\n", s->path);
+	printf("  %s weights, %.1fM parameters, %.1f MB read per decode step (weights), %zu "
+	       "threads, %zu reps (median, min-max)\n",
+	       be_wfmt_name(model_weight_format(m)), (double)model_n_params(m) / 1e6,
+	       (double)model_step_bytes(m) / 1e6, n_threads, a->reps);
+	printf("  machine (same run): read bandwidth %.1f GB/s, peak f32 FMA %.1f GFLOP/s, ", bw,
+	       peak_f32);
+	if (peak_bf16 > 0)
+		printf("peak bf16 dot product %.1f GFLOP/s\n", peak_bf16);
+	else
+		printf("no bf16 dot product instructions\n");
+	printf("  prefill roofline uses %s (%.1f GFLOP/s); decode roofline counts the weights once "
+	       "per step plus the batch's KV reads\n\n",
+	       peak_name, peak_used);
+	printf("%-8s %6s %11s %21s %14s %9s\n", "phase", "batch", "tok/s", "min-max", "roofline tok/s",
+	       "% roof");
+	for (size_t i = 0; i < n_pts; i++) {
+		const bench_point *p = &pts[i];
+		char range[48];
+		snprintf(range, sizeof range, "%.1f-%.1f", p->tok_s_min, p->tok_s_max);
+		printf("%-8s %6zu %11.1f %21s %14.1f %8.1f%%\n", p->phase, p->batch, p->tok_s, range,
+		       p->roofline_tok_s, 100.0 * p->tok_s / p->roofline_tok_s);
+	}
+	if (ratio > 0)
+		printf("\nbatch-16 / batch-1 decode throughput: %.2fx\n", ratio);
+}
+
+static int print_json(const bench_args *a, const cli_session *s, size_t n_threads, double bw,
+		      double peak_f32, double peak_bf16, double peak_used, const char *peak_name,
+		      const bench_point *pts, size_t n_pts, double ratio)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		goto oom;
+	const model *m = s->m;
+	cJSON_AddStringToObject(o, "model", s->path);
+	cJSON_AddStringToObject(o, "weight_format", be_wfmt_name(model_weight_format(m)));
+	cJSON_AddNumberToObject(o, "n_params", (double)model_n_params(m));
+	cJSON_AddNumberToObject(o, "step_bytes", (double)model_step_bytes(m));
+	cJSON_AddNumberToObject(o, "threads", (double)n_threads);
+	cJSON_AddNumberToObject(o, "reps", (double)a->reps);
+	cJSON_AddNumberToObject(o, "bandwidth_gb_s", bw);
+	cJSON_AddNumberToObject(o, "peak_f32_fma_gflop_s", peak_f32);
+	cJSON_AddNumberToObject(o, "peak_bf16_dp_gflop_s", peak_bf16);
+	cJSON_AddStringToObject(o, "prefill_peak", peak_name);
+	cJSON_AddNumberToObject(o, "prefill_peak_gflop_s", peak_used);
+	cJSON *arr = cJSON_AddArrayToObject(o, "results");
+	for (size_t i = 0; arr && i < n_pts; i++) {
+		const bench_point *p = &pts[i];
+		cJSON *r = cJSON_CreateObject();
+		if (!r)
+			goto oom_doc;
+		cJSON_AddStringToObject(r, "phase", p->phase);
+		cJSON_AddNumberToObject(r, "batch", (double)p->batch);
+		cJSON_AddNumberToObject(r, "tok_s", p->tok_s);
+		cJSON_AddNumberToObject(r, "tok_s_min", p->tok_s_min);
+		cJSON_AddNumberToObject(r, "tok_s_max", p->tok_s_max);
+		cJSON_AddNumberToObject(r, "roofline_tok_s", p->roofline_tok_s);
+		cJSON_AddNumberToObject(r, "roofline_pct", 100.0 * p->tok_s / p->roofline_tok_s);
+		if (p->bytes_per_step > 0)
+			cJSON_AddNumberToObject(r, "bytes_per_step", p->bytes_per_step);
+		cJSON_AddItemToArray(arr, r);
+	}
+	cJSON_AddNumberToObject(o, "decode_b16_over_b1", ratio);
+	char *text = cJSON_Print(o);
+	cJSON_Delete(o);
+	if (!text)
+		goto oom;
+	puts(text);
+	cJSON_free(text);
+	return EXIT_OK;
+oom_doc:
+	cJSON_Delete(o);
+oom:
+	cli_error("out of memory formatting JSON");
+	return EXIT_FAIL;
+}
+
+int cmd_bench_engine(int argc, char **argv)
+{
+	if (cli_wants_help(argc, argv)) {
+		fputs(bench_help, stdout);
+		return EXIT_OK;
+	}
+	bench_args a;
+	int ex = parse_bench_args(argc, argv, &a);
+	if (ex != EXIT_OK)
+		return ex;
+	static const size_t batches[] = {1, 4, 16};
+	enum { N_BATCHES = sizeof batches / sizeof batches[0], MAX_B = 16 };
+
+	cli_session s;
+	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16};
+	if ((ex = cli_session_open(&s, &so)) != EXIT_OK)
+		return ex;
+	ex = EXIT_FAIL;
+	bench_ctx b = {.rng = 0x5eedull};
+	os_error err = {0};
+	const model_config *c = model_get_config(s.m);
+	size_t dec_len = a.context + 3 + a.reps * a.decode; /* tokens per decoding sequence */
+	if (a.prefill > c->ctx || dec_len > c->ctx) {
+		ex = cli_usage_error("bench-engine",
+				     "--prefill %zu or --context + --reps x --decode (%zu) exceeds the "
+				     "model's context of %zu tokens",
+				     a.prefill, dec_len, c->ctx);
+		goto done;
+	}
+	size_t bt = KV_DEFAULT_BLOCK_TOKENS;
+	size_t blocks_prefill = (a.prefill + bt - 1) / bt;
+	size_t blocks_decode = MAX_B * ((dec_len + bt - 1) / bt);
+	b.cap = a.prefill > MAX_B * a.context ? a.prefill : MAX_B * a.context;
+	if (b.cap < MAX_B)
+		b.cap = MAX_B;
+	/* one pass for the whole prefill, as a serving engine would do it */
+	if (cli_session_start_engine(&s, blocks_prefill > blocks_decode ? blocks_prefill : blocks_decode,
+				     a.prefill > 256 ? a.prefill : 256) != EXIT_OK)
+		goto done;
+	b.e = s.e;
+	b.vocab = model_n_vocab(s.m);
+	b.toks = malloc(b.cap * sizeof *b.toks);
+	b.pos = malloc(b.cap * sizeof *b.pos);
+	b.seqs = malloc(b.cap * sizeof *b.seqs);
+	b.want = malloc(b.cap);
+	b.logits = malloc(MAX_B * b.vocab * sizeof *b.logits);
+	if (!b.toks || !b.pos || !b.seqs || !b.want || !b.logits) {
+		cli_error("out of memory");
+		goto done;
+	}
+
+	/* the machine's ceilings, measured now, on the engine's own threads */
+	threadpool *pool = backend_cpu_pool(s.be);
+	size_t n_threads = threadpool_n_threads(pool);
+	if (!a.json)
+		fprintf(stderr, "measuring memory bandwidth and peak FLOP/s on %zu threads...\n",
+			n_threads);
+	double bw = roofline_read_bandwidth(pool, 0);
+	double peak_f32 = roofline_peak_flops(pool, ROOFLINE_F32_FMA);
+	double peak_bf16 = roofline_peak_flops(pool, ROOFLINE_BF16_DP);
+	if (bw <= 0) {
+		cli_error("cannot measure memory bandwidth (no memory for the 512 MiB test buffer)");
+		goto done;
+	}
+	bool bf16w = model_weight_format(s.m) == BE_WFMT_BF16;
+	const char *peak_name = bf16w && peak_bf16 > 0 ? "bf16 dot product" : "f32 FMA";
+	double peak_used = bf16w && peak_bf16 > 0 ? peak_bf16 : peak_f32;
+
+	bench_point pts[1 + N_BATCHES];
+	size_t n_pts = 0;
+	if (!a.json)
+		fprintf(stderr, "prefill of %zu tokens...\n", a.prefill);
+	if (bench_prefill(&b, a.prefill, a.reps, &pts[n_pts], &err) != OS_OK) {
+		ex = cli_fail(&err, "prefill failed");
+		goto done;
+	}
+	pts[n_pts].roofline_tok_s = peak_used * 1e9 / (2.0 * (double)model_n_params(s.m));
+	pts[n_pts].bytes_per_step = 0;
+	n_pts++;
+	double kv_per_tok = (double)cli_session_kv_bytes_per_token(s.m);
+	double tps_b1 = 0, tps_b16 = 0;
+	for (size_t i = 0; i < N_BATCHES; i++) {
+		size_t B = batches[i];
+		if (!a.json)
+			fprintf(stderr, "decode at batch %zu...\n", B);
+		double kv_tokens = 0;
+		bench_point *p = &pts[n_pts];
+		if (bench_decode(&b, B, a.context, a.decode, a.reps, p, &kv_tokens, &err) != OS_OK) {
+			ex = cli_fail(&err, "decode at batch %zu failed", B);
+			goto done;
+		}
+		p->bytes_per_step = (double)model_step_bytes(s.m) + kv_tokens * kv_per_tok;
+		p->roofline_tok_s = (double)B * bw * 1e9 / p->bytes_per_step;
+		if (B == 1)
+			tps_b1 = p->tok_s;
+		if (B == 16)
+			tps_b16 = p->tok_s;
+		n_pts++;
+	}
+	double ratio = tps_b1 > 0 ? tps_b16 / tps_b1 : 0;
+	if (a.json) {
+		ex = print_json(&a, &s, n_threads, bw, peak_f32, peak_bf16, peak_used, peak_name, pts,
+				n_pts, ratio);
+	} else {
+		print_table(&a, &s, n_threads, bw, peak_f32, peak_bf16, peak_used, peak_name, pts, n_pts,
+			    ratio);
+		ex = EXIT_OK;
+	}
+done:
+	free(b.toks);
+	free(b.pos);
+	free(b.seqs);
+	free(b.want);
+	free(b.logits);
+	cli_session_close(&s);
+	return ex;
+}
