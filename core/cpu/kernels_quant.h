@@ -1,0 +1,108 @@
+/* kernels_quant.h: matmul kernels of the CPU backend for quantized weights (FP8 E4M3, INT8,
+ * INT4), each with a scalar "generic" twin kept as the reference, chosen at run time like
+ * the f32/bf16 sets of kernels.h. Element formats are those of core/numerics.h.
+ *
+ * Shapes as kernels.h: W (n_out, n_in) row-major, X (n_tok, n_in) f32, Y (n_tok, n_out) f32,
+ * Y = X W^T. What each variant computes (twins differ only in f32 summation order, except
+ * INT8, which is bit-identical):
+ *
+ *   FP8 W8A16  Y[t][o] = sw[o] * sum_k X[t][k] e4m3(W[o][k])            products exact in f32
+ *   FP8 W8A8   xs = absmax_k |X[t][k]| / 448, xd[k] = the E4M3 value nearest X[t][k] / xs
+ *              (num_e4m3_quantize, then decoded exactly),
+ *              Y[t][o] = (sw[o] * sum_k xd[k] e4m3(W[o][k])) * xs
+ *              The products of two E4M3 values are exact in f32 and summed in f32, which is
+ *              what an FP8 GEMM with f32 accumulation computes; only the order of the f32
+ *              additions is unspecified (an FP8 tensor core differs from this by the same kind
+ *              of rounding: |difference| <= ~n_in * 2^-24 * sum_k |xd[k] w[k]|).
+ *   INT8 W8A8  xs = absmax / 127, xq[k] = clamp(round_even(X[t][k] * (1/xs)), -127, 127),
+ *              acc = sum_k xq[k] W[o][k] exactly in int32 (n_in <= 65536),
+ *              Y[t][o] = (float)acc * (xs * sw[o])
+ *   INT4 W4A16 group g of G inputs: w = s[o][g] * (q - z[o][g]) (num_i4_dequantize, one
+ *              rounding), Y[t][o] = sum_k X[t][k] w[o][k]
+ *
+ * Weight storage (any alignment works; 64 bytes is best):
+ *   FP8:  W n_out * n_in E4M3 bytes (no NaN codes), sw n_out f32 scales.
+ *   INT8: W n_out * n_in int8 in [-127, 127], sw n_out f32 scales.
+ *   INT4: W n_out * n_in / 2 bytes (element 2i in the low nibble), scales and zeros
+ *         n_out * (n_in / G) each (f32, uint8 in [0, 15]), row-major by (row, group);
+ *         G in {32, 64, 128} and n_in a multiple of G. */
+#ifndef OPTSTUDIO_KERNELS_QUANT_H
+#define OPTSTUDIO_KERNELS_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/cpu/kernels.h"
+#include "core/cpu/threadpool.h"
+#include "core/errors.h"
+
+/* Largest n_in of the INT8 kernels (int32 accumulation without overflow). */
+#define CPU_QI8_MAX_IN 65536
+
+/* One set of quantized kernels. Plain data; the sets are static const tables. Matmuls fill
+ * Y[t][o] for every t < n_tok and o in [o0, o1), as kernels.h. */
+typedef struct cpu_qkernel_set {
+	const char *name; /* "generic", "avx512" */
+	cpu_isa isa;
+
+	/* FP8 W8A16: Y[t][o] = sw[o] * sum_k X[t][k] e4m3(W[o][k]). */
+	void (*matmul_fp8)(float *Y, const float *X, const uint8_t *W, const float *sw,
+			   size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1);
+	/* INT8: Y[t][o] = (float)(sum_k Xq[t][k] W[o][k]) * (xs[t] * sw[o]), the sum exact in
+	 * int32. xsum[t] = sum_k Xq[t][k] (from quantize_i8_act; some sets use it). */
+	void (*matmul_i8)(float *Y, const int8_t *Xq, const float *xs, const int32_t *xsum,
+			  const int8_t *W, const float *sw, size_t n_tok, size_t n_in, size_t n_out,
+			  size_t o0, size_t o1);
+	/* INT4 W4A16 with activations Xp laid out by this set's prepare_i4 (a set may reorder
+	 * the elements of each group to suit its decoder; the generic set copies). */
+	void (*matmul_i4)(float *Y, const float *Xp, const uint8_t *W, const float *scales,
+			  const uint8_t *zeros, size_t group, size_t n_tok, size_t n_in,
+			  size_t n_out, size_t o0, size_t o1);
+	/* Xp (n_tok, n_in) = X in this set's INT4 activation layout for group size group. */
+	void (*prepare_i4)(float *Xp, const float *X, size_t n_tok, size_t n_in, size_t group);
+
+	/* Per-token FP8 activations: xs[t] = num_e4m3_scale(absmax of row t) and
+	 * Xd[t][k] = e4m3_to_f32(num_e4m3_quantize(X[t][k], num_inv_scale(xs[t]))), exactly
+	 * (bit-identical in every set). Xd may equal X. */
+	void (*quantize_e4m3_act)(float *Xd, float *xs, const float *X, size_t n_tok,
+				  size_t n_in);
+	/* Per-token INT8 activations: xs[t] = num_i8_scale(absmax of row t),
+	 * Xq[t][k] = num_i8_quantize(X[t][k], num_inv_scale(xs[t])), xsum[t] = sum_k Xq[t][k];
+	 * bit-identical in every set. */
+	void (*quantize_i8_act)(int8_t *Xq, float *xs, int32_t *xsum, const float *X,
+				size_t n_tok, size_t n_in);
+} cpu_qkernel_set;
+
+/* The quantized set for isa when this CPU supports it, else NULL. GENERIC never fails.
+ * AVX2 has no quantized set of its own: it gives the generic one. AVX512 also needs
+ * AVX-512 VNNI. */
+const cpu_qkernel_set *cpu_qkernels_get(cpu_isa isa);
+
+/* The fastest quantized set this CPU supports, or the one OPTSTUDIO_CPU forces ("generic",
+ * "avx2" -> generic, "avx512"), with the errors of cpu_kernels_select. */
+int cpu_qkernels_select(const cpu_qkernel_set **out, os_error *err);
+
+/* Threaded wrappers: Y = X W^T split by output rows over the pool (NULL: the caller alone),
+ * activations quantized first where the variant says so. The result does not depend on the
+ * number of threads. Y must not overlap X or W. Fail with OS_EUSAGE on bad shapes (n_in > 65536
+ * for INT8, group not 32/64/128 or not dividing n_in for INT4) or OS_ENOMEM for scratch. */
+
+/* FP8 weights; act_fp8 false: W8A16, true: W8A8 emulation. */
+int cpu_qmatmul_fp8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
+		    const uint8_t *W, const float *sw, size_t n_tok, size_t n_in, size_t n_out,
+		    bool act_fp8);
+/* INT8 W8A8. */
+int cpu_qmatmul_i8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
+		   const int8_t *W, const float *sw, size_t n_tok, size_t n_in, size_t n_out);
+/* INT4 W4A16, group-wise asymmetric. */
+int cpu_qmatmul_i4(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
+		   const uint8_t *W, const float *scales, const uint8_t *zeros, size_t group,
+		   size_t n_tok, size_t n_in, size_t n_out);
+
+/* The sets themselves (kernels_quant_generic.c, kernels_quant_avx512.c). Use
+ * cpu_qkernels_get / cpu_qkernels_select: the SIMD set faults on a CPU without its features. */
+extern const cpu_qkernel_set cpu_qkernels_generic;
+extern const cpu_qkernel_set cpu_qkernels_avx512;
+
+#endif

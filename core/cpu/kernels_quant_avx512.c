@@ -1,0 +1,397 @@
+/* kernels_quant_avx512.c: the AVX-512 (F, BW, VL, VNNI) quantized matmuls: FP8 decoded in
+ * registers through binary16, INT8 with vpdpbusd, INT4 nibbles through a 16-entry vpermps
+ * table per group. Function-level target attributes; runs only when cpuid says it may. */
+#include "core/cpu/kernels_quant.h"
+
+#include <immintrin.h>
+
+#include "core/numerics.h"
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline)) TGT
+
+/* Register tiles of R output rows x T tokens: every weight vector decoded once per tile is
+ * used by T tokens. As kernels_avx512.c. */
+enum { TILE_R = 4, TILE_T = 4 };
+
+/* Software prefetch distance, in weight rows: the same position one row tile ahead. Rows of
+ * quantized weights are short (576 bytes for FP8 at n_in = 576), too short for the hardware
+ * stream prefetcher to ramp up on each, so the next tile's rows are requested early. A
+ * prefetch beyond the matrix is harmless (prefetches never fault). */
+enum { PREFETCH_ROWS = TILE_R };
+
+static inline __mmask16 mask16(size_t n)
+{
+	return (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1u);
+}
+
+static inline __mmask64 mask64(size_t n)
+{
+	return n >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1;
+}
+
+/* Rows per block: as many as keep the block's weights within ~24 KiB of L1 (at least one
+ * tile), so the token tiles after the first read them from cache. */
+static size_t block_rows(size_t row_bytes)
+{
+	size_t rows = 24576 / (row_bytes ? row_bytes : 1);
+	rows = rows / TILE_R * TILE_R;
+	return rows < TILE_R ? TILE_R : rows;
+}
+
+/* For every row block, every token tile; inside, full row tiles then single rows. TILE is
+ * called as TILE(o, t0, R, T) with R, T compile-time constants. */
+#define QDRIVER(TILE, n_tok, o0, o1, row_bytes)                                              \
+	do {                                                                                 \
+		size_t ob_ = block_rows(row_bytes);                                          \
+		for (size_t ob = (o0); ob < (o1); ob += ob_) {                               \
+			size_t oe = ob + ob_ < (o1) ? ob + ob_ : (o1);                       \
+			for (size_t t = 0; t < (n_tok); t += TILE_T) {                       \
+				size_t nt = (n_tok) - t < TILE_T ? (n_tok) - t : TILE_T;     \
+				size_t o = ob;                                               \
+				switch (nt) {                                                \
+				case 4:                                                      \
+					for (; o + 4 <= oe; o += 4)                          \
+						TILE(o, t, 4, 4);                            \
+					for (; o < oe; o++)                                  \
+						TILE(o, t, 1, 4);                            \
+					break;                                               \
+				case 3:                                                      \
+					for (; o + 4 <= oe; o += 4)                          \
+						TILE(o, t, 4, 3);                            \
+					for (; o < oe; o++)                                  \
+						TILE(o, t, 1, 3);                            \
+					break;                                               \
+				case 2:                                                      \
+					for (; o + 4 <= oe; o += 4)                          \
+						TILE(o, t, 4, 2);                            \
+					for (; o < oe; o++)                                  \
+						TILE(o, t, 1, 2);                            \
+					break;                                               \
+				default:                                                     \
+					for (; o + 4 <= oe; o += 4)                          \
+						TILE(o, t, 4, 1);                            \
+					for (; o < oe; o++)                                  \
+						TILE(o, t, 1, 1);                            \
+					break;                                               \
+				}                                                            \
+			}                                                                    \
+		}                                                                            \
+	} while (0)
+
+/* ---- FP8 W8A16 ---------------------------------------------------------------------------- */
+
+/* 32 E4M3 codes -> 2 x 16 f32 equal to their values times 2^-8, exactly: the sign-extended byte
+ * shifted left by 7 puts S.EEEE.MMM in binary16's sign, low exponent bits and top mantissa
+ * bits (bit 14, a copy of the sign, is cleared), and binary16's bias 15 vs E4M3's 7 is the
+ * 2^-8; E4M3 subnormals land on binary16 subnormals. NaN codes do not occur in weights. */
+INLINE void e4m3x32(__m256i b, __m512 *lo, __m512 *hi)
+{
+	__m512i h = _mm512_slli_epi16(_mm512_cvtepi8_epi16(b), 7);
+	h = _mm512_and_si512(h, _mm512_set1_epi16((short)0xbfff));
+	*lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+	*hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+}
+
+INLINE void tile_fp8(float *Y, const float *X, const uint8_t *W, const float *sw, size_t n_in,
+		     size_t n_out, size_t o, size_t t0, const int R, const int T)
+{
+	__m512 acc[TILE_R][TILE_T];
+	const uint8_t *w[TILE_R];
+	const float *x[TILE_T];
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++) {
+		w[r] = W + (o + (size_t)r) * n_in;
+#pragma GCC unroll 4
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_setzero_ps();
+	}
+#pragma GCC unroll 4
+	for (int t = 0; t < T; t++)
+		x[t] = X + (t0 + (size_t)t) * n_in;
+	for (size_t k = 0; k < n_in; k += 32) {
+		__mmask32 m = (__mmask32)mask64(n_in - k < 32 ? n_in - k : 32);
+		__mmask16 m0 = mask16(n_in - k), m1 = n_in - k > 16 ? mask16(n_in - k - 16) : 0;
+		__m512 x0[TILE_T], x1[TILE_T];
+#pragma GCC unroll 4
+		for (int t = 0; t < T; t++) {
+			x0[t] = _mm512_maskz_loadu_ps(m0, x[t] + k);
+			x1[t] = _mm512_maskz_loadu_ps(m1, x[t] + k + 16);
+		}
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++) {
+			__m512 w0, w1;
+			_mm_prefetch((const char *)(w[r] + k + PREFETCH_ROWS * n_in), _MM_HINT_T0);
+			e4m3x32(_mm256_maskz_loadu_epi8(m, w[r] + k), &w0, &w1);
+#pragma GCC unroll 4
+			for (int t = 0; t < T; t++) {
+				acc[r][t] = _mm512_fmadd_ps(w0, x0[t], acc[r][t]);
+				acc[r][t] = _mm512_fmadd_ps(w1, x1[t], acc[r][t]);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++) /* *256 undoes the 2^-8 of e4m3x32, exactly */
+			Y[(t0 + (size_t)t) * n_out + o + (size_t)r] =
+				sw[o + (size_t)r] * (_mm512_reduce_add_ps(acc[r][t]) * 256.0f);
+}
+
+TGT static void matmul_fp8_avx512(float *Y, const float *X, const uint8_t *W, const float *sw,
+				  size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+#define TILE(o, t, R, T) tile_fp8(Y, X, W, sw, n_in, n_out, o, t, R, T)
+	QDRIVER(TILE, n_tok, o0, o1, n_in);
+#undef TILE
+}
+
+/* ---- INT8 W8A8 ---------------------------------------------------------------------------- */
+
+/* vpdpbusd multiplies unsigned by signed bytes: the weights go in as w + 128 (xor 0x80), so
+ * each sum is sum (w + 128) x = sum w x + 128 xsum, corrected at the end. The arithmetic
+ * wraps modulo 2^32, so the corrected sum is exact whenever the true sum fits an int32. */
+INLINE void tile_i8(float *Y, const int8_t *X, const float *xs, const int32_t *xsum,
+		    const int8_t *W, const float *sw, size_t n_in, size_t n_out, size_t o,
+		    size_t t0, const int R, const int T)
+{
+	__m512i acc[TILE_R][TILE_T];
+	const int8_t *w[TILE_R], *x[TILE_T];
+	const __m512i bias = _mm512_set1_epi8((char)0x80);
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++) {
+		w[r] = W + (o + (size_t)r) * n_in;
+#pragma GCC unroll 4
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_setzero_si512();
+	}
+#pragma GCC unroll 4
+	for (int t = 0; t < T; t++)
+		x[t] = X + (t0 + (size_t)t) * n_in;
+	for (size_t k = 0; k < n_in; k += 64) {
+		__mmask64 m = mask64(n_in - k);
+		__m512i xv[TILE_T];
+#pragma GCC unroll 4
+		for (int t = 0; t < T; t++)
+			xv[t] = _mm512_maskz_loadu_epi8(m, x[t] + k); /* masked lanes: x = 0 */
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++) {
+			_mm_prefetch((const char *)(w[r] + k + PREFETCH_ROWS * n_in), _MM_HINT_T0);
+			__m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w[r] + k), bias);
+#pragma GCC unroll 4
+			for (int t = 0; t < T; t++)
+				acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv, xv[t]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int t = 0; t < T; t++) {
+		size_t tt = t0 + (size_t)t;
+		uint32_t corr = (uint32_t)xsum[tt] << 7;
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++) {
+			uint32_t s = (uint32_t)_mm512_reduce_add_epi32(acc[r][t]) - corr;
+			Y[tt * n_out + o + (size_t)r] = (float)(int32_t)s * (xs[tt] * sw[o + (size_t)r]);
+		}
+	}
+}
+
+TGT static void matmul_i8_avx512(float *Y, const int8_t *Xq, const float *xs,
+				 const int32_t *xsum, const int8_t *W, const float *sw,
+				 size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+#define TILE(o, t, R, T) tile_i8(Y, Xq, xs, xsum, W, sw, n_in, n_out, o, t, R, T)
+	QDRIVER(TILE, n_tok, o0, o1, n_in);
+#undef TILE
+}
+
+/* ---- INT4 W4A16 --------------------------------------------------------------------------- */
+
+/* A group of G = 16 E codes (E = 2, 4, 8) is read as 16 lanes of 32 bits, lane j holding
+ * elements E j .. E j + E - 1 in its nibbles (low first). Shifting right by 4 m puts element
+ * E j + m in the low nibble of lane j, and vpermps, which reads only the low 4 bits of each
+ * index, looks its value up in the group's table lut[q] = s (q - z). The activations are
+ * laid out to match by prepare_i4: Xp[g G + 16 m + j] = X[g G + E j + m]. */
+
+static void prepare_i4_avx512(float *Xp, const float *X, size_t n_tok, size_t n_in,
+			      size_t group)
+{
+	size_t e = group / 16;
+	for (size_t t = 0; t < n_tok; t++)
+		for (size_t g = 0; g < n_in; g += group) {
+			const float *x = X + t * n_in + g;
+			float *xp = Xp + t * n_in + g;
+			for (size_t m = 0; m < e; m++)
+				for (size_t j = 0; j < 16; j++)
+					xp[16 * m + j] = x[e * j + m];
+		}
+}
+
+/* The 16 lanes of one group of row w (E codes a lane). */
+INLINE __m512i i4_lanes(const uint8_t *w, const int E)
+{
+	if (E == 8)
+		return _mm512_loadu_si512(w);
+	if (E == 4)
+		return _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)w));
+	return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)w));
+}
+
+INLINE void tile_i4(float *Y, const float *Xp, const uint8_t *W, const float *scales,
+		    const uint8_t *zeros, size_t n_in, size_t n_out, size_t o, size_t t0,
+		    const int R, const int T, const int E)
+{
+	const size_t G = 16 * (size_t)E, n_groups = n_in / G;
+	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	__m512 acc[TILE_R][TILE_T];
+	const uint8_t *w[TILE_R];
+	const float *x[TILE_T];
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++) {
+		w[r] = W + (o + (size_t)r) * (n_in / 2);
+#pragma GCC unroll 4
+		for (int t = 0; t < T; t++)
+			acc[r][t] = _mm512_setzero_ps();
+	}
+#pragma GCC unroll 4
+	for (int t = 0; t < T; t++)
+		x[t] = Xp + (t0 + (size_t)t) * n_in;
+	for (size_t g = 0; g < n_groups; g++) {
+		__m512 lut[TILE_R];
+		__m512i v[TILE_R];
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++) {
+			size_t gi = (o + (size_t)r) * n_groups + g;
+			__m512i qz = _mm512_sub_epi32(iota, _mm512_set1_epi32(zeros[gi]));
+			lut[r] = _mm512_mul_ps(_mm512_cvtepi32_ps(qz), _mm512_set1_ps(scales[gi]));
+			_mm_prefetch((const char *)(w[r] + g * G / 2 + PREFETCH_ROWS * n_in / 2),
+				     _MM_HINT_T0);
+			v[r] = i4_lanes(w[r] + g * G / 2, E);
+		}
+#pragma GCC unroll 8
+		for (int m = 0; m < E; m++) {
+			__m512 xv[TILE_T];
+#pragma GCC unroll 4
+			for (int t = 0; t < T; t++)
+				xv[t] = _mm512_loadu_ps(x[t] + g * G + 16 * (size_t)m);
+#pragma GCC unroll 4
+			for (int r = 0; r < R; r++) {
+				__m512i idx = _mm512_srli_epi32(v[r], (unsigned)(4 * m));
+				__m512 d = _mm512_permutexvar_ps(idx, lut[r]);
+#pragma GCC unroll 4
+				for (int t = 0; t < T; t++)
+					acc[r][t] = _mm512_fmadd_ps(d, xv[t], acc[r][t]);
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++)
+			Y[(t0 + (size_t)t) * n_out + o + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+TGT static void matmul_i4_avx512(float *Y, const float *Xp, const uint8_t *W,
+				 const float *scales, const uint8_t *zeros, size_t group,
+				 size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+#define TILE8(o, t, R, T) tile_i4(Y, Xp, W, scales, zeros, n_in, n_out, o, t, R, T, 8)
+#define TILE4(o, t, R, T) tile_i4(Y, Xp, W, scales, zeros, n_in, n_out, o, t, R, T, 4)
+#define TILE2(o, t, R, T) tile_i4(Y, Xp, W, scales, zeros, n_in, n_out, o, t, R, T, 2)
+	if (group == 128)
+		QDRIVER(TILE8, n_tok, o0, o1, n_in / 2);
+	else if (group == 64)
+		QDRIVER(TILE4, n_tok, o0, o1, n_in / 2);
+	else
+		QDRIVER(TILE2, n_tok, o0, o1, n_in / 2);
+#undef TILE8
+#undef TILE4
+#undef TILE2
+}
+
+/* ---- activation quantizers (bit-identical to the generic ones) --------------------------- */
+
+/* max |x| over a row; NaN lanes are skipped as the generic "a > max ? a : max" does (vmaxps
+ * returns its second operand when either is NaN). */
+INLINE float absmax_row(const float *x, size_t n)
+{
+	__m512 mx = _mm512_setzero_ps();
+	for (size_t k = 0; k < n; k += 16) {
+		__m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(mask16(n - k), x + k));
+		mx = _mm512_max_ps(a, mx);
+	}
+	return _mm512_reduce_max_ps(mx);
+}
+
+/* decode(e4m3 code of v), as num_e4m3_to_f32(num_f32_to_e4m3(v)) lane by lane: the same
+ * integer rounding for normals, |v| * 2^9 rounded to even for subnormals (exact product). */
+INLINE __m512 e4m3_round16(__m512 v)
+{
+	__m512i u = _mm512_castps_si512(v);
+	__m512i sign = _mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u));
+	__m512i a = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+	__mmask16 nan = _mm512_cmpgt_epu32_mask(a, _mm512_set1_epi32(0x7f800000));
+	__mmask16 sat = _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32(0x43e00000)); /* 448 */
+	__mmask16 nrm = _mm512_cmpge_epu32_mask(a, _mm512_set1_epi32(0x3c800000)); /* 2^-6 */
+	/* normal: round off 20 mantissa bits to even (bit 20 of a is the kept lsb) */
+	__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(a, 20), _mm512_set1_epi32(1));
+	__m512i rn = _mm512_add_epi32(a, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7ffff)));
+	rn = _mm512_andnot_si512(_mm512_set1_epi32(0xfffff), rn);
+	/* subnormal: q = round_even(|v| * 512) in 0..8, value q / 512 */
+	__m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_castsi512_ps(a), _mm512_set1_ps(512.0f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512i r = _mm512_castps_si512(_mm512_mul_ps(q, _mm512_set1_ps(1.0f / 512.0f)));
+	r = _mm512_mask_mov_epi32(r, nrm, rn);
+	r = _mm512_mask_mov_epi32(r, sat, _mm512_set1_epi32(0x43e00000));
+	r = _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7fc00000));
+	return _mm512_castsi512_ps(_mm512_or_si512(r, sign));
+}
+
+TGT static void quantize_e4m3_act_avx512(float *Xd, float *xs, const float *X, size_t n_tok,
+					 size_t n_in)
+{
+	for (size_t t = 0; t < n_tok; t++) {
+		const float *x = X + t * n_in;
+		float *xd = Xd + t * n_in;
+		xs[t] = num_e4m3_scale(absmax_row(x, n_in));
+		__m512 inv = _mm512_set1_ps(num_inv_scale(xs[t]));
+		for (size_t k = 0; k < n_in; k += 16) {
+			__mmask16 m = mask16(n_in - k);
+			__m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + k), inv);
+			_mm512_mask_storeu_ps(xd + k, m, e4m3_round16(v));
+		}
+	}
+}
+
+TGT static void quantize_i8_act_avx512(int8_t *Xq, float *xs, int32_t *xsum, const float *X,
+				       size_t n_tok, size_t n_in)
+{
+	const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+	for (size_t t = 0; t < n_tok; t++) {
+		const float *x = X + t * n_in;
+		xs[t] = num_i8_scale(absmax_row(x, n_in));
+		__m512 inv = _mm512_set1_ps(num_inv_scale(xs[t]));
+		__m512i sum = _mm512_setzero_si512();
+		for (size_t k = 0; k < n_in; k += 16) {
+			__mmask16 m = mask16(n_in - k);
+			__m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + k), inv);
+			__mmask16 ok = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q); /* NaN -> 0 */
+			v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+			__m512i q = _mm512_maskz_cvt_roundps_epi32(
+				ok, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+			sum = _mm512_add_epi32(sum, q);
+			_mm512_mask_cvtepi32_storeu_epi8(Xq + t * n_in + k, m, q);
+		}
+		xsum[t] = _mm512_reduce_add_epi32(sum);
+	}
+}
+
+const cpu_qkernel_set cpu_qkernels_avx512 = {
+	.name = "avx512",
+	.isa = CPU_ISA_AVX512,
+	.matmul_fp8 = matmul_fp8_avx512,
+	.matmul_i8 = matmul_i8_avx512,
+	.matmul_i4 = matmul_i4_avx512,
+	.prepare_i4 = prepare_i4_avx512,
+	.quantize_e4m3_act = quantize_e4m3_act_avx512,
+	.quantize_i8_act = quantize_i8_act_avx512,
+};

@@ -1,0 +1,314 @@
+/* kernels_quant_generic.c: the scalar reference kernels for quantized weights (the set every
+ * SIMD set is tested against), set selection and the threaded wrappers. */
+#include "core/cpu/kernels_quant.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cpu/cpu_features.h"
+#include "core/numerics.h"
+
+/* ---- the generic kernels ----------------------------------------------------------------- */
+
+static void matmul_fp8_generic(float *Y, const float *X, const uint8_t *W, const float *sw,
+			       size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	float lut[256];
+	num_e4m3_table(lut);
+	for (size_t o = o0; o < o1; o++) {
+		const uint8_t *w = W + o * n_in;
+		for (size_t t = 0; t < n_tok; t++) {
+			const float *x = X + t * n_in;
+			float s = 0.0f;
+			for (size_t k = 0; k < n_in; k++)
+				s += x[k] * lut[w[k]];
+			Y[t * n_out + o] = sw[o] * s;
+		}
+	}
+}
+
+static void matmul_i8_generic(float *Y, const int8_t *Xq, const float *xs, const int32_t *xsum,
+			      const int8_t *W, const float *sw, size_t n_tok, size_t n_in,
+			      size_t n_out, size_t o0, size_t o1)
+{
+	(void)xsum;
+	for (size_t o = o0; o < o1; o++) {
+		const int8_t *w = W + o * n_in;
+		for (size_t t = 0; t < n_tok; t++) {
+			const int8_t *x = Xq + t * n_in;
+			int32_t acc = 0;
+			for (size_t k = 0; k < n_in; k++)
+				acc += (int32_t)x[k] * (int32_t)w[k];
+			Y[t * n_out + o] = (float)acc * (xs[t] * sw[o]);
+		}
+	}
+}
+
+static void matmul_i4_generic(float *Y, const float *Xp, const uint8_t *W, const float *scales,
+			      const uint8_t *zeros, size_t group, size_t n_tok, size_t n_in,
+			      size_t n_out, size_t o0, size_t o1)
+{
+	size_t n_groups = n_in / group;
+	for (size_t o = o0; o < o1; o++) {
+		const uint8_t *w = W + o * (n_in / 2);
+		const float *s = scales + o * n_groups;
+		const uint8_t *z = zeros + o * n_groups;
+		for (size_t t = 0; t < n_tok; t++) {
+			const float *x = Xp + t * n_in;
+			float acc = 0.0f;
+			for (size_t k = 0; k < n_in; k++) {
+				size_t g = k / group;
+				acc += x[k] * num_i4_dequantize(num_i4_get(w, k), s[g], z[g]);
+			}
+			Y[t * n_out + o] = acc;
+		}
+	}
+}
+
+static void prepare_i4_generic(float *Xp, const float *X, size_t n_tok, size_t n_in,
+			       size_t group)
+{
+	(void)group;
+	if (Xp != X)
+		memcpy(Xp, X, n_tok * n_in * sizeof *X);
+}
+
+static void quantize_e4m3_act_generic(float *Xd, float *xs, const float *X, size_t n_tok,
+				      size_t n_in)
+{
+	for (size_t t = 0; t < n_tok; t++) {
+		const float *x = X + t * n_in;
+		float *xd = Xd + t * n_in;
+		float absmax = 0.0f;
+		for (size_t k = 0; k < n_in; k++) {
+			float a = x[k] < 0 ? -x[k] : x[k];
+			absmax = a > absmax ? a : absmax;
+		}
+		xs[t] = num_e4m3_scale(absmax);
+		float inv = num_inv_scale(xs[t]);
+		for (size_t k = 0; k < n_in; k++)
+			xd[k] = num_e4m3_to_f32(num_e4m3_quantize(x[k], inv));
+	}
+}
+
+static void quantize_i8_act_generic(int8_t *Xq, float *xs, int32_t *xsum, const float *X,
+				    size_t n_tok, size_t n_in)
+{
+	for (size_t t = 0; t < n_tok; t++) {
+		const float *x = X + t * n_in;
+		int8_t *q = Xq + t * n_in;
+		float absmax = 0.0f;
+		for (size_t k = 0; k < n_in; k++) {
+			float a = x[k] < 0 ? -x[k] : x[k];
+			absmax = a > absmax ? a : absmax;
+		}
+		xs[t] = num_i8_scale(absmax);
+		float inv = num_inv_scale(xs[t]);
+		int32_t sum = 0;
+		for (size_t k = 0; k < n_in; k++) {
+			q[k] = num_i8_quantize(x[k], inv);
+			sum += q[k];
+		}
+		xsum[t] = sum;
+	}
+}
+
+const cpu_qkernel_set cpu_qkernels_generic = {
+	.name = "generic",
+	.isa = CPU_ISA_GENERIC,
+	.matmul_fp8 = matmul_fp8_generic,
+	.matmul_i8 = matmul_i8_generic,
+	.matmul_i4 = matmul_i4_generic,
+	.prepare_i4 = prepare_i4_generic,
+	.quantize_e4m3_act = quantize_e4m3_act_generic,
+	.quantize_i8_act = quantize_i8_act_generic,
+};
+
+/* ---- selection ----------------------------------------------------------------------------- */
+
+const cpu_qkernel_set *cpu_qkernels_get(cpu_isa isa)
+{
+	cpu_features f;
+	switch (isa) {
+	case CPU_ISA_GENERIC:
+	case CPU_ISA_AVX2:
+		return cpu_kernels_get(isa) ? &cpu_qkernels_generic : NULL;
+	case CPU_ISA_AVX512:
+		cpu_features_detect(&f);
+		return cpu_kernels_get(isa) && f.avx512vnni ? &cpu_qkernels_avx512 : NULL;
+	default:
+		return NULL;
+	}
+}
+
+int cpu_qkernels_select(const cpu_qkernel_set **out, os_error *err)
+{
+	const cpu_kernel_set *ks;
+	int rc = cpu_kernels_select(&ks, err);
+	if (rc != OS_OK)
+		return rc;
+	/* the plain set's isa, or the next plainer quantized set (AVX-512 without VNNI) */
+	for (int i = (int)ks->isa; i >= 0; i--) {
+		const cpu_qkernel_set *qk = cpu_qkernels_get((cpu_isa)i);
+		if (qk) {
+			*out = qk;
+			return OS_OK;
+		}
+	}
+	*out = &cpu_qkernels_generic;
+	return OS_OK;
+}
+
+/* ---- threaded wrappers -------------------------------------------------------------------- */
+
+/* Output rows per task: a multiple of 16, several tasks per thread for balance, and not
+ * below ~32 KiB of weights per task (the same policy as cpu_matmul). */
+static size_t rows_per_task(size_t n_out, size_t row_bytes, size_t n_threads)
+{
+	if (n_threads <= 1)
+		return n_out;
+	size_t per = (n_out + 4 * n_threads - 1) / (4 * n_threads);
+	size_t min_rows = 32768 / (row_bytes + 1) + 1;
+	if (per < min_rows)
+		per = min_rows;
+	return (per + 15) / 16 * 16;
+}
+
+enum qjob_kind { QJOB_FP8, QJOB_I8, QJOB_I4 };
+
+/* One threaded matmul: the operands of whichever kernel kind names. */
+struct qjob {
+	enum qjob_kind kind;
+	const cpu_qkernel_set *qk;
+	float *Y;
+	const float *X;      /* FP8: f32 (or decoded FP8) activations; INT4: prepared */
+	const int8_t *Xq;    /* INT8 */
+	const float *xs;     /* INT8 */
+	const int32_t *xsum; /* INT8 */
+	const void *W;
+	const float *sw;     /* FP8, INT8 row scales; INT4 group scales */
+	const uint8_t *zeros;
+	size_t group, n_tok, n_in, n_out, rows_per_task;
+};
+
+static void qjob_task(void *ctx, size_t task, size_t thread)
+{
+	const struct qjob *j = ctx;
+	(void)thread;
+	size_t o0 = task * j->rows_per_task;
+	size_t o1 = o0 + j->rows_per_task < j->n_out ? o0 + j->rows_per_task : j->n_out;
+	switch (j->kind) {
+	case QJOB_FP8:
+		j->qk->matmul_fp8(j->Y, j->X, j->W, j->sw, j->n_tok, j->n_in, j->n_out, o0, o1);
+		break;
+	case QJOB_I8:
+		j->qk->matmul_i8(j->Y, j->Xq, j->xs, j->xsum, j->W, j->sw, j->n_tok, j->n_in,
+				 j->n_out, o0, o1);
+		break;
+	case QJOB_I4:
+		j->qk->matmul_i4(j->Y, j->X, j->W, j->sw, j->zeros, j->group, j->n_tok, j->n_in,
+				 j->n_out, o0, o1);
+		break;
+	}
+}
+
+static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
+{
+	j->rows_per_task = rows_per_task(j->n_out, row_bytes, threadpool_n_threads(pool));
+	size_t n_tasks = (j->n_out + j->rows_per_task - 1) / j->rows_per_task;
+	threadpool_run(pool, n_tasks, qjob_task, j);
+}
+
+/* Scratch for quantized activations: the stack buffer when it fits, else the heap. */
+enum { QSCRATCH_STACK = 32768 };
+
+static void *qscratch(unsigned char *stack, size_t bytes, void **heap)
+{
+	*heap = NULL;
+	if (bytes <= QSCRATCH_STACK)
+		return stack;
+	*heap = cpu_alloc_aligned(bytes);
+	return *heap;
+}
+
+static size_t align64(size_t n)
+{
+	return (n + 63) / 64 * 64;
+}
+
+int cpu_qmatmul_fp8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
+		    const uint8_t *W, const float *sw, size_t n_tok, size_t n_in, size_t n_out,
+		    bool act_fp8)
+{
+	if (n_tok == 0 || n_out == 0)
+		return OS_OK;
+	struct qjob j = {.kind = QJOB_FP8, .qk = qk, .Y = Y, .X = X, .W = W, .sw = sw,
+			 .n_tok = n_tok, .n_in = n_in, .n_out = n_out};
+	_Alignas(64) unsigned char stack[QSCRATCH_STACK];
+	void *heap = NULL;
+	float *xs = NULL;
+	if (act_fp8) {
+		size_t xd_bytes = align64(n_tok * n_in * sizeof(float));
+		unsigned char *s = qscratch(stack, xd_bytes + n_tok * sizeof(float), &heap);
+		if (!s)
+			return OS_ENOMEM;
+		float *xd = (float *)s;
+		xs = (float *)(s + xd_bytes);
+		qk->quantize_e4m3_act(xd, xs, X, n_tok, n_in);
+		j.X = xd;
+	}
+	qjob_run(pool, &j, n_in);
+	if (act_fp8) /* the GEMM epilogue: the per-token activation scale */
+		for (size_t t = 0; t < n_tok; t++)
+			for (size_t o = 0; o < n_out; o++)
+				Y[t * n_out + o] *= xs[t];
+	cpu_free_aligned(heap);
+	return OS_OK;
+}
+
+int cpu_qmatmul_i8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
+		   const int8_t *W, const float *sw, size_t n_tok, size_t n_in, size_t n_out)
+{
+	if (n_in > CPU_QI8_MAX_IN)
+		return OS_EUSAGE;
+	if (n_tok == 0 || n_out == 0)
+		return OS_OK;
+	size_t xq_bytes = align64(n_tok * n_in);
+	size_t xs_bytes = align64(n_tok * sizeof(float));
+	_Alignas(64) unsigned char stack[QSCRATCH_STACK];
+	void *heap;
+	unsigned char *s = qscratch(stack, xq_bytes + xs_bytes + n_tok * sizeof(int32_t), &heap);
+	if (!s)
+		return OS_ENOMEM;
+	int8_t *xq = (int8_t *)s;
+	float *xs = (float *)(s + xq_bytes);
+	int32_t *xsum = (int32_t *)(s + xq_bytes + xs_bytes);
+	qk->quantize_i8_act(xq, xs, xsum, X, n_tok, n_in);
+	struct qjob j = {.kind = QJOB_I8, .qk = qk, .Y = Y, .Xq = xq, .xs = xs, .xsum = xsum,
+			 .W = W, .sw = sw, .n_tok = n_tok, .n_in = n_in, .n_out = n_out};
+	qjob_run(pool, &j, n_in);
+	cpu_free_aligned(heap);
+	return OS_OK;
+}
+
+int cpu_qmatmul_i4(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
+		   const uint8_t *W, const float *scales, const uint8_t *zeros, size_t group,
+		   size_t n_tok, size_t n_in, size_t n_out)
+{
+	if ((group != 32 && group != 64 && group != 128) || n_in % group != 0)
+		return OS_EUSAGE;
+	if (n_tok == 0 || n_out == 0)
+		return OS_OK;
+	_Alignas(64) unsigned char stack[QSCRATCH_STACK];
+	void *heap;
+	float *xp = qscratch(stack, n_tok * n_in * sizeof(float), &heap);
+	if (!xp)
+		return OS_ENOMEM;
+	qk->prepare_i4(xp, X, n_tok, n_in, group);
+	struct qjob j = {.kind = QJOB_I4, .qk = qk, .Y = Y, .X = xp, .W = W, .sw = scales,
+			 .zeros = zeros, .group = group, .n_tok = n_tok, .n_in = n_in,
+			 .n_out = n_out};
+	qjob_run(pool, &j, n_in / 2);
+	cpu_free_aligned(heap);
+	return OS_OK;
+}

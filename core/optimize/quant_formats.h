@@ -1,0 +1,57 @@
+/* quant_formats.h: quantizes f32 weight matrices into the run-time formats of the quantized
+ * kernels (core/cpu/kernels_quant.h), and back, with the element rules of core/numerics.h. */
+#ifndef OPTSTUDIO_QUANT_FORMATS_H
+#define OPTSTUDIO_QUANT_FORMATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/errors.h"
+
+typedef enum quant_fmt {
+	QUANT_FP8_E4M3 = 0, /* per-output-channel f32 scale absmax / 448, E4M3 codes */
+	QUANT_INT8 = 1,     /* per-output-channel symmetric, scale absmax / 127, codes -127..127 */
+	QUANT_INT4 = 2,     /* group-wise asymmetric uint4, f32 scale + uint8 zero per group */
+	QUANT_FMT_COUNT
+} quant_fmt;
+
+/* A quantized weight matrix W of shape (rows, cols) = (n_out, n_in), row-major, in exactly
+ * the layout the kernels read. Plain data; the buffers are owned by the struct (64-byte
+ * aligned) and freed by quant_matrix_free. */
+typedef struct quant_matrix {
+	quant_fmt fmt;
+	size_t rows, cols;
+	size_t group;    /* INT4: 32, 64 or 128, dividing cols; else 0 */
+	void *data;      /* FP8: rows*cols E4M3 bytes; INT8: rows*cols int8; INT4: rows*cols/2
+			  * bytes, element 2i in the low nibble of byte i */
+	float *scales;   /* FP8, INT8: rows; INT4: rows * (cols / group), by (row, group) */
+	uint8_t *zeros;  /* INT4: rows * (cols / group) zero points in [0, 15]; else NULL */
+} quant_matrix;
+
+/* "fp8-e4m3", "int8", "int4"; "?" for anything else. */
+const char *quant_fmt_name(quant_fmt fmt);
+
+/* Quantizes W (rows, cols) f32 into *m (whose previous contents are ignored) in fmt; group is
+ * the INT4 group size (ignored otherwise). Values must be finite. On failure *m is zeroed and
+ * nothing is allocated. Fails with OS_EUSAGE (zero size, group not 32/64/128 or not dividing
+ * cols, odd cols) or OS_ENOMEM. */
+int quant_matrix_new(quant_matrix *m, quant_fmt fmt, const float *W, size_t rows, size_t cols,
+		     size_t group, os_error *err);
+
+/* Frees the buffers of m and zeroes it. NULL and a zeroed struct are fine. */
+void quant_matrix_free(quant_matrix *m);
+
+/* W (rows, cols) f32 = the values the codes stand for: code * scale for FP8 / INT8,
+ * s * (q - z) for INT4 (what the kernels multiply by, exactly). */
+void quant_matrix_dequantize(const quant_matrix *m, float *W);
+
+/* Bytes of codes, scales and zero points (the memory a matmul streams). */
+size_t quant_matrix_bytes(const quant_matrix *m);
+
+/* One row of n values quantized to INT4 and back (out may equal w), the group range shrunk
+ * by clip in (0, 1] first (clip = 1: plain round to nearest): for AWQ-style searches over
+ * scales and clipping that measure the output error without building a matrix. group
+ * divides n. */
+void quant_fake_int4_row(float *out, const float *w, size_t n, size_t group, float clip);
+
+#endif

@@ -1,0 +1,266 @@
+/* bench_quant.c: decode matvec (one token) speed of every weight format on SmolLM2-shaped
+ * matrices against the read bandwidth measured in the same run, as one table.
+ *   bench_quant [--set-mib N] [--threads N] [--seconds S]
+ * Each matrix is copied until the copies span N MiB (default 1024, beyond the last-level
+ * cache), and calls cycle through the copies, so weights come from memory as in a real
+ * decode step. OPTSTUDIO_CPU forces a kernel set. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/cpu/kernels.h"
+#include "core/cpu/kernels_quant.h"
+#include "core/cpu/roofline.h"
+#include "core/numerics.h"
+#include "core/optimize/quant_formats.h"
+
+typedef enum bfmt { B_F32, B_BF16, B_FP8, B_FP8_A8, B_INT8, B_INT4, B_COUNT } bfmt;
+static const char *const bfmt_names[B_COUNT] = {"F32", "BF16", "FP8", "FP8-A8", "INT8", "INT4"};
+
+typedef struct shape {
+	const char *what;
+	size_t n_out, n_in;
+} shape;
+
+static const shape shapes[] = {
+	{"attn q/o", 576, 576},
+	{"mlp gate/up", 1536, 576},
+	{"mlp down", 576, 1536},
+	{"lm head", 49152, 576},
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One copy of a matrix in one format: the buffers a matmul reads. */
+typedef struct wcopy {
+	void *data;
+	float *scales;
+	uint8_t *zeros;
+} wcopy;
+
+typedef struct bench {
+	threadpool *pool;
+	const cpu_kernel_set *ks;
+	const cpu_qkernel_set *qk;
+	size_t set_bytes;
+	double seconds;
+} bench;
+
+static size_t int4_group(size_t n_in)
+{
+	return n_in % 128 == 0 ? 128 : n_in % 64 == 0 ? 64 : 32;
+}
+
+static int run_one(const bench *b, bfmt f, const wcopy *w, float *Y, const float *X,
+		   const shape *s)
+{
+	switch (f) {
+	case B_F32:
+		return cpu_matmul(b->pool, b->ks, Y, X, w->data, CPU_WFMT_F32, 1, s->n_in, s->n_out);
+	case B_BF16:
+		return cpu_matmul(b->pool, b->ks, Y, X, w->data, CPU_WFMT_BF16, 1, s->n_in, s->n_out);
+	case B_FP8:
+	case B_FP8_A8:
+		return cpu_qmatmul_fp8(b->pool, b->qk, Y, X, w->data, w->scales, 1, s->n_in,
+				       s->n_out, f == B_FP8_A8);
+	case B_INT8:
+		return cpu_qmatmul_i8(b->pool, b->qk, Y, X, w->data, w->scales, 1, s->n_in, s->n_out);
+	case B_INT4:
+		return cpu_qmatmul_i4(b->pool, b->qk, Y, X, w->data, w->scales, w->zeros,
+				      int4_group(s->n_in), 1, s->n_in, s->n_out);
+	default:
+		return OS_EUSAGE;
+	}
+}
+
+/* The source matrix in format f as one template copy; *bytes gets what a call streams. */
+static int make_template(bfmt f, const float *W, const shape *s, wcopy *t, size_t *data_bytes,
+			 size_t *scale_bytes, size_t *zero_bytes)
+{
+	size_t n = s->n_out * s->n_in;
+	memset(t, 0, sizeof *t);
+	*scale_bytes = *zero_bytes = 0;
+	if (f == B_F32 || f == B_BF16) {
+		*data_bytes = n * (f == B_F32 ? 4 : 2);
+		t->data = cpu_alloc_aligned(*data_bytes);
+		if (!t->data)
+			return OS_ENOMEM;
+		if (f == B_F32)
+			memcpy(t->data, W, *data_bytes);
+		else
+			for (size_t i = 0; i < n; i++)
+				((uint16_t *)t->data)[i] = num_f32_to_bf16(W[i]);
+		return OS_OK;
+	}
+	quant_fmt qf = f == B_INT8 ? QUANT_INT8 : f == B_INT4 ? QUANT_INT4 : QUANT_FP8_E4M3;
+	quant_matrix m;
+	int rc = quant_matrix_new(&m, qf, W, s->n_out, s->n_in, int4_group(s->n_in), NULL);
+	if (rc != OS_OK)
+		return rc;
+	size_t n_scales = qf == QUANT_INT4 ? s->n_out * (s->n_in / m.group) : s->n_out;
+	*data_bytes = qf == QUANT_INT4 ? n / 2 : n;
+	*scale_bytes = n_scales * sizeof(float);
+	*zero_bytes = qf == QUANT_INT4 ? n_scales : 0;
+	t->data = m.data;
+	t->scales = m.scales;
+	t->zeros = m.zeros; /* the template takes the matrix's buffers (freed with free) */
+	return OS_OK;
+}
+
+static void *dup_buf(const void *src, size_t bytes)
+{
+	if (!src)
+		return NULL;
+	void *p = cpu_alloc_aligned(bytes);
+	if (p)
+		memcpy(p, src, bytes);
+	return p;
+}
+
+/* Seconds per call of format f on shape s, cycling through copies spanning set_bytes; the
+ * bytes one call streams in *bytes. Negative on failure. */
+static double time_format(const bench *b, bfmt f, const float *W, const float *X, float *Y,
+			  const shape *s, size_t *bytes)
+{
+	wcopy t;
+	size_t db, sb, zb;
+	if (make_template(f, W, s, &t, &db, &sb, &zb) != OS_OK)
+		return -1;
+	*bytes = db + sb + zb;
+	size_t n_copies = b->set_bytes / *bytes + 1;
+	wcopy *c = calloc(n_copies, sizeof *c);
+	double per_call = -1;
+	size_t made = 0;
+	if (!c)
+		goto done;
+	for (; made < n_copies; made++) {
+		c[made].data = dup_buf(t.data, db);
+		c[made].scales = dup_buf(t.scales, sb);
+		c[made].zeros = dup_buf(t.zeros, zb);
+		if (!c[made].data || (sb && !c[made].scales) || (zb && !c[made].zeros)) {
+			made++;
+			goto done;
+		}
+	}
+	for (size_t i = 0; i < n_copies; i++) /* warm-up: page faults, pool spin-up */
+		if (run_one(b, f, &c[i], Y, X, s) != OS_OK)
+			goto done;
+	/* best of 3 rounds, each at least seconds / 3 and one pass over the copies */
+	for (int round = 0; round < 3; round++) {
+		size_t calls = 0;
+		double t0 = now_s(), el;
+		do {
+			run_one(b, f, &c[calls % n_copies], Y, X, s);
+			calls++;
+			el = now_s() - t0;
+		} while (el < b->seconds / 3 || calls < n_copies);
+		double pc = el / (double)calls;
+		if (per_call < 0 || pc < per_call)
+			per_call = pc;
+	}
+done:
+	for (size_t i = 0; i < made; i++) {
+		cpu_free_aligned(c[i].data);
+		cpu_free_aligned(c[i].scales);
+		cpu_free_aligned(c[i].zeros);
+	}
+	free(c);
+	free(t.data); /* posix_memalign / cpu_alloc_aligned memory: free() either way */
+	free(t.scales);
+	free(t.zeros);
+	return per_call;
+}
+
+int main(int argc, char **argv)
+{
+	size_t set_mib = 1024, n_threads = 0;
+	double seconds = 0.6;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--set-mib") && i + 1 < argc)
+			set_mib = strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+			n_threads = strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+			seconds = strtod(argv[++i], NULL);
+		else {
+			fprintf(stderr, "usage: bench_quant [--set-mib N] [--threads N] [--seconds S]\n");
+			return 2;
+		}
+	}
+	bench b = {.set_bytes = set_mib << 20, .seconds = seconds};
+	os_error err;
+	if (threadpool_new(&b.pool, n_threads, &err) != OS_OK ||
+	    cpu_kernels_select(&b.ks, &err) != OS_OK || cpu_qkernels_select(&b.qk, &err) != OS_OK) {
+		fprintf(stderr, "bench_quant: %s\n", os_error_text(&err));
+		return 1;
+	}
+	double bw = roofline_read_bandwidth(b.pool, b.set_bytes);
+	printf("bench_quant: decode matvec (1 token), %zu threads, kernels %s / quantized %s, "
+	       "working set %zu MiB\n",
+	       threadpool_n_threads(b.pool), b.ks->name, b.qk->name, set_mib);
+	printf("measured read bandwidth: %.1f GB/s (roofline: bytes / bandwidth; measured again at "
+	       "the end, the larger one is the ceiling)\n\n",
+	       bw);
+	printf("%-12s %-11s %-7s %5s %9s %9s %8s %7s %9s %9s\n", "matrix", "out x in", "format",
+	       "group", "MB", "us/call", "GB/s", "% roof", "time/F32", "bytes/F32");
+
+	uint64_t seed = 0x6265;
+	int rc = 0;
+	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+		const shape *s = &shapes[si];
+		size_t n = s->n_out * s->n_in;
+		float *W = malloc(n * sizeof *W), *X = malloc(s->n_in * sizeof *X);
+		float *Y = cpu_alloc_aligned(s->n_out * sizeof *Y);
+		if (!W || !X || !Y) {
+			fprintf(stderr, "bench_quant: out of memory\n");
+			return 1;
+		}
+		for (size_t i = 0; i < n; i++) { /* ~N(0, 0.02)-ish weights, no zeros */
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			W[i] = ((float)(seed >> 40) / 16777216.0f - 0.5f) * 0.07f + 1e-4f;
+		}
+		for (size_t i = 0; i < s->n_in; i++)
+			X[i] = (float)((i * 37) % 101) / 50.0f - 1.0f + 1e-3f;
+		double t_f32 = 0;
+		size_t bytes_f32 = n * 4;
+		char dims[32];
+		snprintf(dims, sizeof dims, "%zux%zu", s->n_out, s->n_in);
+		for (int f = 0; f < B_COUNT; f++) {
+			size_t bytes = 0;
+			double t = time_format(&b, (bfmt)f, W, X, Y, s, &bytes);
+			if (t < 0) {
+				fprintf(stderr, "bench_quant: %s %s failed (out of memory?)\n", dims,
+					bfmt_names[f]);
+				rc = 1;
+				continue;
+			}
+			if (f == B_F32)
+				t_f32 = t;
+			double gbs = (double)bytes / t / 1e9;
+			char group[8] = "-";
+			if (f == B_INT4)
+				snprintf(group, sizeof group, "%zu", int4_group(s->n_in));
+			printf("%-12s %-11s %-7s %5s %9.2f %9.1f %8.1f %6.0f%% %9.3f %9.3f\n", s->what,
+			       dims, bfmt_names[f], group, (double)bytes / 1e6, t * 1e6, gbs,
+			       100.0 * gbs / bw, t_f32 > 0 ? t / t_f32 : 0.0,
+			       (double)bytes / (double)bytes_f32);
+		}
+		free(W);
+		free(X);
+		cpu_free_aligned(Y);
+	}
+	/* other processes on the machine lower a single probe; take the better of two */
+	double bw_end = roofline_read_bandwidth(b.pool, b.set_bytes);
+	printf("\nread bandwidth at the end: %.1f GB/s%s\n", bw_end,
+	       bw_end > bw * 1.1 ? " (higher than at the start: the machine was busy; "
+				   "% of roofline above is overstated)"
+				 : "");
+	threadpool_free(b.pool);
+	return rc;
+}

@@ -1,0 +1,632 @@
+/* test_kernels_quant.c: the quantized matmul kernels (core/cpu/kernels_quant.h): every SIMD
+ * set against its generic twin on random data at awkward sizes, the generic twins against a
+ * float64 reference of dequantize(W) X, and quantize -> dequantize error bounds of
+ * core/optimize/quant_formats.h. */
+#include "core/cpu/kernels_quant.h"
+
+#include <inttypes.h>
+
+#include "core/numerics.h"
+#include "core/optimize/quant_formats.h"
+#include "tests/test.h"
+
+static const size_t n_ins[] = {1, 3, 17, 33, 129, 576};
+static const size_t n_outs[] = {1, 3, 17, 129};
+static const size_t n_toks[] = {1, 2, 7, 16, 33};
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Uniform in [-1, 1) but never within 1e-3 of 0, so no product vanishes by accident. */
+static float rand_nonzero(uint64_t *s)
+{
+	float v = test_rand_float(s);
+	return v < 0 ? v - 1e-3f : v + 1e-3f;
+}
+
+static void fill_x(float *x, size_t n, uint64_t *s)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = rand_nonzero(s) * 3.0f;
+}
+
+static void fill_e4m3(uint8_t *w, size_t n, uint64_t *s)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c;
+		do
+			c = (uint8_t)test_rand_next(s);
+		while ((c & 0x7f) == 0x7f || (c & 0x7f) == 0); /* no NaN, no zero */
+		w[i] = c;
+	}
+}
+
+static void fill_scales(float *sc, size_t n, uint64_t *s)
+{
+	for (size_t i = 0; i < n; i++)
+		sc[i] = (1.5f + test_rand_float(s)) * 0.01f; /* 0.005 .. 0.025 */
+}
+
+/* The SIMD sets this CPU runs (the generic one excluded). */
+static size_t simd_sets(const cpu_qkernel_set **out)
+{
+	size_t n = 0;
+	for (int i = 1; i < CPU_ISA_COUNT; i++) {
+		const cpu_qkernel_set *qk = cpu_qkernels_get((cpu_isa)i);
+		if (qk && qk != &cpu_qkernels_generic)
+			out[n++] = qk;
+	}
+	return n;
+}
+
+/* |a - b| within the float32 summation error of two orders of n terms whose absolute sum is
+ * abs_sum: 2 (n + 2) 2^-24 abs_sum, plus a hair for the final scaling. */
+static int close_sum(double a, double b, double abs_sum, size_t n)
+{
+	double tol = 2.0 * ((double)n + 2.0) * ldexp(1.0, -24) * abs_sum + 1e-30;
+	return fabs(a - b) <= tol;
+}
+
+TEST(selection)
+{
+	CHECK(cpu_qkernels_get(CPU_ISA_GENERIC) == &cpu_qkernels_generic);
+	const cpu_qkernel_set *qk = NULL;
+	os_error err;
+	setenv("OPTSTUDIO_CPU", "generic", 1);
+	CHECK(cpu_qkernels_select(&qk, &err) == OS_OK && qk == &cpu_qkernels_generic);
+	setenv("OPTSTUDIO_CPU", "nonsense", 1);
+	CHECK(cpu_qkernels_select(&qk, &err) == OS_EUSAGE);
+	unsetenv("OPTSTUDIO_CPU");
+	CHECK(cpu_qkernels_select(&qk, &err) == OS_OK && qk);
+	printf("  fastest quantized set: %s\n", qk->name);
+	if (cpu_qkernels_get(CPU_ISA_AVX512)) {
+		setenv("OPTSTUDIO_CPU", "avx512", 1);
+		CHECK(cpu_qkernels_select(&qk, &err) == OS_OK && qk == &cpu_qkernels_avx512);
+		unsetenv("OPTSTUDIO_CPU");
+	}
+}
+
+/* ---- twins ------------------------------------------------------------------------------- */
+
+TEST(fp8_twins)
+{
+	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	size_t n_sets = simd_sets(sets);
+	if (!n_sets)
+		SKIP("no SIMD quantized set on this CPU");
+	uint64_t seed = 0x9a11f8;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	float lut[256];
+	num_e4m3_table(lut);
+	for (size_t a = 0; a < N_OF(n_ins); a++)
+		for (size_t b = 0; b < N_OF(n_outs); b++)
+			for (size_t c = 0; c < N_OF(n_toks); c++) {
+				size_t n_in = n_ins[a], n_out = n_outs[b], n_tok = n_toks[c];
+				float *X = malloc(n_tok * n_in * 4), *sw = malloc(n_out * 4);
+				float *Yg = malloc(n_tok * n_out * 4), *Ys = malloc(n_tok * n_out * 4);
+				uint8_t *W = malloc(n_out * n_in);
+				CHECK(X && sw && Yg && Ys && W);
+				fill_x(X, n_tok * n_in, &seed);
+				fill_e4m3(W, n_out * n_in, &seed);
+				fill_scales(sw, n_out, &seed);
+				cpu_qkernels_generic.matmul_fp8(Yg, X, W, sw, n_tok, n_in, n_out, 0, n_out);
+				for (size_t si = 0; si < n_sets; si++) {
+					sets[si]->matmul_fp8(Ys, X, W, sw, n_tok, n_in, n_out, 0, n_out);
+					for (size_t t = 0; t < n_tok; t++)
+						for (size_t o = 0; o < n_out; o++) {
+							double abs_sum = 0;
+							for (size_t k = 0; k < n_in; k++)
+								abs_sum += fabs(X[t * n_in + k] * lut[W[o * n_in + k]]);
+							abs_sum *= sw[o];
+							size_t i = t * n_out + o;
+							CHECK_MSG(close_sum(Ys[i], Yg[i], abs_sum, n_in),
+								  "%s fp8 %zux%zu tok %zu [%zu][%zu]: %.9g vs %.9g",
+								  sets[si]->name, n_out, n_in, n_tok, t, o,
+								  (double)Ys[i], (double)Yg[i]);
+						}
+				}
+				free(X), free(sw), free(Yg), free(Ys), free(W);
+			}
+}
+
+TEST(int8_twins_bit_exact)
+{
+	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	size_t n_sets = simd_sets(sets);
+	if (!n_sets)
+		SKIP("no SIMD quantized set on this CPU");
+	uint64_t seed = 0x9a1118;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	for (size_t a = 0; a < N_OF(n_ins); a++)
+		for (size_t b = 0; b < N_OF(n_outs); b++)
+			for (size_t c = 0; c < N_OF(n_toks); c++) {
+				size_t n_in = n_ins[a], n_out = n_outs[b], n_tok = n_toks[c];
+				int8_t *Xq = malloc(n_tok * n_in), *W = malloc(n_out * n_in);
+				float *xs = malloc(n_tok * 4), *sw = malloc(n_out * 4);
+				float *ones_t = malloc(n_tok * 4), *ones_o = malloc(n_out * 4);
+				int32_t *xsum = malloc(n_tok * 4);
+				float *Yg = malloc(n_tok * n_out * 4), *Ys = malloc(n_tok * n_out * 4);
+				CHECK(Xq && W && xs && sw && ones_t && ones_o && xsum && Yg && Ys);
+				/* full code range, extremes included, so the +128 trick is exercised */
+				for (size_t i = 0; i < n_tok * n_in; i++)
+					Xq[i] = (int8_t)((int)(test_rand_next(&seed) % 255) - 127);
+				for (size_t i = 0; i < n_out * n_in; i++)
+					W[i] = (int8_t)((int)(test_rand_next(&seed) % 255) - 127);
+				for (size_t t = 0; t < n_tok; t++) {
+					xsum[t] = 0;
+					for (size_t k = 0; k < n_in; k++)
+						xsum[t] += Xq[t * n_in + k];
+					ones_t[t] = 1.0f;
+				}
+				for (size_t o = 0; o < n_out; o++)
+					ones_o[o] = 1.0f;
+				fill_scales(xs, n_tok, &seed);
+				fill_scales(sw, n_out, &seed);
+				for (size_t si = 0; si < n_sets; si++) {
+					/* unit scales: Y is the int32 sum itself (|sum| < 2^24 here) */
+					cpu_qkernels_generic.matmul_i8(Yg, Xq, ones_t, xsum, W, ones_o,
+								       n_tok, n_in, n_out, 0, n_out);
+					sets[si]->matmul_i8(Ys, Xq, ones_t, xsum, W, ones_o, n_tok, n_in,
+							    n_out, 0, n_out);
+					for (size_t t = 0; t < n_tok; t++)
+						for (size_t o = 0; o < n_out; o++) {
+							int64_t ref = 0;
+							for (size_t k = 0; k < n_in; k++)
+								ref += Xq[t * n_in + k] * W[o * n_in + k];
+							size_t i = t * n_out + o;
+							CHECK_MSG((int64_t)Yg[i] == ref && (int64_t)Ys[i] == ref,
+								  "%s int8 %zux%zu tok %zu: %.0f %.0f vs %" PRId64,
+								  sets[si]->name, n_out, n_in, n_tok,
+								  (double)Ys[i], (double)Yg[i], ref);
+						}
+					/* real scales: the same float operations, bit for bit */
+					cpu_qkernels_generic.matmul_i8(Yg, Xq, xs, xsum, W, sw, n_tok, n_in,
+								       n_out, 0, n_out);
+					sets[si]->matmul_i8(Ys, Xq, xs, xsum, W, sw, n_tok, n_in, n_out, 0,
+							    n_out);
+					CHECK_MSG(memcmp(Yg, Ys, n_tok * n_out * 4) == 0,
+						  "%s int8 scaled %zux%zu tok %zu differs", sets[si]->name,
+						  n_out, n_in, n_tok);
+				}
+				free(Xq), free(W), free(xs), free(sw), free(ones_t), free(ones_o);
+				free(xsum), free(Yg), free(Ys);
+			}
+}
+
+TEST(int8_extreme_sums)
+{
+	/* every code at +-127: the largest sums, checked against int64 at n_in = 65536 */
+	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	size_t n_sets = simd_sets(sets);
+	size_t n_in = CPU_QI8_MAX_IN, n_out = 2;
+	int8_t *X = malloc(n_in), *W = malloc(n_out * n_in);
+	CHECK(X && W);
+	for (size_t k = 0; k < n_in; k++) {
+		X[k] = -127;
+		W[k] = 127;          /* row 0: -127 * 127 * n_in */
+		W[n_in + k] = -127;  /* row 1: +127 * 127 * n_in */
+	}
+	int32_t xsum = -127 * (int32_t)n_in;
+	float one = 1.0f, ones[2] = {1.0f, 1.0f};
+	const cpu_qkernel_set *all[CPU_ISA_COUNT + 1] = {&cpu_qkernels_generic};
+	for (size_t i = 0; i < n_sets; i++)
+		all[i + 1] = sets[i];
+	for (size_t i = 0; i <= n_sets; i++) {
+		float Y[2];
+		all[i]->matmul_i8(Y, X, &one, &xsum, W, ones, 1, n_in, n_out, 0, n_out);
+		CHECK_MSG(Y[0] == -(float)(127 * 127 * (int64_t)n_in), "%s: %.0f", all[i]->name,
+			  (double)Y[0]);
+		CHECK_MSG(Y[1] == (float)(127 * 127 * (int64_t)n_in), "%s: %.0f", all[i]->name,
+			  (double)Y[1]);
+	}
+	free(X);
+	free(W);
+}
+
+static const size_t i4_n_ins[] = {128, 256, 576, 1536};
+static const size_t i4_groups[] = {32, 64, 128};
+
+static void fill_i4(uint8_t *W, float *sc, uint8_t *z, size_t n_out, size_t n_in, size_t group,
+		    uint64_t *s)
+{
+	for (size_t i = 0; i < n_out * n_in / 2; i++)
+		W[i] = (uint8_t)test_rand_next(s);
+	fill_scales(sc, n_out * (n_in / group), s);
+	for (size_t i = 0; i < n_out * (n_in / group); i++)
+		z[i] = (uint8_t)(test_rand_next(s) % 16);
+}
+
+TEST(int4_twins)
+{
+	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	size_t n_sets = simd_sets(sets);
+	if (!n_sets)
+		SKIP("no SIMD quantized set on this CPU");
+	uint64_t seed = 0x9a1114;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	for (size_t gi = 0; gi < N_OF(i4_groups); gi++)
+		for (size_t a = 0; a < N_OF(i4_n_ins); a++)
+			for (size_t b = 0; b < N_OF(n_outs); b++)
+				for (size_t c = 0; c < N_OF(n_toks); c++) {
+					size_t G = i4_groups[gi], n_in = i4_n_ins[a];
+					size_t n_out = n_outs[b], n_tok = n_toks[c];
+					if (n_in % G)
+						continue;
+					size_t ng = n_in / G;
+					float *X = malloc(n_tok * n_in * 4), *Xp = malloc(n_tok * n_in * 4);
+					float *sc = malloc(n_out * ng * 4);
+					uint8_t *z = malloc(n_out * ng), *W = malloc(n_out * n_in / 2);
+					float *Yg = malloc(n_tok * n_out * 4), *Ys = malloc(n_tok * n_out * 4);
+					CHECK(X && Xp && sc && z && W && Yg && Ys);
+					fill_x(X, n_tok * n_in, &seed);
+					fill_i4(W, sc, z, n_out, n_in, G, &seed);
+					cpu_qkernels_generic.prepare_i4(Xp, X, n_tok, n_in, G);
+					cpu_qkernels_generic.matmul_i4(Yg, Xp, W, sc, z, G, n_tok, n_in, n_out,
+								       0, n_out);
+					for (size_t si = 0; si < n_sets; si++) {
+						sets[si]->prepare_i4(Xp, X, n_tok, n_in, G);
+						sets[si]->matmul_i4(Ys, Xp, W, sc, z, G, n_tok, n_in, n_out, 0,
+								    n_out);
+						for (size_t t = 0; t < n_tok; t++)
+							for (size_t o = 0; o < n_out; o++) {
+								double abs_sum = 0;
+								for (size_t k = 0; k < n_in; k++) {
+									size_t g = o * ng + k / G;
+									abs_sum += fabs(X[t * n_in + k] *
+											num_i4_dequantize(
+												num_i4_get(W + o * n_in / 2, k),
+												sc[g], z[g]));
+								}
+								size_t i = t * n_out + o;
+								CHECK_MSG(close_sum(Ys[i], Yg[i], abs_sum, n_in),
+									  "%s int4 g%zu %zux%zu tok %zu [%zu][%zu]: "
+									  "%.9g vs %.9g",
+									  sets[si]->name, G, n_out, n_in, n_tok, t, o,
+									  (double)Ys[i], (double)Yg[i]);
+							}
+					}
+					free(X), free(Xp), free(sc), free(z), free(W), free(Yg), free(Ys);
+				}
+}
+
+/* Rows of activations that exercise the quantizers: random magnitudes, plus rows with NaN,
+ * Inf, zeros, subnormals, and a dense sweep of f32 values under a 448 (or 127) anchor that
+ * makes the scale exactly 1. */
+static void act_rows(float *X, size_t n_tok, size_t n_in, float anchor, uint64_t *s)
+{
+	for (size_t t = 0; t < n_tok; t++) {
+		float *x = X + t * n_in;
+		float mag = ldexpf(1.0f, (int)(test_rand_next(s) % 50) - 25);
+		for (size_t k = 0; k < n_in; k++)
+			x[k] = rand_nonzero(s) * mag;
+		switch (t % 6) {
+		case 1:
+			x[test_rand_next(s) % n_in] = NAN;
+			break;
+		case 2:
+			x[test_rand_next(s) % n_in] = -INFINITY;
+			break;
+		case 3:
+			for (size_t k = 0; k < n_in; k++)
+				x[k] = (k % 3) ? 0.0f : -0.0f;
+			break;
+		case 4:
+			for (size_t k = 0; k < n_in; k++)
+				x[k] = num_bits_f32((uint32_t)test_rand_next(s) & 0x807fffffu);
+			break;
+		case 5: /* scale 1: codes of every f32 below the anchor, ties included */
+			x[0] = anchor;
+			for (size_t k = 1; k < n_in; k++) {
+				uint32_t u = (uint32_t)test_rand_next(s);
+				float v = num_bits_f32((u & 0x807fffffu) | ((u % 24 + 112) << 23));
+				x[k] = fabsf(v) <= anchor ? v : v * 0.25f;
+				if (fabsf(x[k]) > anchor)
+					x[k] = anchor * 0.5f;
+				if (k % 4 == 1 || k % 4 == 3) { /* exact ties, and their neighbours */
+					float tie;
+					if (anchor == 448.0f) {
+						uint8_t c = (uint8_t)(test_rand_next(s) % 0x7e);
+						tie = (num_e4m3_to_f32(c) + num_e4m3_to_f32((uint8_t)(c + 1))) / 2;
+					} else {
+						tie = (float)((int)(test_rand_next(s) % 254) - 127) + 0.5f;
+					}
+					if (k % 4 == 3)
+						tie = nextafterf(tie, (u & 1) ? INFINITY : -INFINITY);
+					x[k] = (u & 2) ? -tie : tie;
+				}
+			}
+			break;
+		}
+	}
+}
+
+TEST(activation_quantizers_bit_exact)
+{
+	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	size_t n_sets = simd_sets(sets);
+	if (!n_sets)
+		SKIP("no SIMD quantized set on this CPU");
+	uint64_t seed = 0x9a11ac;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	const size_t n_tok = 60;
+	for (size_t a = 0; a < N_OF(n_ins); a++) {
+		size_t n_in = n_ins[a];
+		float *X = malloc(n_tok * n_in * 4), *Xg = malloc(n_tok * n_in * 4);
+		float *Xs = malloc(n_tok * n_in * 4), xsg[60], xss[60];
+		int8_t *Qg = malloc(n_tok * n_in), *Qs = malloc(n_tok * n_in);
+		int32_t sg[60], ss[60];
+		CHECK(X && Xg && Xs && Qg && Qs);
+		for (size_t si = 0; si < n_sets; si++) {
+			act_rows(X, n_tok, n_in, 448.0f, &seed);
+			cpu_qkernels_generic.quantize_e4m3_act(Xg, xsg, X, n_tok, n_in);
+			sets[si]->quantize_e4m3_act(Xs, xss, X, n_tok, n_in);
+			CHECK_MSG(memcmp(xsg, xss, sizeof(float) * n_tok) == 0, "e4m3 scales n_in %zu",
+				  n_in);
+			for (size_t i = 0; i < n_tok * n_in; i++)
+				CHECK_MSG(num_f32_bits(Xg[i]) == num_f32_bits(Xs[i]),
+					  "%s e4m3 act n_in %zu elem %zu: x %.9g -> 0x%08" PRIx32
+					  " vs 0x%08" PRIx32,
+					  sets[si]->name, n_in, i, (double)X[i], num_f32_bits(Xs[i]),
+					  num_f32_bits(Xg[i]));
+			act_rows(X, n_tok, n_in, 127.0f, &seed);
+			cpu_qkernels_generic.quantize_i8_act(Qg, xsg, sg, X, n_tok, n_in);
+			sets[si]->quantize_i8_act(Qs, xss, ss, X, n_tok, n_in);
+			CHECK(memcmp(xsg, xss, sizeof(float) * n_tok) == 0);
+			CHECK(memcmp(sg, ss, sizeof(int32_t) * n_tok) == 0);
+			for (size_t i = 0; i < n_tok * n_in; i++)
+				CHECK_MSG(Qg[i] == Qs[i], "%s i8 act n_in %zu elem %zu: x %.9g -> %d vs %d",
+					  sets[si]->name, n_in, i, (double)X[i], Qs[i], Qg[i]);
+		}
+		free(X), free(Xg), free(Xs), free(Qg), free(Qs);
+	}
+}
+
+/* ---- generic twins against float64 references of dequantize(W) X ------------------------- */
+
+/* Y (n_tok, n_out) in double from dequantized weights Wd (n_out, n_in). */
+static void ref_matmul(double *Y, double *abs_sum, const float *X, const float *Wd, size_t n_tok,
+		       size_t n_in, size_t n_out)
+{
+	for (size_t t = 0; t < n_tok; t++)
+		for (size_t o = 0; o < n_out; o++) {
+			double s = 0, a = 0;
+			for (size_t k = 0; k < n_in; k++) {
+				double p = (double)X[t * n_in + k] * (double)Wd[o * n_in + k];
+				s += p;
+				a += fabs(p);
+			}
+			Y[t * n_out + o] = s;
+			abs_sum[t * n_out + o] = a;
+		}
+}
+
+TEST(generic_vs_float64)
+{
+	uint64_t seed = 0x9a11d6;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	const cpu_qkernel_set *qk = &cpu_qkernels_generic;
+	const size_t n_in_list[] = {3, 33, 129, 576, 256, 1536};
+	for (size_t a = 0; a < N_OF(n_in_list); a++)
+		for (size_t c = 0; c < N_OF(n_toks); c += 2) {
+			size_t n_in = n_in_list[a], n_out = 17, n_tok = n_toks[c];
+			float *W = malloc(n_out * n_in * 4), *Wd = malloc(n_out * n_in * 4);
+			float *X = malloc(n_tok * n_in * 4), *Y = malloc(n_tok * n_out * 4);
+			double *R = malloc(n_tok * n_out * 8), *A = malloc(n_tok * n_out * 8);
+			CHECK(W && Wd && X && Y && R && A);
+			fill_x(W, n_out * n_in, &seed);
+			fill_x(X, n_tok * n_in, &seed);
+			for (int f = 0; f < QUANT_FMT_COUNT; f++) {
+				quant_matrix m;
+				size_t group = n_in % 128 == 0 ? 128 : 32;
+				if (f == QUANT_INT4 && n_in % 32)
+					continue;
+				CHECK(quant_matrix_new(&m, (quant_fmt)f, W, n_out, n_in, group, NULL) ==
+				      OS_OK);
+				quant_matrix_dequantize(&m, Wd);
+				ref_matmul(R, A, X, Wd, n_tok, n_in, n_out);
+				int rc = f == QUANT_FP8_E4M3
+						 ? cpu_qmatmul_fp8(NULL, qk, Y, X, m.data, m.scales, n_tok,
+								   n_in, n_out, false)
+					 : f == QUANT_INT4
+						 ? cpu_qmatmul_i4(NULL, qk, Y, X, m.data, m.scales, m.zeros,
+								  group, n_tok, n_in, n_out)
+						 : OS_OK;
+				CHECK(rc == OS_OK);
+				if (f != QUANT_INT8)
+					for (size_t i = 0; i < n_tok * n_out; i++)
+						CHECK_MSG(close_sum(Y[i], R[i], A[i], n_in),
+							  "%s n_in %zu: %.9g vs %.9g", quant_fmt_name((quant_fmt)f),
+							  n_in, (double)Y[i], R[i]);
+				if (f == QUANT_INT8) {
+					/* W8A8: reference with the activations quantized per token */
+					CHECK(cpu_qmatmul_i8(NULL, qk, Y, X, m.data, m.scales, n_tok, n_in,
+							     n_out) == OS_OK);
+					for (size_t t = 0; t < n_tok; t++) {
+						const float *x = X + t * n_in;
+						float am = 0;
+						for (size_t k = 0; k < n_in; k++)
+							am = fmaxf(am, fabsf(x[k]));
+						float xs = am / 127.0f, inv = 1.0f / xs;
+						for (size_t o = 0; o < n_out; o++) {
+							int64_t acc = 0;
+							for (size_t k = 0; k < n_in; k++)
+								acc += (int64_t)num_i8_quantize(x[k], inv) *
+								       ((int8_t *)m.data)[o * n_in + k];
+							double want = (double)acc * xs * m.scales[o];
+							CHECK_MSG(fabs(Y[t * n_out + o] - want) <= 1e-6 * fabs(want) + 1e-30,
+								  "int8 n_in %zu: %.9g vs %.9g", n_in,
+								  (double)Y[t * n_out + o], want);
+						}
+					}
+				}
+				if (f == QUANT_FP8_E4M3) {
+					/* W8A8 emulation: exact products of E4M3 values, scaled */
+					CHECK(cpu_qmatmul_fp8(NULL, qk, Y, X, m.data, m.scales, n_tok, n_in,
+							      n_out, true) == OS_OK);
+					for (size_t t = 0; t < n_tok; t++) {
+						const float *x = X + t * n_in;
+						float am = 0;
+						for (size_t k = 0; k < n_in; k++)
+							am = fmaxf(am, fabsf(x[k]));
+						float xs = am / 448.0f, inv = 1.0f / xs;
+						for (size_t o = 0; o < n_out; o++) {
+							double s = 0, abs_s = 0;
+							for (size_t k = 0; k < n_in; k++) {
+								double p = (double)num_e4m3_to_f32(num_f32_to_e4m3(x[k] * inv)) *
+									   num_e4m3_to_f32(((uint8_t *)m.data)[o * n_in + k]);
+								s += p;
+								abs_s += fabs(p);
+							}
+							double sc = (double)xs * m.scales[o];
+							CHECK_MSG(close_sum(Y[t * n_out + o], s * sc, abs_s * sc, n_in),
+								  "fp8 w8a8 n_in %zu: %.9g vs %.9g", n_in,
+								  (double)Y[t * n_out + o], s * sc);
+						}
+					}
+				}
+				quant_matrix_free(&m);
+			}
+			free(W), free(Wd), free(X), free(Y), free(R), free(A);
+		}
+}
+
+/* ---- threaded wrappers ------------------------------------------------------------------- */
+
+TEST(threads_do_not_change_results)
+{
+	uint64_t seed = 0x9a1177;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	const cpu_qkernel_set *qk;
+	CHECK(cpu_qkernels_select(&qk, NULL) == OS_OK);
+	size_t n_in = 576, n_out = 1003, n_tok = 5;
+	float *W = malloc(n_out * n_in * 4), *X = malloc(n_tok * n_in * 4);
+	float *Y1 = malloc(n_tok * n_out * 4), *Yn = malloc(n_tok * n_out * 4);
+	CHECK(W && X && Y1 && Yn);
+	fill_x(W, n_out * n_in, &seed);
+	fill_x(X, n_tok * n_in, &seed);
+	quant_matrix m[3];
+	for (int f = 0; f < 3; f++)
+		CHECK(quant_matrix_new(&m[f], (quant_fmt)f, W, n_out, n_in, 64, NULL) == OS_OK);
+	for (size_t nt = 2; nt <= 3; nt++) {
+		threadpool *pool;
+		CHECK(threadpool_new(&pool, nt, NULL) == OS_OK);
+		for (int v = 0; v < 4; v++) {
+			threadpool *pools[2] = {NULL, pool};
+			float *Ys[2] = {Y1, Yn};
+			for (int p = 0; p < 2; p++) {
+				int rc = v == 0 ? cpu_qmatmul_fp8(pools[p], qk, Ys[p], X, m[0].data,
+								  m[0].scales, n_tok, n_in, n_out, false)
+				       : v == 1 ? cpu_qmatmul_fp8(pools[p], qk, Ys[p], X, m[0].data,
+								  m[0].scales, n_tok, n_in, n_out, true)
+				       : v == 2 ? cpu_qmatmul_i8(pools[p], qk, Ys[p], X, m[1].data,
+								 m[1].scales, n_tok, n_in, n_out)
+						: cpu_qmatmul_i4(pools[p], qk, Ys[p], X, m[2].data,
+								 m[2].scales, m[2].zeros, 64, n_tok, n_in,
+								 n_out);
+				CHECK(rc == OS_OK);
+			}
+			CHECK_MSG(memcmp(Y1, Yn, n_tok * n_out * 4) == 0, "variant %d, %zu threads", v,
+				  nt);
+		}
+		threadpool_free(pool);
+	}
+	CHECK(cpu_qmatmul_i4(NULL, qk, Y1, X, m[2].data, m[2].scales, m[2].zeros, 48, n_tok, n_in,
+			     n_out) == OS_EUSAGE);
+	CHECK(cpu_qmatmul_i8(NULL, qk, Y1, X, m[1].data, m[1].scales, 1, CPU_QI8_MAX_IN + 1, 1) ==
+	      OS_EUSAGE);
+	for (int f = 0; f < 3; f++)
+		quant_matrix_free(&m[f]);
+	free(W), free(X), free(Y1), free(Yn);
+}
+
+/* ---- quantize -> dequantize error bounds ---------------------------------------------------- */
+
+TEST(quantize_error_bounds)
+{
+	uint64_t seed = 0x9a11eb;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	const size_t rows_list[] = {1, 3, 17};
+	const size_t cols_list[] = {1, 3, 17, 33, 129, 128, 256, 576, 1536};
+	for (size_t a = 0; a < N_OF(rows_list); a++)
+		for (size_t b = 0; b < N_OF(cols_list); b++) {
+			size_t rows = rows_list[a], cols = cols_list[b];
+			float *W = malloc(rows * cols * 4), *D = malloc(rows * cols * 4);
+			CHECK(W && D);
+			for (size_t r = 0; r < rows; r++) { /* rows of very different magnitudes */
+				float mag = ldexpf(1.0f, (int)(test_rand_next(&seed) % 30) - 15);
+				float off = r % 3 == 2 ? mag : 0.0f; /* some one-sided rows */
+				for (size_t k = 0; k < cols; k++)
+					W[r * cols + k] = rand_nonzero(&seed) * mag + off;
+			}
+			quant_matrix m;
+			/* FP8: relative 2^-4 for values normal after scaling */
+			CHECK(quant_matrix_new(&m, QUANT_FP8_E4M3, W, rows, cols, 0, NULL) == OS_OK);
+			quant_matrix_dequantize(&m, D);
+			for (size_t i = 0; i < rows * cols; i++) {
+				float s = m.scales[i / cols];
+				double err = fabs((double)W[i] - D[i]);
+				if (fabs(W[i]) / s >= 0.015625)
+					CHECK_MSG(err <= ldexp(fabs(W[i]), -4) * (1 + 1e-6),
+						  "fp8 %zux%zu [%zu]: %g -> %g", rows, cols, i,
+						  (double)W[i], (double)D[i]);
+				else
+					CHECK(err <= ldexp(s, -10) * (1 + 1e-5));
+			}
+			CHECK_EQ_INT(quant_matrix_bytes(&m), rows * cols + rows * 4);
+			quant_matrix_free(&m);
+			/* INT8: |err| <= scale / 2 */
+			CHECK(quant_matrix_new(&m, QUANT_INT8, W, rows, cols, 0, NULL) == OS_OK);
+			quant_matrix_dequantize(&m, D);
+			for (size_t i = 0; i < rows * cols; i++) {
+				float s = m.scales[i / cols];
+				CHECK_MSG(fabs((double)W[i] - D[i]) <= s * 0.5 * (1 + 1e-5),
+					  "int8 %zux%zu [%zu]: %g -> %g (s %g)", rows, cols, i,
+					  (double)W[i], (double)D[i], (double)s);
+			}
+			quant_matrix_free(&m);
+			/* INT4: |err| <= group scale / 2, every group size dividing cols */
+			for (size_t gi = 0; gi < N_OF(i4_groups); gi++) {
+				size_t G = i4_groups[gi];
+				if (cols % G)
+					continue;
+				CHECK(quant_matrix_new(&m, QUANT_INT4, W, rows, cols, G, NULL) == OS_OK);
+				quant_matrix_dequantize(&m, D);
+				for (size_t i = 0; i < rows * cols; i++) {
+					size_t r = i / cols, g = (i % cols) / G;
+					float s = m.scales[r * (cols / G) + g];
+					CHECK_MSG(fabs((double)W[i] - D[i]) <= s * 0.5 * (1 + 1e-5),
+						  "int4 g%zu %zux%zu [%zu]: %g -> %g (s %g)", G, rows, cols,
+						  i, (double)W[i], (double)D[i], (double)s);
+				}
+				/* the row helper agrees with the matrix path at clip 1 */
+				float *F = malloc(cols * 4);
+				CHECK(F);
+				quant_fake_int4_row(F, W, cols, G, 1.0f);
+				CHECK(memcmp(F, D, cols * 4) == 0);
+				free(F);
+				quant_matrix_free(&m);
+			}
+			free(W), free(D);
+		}
+	os_error err;
+	quant_matrix m;
+	float w[96] = {1.0f};
+	CHECK(quant_matrix_new(&m, QUANT_INT4, w, 1, 96, 64, &err) == OS_EUSAGE);
+	printf("  (expected) %s\n", err.msg);
+	CHECK(quant_matrix_new(&m, QUANT_INT4, w, 1, 96, 48, &err) == OS_EUSAGE);
+	CHECK(quant_matrix_new(&m, QUANT_INT8, w, 0, 96, 0, &err) == OS_EUSAGE);
+	CHECK(m.data == NULL);
+	quant_matrix_free(&m);
+}
+
+int main(void)
+{
+	RUN(selection);
+	RUN(fp8_twins);
+	RUN(int8_twins_bit_exact);
+	RUN(int8_extreme_sums);
+	RUN(int4_twins);
+	RUN(activation_quantizers_bit_exact);
+	RUN(generic_vs_float64);
+	RUN(threads_do_not_change_results);
+	RUN(quantize_error_bounds);
+	return test_summary();
+}
