@@ -186,6 +186,9 @@ static const char *const migrations[] = {
 	"  key TEXT PRIMARY KEY,\n"
 	"  value TEXT NOT NULL\n"
 	");\n",
+	/* 2: the worker's identity beside its pid (pid + process start time), so a reused pid
+	 * is not mistaken for a live worker (store/jobs.c) */
+	"ALTER TABLE jobs ADD COLUMN worker_token TEXT;\n",
 };
 #define N_MIGRATIONS (int)(sizeof migrations / sizeof migrations[0])
 

@@ -10,7 +10,7 @@
 
 /* The schema version this build creates and understands. A hub.db whose user_version is
  * newer is refused with OS_EUNSUPPORTED; an older one is migrated on open. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* ---- data home ------------------------------------------------------------------------ */
 
@@ -187,5 +187,196 @@ int store_setting_get(store *s, const char *key, char **value, os_error *err);
 
 /* Sets (inserts or replaces) key = value. */
 int store_setting_set(store *s, const char *key, const char *value, os_error *err);
+
+/* ---- jobs (store/jobs.c) ------------------------------------------------------------------
+ * Background optimization jobs and their events. States: queued -> running -> completed |
+ * failed | stopped; running -> stopping (stop asked) -> stopped. A running job records its
+ * worker's pid and a worker token (pid + the process's start time) so that a dead worker,
+ * or a pid the system has since reused, is recognised by store_jobs_reap_dead. Times are
+ * REAL unix seconds. */
+
+/* One row of `jobs`. Ownership as store_model (store_job_clear). */
+typedef struct store_job {
+	int64_t id;
+	char *name;             /* label, may be NULL */
+	char *spec;             /* the job spec, canonical JSON */
+	char *state;            /* queued | running | completed | failed | stopping | stopped */
+	char *stage;            /* the running (or last) stage, NULL before the first */
+	double progress;        /* of the current stage, 0..1 */
+	double eta_seconds;     /* of the current stage; < 0 when unknown */
+	int64_t pid;            /* worker that runs (ran) it; 0 = none yet */
+	char *worker_token;     /* "pid:starttime" of that worker; NULL = none */
+	char *error;            /* why it failed, NULL otherwise */
+	int64_t model_id;       /* the input model's hub row; 0 = a path or unknown */
+	int64_t result_model_id;/* the model the job produced; 0 = none */
+	double created_at, started_at, finished_at, updated_at; /* unix s; 0 = not yet */
+	int stop_requested;
+} store_job;
+
+void store_job_clear(store_job *j);
+void store_job_list_free(store_job *v, size_t n);
+
+/* Inserts a queued job (spec must be valid JSON, else OS_EUSAGE). model_id 0 = none.
+ * out (may be NULL) receives the new row. Records a "queued" event. */
+int store_job_insert(store *s, const char *name, const char *spec, int64_t model_id,
+		     store_job *out, os_error *err);
+
+/* Fills *out with job id, or OS_ENOTFOUND "no job 7". */
+int store_job_get(store *s, int64_t id, store_job *out, os_error *err);
+
+/* All jobs by id. Same ownership as store_model_list. */
+int store_job_list(store *s, store_job **out, size_t *n, os_error *err);
+
+/* Number of jobs in state `queued`. */
+int store_job_count_queued(store *s, int64_t *n, os_error *err);
+
+/* Claims the oldest queued job for the worker (pid, token) in one BEGIN IMMEDIATE
+ * transaction: state running, pid, worker_token, started_at, stage NULL, progress 0.
+ * *claimed = 1 and *out filled when there was one, else *claimed = 0 (out untouched). */
+int store_job_claim(store *s, int64_t pid, const char *token, store_job *out, int *claimed,
+		    os_error *err);
+
+/* Records the stage, its progress (clamped to 0..1) and ETA (< 0: unknown) of a running or
+ * stopping job; *stop (may be NULL) receives the stop flag. A job in another state is left
+ * alone and *stop = 1 (the worker no longer owns it). */
+int store_job_update(store *s, int64_t id, const char *stage, double progress,
+		     double eta_seconds, int *stop, os_error *err);
+
+/* Reads the job's stop flag (1 also when the job is no longer running or stopping). */
+int store_job_stop_requested(store *s, int64_t id, int *stop, os_error *err);
+
+/* Appends an event (level: debug | info | warn | error; stage may be NULL). */
+int store_job_event_add(store *s, int64_t id, const char *stage, const char *level,
+			const char *message, os_error *err);
+
+/* One row of `job_events`. Ownership as above (store_job_event_clear). */
+typedef struct store_job_event {
+	int64_t id;
+	int64_t job_id;
+	double time;
+	char *stage;
+	char *level;
+	char *message;
+} store_job_event;
+
+void store_job_event_list_free(store_job_event *v, size_t n);
+/* The job's events with id > after_id, oldest first. */
+int store_job_event_list(store *s, int64_t job_id, int64_t after_id, store_job_event **out,
+			 size_t *n, os_error *err);
+
+/* Asks job id to stop. queued -> stopped at once; running -> stopping (the worker stops it
+ * at its next check and marks it stopped); stopping: nothing to do. Other states:
+ * OS_EUSAGE "job 3 is completed; there is nothing to stop". *state_after (may be NULL)
+ * receives the new state (malloc'd, free it). */
+int store_job_request_stop(store *s, int64_t id, char **state_after, os_error *err);
+
+/* Ends a running or stopping job: state is "completed", "failed" or "stopped"; error (may
+ * be NULL) is kept for failed/stopped; completed sets progress 1. OS_EUSAGE for another
+ * target state, OS_EBUSY when the job is not running/stopping any more (someone reaped it). */
+int store_job_finish(store *s, int64_t id, const char *state, const char *error,
+		     os_error *err);
+
+/* Records the model the job produced. */
+int store_job_set_result_model(store *s, int64_t id, int64_t model_id, os_error *err);
+
+/* Retry: a failed or stopped job goes back to queued under the same id (its events and log
+ * are kept and continue; stage, progress, error, pid, times and the stop flag are reset).
+ * Other states: OS_EUSAGE naming the state. */
+int store_job_retry(store *s, int64_t id, os_error *err);
+
+/* Deletes a job and its events. A running or stopping job: OS_EBUSY ("stop it first"). */
+int store_job_delete(store *s, int64_t id, os_error *err);
+
+/* "pid:starttime" of process pid (Linux /proc/<pid>/stat field 22) into buf; OS_ENOTFOUND
+ * when there is no such process. */
+int store_jobs_process_token(int64_t pid, char *buf, size_t len, os_error *err);
+
+/* Marks failed every running or stopping job whose worker is gone: its pid does not exist,
+ * or exists with another start time (the pid was reused). The error names the worker:
+ * "worker (pid 123) died". *n_reaped (may be NULL) receives how many. Cheap; call it
+ * whenever jobs are read. */
+int store_jobs_reap_dead(store *s, size_t *n_reaped, os_error *err);
+
+/* ---- bench runs and eval results (store/bench.c) ---------------------------------------- */
+
+/* One concurrency level of a benchmark run (a row of bench_points). Latencies in ms, rates
+ * in tok/s; NAN means "not measured" (NULL in the table). */
+typedef struct store_bench_point {
+	int64_t concurrency;          /* >= 1, unique within a run */
+	int64_t n_requests;           /* measured requests completed */
+	int64_t n_errors;
+	double ttft_p50_ms, ttft_p90_ms, ttft_p99_ms;
+	double itl_p50_ms, itl_p90_ms, itl_p99_ms;
+	double latency_p50_ms, latency_p90_ms, latency_p99_ms;
+	double tokens_per_s;          /* output tok/s per request (p50) */
+	double total_tokens_per_s;    /* DESIGN.md's formula: O / (latency s) x concurrency */
+	double measured_tokens_per_s; /* total output tokens / wall time (kept in the run's
+	                               * config JSON under "measured_tokens_per_s") */
+} store_bench_point;
+
+/* A row of bench_runs with its points. Ownership as store_model (store_bench_run_clear),
+ * points included. Foreign keys (job_id, model_id, artifact_id) are 0 when unset. */
+typedef struct store_bench_run {
+	int64_t id;
+	int64_t job_id;
+	int64_t model_id;
+	char *model_name;             /* required: hub name or the file path benchmarked */
+	int64_t artifact_id;
+	char *label;                  /* e.g. "baseline", "int4-awq" */
+	char *backend;                /* e.g. "cpu" */
+	char *instance_name;          /* the catalog instance it ran on ("local") */
+	int64_t input_tokens, output_tokens, seed;
+	char *config;                 /* JSON object (free-form run settings) or NULL */
+	int64_t created_at;           /* unix seconds; insert sets it when 0 */
+	store_bench_point *points;    /* [n_points], by concurrency ascending when read */
+	size_t n_points;
+} store_bench_run;
+
+void store_bench_run_clear(store_bench_run *r);
+void store_bench_run_list_free(store_bench_run *v, size_t n);
+
+/* Inserts the run and all its points in one transaction (all or nothing); *id (may be NULL)
+ * receives the run's id. OS_EUSAGE for a missing model name, a config that is not a JSON
+ * object, a point with concurrency < 1 or two points with the same concurrency. */
+int store_bench_run_insert(store *s, const store_bench_run *r, int64_t *id, os_error *err);
+
+/* Fills *out with run id and its points, or OS_ENOTFOUND. */
+int store_bench_run_get(store *s, int64_t id, store_bench_run *out, os_error *err);
+
+/* Every run with its points, newest first. Same ownership as store_model_list. */
+int store_bench_run_list(store *s, store_bench_run **out, size_t *n, os_error *err);
+
+/* Deletes run id and its points; OS_ENOTFOUND when absent. */
+int store_bench_run_delete(store *s, int64_t id, os_error *err);
+
+/* A row of eval_results: one accuracy figure (metric "perplexity", "kl_divergence",
+ * "top1_agreement", "acceptance_rate", "load_seconds", ...). Ownership as store_model. */
+typedef struct store_eval_result {
+	int64_t id;
+	int64_t job_id, model_id;     /* 0 when unset */
+	char *model_name;             /* required */
+	int64_t baseline_model_id;    /* 0 when unset */
+	char *dataset;                /* e.g. the held-out text's path */
+	char *metric;                 /* required */
+	double value;                 /* finite */
+	int64_t n_tokens;             /* tokens scored; -1 when unknown */
+	char *details;                /* JSON or NULL */
+	int64_t created_at;           /* unix seconds; insert sets it when 0 */
+} store_eval_result;
+
+void store_eval_result_clear(store_eval_result *r);
+void store_eval_result_list_free(store_eval_result *v, size_t n);
+
+/* Inserts r; *id (may be NULL) receives its id. OS_EUSAGE for a missing model name or
+ * metric, or a value that is not finite. */
+int store_eval_result_insert(store *s, const store_eval_result *r, int64_t *id, os_error *err);
+
+/* Fills *out with result id, or OS_ENOTFOUND. */
+int store_eval_result_get(store *s, int64_t id, store_eval_result *out, os_error *err);
+
+/* Results, newest first, filtered by model_name (NULL: any) and job_id (0: any). Same
+ * ownership as store_model_list. */
+int store_eval_result_list(store *s, const char *model_name, int64_t job_id,
+			   store_eval_result **out, size_t *n, os_error *err);
 
 #endif

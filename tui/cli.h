@@ -31,5 +31,19 @@ int cmd_doctor(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_bench_engine(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_price(int argc, char **argv);
+int cmd_results(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_optimize(int argc, char **argv);
+int cmd_jobs(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
+
+/* cmd_jobs.c: a job as one line of JSON (id, name, state, stage, progress, eta_seconds,
+ * error, pid, result_model_id, stop_requested, times, spec); malloc'd, NULL on OOM. */
+struct store_job;
+char *cli_job_json(const struct store_job *j);
+int cmd_eval(int argc, char **argv);
 
 #endif

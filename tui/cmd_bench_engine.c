@@ -24,9 +24,12 @@ static const char bench_help[] =
 	"  decode roofline  = B x bandwidth / (weight bytes of one step + KV bytes the B\n"
 	"                     sequences read in that step)  [the weights are read once per\n"
 	"                     step for all B tokens]\n"
-	"  prefill roofline = peak / (2 x parameters) tok/s, the peak of the instruction the\n"
-	"                     matmul uses for the weight format (f32 FMA for F32, bf16 dot\n"
-	"                     products for BF16); attention FLOPs are not counted\n"
+	"  prefill roofline = peak / (matmul FLOPs per prompt token) tok/s: 2 x the layers'\n"
+	"                     projection weights per token plus the output head once per\n"
+	"                     prompt (only the last token's logits are computed); peak is\n"
+	"                     that of the instruction the matmul uses for the weight format\n"
+	"                     (f32 FMA for F32, bf16 dot products for BF16); attention FLOPs\n"
+	"                     are not counted\n"
 	"\n"
 	"options:\n"
 	"      --threads N    CPU threads (default: all online CPUs)\n"
@@ -141,6 +144,21 @@ static void summarize(const double *v, size_t n, bench_point *p)
 	p->tok_s_min = s[0];
 	p->tok_s_max = s[n - 1];
 	p->tok_s = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+/* Matmul FLOPs per prompt token of a prefill of n tokens that returns the last token's
+ * logits only (as bench_prefill asks): 2 x the weights of every layer's projections for each
+ * token, plus the output head (vocab x dim) once for the whole prompt. The token embedding
+ * is a row lookup, not a matmul, and attention (scores and weighted values) is left out,
+ * so the roofline is, if anything, too high. */
+static double prefill_flops_per_token(const model_config *c, size_t n)
+{
+	double q = (double)c->n_heads * (double)c->head_dim;
+	double kv = (double)c->n_kv_heads * (double)c->head_dim;
+	double layer = (double)c->dim * (q + 2.0 * kv) + q * (double)c->dim +
+		       3.0 * (double)c->ffn_dim * (double)c->dim;
+	double head = (double)c->vocab * (double)c->dim;
+	return 2.0 * ((double)c->n_layers * layer + head / (double)n);
 }
 
 /* A deterministic stream of token ids in [0, vocab), so every run does the same work. */
@@ -410,7 +428,7 @@ int cmd_bench_engine(int argc, char **argv)
 		ex = cli_fail(&err, "prefill failed");
 		goto done;
 	}
-	pts[n_pts].roofline_tok_s = peak_used * 1e9 / (2.0 * (double)model_n_params(s.m));
+	pts[n_pts].roofline_tok_s = peak_used * 1e9 / prefill_flops_per_token(c, a.prefill);
 	pts[n_pts].bytes_per_step = 0;
 	n_pts++;
 	double kv_per_tok = (double)cli_session_kv_bytes_per_token(s.m);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmd_spec.h"
 #include "hub_ops.h"
 
 static const char hub_help[] =
@@ -22,7 +23,8 @@ static const char hub_help[] =
 	"  rm NAME                          remove from the hub (files the studio did not\n"
 	"                                   create are never deleted)\n"
 	"  drafts NAME [--json]             hub models with an identical vocabulary,\n"
-	"                                   smallest first: candidate draft models\n";
+	"                                   smallest first: candidate draft models\n"
+	"  recommend-draft MODEL [--json]   the draft `run --draft recommended` picks, and why\n";
 
 /* Options every hub subcommand understands; `name` only for import. */
 typedef struct hub_args {
@@ -318,6 +320,11 @@ static int hub_drafts_cmd(store *s, const hub_args *a)
 	return rc;
 }
 
+static int hub_recommend_draft_cmd(store *s, const hub_args *a)
+{
+	return spec_hub_recommend_draft(s, a->positional, a->json);
+}
+
 typedef struct hub_subcommand {
 	const char *name;
 	bool wants_positional;
@@ -331,6 +338,7 @@ static const hub_subcommand hub_subcommands[] = {
 	{"show", true, false, hub_show_cmd},
 	{"rm", true, false, hub_rm_cmd},
 	{"drafts", true, false, hub_drafts_cmd},
+	{"recommend-draft", true, false, hub_recommend_draft_cmd},
 };
 
 int cmd_hub(int argc, char **argv)

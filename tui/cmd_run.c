@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmd_spec.h"
 #include "core/engine/sampler.h"
 #include "session.h"
 
@@ -37,9 +38,22 @@ static const char run_help[] =
 	"      --threads N         CPU threads (default: all online CPUs); the output does not\n"
 	"                          depend on it\n"
 	"      --bf16              run with BF16 weights (default F32)\n"
+	"      --draft D           speculative decoding with draft D: recommended (the hub's\n"
+	"                          smallest model with the same tokenizer, else the model\n"
+	"                          itself at BF16), self:bf16, ngram (prompt lookup, no\n"
+	"                          model), a hub name or a GGUF path (same tokenizer only).\n"
+	"                          The output is the model's own: identical when greedy,\n"
+	"                          the same distribution when sampling\n"
+	"      --spec-k K|auto     draft tokens per step, 1..16 (default 4); auto picks k\n"
+	"                          from the recent acceptance rate\n"
+	"      --no-baseline       with --draft, skip the plain decode of the same prompt that\n"
+	"                          measures the speed-up (it runs after the output, same\n"
+	"                          process and settings, and doubles the run time)\n"
 	"      --json              print one JSON object instead: text, tokens, prompt_tokens,\n"
 	"                          generated_tokens, prompt_tok_s, gen_tok_s, ms_per_token,\n"
-	"                          stop (\"length\" or \"eog\"), seed\n"
+	"                          stop (\"length\" or \"eog\"), seed; with --draft also\n"
+	"                          \"speculative\": acceptance_rate, mean_accepted_length,\n"
+	"                          acceptance_by_position, draft/verify shares, speedup\n"
 	"\n"
 	"The prompt is plain text (special-token spellings such as <|im_start|> are not parsed\n"
 	"without --chat). Generation time runs from the end of the prompt's forward pass to the\n"
@@ -56,6 +70,11 @@ typedef struct run_args {
 	bool seed_given;
 	size_t n_threads;
 	sampler_params sp;
+	const char *draft;      /* --draft, or NULL */
+	size_t spec_k;          /* --spec-k (default 4; the starting k with auto) */
+	bool spec_auto;
+	bool spec_k_given;
+	bool no_baseline;
 } run_args;
 
 enum {
@@ -70,6 +89,9 @@ enum {
 	OPT_THREADS,
 	OPT_BF16,
 	OPT_JSON,
+	OPT_DRAFT,
+	OPT_SPEC_K,
+	OPT_NO_BASELINE,
 };
 
 static int parse_run_args(int argc, char **argv, run_args *a)
@@ -88,11 +110,15 @@ static int parse_run_args(int argc, char **argv, run_args *a)
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"bf16", no_argument, NULL, OPT_BF16},
 		{"json", no_argument, NULL, OPT_JSON},
+		{"draft", required_argument, NULL, OPT_DRAFT},
+		{"spec-k", required_argument, NULL, OPT_SPEC_K},
+		{"no-baseline", no_argument, NULL, OPT_NO_BASELINE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	memset(a, 0, sizeof *a);
 	a->n_predict = 128;
+	a->spec_k = 4;
 	a->sp = sampler_params_default();
 	a->sp.temperature = 0;
 	optind = 1;
@@ -158,6 +184,22 @@ static int parse_run_args(int argc, char **argv, run_args *a)
 		case OPT_JSON:
 			a->json = true;
 			break;
+		case OPT_DRAFT:
+			a->draft = optarg;
+			break;
+		case OPT_SPEC_K:
+			a->spec_k_given = true;
+			if (!strcmp(optarg, "auto")) {
+				a->spec_auto = true;
+			} else if (!cli_parse_size(optarg, &a->spec_k) || a->spec_k < 1 ||
+				   a->spec_k > 16) {
+				return cli_usage_error("run", "--spec-k wants 1..16 or auto, got '%s'",
+						       optarg);
+			}
+			break;
+		case OPT_NO_BASELINE:
+			a->no_baseline = true;
+			break;
 		case '?':
 			if (optopt)
 				return cli_usage_error("run", "option '%s' needs a value", opt);
@@ -176,6 +218,8 @@ static int parse_run_args(int argc, char **argv, run_args *a)
 		return cli_usage_error("run", "missing -p PROMPT");
 	if (a->system && !a->chat)
 		return cli_usage_error("run", "--system only makes sense with --chat");
+	if (!a->draft && (a->spec_k_given || a->no_baseline))
+		return cli_usage_error("run", "--spec-k and --no-baseline only make sense with --draft");
 	if (!a->seed_given)
 		a->sp.seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
 	return EXIT_OK;
@@ -390,6 +434,13 @@ int cmd_run(int argc, char **argv)
 		n_max = c->ctx - n_prompt;
 		fprintf(stderr, "optstudio: note: generating at most %zu tokens (context %zu)\n", n_max,
 			c->ctx);
+	}
+	if (a.draft) {
+		spec_cli_args sa = {.model_arg = a.model, .draft_arg = a.draft, .k = a.spec_k,
+				    .adaptive = a.spec_auto, .baseline = !a.no_baseline,
+				    .json = a.json, .sp = a.sp};
+		ex = spec_cli_run(&s, &sa, prompt, n_prompt, n_max);
+		goto done;
 	}
 	size_t kv_tokens = n_prompt + n_max;
 	if ((ex = cli_session_start_engine(&s, (kv_tokens + KV_DEFAULT_BLOCK_TOKENS - 1) /

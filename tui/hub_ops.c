@@ -67,7 +67,11 @@ static int hash_folder(const char *dir, char out_hex[SHA256_HEX_CHARS], os_error
 	for (size_t i = 0; i < n_names; i++) {
 		char path[PATH_MAX];
 		struct stat st;
-		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		int len = snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		if (len < 0 || (size_t)len >= sizeof path) {
+			rc = os_error_set(err, OS_ERANGE, "path too long: '%s/%s'", dir, names[i]);
+			goto done;
+		}
 		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
 			continue;
 		FILE *f = fopen(path, "rb");
@@ -117,6 +121,12 @@ static void default_name(const char *path, char *buf, size_t len)
 int hub_import(store *s, const char *path, const char *name, store_model *out, int *existed,
 	       os_error *err)
 {
+	return hub_import_with(s, path, name, NULL, out, existed, err);
+}
+
+int hub_import_with(store *s, const char *path, const char *name, const hub_import_opts *o,
+		    store_model *out, int *existed, os_error *err)
+{
 	char abs_path[PATH_MAX];
 	if (!realpath(path, abs_path))
 		return os_error_set(err, OS_EIO, "cannot open '%s': %s", path, strerror(errno));
@@ -143,7 +153,9 @@ int hub_import(store *s, const char *path, const char *name, store_model *out, i
 		.name = (char *)name,
 		.path = abs_path,
 		.source_path = abs_path,
-		.owned_by_studio = 0,
+		.owned_by_studio = o ? o->owned_by_studio : 0,
+		.parent_model_id = o ? o->parent_model_id : 0,
+		.recipe = o ? (char *)o->recipe : NULL,
 		.format = info.format,
 		.architecture = dup_or_null(info.architecture),
 		.n_params = (int64_t)info.n_params,

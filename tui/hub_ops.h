@@ -22,6 +22,18 @@ int hub_open(store **out, os_error *err);
 int hub_import(store *s, const char *path, const char *name, store_model *out, int *existed,
 	       os_error *err);
 
+/* What hub_import_with records beyond the file's own description. */
+typedef struct hub_import_opts {
+	int64_t parent_model_id;  /* the hub model this one was made from; 0 = none */
+	const char *recipe;       /* JSON of the recipe that made it, or NULL */
+	int owned_by_studio;      /* 1: the studio made the file (inside <home>/models) and may
+				   * delete it with the row */
+} hub_import_opts;
+
+/* hub_import, recording o's fields too (o NULL: as hub_import). */
+int hub_import_with(store *s, const char *path, const char *name, const hub_import_opts *o,
+		    store_model *out, int *existed, os_error *err);
+
 /* MODEL arguments: a hub name first, else an existing path. *path is malloc'd (free it). */
 int hub_resolve_model(store *s, const char *arg, char **path, os_error *err);
 

@@ -12,6 +12,14 @@ static const cli_command commands[] = {
 	{"run", "generate text from a prompt, streaming tokens (greedy by default)", cmd_run},
 	{"perplexity", "perplexity of a model over a text file, llama.cpp style", cmd_perplexity},
 	{"bench-engine", "prefill and batched decode speed beside this machine's roofline", cmd_bench_engine},
+	{"quantize", "quantize a model: fp8, fp8-w8a8, int8, int8-smoothquant, int4-awq, int4-rtn", cmd_quantize},
+	{"bench", "throughput and latency sweep over concurrency levels, with prices", cmd_bench},
+	{"price", "blended $ per 1M tokens of a throughput on an instance", cmd_price},
+	{"results", "benchmark runs stored in the hub", cmd_results},
+	{"compare", "two to four benchmark runs side by side, deltas against a baseline", cmd_compare},
+	{"optimize", "queue an optimization job (quantize ...) from a spec or flags", cmd_optimize},
+	{"jobs", "background jobs: list, watch, show, log, stop, retry, rm", cmd_jobs},
+	{"eval", "accuracy of a model against a baseline: perplexity, KL, top-1 agreement", cmd_eval},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -83,6 +91,9 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < N_COMMANDS; i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].run(argc - 1, argv + 1);
+	/* the background job runner: started by `optimize`, not listed in the help */
+	if (strcmp(argv[1], "worker") == 0)
+		return cmd_worker(argc - 1, argv + 1);
 	cli_error("unknown command '%s'; 'optstudio --help' lists the commands", argv[1]);
 	return EXIT_USAGE;
 }

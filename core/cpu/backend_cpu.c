@@ -1,5 +1,6 @@
-/* backend_cpu.c: the CPU backend. Matmuls split by output rows over the pool (kernels.h),
- * attention split by (token, kv head) over the pool with a blockwise online softmax, the
+/* backend_cpu.c: the CPU backend. Matmuls split by output rows over the pool (kernels.h,
+ * kernels_quant.h for FP8 / INT8 / INT4 weights), attention split by (token, kv head) over
+ * the pool with a blockwise online softmax (FP8 / INT8 KV decoded a block at a time), the
  * small elementwise ops on the calling thread unless they are large. */
 #include "backend_cpu.h"
 
@@ -7,9 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../numerics.h"
+
 typedef struct cpu_ctx {
 	threadpool *pool;
 	const cpu_kernel_set *ks;
+	const cpu_qkernel_set *qk;
+	float e4m3[256];         /* E4M3 code -> value, for the embedding and FP8 KV */
 	size_t n_threads;
 	float *scratch;          /* per-thread attention scratch, n_threads * scratch_per */
 	size_t scratch_per;      /* floats per thread */
@@ -82,6 +87,41 @@ static int cpu_rmsnorm_op(void *ctx, float *out, const float *x, const float *w,
 	return OS_OK;
 }
 
+/* x (d) = row r of a quantized table, the values the matmul multiplies by:
+ * code * scale (FP8, INT8), s * (q - z) (INT4). Nonzero for a format it does not know. */
+static int embed_quant_row(const cpu_ctx *c, float *x, const be_weight *t, size_t r)
+{
+	size_t d = t->cols;
+	switch (t->fmt) {
+	case BE_WFMT_FP8:
+	case BE_WFMT_FP8_W8A8: {
+		const uint8_t *q = (const uint8_t *)t->data + r * d;
+		float s = t->scales[r];
+		for (size_t k = 0; k < d; k++)
+			x[k] = c->e4m3[q[k]] * s;
+		return 0;
+	}
+	case BE_WFMT_I8: {
+		const int8_t *q = (const int8_t *)t->data + r * d;
+		float s = t->scales[r];
+		for (size_t k = 0; k < d; k++)
+			x[k] = (float)q[k] * s;
+		return 0;
+	}
+	case BE_WFMT_I4: {
+		const uint8_t *q = (const uint8_t *)t->data + r * (d / 2);
+		size_t ng = d / t->group;
+		for (size_t k = 0; k < d; k++) {
+			size_t g = r * ng + k / t->group;
+			x[k] = num_i4_dequantize(num_i4_get(q, k), t->scales[g], t->zeros[g]);
+		}
+		return 0;
+	}
+	default:
+		return 1;
+	}
+}
+
 static int cpu_embed(void *ctx, float *x, const be_weight *table, const int32_t *tokens,
 		     size_t n)
 {
@@ -93,7 +133,7 @@ static int cpu_embed(void *ctx, float *x, const be_weight *table, const int32_t 
 			memcpy(x + i * d, (const float *)table->data + r * d, d * sizeof(float));
 		else if (table->fmt == BE_WFMT_BF16)
 			c->ks->bf16_to_f32(x + i * d, (const uint16_t *)table->data + r * d, d);
-		else
+		else if (embed_quant_row(c, x + i * d, table, r))
 			return OS_EUNSUPPORTED;
 	}
 	return OS_OK;
@@ -113,6 +153,45 @@ static int cpu_matmul_bf16(void *ctx, float *out, const float *x, size_t n, cons
 	return cpu_matmul(c->pool, c->ks, out, x, w->data, CPU_WFMT_BF16, n, w->cols, w->rows);
 }
 
+static int cpu_matmul_fp8(void *ctx, float *out, const float *x, size_t n, const be_weight *w)
+{
+	cpu_ctx *c = ctx;
+	return cpu_qmatmul_fp8(c->pool, c->qk, out, x, w->data, w->scales, n, w->cols, w->rows,
+			       false);
+}
+
+static int cpu_matmul_fp8_w8a8(void *ctx, float *out, const float *x, size_t n,
+			       const be_weight *w)
+{
+	cpu_ctx *c = ctx;
+	return cpu_qmatmul_fp8(c->pool, c->qk, out, x, w->data, w->scales, n, w->cols, w->rows,
+			       true);
+}
+
+static int cpu_matmul_i8(void *ctx, float *out, const float *x, size_t n, const be_weight *w)
+{
+	cpu_ctx *c = ctx;
+	return cpu_qmatmul_i8(c->pool, c->qk, out, x, w->data, w->scales, n, w->cols, w->rows);
+}
+
+static int cpu_matmul_i4(void *ctx, float *out, const float *x, size_t n, const be_weight *w)
+{
+	cpu_ctx *c = ctx;
+	return cpu_qmatmul_i4(c->pool, c->qk, out, x, w->data, w->scales, w->zeros, w->group, n,
+			      w->cols, w->rows);
+}
+
+typedef int (*cpu_matmul_fn)(void *ctx, float *out, const float *x, size_t n,
+			     const be_weight *w);
+static const cpu_matmul_fn cpu_matmuls[BE_WFMT_COUNT] = {
+	[BE_WFMT_F32] = cpu_matmul_f32,
+	[BE_WFMT_BF16] = cpu_matmul_bf16,
+	[BE_WFMT_FP8] = cpu_matmul_fp8,
+	[BE_WFMT_FP8_W8A8] = cpu_matmul_fp8_w8a8,
+	[BE_WFMT_I8] = cpu_matmul_i8,
+	[BE_WFMT_I4] = cpu_matmul_i4,
+};
+
 static int cpu_logits(void *ctx, float *out, float *scratch, const float *x,
 		      const int32_t *rows, size_t n_rows, size_t dim, const float *norm_w,
 		      float eps, const be_weight *w)
@@ -120,8 +199,9 @@ static int cpu_logits(void *ctx, float *out, float *scratch, const float *x,
 	cpu_ctx *c = ctx;
 	for (size_t r = 0; r < n_rows; r++)
 		c->ks->rmsnorm(scratch + r * dim, x + (size_t)rows[r] * dim, norm_w, dim, eps);
-	cpu_wfmt fmt = w->fmt == BE_WFMT_BF16 ? CPU_WFMT_BF16 : CPU_WFMT_F32;
-	return cpu_matmul(c->pool, c->ks, out, scratch, w->data, fmt, n_rows, w->cols, w->rows);
+	if (w->fmt < 0 || w->fmt >= BE_WFMT_COUNT)
+		return OS_EUNSUPPORTED;
+	return cpu_matmuls[w->fmt](ctx, out, scratch, n_rows, w);
 }
 
 /* --- rope ------------------------------------------------------------------------------------ */
@@ -151,21 +231,72 @@ static int cpu_rope_op(void *ctx, float *q, size_t n_q_heads, float *k, size_t n
 
 /* --- KV cache and attention ------------------------------------------------------------------ */
 
+/* Quantizes one K or V row (kv_dim values) into codes at element offset row, one scale per
+ * head of kv->head_dim values: FP8 s = absmax / 448, INT8 s = absmax / 127 (backend.h). */
+static void kv_quantize_row(const be_kv *kv, size_t row, const float *x)
+{
+	size_t hd = kv->head_dim;
+	for (size_t h = 0; h < kv->kv_dim / hd; h++) {
+		const float *xh = x + h * hd;
+		float amax = 0.0f;
+		for (size_t c = 0; c < hd; c++)
+			amax = fabsf(xh[c]) > amax ? fabsf(xh[c]) : amax;
+		float s = kv->fmt == BE_KV_FP8 ? num_e4m3_scale(amax) : num_i8_scale(amax);
+		float inv = num_inv_scale(s);
+		kv->scales[row / hd + h] = s;
+		uint8_t *q = (uint8_t *)kv->data + row + h * hd;
+		if (kv->fmt == BE_KV_FP8)
+			for (size_t c = 0; c < hd; c++)
+				q[c] = num_e4m3_quantize(xh[c], inv);
+		else
+			for (size_t c = 0; c < hd; c++)
+				q[c] = (uint8_t)num_i8_quantize(xh[c], inv);
+	}
+}
+
 static int cpu_kv_store(void *ctx, const be_kv *kv, size_t layer, const float *k,
 			const float *v, const be_attn_batch *b)
 {
 	(void)ctx;
-	if (kv->fmt != BE_KV_F32)
-		return OS_EUNSUPPORTED;
-	float *data = kv->data;
 	size_t d = kv->kv_dim, bt = kv->block_tokens;
+	if (kv->fmt != BE_KV_F32 &&
+	    ((kv->fmt != BE_KV_FP8 && kv->fmt != BE_KV_I8) || !kv->scales || !kv->head_dim ||
+	     d % kv->head_dim))
+		return OS_EUNSUPPORTED;
 	for (size_t i = 0; i < b->n; i++) {
 		size_t p = (size_t)b->pos[i];
 		size_t blk = (size_t)b->block_table[i][p / bt];
-		memcpy(data + be_kv_row(kv, blk, layer, 0, p % bt), k + i * d, d * sizeof(float));
-		memcpy(data + be_kv_row(kv, blk, layer, 1, p % bt), v + i * d, d * sizeof(float));
+		size_t rk = be_kv_row(kv, blk, layer, 0, p % bt), rv = be_kv_row(kv, blk, layer, 1, p % bt);
+		if (kv->fmt == BE_KV_F32) {
+			float *data = kv->data;
+			memcpy(data + rk, k + i * d, d * sizeof(float));
+			memcpy(data + rv, v + i * d, d * sizeof(float));
+		} else {
+			kv_quantize_row(kv, rk, k + i * d);
+			kv_quantize_row(kv, rv, v + i * d);
+		}
 	}
 	return OS_OK;
+}
+
+/* out (n_t, hd) = the values of head g of n_t consecutive quantized rows from element
+ * offset row0 (code * scale). */
+static void kv_decode_rows(const cpu_ctx *c, float *out, const be_kv *kv, size_t row0,
+			   size_t g, size_t n_t)
+{
+	size_t hd = kv->head_dim;
+	for (size_t t = 0; t < n_t; t++) {
+		size_t row = row0 + t * kv->kv_dim;
+		const uint8_t *q = (const uint8_t *)kv->data + row + g * hd;
+		float s = kv->scales[row / hd + g];
+		float *o = out + t * hd;
+		if (kv->fmt == BE_KV_FP8)
+			for (size_t k = 0; k < hd; k++)
+				o[k] = c->e4m3[q[k]] * s;
+		else
+			for (size_t k = 0; k < hd; k++)
+				o[k] = (float)(int8_t)q[k] * s;
+	}
 }
 
 typedef struct attn_job {
@@ -200,6 +331,7 @@ static void attn_task(void *p, size_t task, size_t thread)
 	float *acc = j->c->scratch + thread * j->c->scratch_per; /* (n_rep, hd) */
 	float *s = acc + n_rep * hd;                               /* (bt) */
 	float *m = s + bt, *l = m + n_rep;                         /* (n_rep) each */
+	float *kd = l + n_rep, *vd = kd + bt * hd; /* (bt, hd) each: a decoded FP8/INT8 block */
 	for (size_t r = 0; r < n_rep; r++) {
 		m[r] = -INFINITY;
 		l[r] = 0.0f;
@@ -211,15 +343,25 @@ static void attn_task(void *p, size_t task, size_t thread)
 	for (size_t jb = 0; jb < n_blocks; jb++) {
 		size_t blk = (size_t)table[jb];
 		size_t n_t = jb + 1 < n_blocks ? bt : pos % bt + 1;
-		const float *K = data + be_kv_row(kv, blk, j->layer, 0, 0) + g * hd;
-		const float *V = data + be_kv_row(kv, blk, j->layer, 1, 0) + g * hd;
+		const float *K, *V;
+		size_t stride = kv->kv_dim; /* floats between consecutive K (V) rows */
+		if (kv->fmt == BE_KV_F32) {
+			K = data + be_kv_row(kv, blk, j->layer, 0, 0) + g * hd;
+			V = data + be_kv_row(kv, blk, j->layer, 1, 0) + g * hd;
+		} else {
+			kv_decode_rows(j->c, kd, kv, be_kv_row(kv, blk, j->layer, 0, 0), g, n_t);
+			kv_decode_rows(j->c, vd, kv, be_kv_row(kv, blk, j->layer, 1, 0), g, n_t);
+			K = kd;
+			V = vd;
+			stride = hd;
+		}
 		for (size_t r = 0; r < n_rep; r++) {
 			size_t h = g * n_rep + r;
 			const float *qh = j->q + (i * b->n_heads + h) * hd;
 			float *ah = acc + r * hd;
 			float bm = -INFINITY;
 			for (size_t t = 0; t < n_t; t++) {
-				s[t] = ks->dot(qh, K + t * kv->kv_dim, hd) * scale;
+				s[t] = ks->dot(qh, K + t * stride, hd) * scale;
 				if (s[t] > bm)
 					bm = s[t];
 			}
@@ -232,7 +374,7 @@ static void attn_task(void *p, size_t task, size_t thread)
 			for (size_t t = 0; t < n_t; t++) {
 				float e = expf(s[t] - mn);
 				l[r] += e;
-				ks->axpy(ah, e, V + t * kv->kv_dim, hd);
+				ks->axpy(ah, e, V + t * stride, hd);
 			}
 			m[r] = mn;
 		}
@@ -250,10 +392,14 @@ static int cpu_attention(void *ctx, float *out, const float *q, const be_kv *kv,
 			 const be_attn_batch *b)
 {
 	cpu_ctx *c = ctx;
-	if (kv->fmt != BE_KV_F32)
+	if (kv->fmt != BE_KV_F32 &&
+	    ((kv->fmt != BE_KV_FP8 && kv->fmt != BE_KV_I8) || kv->head_dim != b->head_dim ||
+	     !kv->scales))
 		return OS_EUNSUPPORTED;
 	size_t n_rep = b->n_heads / b->n_kv_heads;
 	size_t per = n_rep * b->head_dim + kv->block_tokens + 2 * n_rep;
+	if (kv->fmt != BE_KV_F32)
+		per += 2 * kv->block_tokens * b->head_dim;
 	per = (per + 15) / 16 * 16; /* keep each thread's scratch on its own cache lines */
 	if (per > c->scratch_per) { /* grows once per shape, never per token */
 		float *sc = cpu_alloc_aligned(per * c->n_threads * sizeof(float));
@@ -277,7 +423,9 @@ static const backend_ops cpu_ops = {
 	.buf_free = cpu_buf_free,
 	.embed = cpu_embed,
 	.rmsnorm = cpu_rmsnorm_op,
-	.matmul = {[BE_WFMT_F32] = cpu_matmul_f32, [BE_WFMT_BF16] = cpu_matmul_bf16},
+	.matmul = {[BE_WFMT_F32] = cpu_matmul_f32, [BE_WFMT_BF16] = cpu_matmul_bf16,
+		   [BE_WFMT_FP8] = cpu_matmul_fp8, [BE_WFMT_FP8_W8A8] = cpu_matmul_fp8_w8a8,
+		   [BE_WFMT_I8] = cpu_matmul_i8, [BE_WFMT_I4] = cpu_matmul_i4},
 	.rope = cpu_rope_op,
 	.kv_store = cpu_kv_store,
 	.attention = cpu_attention,
@@ -304,8 +452,15 @@ int backend_cpu_new(backend **out, const backend_cpu_opts *opts, os_error *err)
 {
 	*out = NULL;
 	const cpu_kernel_set *ks = opts ? opts->kernels : NULL;
+	const cpu_qkernel_set *qk = opts ? opts->qkernels : NULL;
 	int rc;
+	if (!qk && ks)
+		qk = cpu_qkernels_get(ks->isa);
+	if (!qk && ks)
+		qk = cpu_qkernels_get(CPU_ISA_GENERIC);
 	if (!ks && (rc = cpu_kernels_select(&ks, err)))
+		return rc;
+	if (!qk && (rc = cpu_qkernels_select(&qk, err)))
 		return rc;
 	backend *be = calloc(1, sizeof *be);
 	cpu_ctx *c = calloc(1, sizeof *c);
@@ -318,6 +473,8 @@ int backend_cpu_new(backend **out, const backend_cpu_opts *opts, os_error *err)
 	be->ops = &cpu_ops;
 	be->ctx = c;
 	c->ks = ks;
+	c->qk = qk;
+	num_e4m3_table(c->e4m3);
 	if ((rc = threadpool_new(&c->pool, opts ? opts->n_threads : 0, err))) {
 		cpu_free(be);
 		return rc;
@@ -335,4 +492,9 @@ threadpool *backend_cpu_pool(const backend *be)
 const cpu_kernel_set *backend_cpu_kernels(const backend *be)
 {
 	return ((const cpu_ctx *)be->ctx)->ks;
+}
+
+const cpu_qkernel_set *backend_cpu_qkernels(const backend *be)
+{
+	return ((const cpu_ctx *)be->ctx)->qk;
 }

@@ -8,11 +8,15 @@
 #include "../engine/backend.h"
 #include "../errors.h"
 #include "kernels.h"
+#include "kernels_quant.h"
 #include "threadpool.h"
 
 typedef struct backend_cpu_opts {
 	size_t n_threads;               /* threads counting the caller; 0 = online CPUs */
 	const cpu_kernel_set *kernels;  /* NULL = cpu_kernels_select (fastest, or $OPTSTUDIO_CPU) */
+	const cpu_qkernel_set *qkernels; /* quantized matmuls (FP8 / INT8 / INT4); NULL = the set
+					  * of kernels' ISA when kernels is given, else
+					  * cpu_qkernels_select */
 } backend_cpu_opts;
 
 /* Makes a CPU backend (opts NULL = defaults); end it with backend_free. Results do not
@@ -24,5 +28,6 @@ int backend_cpu_new(backend **out, const backend_cpu_opts *opts, os_error *err);
  * (calibration, quantization). Borrowed; be must be a CPU backend. */
 threadpool *backend_cpu_pool(const backend *be);
 const cpu_kernel_set *backend_cpu_kernels(const backend *be);
+const cpu_qkernel_set *backend_cpu_qkernels(const backend *be);
 
 #endif

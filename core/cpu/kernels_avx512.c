@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma")))
 #define INLINE static inline __attribute__((always_inline)) TGT
@@ -89,6 +90,11 @@ INLINE void tile_f32(float *Y, const float *X, const float *W, size_t n_in, size
 		x[t] = X + (t0 + (size_t)t) * n_in;
 	size_t k = 0;
 	for (; k + 16 <= n_in; k += 16) {
+#ifdef XPF
+#pragma GCC unroll 8
+		for (int r = 0; r < R; r++)
+			_mm_prefetch((const char *)(w[r] + k) + XPF, _MM_HINT_T0);
+#endif
 		__m512 xv[TILE_T];
 #pragma GCC unroll 3
 		for (int t = 0; t < T; t++)
@@ -135,6 +141,11 @@ INLINE void tile_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t n_i
 		x[t] = X + (t0 + (size_t)t) * n_in;
 	size_t k = 0;
 	for (; k + 32 <= n_in; k += 32) {
+#ifdef XPF
+#pragma GCC unroll 8
+		for (int r = 0; r < R; r++)
+			_mm_prefetch((const char *)(w[r] + k) + XPF, _MM_HINT_T0);
+#endif
 		__m512bh xv[TILE_T];
 #pragma GCC unroll 3
 		for (int t = 0; t < T; t++)
@@ -164,10 +175,10 @@ INLINE void tile_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t n_i
 	store_tile(Y, n_out, o, t0, acc, R, T);
 }
 
-/* Cache blocking, for prefill: tokens in blocks whose activations fit ~512 KiB of L2; inside,
- * rows in blocks whose weights fit ~24 KiB of L1 (at least one tile), so each weight block
- * is reused across the token tiles from L1 and the activation block across row blocks from
- * L2. For decode (a few tokens) this is simply one pass over the weights. */
+/* Cache blocking for mid-sized batches: tokens in blocks whose activations fit ~512 KiB of
+ * L2; inside, rows in blocks whose weights fit ~24 KiB of L1 (at least one tile), so each
+ * weight block is reused across the token tiles from L1 and the activation block across row
+ * blocks from L2. For decode (a few tokens) this is simply one pass over the weights. */
 static size_t block_of(size_t budget, size_t row_bytes, size_t multiple)
 {
 	size_t n = budget / (row_bytes ? row_bytes : 1);
@@ -204,15 +215,264 @@ static size_t block_of(size_t budget, size_t row_bytes, size_t multiple)
 		}                                                                             \
 	} while (0)
 
+/* ---- matmul for many tokens: register-blocked outer-product GEMM over packed panels ------ */
+/* For n_tok >= GEMM_MIN_TOK (prefill) the dot-product tiles above pay horizontal sums and
+ * stream their weight rows from L2; instead, BLIS style:
+ *   for a block of G_TB tokens, for a block of KC inputs, for each panel of 32 output rows:
+ *     pack the panel's weights k-major (Wp[k][32], zero rows past the range), ~24 KiB, L1;
+ *     for each 12 tokens: 24 zmm accumulators C[t][o..o+31] += X[t][k] * Wp[k][..]
+ *     (one broadcast per token and two panel loads per k; the activations come from L2).
+ * BF16: the same with vdpbf16ps over k pairs: Wp holds (W[o][k], W[o][k+1]) pairs per lane
+ * and each token's pair is broadcast as 32 bits (n_in must be even, else the tile path).
+ * Every Y[t][o] is the sum over k in order, one k block after another, added to Y between
+ * blocks: the same order for every row and token, so the thread split and the row range
+ * never change bits (the dot-product tiles give other, equally valid bits). */
+
+enum { G_MR = 12, G_NR = 32, G_KC_F32 = 256, G_KC_BF16 = 512, G_TB = 528, G_OB = 256,
+       GEMM_MIN_TOK = 32 };
+
+/* In-register transpose of 16 rows of 16 32-bit lanes: r[i] lane c -> r[c] lane i. Three
+ * stages: 32-bit unpacks, 64-bit shuffles within 128-bit blocks, then a 4x4 transpose of the
+ * 128-bit blocks. */
+INLINE void transpose16(__m512 r[16])
+{
+	__m512 a[16], b[16];
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++) {
+		a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	/* b[4i+q] block L = rows 4i..4i+3, lane 4L+q */
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++) {
+		b[4 * i + 0] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0x44);
+		b[4 * i + 1] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0xee);
+		b[4 * i + 2] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0x44);
+		b[4 * i + 3] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0xee);
+	}
+#pragma GCC unroll 4
+	for (int q = 0; q < 4; q++) {
+		__m512 c0 = _mm512_shuffle_f32x4(b[q], b[4 + q], 0x88);
+		__m512 c1 = _mm512_shuffle_f32x4(b[q], b[4 + q], 0xdd);
+		__m512 c2 = _mm512_shuffle_f32x4(b[8 + q], b[12 + q], 0x88);
+		__m512 c3 = _mm512_shuffle_f32x4(b[8 + q], b[12 + q], 0xdd);
+		r[q] = _mm512_shuffle_f32x4(c0, c2, 0x88);
+		r[8 + q] = _mm512_shuffle_f32x4(c0, c2, 0xdd);
+		r[4 + q] = _mm512_shuffle_f32x4(c1, c3, 0x88);
+		r[12 + q] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
+	}
+}
+
+/* Packs a panel of nr <= 32 rows (row_lanes 32-bit lanes apart) and n_lanes 32-bit lanes into
+ * Wp[l][j] = row j lane l (32 lanes of Wp per l), zero for rows nr <= j < 32. F32: a lane is
+ * one weight; BF16: a lane is a (k, k+1) pair. 16 x 16 blocks, transposed in registers. */
+TGT static void pack_panel32(float *Wp, const float *W, size_t row_lanes, size_t n_lanes,
+			     size_t nr)
+{
+	for (size_t j0 = 0; j0 < G_NR; j0 += 16) {
+		size_t rows = nr > j0 ? (nr - j0 < 16 ? nr - j0 : 16) : 0;
+		for (size_t l = 0; l < n_lanes; l += 16) {
+			size_t nl = n_lanes - l < 16 ? n_lanes - l : 16;
+			__mmask16 m = tail16(nl);
+			__m512 r[16];
+#pragma GCC unroll 16
+			for (size_t i = 0; i < 16; i++)
+				r[i] = i < rows ? _mm512_maskz_loadu_ps(m, W + (j0 + i) * row_lanes + l)
+						: _mm512_setzero_ps();
+			transpose16(r);
+			for (size_t c = 0; c < nl; c++)
+				_mm512_store_ps(Wp + (l + c) * G_NR + j0, r[c]);
+		}
+	}
+}
+
+/* Wp[k][j] = W[j][k] for k < kc, j < nr (W rows n_in apart), 0 for nr <= j < 32. */
+TGT static void pack_f32(float *Wp, const float *W, size_t n_in, size_t kc, size_t nr)
+{
+	pack_panel32(Wp, W, n_in, kc, nr);
+}
+
+/* Wp[p][j] = the bf16 pair (W[j][2p], W[j][2p+1]) as 32 bits, p < kc / 2; kc and n_in even. */
+TGT static void pack_bf16(uint32_t *Wp, const uint16_t *W, size_t n_in, size_t kc, size_t nr)
+{
+	pack_panel32((float *)(void *)Wp, (const float *)(const void *)W, n_in / 2, kc / 2, nr);
+}
+
+/* C tile of NT tokens x 32 rows at Y (rows n_out apart): C (= 0 if first, else Y) +=
+ * X[t][0..kc) . Wp; m0, m1 mask the two 16-row halves that exist. */
+INLINE void gemm_f32_micro(float *Y, size_t n_out, const float *X, size_t n_in, const float *Wp,
+			   size_t kc, __mmask16 m0, __mmask16 m1, int first, const int NT)
+{
+	__m512 c0[G_MR], c1[G_MR];
+#pragma GCC unroll 12
+	for (int t = 0; t < NT; t++) {
+		c0[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, Y + t * n_out);
+		c1[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, Y + t * n_out + 16);
+	}
+	/* four row pointers, rows b, b+1, b+2 of each as base + n_in * {0, 4, 8} bytes: few
+	 * registers, so nothing spills in the loop */
+	const float *xr[4];
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++)
+		xr[i] = X + (size_t)(3 * i) * n_in;
+	for (size_t k = 0; k < kc; k++) {
+		__m512 w0 = _mm512_load_ps(Wp + G_NR * k), w1 = _mm512_load_ps(Wp + G_NR * k + 16);
+#pragma GCC unroll 12
+		for (int t = 0; t < NT; t++) {
+			__m512 xb = _mm512_set1_ps(xr[t / 3][(size_t)(t % 3) * n_in]);
+			c0[t] = _mm512_fmadd_ps(w0, xb, c0[t]);
+			c1[t] = _mm512_fmadd_ps(w1, xb, c1[t]);
+		}
+#pragma GCC unroll 4
+		for (int i = 0; i < 4; i++)
+			xr[i]++;
+	}
+#pragma GCC unroll 12
+	for (int t = 0; t < NT; t++) {
+		_mm512_mask_storeu_ps(Y + t * n_out, m0, c0[t]);
+		_mm512_mask_storeu_ps(Y + t * n_out + 16, m1, c1[t]);
+	}
+}
+
+INLINE void gemm_bf16_micro(float *Y, size_t n_out, const uint16_t *X, size_t n_in,
+			    const uint32_t *Wp, size_t kc, __mmask16 m0, __mmask16 m1, int first,
+			    const int NT)
+{
+	__m512 c0[G_MR], c1[G_MR];
+#pragma GCC unroll 12
+	for (int t = 0; t < NT; t++) {
+		c0[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, Y + t * n_out);
+		c1[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, Y + t * n_out + 16);
+	}
+	const uint16_t *xr[4];
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++)
+		xr[i] = X + (size_t)(3 * i) * n_in;
+	for (size_t p = 0; p < kc / 2; p++) {
+		__m512bh w0 = (__m512bh)_mm512_load_si512(Wp + G_NR * p);
+		__m512bh w1 = (__m512bh)_mm512_load_si512(Wp + G_NR * p + 16);
+#pragma GCC unroll 4
+		for (int i = 0; i < 4; i++)
+			xr[i] += 2;
+#pragma GCC unroll 12
+		for (int t = 0; t < NT; t++) {
+			uint32_t pair;
+			__builtin_memcpy(&pair, xr[t / 3] - 2 + (size_t)(t % 3) * n_in, 4);
+			__m512bh xb = (__m512bh)_mm512_set1_epi32((int)pair);
+			c0[t] = _mm512_dpbf16_ps(c0[t], w0, xb);
+			c1[t] = _mm512_dpbf16_ps(c1[t], w1, xb);
+		}
+	}
+#pragma GCC unroll 12
+	for (int t = 0; t < NT; t++) {
+		_mm512_mask_storeu_ps(Y + t * n_out, m0, c0[t]);
+		_mm512_mask_storeu_ps(Y + t * n_out + 16, m1, c1[t]);
+	}
+}
+
+#define GEMM_CASES(MICRO, ...)                                                                \
+	switch (nt) {                                                                         \
+	case 12: MICRO(__VA_ARGS__, 12); break;                                               \
+	case 11: MICRO(__VA_ARGS__, 11); break;                                               \
+	case 10: MICRO(__VA_ARGS__, 10); break;                                               \
+	case 9: MICRO(__VA_ARGS__, 9); break;                                                 \
+	case 8: MICRO(__VA_ARGS__, 8); break;                                                 \
+	case 7: MICRO(__VA_ARGS__, 7); break;                                                 \
+	case 6: MICRO(__VA_ARGS__, 6); break;                                                 \
+	case 5: MICRO(__VA_ARGS__, 5); break;                                                 \
+	case 4: MICRO(__VA_ARGS__, 4); break;                                                 \
+	case 3: MICRO(__VA_ARGS__, 3); break;                                                 \
+	case 2: MICRO(__VA_ARGS__, 2); break;                                                 \
+	default: MICRO(__VA_ARGS__, 1); break;                                                \
+	}
+
+/* One micro tile of nt (1..12) tokens; out of line so that the loop's registers belong to the
+ * tile alone (inlined into the block loops, GCC spilled a weight vector to the stack). */
+__attribute__((noinline)) TGT static void gemm_f32_tile(float *Y, size_t n_out, const float *X,
+							 size_t n_in, const float *Wp, size_t kc,
+							 __mmask16 m0, __mmask16 m1, int first,
+							 size_t nt)
+{
+	GEMM_CASES(gemm_f32_micro, Y, n_out, X, n_in, Wp, kc, m0, m1, first)
+}
+
+__attribute__((noinline)) TGT static void gemm_bf16_tile(float *Y, size_t n_out,
+							  const uint16_t *X, size_t n_in,
+							  const uint32_t *Wp, size_t kc,
+							  __mmask16 m0, __mmask16 m1, int first,
+							  size_t nt)
+{
+	GEMM_CASES(gemm_bf16_micro, Y, n_out, X, n_in, Wp, kc, m0, m1, first)
+}
+
+TGT static void gemm_f32(float *Y, const float *X, const float *W, size_t n_tok, size_t n_in,
+			 size_t n_out, size_t o0, size_t o1)
+{
+	_Alignas(64) float Wp[G_KC_F32 * G_NR];
+	for (size_t tb = 0; tb < n_tok; tb += G_TB) {
+		size_t te = tb + G_TB < n_tok ? tb + G_TB : n_tok;
+		for (size_t ob = o0; ob < o1; ob += G_OB)
+		for (size_t k0 = 0; k0 < n_in; k0 += G_KC_F32) {
+			size_t kc = n_in - k0 < G_KC_F32 ? n_in - k0 : G_KC_F32;
+			size_t oe = o1 - ob < G_OB ? o1 : ob + G_OB;
+			for (size_t o = ob; o < oe; o += G_NR) {
+				size_t nr = oe - o < G_NR ? oe - o : G_NR;
+				pack_f32(Wp, W + o * n_in + k0, n_in, kc, nr);
+				__mmask16 m0 = nr >= 16 ? 0xffff : tail16(nr);
+				__mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? tail16(nr - 16) : 0;
+				for (size_t t = tb; t < te; t += G_MR) {
+					size_t nt = te - t < G_MR ? te - t : G_MR;
+					gemm_f32_tile(Y + t * n_out + o, n_out, X + t * n_in + k0,
+						     n_in, Wp, kc, m0, m1, k0 == 0, nt);
+				}
+			}
+		}
+	}
+}
+
+TGT static void gemm_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t n_tok,
+			  size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	_Alignas(64) uint32_t Wp[G_KC_BF16 / 2 * G_NR];
+	for (size_t tb = 0; tb < n_tok; tb += G_TB) {
+		size_t te = tb + G_TB < n_tok ? tb + G_TB : n_tok;
+		for (size_t ob = o0; ob < o1; ob += G_OB)
+		for (size_t k0 = 0; k0 < n_in; k0 += G_KC_BF16) {
+			size_t kc = n_in - k0 < G_KC_BF16 ? n_in - k0 : G_KC_BF16;
+			size_t oe = o1 - ob < G_OB ? o1 : ob + G_OB;
+			for (size_t o = ob; o < oe; o += G_NR) {
+				size_t nr = oe - o < G_NR ? oe - o : G_NR;
+				pack_bf16(Wp, W + o * n_in + k0, n_in, kc, nr);
+				__mmask16 m0 = nr >= 16 ? 0xffff : tail16(nr);
+				__mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? tail16(nr - 16) : 0;
+				for (size_t t = tb; t < te; t += G_MR) {
+					size_t nt = te - t < G_MR ? te - t : G_MR;
+					gemm_bf16_tile(Y + t * n_out + o, n_out, X + t * n_in + k0,
+						     n_in, Wp, kc, m0, m1, k0 == 0, nt);
+				}
+			}
+		}
+	}
+}
+
+/* Prefill-sized batches take the GEMM, decode-sized ones the dot-product tiles. */
 TGT static void matmul_f32_avx512(float *Y, const float *X, const float *W, size_t n_tok,
 				  size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
+	if (n_tok >= GEMM_MIN_TOK && (size_t)n_in * G_NR <= INT32_MAX) {
+		gemm_f32(Y, X, W, n_tok, n_in, n_out, o0, o1);
+		return;
+	}
 	MATMUL_DRIVER(tile_f32, Y, X, W, n_tok, n_in, n_out, o0, o1, 4, 4);
 }
 
 TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t *W,
 				   size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
+	if (n_tok >= GEMM_MIN_TOK && n_in % 2 == 0 && (size_t)n_in * G_NR <= INT32_MAX) {
+		gemm_bf16(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
+		return;
+	}
 	MATMUL_DRIVER(tile_bf16, Y, Xb, W, n_tok, n_in, n_out, o0, o1, 2, 2);
 }
 

@@ -203,8 +203,9 @@ int cpu_kernels_select(const cpu_kernel_set **out, os_error *err)
 
 /* ---- threaded matmul ---------------------------------------------------------------------- */
 
-/* Output rows per task: a multiple of 16 (the kernels' row tiles) sized so every thread
- * gets several tasks for balance, and small matrices are not split below ~32 KiB of weight. */
+/* Output rows per task: a multiple of 32 (the AVX-512 GEMM's panels; also of the 8- and
+ * 16-row tiles) sized so every thread gets several tasks for balance, and small matrices are
+ * not split below ~32 KiB of weight. */
 static size_t matmul_rows_per_task(size_t n_out, size_t n_in, size_t elem, size_t n_threads)
 {
 	if (n_threads <= 1)
@@ -213,7 +214,7 @@ static size_t matmul_rows_per_task(size_t n_out, size_t n_in, size_t elem, size_
 	size_t min_rows = (32768 / (n_in * elem + 1)) + 1;
 	if (per < min_rows)
 		per = min_rows;
-	per = (per + 15) / 16 * 16;
+	per = (per + 31) / 32 * 32;
 	return per;
 }
 

@@ -119,7 +119,8 @@ double roofline_read_bandwidth(threadpool *pool, size_t bytes)
 
 /* ---- peak flops ------------------------------------------------------------------------ */
 
-enum { FL_ITERS = 1 << 16, FL_TASKS_PER_THREAD = 8 };
+enum { FL_ITERS = 1 << 15, FL_TASKS_PER_THREAD = 8, FL_CHAINS = 24, FL_CHAINS_AVX2 = 12,
+       FL_REPS = 16 };
 
 struct fl_job {
 	int isa; /* 2 avx512, 1 avx2, 0 scalar */
@@ -127,53 +128,55 @@ struct fl_job {
 	float sink[64];
 };
 
-/* 12 independent chains hide the 4-cycle latency on 2 FMA ports; 1 op = 16 lanes * 2 flops */
+/* FL_CHAINS (24) independent chains: more than latency x throughput of either instruction
+ * (FMA: 4 cycles x 2 ports; vdpbf16ps: ~10 cycles x 1/2 per cycle here), and as many
+ * accumulators as the GEMM micro-kernels hold. 1 op = 16 lanes * 2 flops. */
 TGT512 static float fma_avx512(size_t iters)
 {
-	__m512 a[12];
+	__m512 a[FL_CHAINS];
 	__m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-	for (int i = 0; i < 12; i++)
+	for (int i = 0; i < FL_CHAINS; i++)
 		a[i] = _mm512_set1_ps((float)i);
 	for (size_t it = 0; it < iters; it++) {
-#pragma GCC unroll 12
-		for (int i = 0; i < 12; i++)
+#pragma GCC unroll 24
+		for (int i = 0; i < FL_CHAINS; i++)
 			a[i] = _mm512_fmadd_ps(a[i], m, c);
 	}
-	for (int i = 1; i < 12; i++)
+	for (int i = 1; i < FL_CHAINS; i++)
 		a[0] = _mm512_add_ps(a[0], a[i]);
 	return _mm512_reduce_add_ps(a[0]);
 }
 
-/* 1 op = 16 lanes * 2 pairs * 2 flops */
+/* 1 op = 16 lanes * 2 pairs * 2 flops = 64 */
 TGT512 static float dpbf16_avx512(size_t iters)
 {
-	__m512 a[12];
+	__m512 a[FL_CHAINS];
 	__m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380);
-	for (int i = 0; i < 12; i++)
+	for (int i = 0; i < FL_CHAINS; i++)
 		a[i] = _mm512_set1_ps((float)i);
 	for (size_t it = 0; it < iters; it++) {
-#pragma GCC unroll 12
-		for (int i = 0; i < 12; i++)
+#pragma GCC unroll 24
+		for (int i = 0; i < FL_CHAINS; i++)
 			a[i] = _mm512_dpbf16_ps(a[i], x, y);
 	}
-	for (int i = 1; i < 12; i++)
+	for (int i = 1; i < FL_CHAINS; i++)
 		a[0] = _mm512_add_ps(a[0], a[i]);
 	return _mm512_reduce_add_ps(a[0]);
 }
 
-/* 1 op = 8 lanes * 2 flops */
+/* 12 chains (16 ymm registers); 1 op = 8 lanes * 2 flops */
 TGT2 static float fma_avx2(size_t iters)
 {
-	__m256 a[12];
+	__m256 a[FL_CHAINS_AVX2];
 	__m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-	for (int i = 0; i < 12; i++)
+	for (int i = 0; i < FL_CHAINS_AVX2; i++)
 		a[i] = _mm256_set1_ps((float)i);
 	for (size_t it = 0; it < iters; it++) {
 #pragma GCC unroll 12
-		for (int i = 0; i < 12; i++)
+		for (int i = 0; i < FL_CHAINS_AVX2; i++)
 			a[i] = _mm256_fmadd_ps(a[i], m, c);
 	}
-	for (int i = 1; i < 12; i++)
+	for (int i = 1; i < FL_CHAINS_AVX2; i++)
 		a[0] = _mm256_add_ps(a[0], a[i]);
 	float t[8];
 	_mm256_storeu_ps(t, a[0]);
@@ -193,7 +196,7 @@ static void fl_task(void *ctx, size_t task, size_t thread)
 	else {
 		volatile float s = 0.0f; /* scalar fallback: a lower bound, not a peak */
 		float a0 = 1, a1 = 2, a2 = 3, a3 = 4;
-		for (size_t it = 0; it < FL_ITERS * 12; it++) {
+		for (size_t it = 0; it < (size_t)FL_ITERS * FL_CHAINS; it++) {
 			a0 = a0 * 0.999999f + 1e-7f;
 			a1 = a1 * 0.999999f + 1e-7f;
 			a2 = a2 * 0.999999f + 1e-7f;
@@ -215,14 +218,16 @@ double roofline_peak_flops(threadpool *pool, roofline_kind kind)
 	if (kind == ROOFLINE_BF16_DP) {
 		if (!(f.avx512bf16 && f.avx512f && f.avx512bw && f.avx512vl && f.os_avx512))
 			return 0.0;
-		flops_per_task = (double)FL_ITERS * 12 * 64;
+		flops_per_task = (double)FL_ITERS * FL_CHAINS * 64;
 	} else {
 		/* per op: 16 or 8 lanes * 2 flops; the scalar loop does 4 chains * 2 flops */
-		flops_per_task = (double)FL_ITERS * 12 * (j.isa == 2 ? 32 : j.isa == 1 ? 16 : 8);
+		flops_per_task = j.isa == 2   ? (double)FL_ITERS * FL_CHAINS * 32
+				 : j.isa == 1 ? (double)FL_ITERS * FL_CHAINS_AVX2 * 16
+					      : (double)FL_ITERS * FL_CHAINS * 8;
 	}
 	size_t n_tasks = threadpool_n_threads(pool) * FL_TASKS_PER_THREAD;
 	double best = 0.0;
-	for (int rep = 0; rep < 4; rep++) {
+	for (int rep = 0; rep <= FL_REPS; rep++) {
 		double t0 = now_s();
 		threadpool_run(pool, n_tasks, fl_task, &j);
 		double dt = now_s() - t0;

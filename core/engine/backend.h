@@ -7,54 +7,125 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Run-time weight formats. A matmul op exists per format (backend_ops.matmul[fmt]); a NULL
- * entry means the backend does not run that format. FP8 / INT8 / INT4 join here later. */
+/* Run-time weight formats, per matrix (a model may mix them). A matmul op exists per format
+ * (backend_ops.matmul[fmt]); a NULL entry means the backend does not run that format.
+ * Element rules are core/numerics.h's, the arithmetic of each matmul core/cpu/kernels_quant.h's:
+ *   FP8       E4M3 codes, one f32 scale per output row; activations stay f32 (W8A16)
+ *   FP8_W8A8  the same storage; activations quantized per token to E4M3 (dynamic scale
+ *             absmax / 448) before the product, as an FP8 GEMM computes
+ *   I8        int8 codes in [-127, 127], one f32 scale per output row; activations
+ *             quantized per token to int8 (dynamic scale absmax / 127), int32 accumulation
+ *   I4        packed uint4 codes (element 2i in the low nibble of byte i), per (row, group)
+ *             an f32 scale and a uint8 zero point: w = s * (q - z); activations f32 (W4A16) */
 enum be_wfmt {
 	BE_WFMT_F32 = 0,
 	BE_WFMT_BF16 = 1,
+	BE_WFMT_FP8 = 2,
+	BE_WFMT_FP8_W8A8 = 3,
+	BE_WFMT_I8 = 4,
+	BE_WFMT_I4 = 5,
 	BE_WFMT_COUNT
 };
 
-/* "F32", "BF16"; "?" for anything else. */
+/* "F32", "BF16", "FP8", "FP8-W8A8", "INT8", "INT4"; "?" for anything else. */
 static inline const char *be_wfmt_name(int fmt)
 {
-	return fmt == BE_WFMT_F32 ? "F32" : fmt == BE_WFMT_BF16 ? "BF16" : "?";
+	static const char *const names[BE_WFMT_COUNT] = {"F32", "BF16", "FP8", "FP8-W8A8",
+							 "INT8", "INT4"};
+	return fmt >= 0 && fmt < BE_WFMT_COUNT ? names[fmt] : "?";
 }
 
-/* Bytes of one element of fmt (0 for an unknown format). */
+/* Bytes of one element of the float formats and the 8-bit codes (0 for INT4, whose
+ * elements are half a byte, and unknown formats): use be_weight_bytes for a matrix. */
 static inline size_t be_wfmt_elem_bytes(int fmt)
 {
-	return fmt == BE_WFMT_F32 ? 4 : fmt == BE_WFMT_BF16 ? 2 : 0;
+	switch (fmt) {
+	case BE_WFMT_F32: return 4;
+	case BE_WFMT_BF16: return 2;
+	case BE_WFMT_FP8: case BE_WFMT_FP8_W8A8: case BE_WFMT_I8: return 1;
+	default: return 0;
+	}
+}
+
+/* True for the formats whose matrices carry scales (and, INT4, zero points). */
+static inline int be_wfmt_quantized(int fmt)
+{
+	return fmt >= BE_WFMT_FP8 && fmt < BE_WFMT_COUNT;
 }
 
 /* A weight matrix W of shape (rows, cols): rows = output features, cols = input features,
  * row-major, so y = W x is y[r] = sum_c W[r][c] x[c] (what llama.cpp calls ne = {cols, rows}).
- * data is rows * cols elements of fmt, 64-byte aligned, owned by whoever made it (the model). */
+ * data is rows * cols elements of fmt (INT4: rows * cols / 2 bytes), 64-byte aligned; data,
+ * scales and zeros are owned by whoever made the matrix (the model). */
 typedef struct be_weight {
-	int fmt;      /* enum be_wfmt */
+	int fmt;        /* enum be_wfmt */
 	size_t rows;
 	size_t cols;
 	void *data;
+	float *scales;  /* FP8, FP8_W8A8, I8: rows; I4: rows * (cols / group) by (row, group);
+			 * NULL for F32 / BF16 */
+	uint8_t *zeros; /* I4: rows * (cols / group) zero points in [0, 15]; else NULL */
+	size_t group;   /* I4: 32, 64 or 128, dividing cols; else 0 */
 } be_weight;
 
-/* KV cache element types. Only F32 is implemented; BF16 / FP8 / INT8 come with their kernels. */
+/* Bytes a matmul streams for w: codes, scales and zero points. */
+static inline size_t be_weight_bytes(const be_weight *w)
+{
+	size_t n = w->rows * w->cols;
+	switch (w->fmt) {
+	case BE_WFMT_F32: return n * 4;
+	case BE_WFMT_BF16: return n * 2;
+	case BE_WFMT_FP8: case BE_WFMT_FP8_W8A8: case BE_WFMT_I8: return n + w->rows * 4;
+	case BE_WFMT_I4: return n / 2 + (w->group ? n / w->group * 5 : 0);
+	default: return 0;
+	}
+}
+
+/* Bytes of one row (the embedding lookup reads one). */
+static inline size_t be_weight_row_bytes(const be_weight *w)
+{
+	return w->rows ? be_weight_bytes(w) / w->rows : 0;
+}
+
+/* KV cache element types. F32 stores K and V rows as they are. FP8 (E4M3) and INT8 store
+ * one code per element plus one f32 scale per (token, kv head): each head's head_dim
+ * values of a new token are quantized with the dynamic scale absmax / 448 (FP8) or
+ * absmax / 127 (INT8, round to nearest even), so a token's scale never changes after it is
+ * written, and rolling a sequence back needs no rescaling. */
 enum be_kvfmt {
 	BE_KV_F32 = 0,
+	BE_KV_FP8 = 1,
+	BE_KV_I8 = 2,
 	BE_KV_COUNT
 };
+
+/* "f32", "fp8", "int8"; "?" for anything else (the names of optstudio.kv_type). */
+static inline const char *be_kvfmt_name(int fmt)
+{
+	return fmt == BE_KV_F32 ? "f32" : fmt == BE_KV_FP8 ? "fp8" : fmt == BE_KV_I8 ? "int8" : "?";
+}
+
+/* Bytes of one element's code (4, 1, 1; 0 for an unknown type). */
+static inline size_t be_kvfmt_elem_bytes(int fmt)
+{
+	return fmt == BE_KV_F32 ? 4 : fmt == BE_KV_FP8 || fmt == BE_KV_I8 ? 1 : 0;
+}
 
 /* The paged KV storage as a backend sees it: n_blocks blocks, each holding, for every layer,
  * block_tokens K rows then block_tokens V rows of kv_dim elements:
  *   element offset of (block b, layer l, K=0/V=1, slot t, channel c) =
  *     (((b * n_layers + l) * 2 + kv) * block_tokens + t) * kv_dim + c
  * A token at position p of a sequence lives in block table[p / block_tokens],
- * slot p % block_tokens. */
+ * slot p % block_tokens. For FP8 / INT8, data holds 1-byte codes at those offsets and scales
+ * holds the f32 scale of (row, kv head h) at be_kv_row(...) / head_dim + h. */
 typedef struct be_kv {
 	void *data;          /* n_blocks * block_elems elements of fmt; allocated with buf_alloc */
+	float *scales;       /* FP8 / INT8: n_blocks * block_elems / head_dim f32; else NULL */
 	int fmt;             /* enum be_kvfmt */
 	size_t n_blocks;
 	size_t n_layers;
 	size_t kv_dim;       /* n_kv_heads * head_dim */
+	size_t head_dim;     /* the scale granularity of FP8 / INT8 (divides kv_dim) */
 	size_t block_tokens;
 } be_kv;
 

@@ -30,6 +30,9 @@ struct engine {
 	size_t *uniq_len;               /* their length before the call */
 	size_t *uniq_count;             /* their tokens in the batch */
 	size_t n_uniq_cap;
+
+	engine_observer_fn observe;     /* NULL: none */
+	void *observe_ctx;
 };
 
 static int alloc_act(engine *e, float **p, size_t width, os_error *err)
@@ -49,11 +52,25 @@ int engine_new(engine **out, const model *m, backend *be, const engine_opts *opt
 {
 	*out = NULL;
 	const model_config *c = model_get_config(m);
-	int wfmt = model_weight_format(m);
-	if (wfmt < 0 || wfmt >= BE_WFMT_COUNT || !be->ops->matmul[wfmt])
-		return os_error_set(err, OS_EUNSUPPORTED,
-				    "backend %s cannot run %s weights", be->name,
-				    be_wfmt_name(wfmt));
+	for (size_t i = 0; i < model_n_tensors(m); i++) {
+		model_tensor t = model_tensor_at(m, i);
+		int wfmt = t.mat ? t.mat->fmt : BE_WFMT_F32;
+		if (wfmt < 0 || wfmt >= BE_WFMT_COUNT || !be->ops->matmul[wfmt])
+			return os_error_set(err, OS_EUNSUPPORTED,
+					    "backend %s cannot run %s weights (tensor %s)", be->name,
+					    be_wfmt_name(wfmt), t.name);
+	}
+	int kv_type = opts ? opts->kv_type : ENGINE_KV_MODEL;
+	int kv_fmt;
+	switch (kv_type) {
+	case ENGINE_KV_MODEL: kv_fmt = model_kv_format(m); break;
+	case ENGINE_KV_F32: kv_fmt = BE_KV_F32; break;
+	case ENGINE_KV_FP8: kv_fmt = BE_KV_FP8; break;
+	case ENGINE_KV_INT8: kv_fmt = BE_KV_I8; break;
+	default:
+		return os_error_set(err, OS_EUSAGE, "engine: KV type %d is not one of "
+				    "model, f32, fp8, int8", kv_type);
+	}
 	if (opts && opts->max_batch > ((size_t)1 << 20))
 		return os_error_set(err, OS_ERANGE, "engine: max batch %zu is above %zu tokens",
 				    opts->max_batch, (size_t)1 << 20);
@@ -86,11 +103,15 @@ int engine_new(engine **out, const model *m, backend *be, const engine_opts *opt
 		.kv_dim = kv_dim,
 		.block_tokens = opts ? opts->kv_block_tokens : 0,
 		.capacity_bytes = opts ? opts->kv_bytes : 0,
-		.fmt = BE_KV_F32,
+		.fmt = kv_fmt,
+		.head_dim = c->head_dim,
 	};
-	if (ko.capacity_bytes == 0)
-		ko.capacity_bytes = (c->ctx < 4096 ? c->ctx : 4096) * c->n_layers * 2 * kv_dim *
-				    sizeof(float);
+	if (ko.capacity_bytes == 0) { /* min(ctx, 4096) tokens, codes and scales */
+		size_t per_tok = c->n_layers * 2 *
+				 (kv_dim * be_kvfmt_elem_bytes(kv_fmt) +
+				  (kv_fmt == BE_KV_F32 ? 0 : c->n_kv_heads * sizeof(float)));
+		ko.capacity_bytes = (c->ctx < 4096 ? c->ctx : 4096) * per_tok;
+	}
 	if ((rc = kv_cache_new(&e->kv, &ko, be, err)))
 		goto fail;
 	*out = e;
@@ -127,10 +148,27 @@ const model *engine_model(const engine *e)
 	return e->m;
 }
 
+int engine_kv_format(const engine *e)
+{
+	return kv_cache_view(e->kv)->fmt;
+}
+
 size_t engine_max_batch(const engine *e)
 {
 	return e->max_batch;
 }
+
+void engine_set_observer(engine *e, engine_observer_fn fn, void *ctx)
+{
+	e->observe = fn;
+	e->observe_ctx = ctx;
+}
+
+#define OBSERVE(layer, site, x, width)                                                    \
+	do {                                                                              \
+		if (e->observe)                                                           \
+			e->observe(e->observe_ctx, layer, site, x, n, width);             \
+	} while (0)
 
 /* Makes room for n distinct sequences in the bookkeeping arrays (grows rarely: only when a
  * batch has more sequences than any before). */
@@ -264,6 +302,7 @@ static int forward_pass(engine *e, const int32_t *tokens, const int32_t *pos,
 		 *     g = h / (n_heads / n_kv_heads)    (grouped-query attention)
 		 *   x += att Wo^T */
 		OP("rmsnorm", rmsnorm(ctx, e->xb, e->x, L->attn_norm, n, dim, c->rms_eps));
+		OBSERVE(l, ENGINE_SITE_ATTN_IN, e->xb, dim);
 		OP("matmul q", matmul[L->wq.fmt](ctx, e->q, e->xb, n, &L->wq));
 		OP("matmul k", matmul[L->wk.fmt](ctx, e->k, e->xb, n, &L->wk));
 		OP("matmul v", matmul[L->wv.fmt](ctx, e->v, e->xb, n, &L->wv));
@@ -271,6 +310,7 @@ static int forward_pass(engine *e, const int32_t *tokens, const int32_t *pos,
 				c->rope_base));
 		OP("kv_store", kv_store(ctx, &kv, l, e->k, e->v, &ab));
 		OP("attention", attention(ctx, e->att, e->q, &kv, l, &ab));
+		OBSERVE(l, ENGINE_SITE_ATTN_OUT, e->att, c->n_heads * c->head_dim);
 		OP("matmul o", matmul[L->wo.fmt](ctx, e->xo, e->att, n, &L->wo));
 		OP("add", add(ctx, e->x, e->xo, n * dim));
 
@@ -279,9 +319,11 @@ static int forward_pass(engine *e, const int32_t *tokens, const int32_t *pos,
 		 *   h = silu(xb Wgate^T) * (xb Wup^T)     (n, ffn), silu(a) = a / (1 + e^-a)
 		 *   x += h Wdown^T */
 		OP("rmsnorm", rmsnorm(ctx, e->xb, e->x, L->ffn_norm, n, dim, c->rms_eps));
+		OBSERVE(l, ENGINE_SITE_FFN_IN, e->xb, dim);
 		OP("matmul gate", matmul[L->w_gate.fmt](ctx, e->hb, e->xb, n, &L->w_gate));
 		OP("matmul up", matmul[L->w_up.fmt](ctx, e->hb2, e->xb, n, &L->w_up));
 		OP("swiglu", swiglu(ctx, e->hb, e->hb2, n * ffn));
+		OBSERVE(l, ENGINE_SITE_FFN_DOWN_IN, e->hb, ffn);
 		OP("matmul down", matmul[L->w_down.fmt](ctx, e->xo, e->hb, n, &L->w_down));
 		OP("add", add(ctx, e->x, e->xo, n * dim));
 	}

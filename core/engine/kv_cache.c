@@ -24,30 +24,33 @@ struct kv_cache {
 	size_t n_seqs;
 };
 
-static size_t elem_bytes(int fmt)
-{
-	return fmt == BE_KV_F32 ? 4 : 0;
-}
 
 int kv_cache_new(kv_cache **out, const kv_cache_opts *opts, backend *be, os_error *err)
 {
 	*out = NULL;
 	if (!opts || !be || opts->n_layers == 0 || opts->kv_dim == 0)
 		return os_error_set(err, OS_EUSAGE, "KV cache: n_layers and kv_dim must be > 0");
-	if (opts->fmt != BE_KV_F32)
+	if (opts->fmt < 0 || opts->fmt >= BE_KV_COUNT)
 		return os_error_set(err, OS_EUNSUPPORTED,
-				    "KV cache element type %d is not supported (only F32 now)",
+				    "KV cache element type %d is not supported (f32, fp8, int8)",
 				    opts->fmt);
+	size_t hd = opts->head_dim ? opts->head_dim : opts->kv_dim;
+	if (opts->kv_dim % hd)
+		return os_error_set(err, OS_EUSAGE,
+				    "KV cache: head_dim %zu does not divide kv_dim %zu", hd,
+				    opts->kv_dim);
 	size_t bt = opts->block_tokens ? opts->block_tokens : KV_DEFAULT_BLOCK_TOKENS;
 	if (bt > (1u << 20))
 		return os_error_set(err, OS_ERANGE, "KV cache: block of %zu tokens is too large",
 				    bt);
 	be_kv v = {.fmt = opts->fmt, .n_layers = opts->n_layers, .kv_dim = opts->kv_dim,
-		   .block_tokens = bt};
+		   .head_dim = hd, .block_tokens = bt};
 	size_t elems = be_kv_block_elems(&v);
 	if (elems / bt / 2 / opts->n_layers != opts->kv_dim)
 		return os_error_set(err, OS_ERANGE, "KV cache: block size overflows");
-	size_t block_bytes = elems * elem_bytes(opts->fmt);
+	/* codes, plus one f32 scale per (row, head) for the quantized types */
+	size_t scale_bytes = opts->fmt == BE_KV_F32 ? 0 : elems / hd * sizeof(float);
+	size_t block_bytes = elems * be_kvfmt_elem_bytes(opts->fmt) + scale_bytes;
 	size_t n_blocks = opts->capacity_bytes / block_bytes;
 	if (n_blocks == 0)
 		return os_error_set(err, OS_ERANGE,
@@ -75,8 +78,10 @@ int kv_cache_new(kv_cache **out, const kv_cache_opts *opts, backend *be, os_erro
 	for (size_t i = 0; i < n_blocks; i++)
 		kv->free_stack[i] = (int32_t)(n_blocks - 1 - i);
 	kv->n_free = n_blocks;
-	kv->view.data = be->ops->buf_alloc(be->ctx, n_blocks * block_bytes);
-	if (!kv->view.data) {
+	kv->view.data = be->ops->buf_alloc(be->ctx, n_blocks * (block_bytes - scale_bytes));
+	if (scale_bytes)
+		kv->view.scales = be->ops->buf_alloc(be->ctx, n_blocks * scale_bytes);
+	if (!kv->view.data || (scale_bytes && !kv->view.scales)) {
 		os_error_set(err, OS_ENOMEM, "KV cache: cannot allocate %zu bytes of storage",
 			     n_blocks * block_bytes);
 		goto fail;
@@ -94,6 +99,8 @@ void kv_cache_free(kv_cache *kv)
 		return;
 	if (kv->view.data)
 		kv->be->ops->buf_free(kv->be->ctx, kv->view.data);
+	if (kv->view.scales)
+		kv->be->ops->buf_free(kv->be->ctx, kv->view.scales);
 	for (size_t i = 0; i < kv->n_seqs; i++)
 		free(kv->seqs[i].blocks);
 	free(kv->seqs);

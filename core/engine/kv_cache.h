@@ -23,12 +23,16 @@ typedef struct kv_cache_opts {
 	size_t kv_dim;          /* n_kv_heads * head_dim */
 	size_t block_tokens;    /* positions per block; 0 = KV_DEFAULT_BLOCK_TOKENS */
 	size_t capacity_bytes;  /* storage budget; n_blocks = capacity_bytes / block bytes */
-	int fmt;                /* enum be_kvfmt; only BE_KV_F32 now */
+	int fmt;                /* enum be_kvfmt: F32, FP8 or INT8 (backend.h says how) */
+	size_t head_dim;        /* FP8 / INT8 scale granularity: one scale per (token, head of
+				 * head_dim channels); divides kv_dim; 0 = kv_dim */
 } kv_cache_opts;
 
 /* Makes a cache whose storage comes from be->ops->buf_alloc (be is borrowed and must
- * outlive the cache). OS_ERANGE when the capacity holds less than one block, OS_EUNSUPPORTED
- * for an element type other than F32, OS_ENOMEM when the storage cannot be allocated. */
+ * outlive the cache). A block costs block_tokens * n_layers * 2 * (kv_dim * code bytes +
+ * kv_dim / head_dim * 4 for the quantized types' scales). OS_ERANGE when the capacity holds
+ * less than one block, OS_EUNSUPPORTED for an unknown element type, OS_ENOMEM when the
+ * storage cannot be allocated. */
 int kv_cache_new(kv_cache **out, const kv_cache_opts *opts, backend *be, os_error *err);
 /* Frees the cache and its storage; every sequence id becomes invalid. NULL is fine. */
 void kv_cache_free(kv_cache *kv);
@@ -38,7 +42,7 @@ const be_kv *kv_cache_view(const kv_cache *kv);
 size_t kv_cache_n_blocks(const kv_cache *kv);
 size_t kv_cache_n_free_blocks(const kv_cache *kv);
 size_t kv_cache_block_tokens(const kv_cache *kv);
-/* Bytes of one block (K and V, all layers). */
+/* Bytes of one block (K and V, all layers, codes and scales). */
 size_t kv_cache_block_bytes(const kv_cache *kv);
 
 /* Starts an empty sequence; *seq is a small non-negative id (the lowest free one). */

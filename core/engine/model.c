@@ -10,14 +10,25 @@
 
 #define ALIGN 64
 
+/* One tensor of the model by its GGUF name: a matrix or an f32 vector. */
+typedef struct model_entry {
+	char name[64];
+	be_weight *mat;
+	float **vec;
+	size_t vec_len;
+	void *own[3];         /* buffers of a matrix replaced by model_set_matrix (else NULL) */
+	size_t own_bytes;
+} model_entry;
+
 struct model {
 	model_config cfg;
 	model_weights w;
-	int wfmt;
-	void *arena;          /* every weight lives here */
+	int kv_fmt;           /* enum be_kvfmt, from optstudio.kv_type (default F32) */
+	void *arena;          /* every weight loaded from the file lives here */
 	size_t arena_bytes;
 	size_t n_params;
-	size_t step_bytes;
+	model_entry *ents;    /* [n_ents], file order; the tied output head is not listed */
+	size_t n_ents;
 };
 
 static size_t round_up(size_t n, size_t a)
@@ -174,9 +185,70 @@ typedef struct load_item {
 	bool vector;          /* f32 norm weights, 1-D */
 	float **vec;          /* destination of a vector */
 	be_weight *mat;       /* destination of a matrix */
-	size_t offset;        /* in the arena */
+	size_t offset;        /* in the arena: codes (or floats), then scales, then zeros */
+	size_t off_scales, off_zeros;
 	const gguf_tensor *t;
+	int qfmt;             /* enum be_wfmt of a quantized tensor in the file, else -1 */
+	size_t group;         /* INT4 group size */
+	const gguf_tensor *scale_t, *zero_t;
 } load_item;
+
+/* The run-time format of optstudio's code types (gguf.h), or -1 for any other type. */
+static int qtype_fmt(uint32_t type)
+{
+	switch (type) {
+	case OPTSTUDIO_TYPE_FP8_E4M3: return BE_WFMT_FP8;
+	case OPTSTUDIO_TYPE_FP8_E4M3_A8: return BE_WFMT_FP8_W8A8;
+	case OPTSTUDIO_TYPE_I8_ROW: return BE_WFMT_I8;
+	case OPTSTUDIO_TYPE_U4: return BE_WFMT_I4;
+	default: return -1;
+	}
+}
+
+/* Finds companion tensor "<it->name><suffix>" of type type and shape [ne0, it->rows]
+ * (ne0 = 0: any ne0 dividing it->cols into 32, 64 or 128 element groups). */
+static int find_companion(const gguf_file *f, const load_item *it, const char *suffix,
+			  uint32_t type, uint64_t ne0, const gguf_tensor **out, os_error *err)
+{
+	char nm[96];
+	snprintf(nm, sizeof nm, "%s%s", it->name, suffix);
+	const gguf_tensor *t = gguf_find_tensor(f, nm);
+	if (!t)
+		return os_error_set(err, OS_EFORMAT, "'%s': tensor %s is %s but %s is missing",
+				    gguf_path(f), it->name, ggml_type_name(it->t->type), nm);
+	if (t->type != type || t->n_dims != 2 || t->ne[1] != it->rows || (ne0 && t->ne[0] != ne0))
+		return os_error_set(err, OS_EFORMAT,
+				    "'%s': tensor %s has type %s, %u dims [%llu, %llu] (expected %s "
+				    "[%llu, %zu])",
+				    gguf_path(f), nm, ggml_type_name(t->type), t->n_dims,
+				    (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+				    ggml_type_name(type), (unsigned long long)ne0, it->rows);
+	*out = t;
+	return OS_OK;
+}
+
+/* For a quantized matrix: its companions, group size and format. */
+static int check_quant(const gguf_file *f, load_item *it, os_error *err)
+{
+	int rc;
+	it->qfmt = qtype_fmt(it->t->type);
+	if (it->vector)
+		return os_error_set(err, OS_EFORMAT, "'%s': tensor %s is %s (expected F32)",
+				    gguf_path(f), it->name, ggml_type_name(it->t->type));
+	if (it->qfmt != BE_WFMT_I4)
+		return find_companion(f, it, ".scale", GGML_TYPE_F32, 1, &it->scale_t, err);
+	if ((rc = find_companion(f, it, ".scale", GGML_TYPE_F32, 0, &it->scale_t, err)))
+		return rc;
+	uint64_t ng = it->scale_t->ne[0];
+	size_t g = ng ? it->cols / (size_t)ng : 0;
+	if (ng == 0 || g * ng != it->cols || (g != 32 && g != 64 && g != 128))
+		return os_error_set(err, OS_EFORMAT,
+				    "'%s': tensor %s.scale has %llu groups per row of %zu elements "
+				    "(expected groups of 32, 64 or 128)",
+				    gguf_path(f), it->name, (unsigned long long)ng, it->cols);
+	it->group = g;
+	return find_companion(f, it, ".zero", OPTSTUDIO_TYPE_U8, ng, &it->zero_t, err);
+}
 
 static int check_shape(const gguf_file *f, load_item *it, os_error *err)
 {
@@ -209,6 +281,8 @@ static int check_shape(const gguf_file *f, load_item *it, os_error *err)
 				    "input dim first)",
 				    gguf_path(f), it->name, got, it->cols, it->rows);
 	}
+	it->t = t;
+	it->qfmt = -1;
 	switch (t->type) {
 	case GGML_TYPE_F32:
 	case GGML_TYPE_F16:
@@ -217,10 +291,15 @@ static int check_shape(const gguf_file *f, load_item *it, os_error *err)
 	case GGML_TYPE_Q4_0:
 	case GGML_TYPE_Q4_1:
 		break;
+	case OPTSTUDIO_TYPE_FP8_E4M3:
+	case OPTSTUDIO_TYPE_FP8_E4M3_A8:
+	case OPTSTUDIO_TYPE_I8_ROW:
+	case OPTSTUDIO_TYPE_U4:
+		return check_quant(f, it, err);
 	default:
 		return os_error_set(err, OS_EUNSUPPORTED,
 				    "'%s': tensor %s is of type %s (supported: F32, F16, BF16, "
-				    "Q8_0, Q4_0, Q4_1)",
+				    "Q8_0, Q4_0, Q4_1 and optstudio's quantized types)",
 				    gguf_path(f), it->name, ggml_type_name(t->type));
 	}
 	size_t be = ggml_type_block_elems(t->type);
@@ -229,7 +308,67 @@ static int check_shape(const gguf_file *f, load_item *it, os_error *err)
 				    "'%s': tensor %s has rows of %zu elements, not a multiple of "
 				    "the %s block (%zu)",
 				    gguf_path(f), it->name, it->cols, ggml_type_name(t->type), be);
-	it->t = t;
+	return OS_OK;
+}
+
+/* Bytes of (codes, scales, zeros) of a matrix item in the run-time format fmt. */
+static void item_sizes(const load_item *it, int fmt, size_t sz[3])
+{
+	be_weight w = {.fmt = fmt, .rows = it->rows, .cols = it->cols, .group = it->group};
+	size_t n = it->rows * it->cols;
+	sz[0] = fmt == BE_WFMT_I4 ? n / 2 : n * be_wfmt_elem_bytes(fmt);
+	sz[2] = fmt == BE_WFMT_I4 ? n / it->group : 0;
+	sz[1] = be_wfmt_quantized(fmt) ? be_weight_bytes(&w) - sz[0] - sz[2] : 0;
+}
+
+/* Copies a quantized tensor and its companions into the arena as they are (the file holds
+ * the run-time layout), checking the codes the kernels assume: no E4M3 NaN codes, int8 in
+ * [-127, 127], zero points in [0, 15], finite scales. */
+static int load_quant(const gguf_file *f, const load_item *it, be_weight *w, os_error *err)
+{
+	size_t sz[3];
+	item_sizes(it, it->qfmt, sz);
+	const gguf_tensor *src[3] = {it->t, it->scale_t, it->zero_t};
+	void *dst[3] = {w->data, w->scales, w->zeros};
+	for (int i = 0; i < 3; i++) {
+		if (!sz[i])
+			continue;
+		if (!src[i] || src[i]->n_bytes != sz[i])
+			return os_error_set(err, OS_EFORMAT,
+					    "'%s': tensor %s%s holds %zu bytes (expected %zu)",
+					    gguf_path(f), it->name, i == 0 ? "" : i == 1 ? ".scale" : ".zero",
+					    src[i] ? src[i]->n_bytes : 0, sz[i]);
+		memcpy(dst[i], src[i]->data, sz[i]);
+	}
+	const uint8_t *c = w->data;
+	if (it->qfmt == BE_WFMT_FP8 || it->qfmt == BE_WFMT_FP8_W8A8) {
+		for (size_t i = 0; i < sz[0]; i++)
+			if ((c[i] & 0x7f) == 0x7f)
+				return os_error_set(err, OS_EFORMAT,
+						    "'%s': tensor %s holds an E4M3 NaN code at element "
+						    "%zu",
+						    gguf_path(f), it->name, i);
+	} else if (it->qfmt == BE_WFMT_I8) {
+		for (size_t i = 0; i < sz[0]; i++)
+			if (c[i] == 0x80)
+				return os_error_set(err, OS_EFORMAT,
+						    "'%s': tensor %s holds int8 code -128 at element %zu "
+						    "(expected -127..127)",
+						    gguf_path(f), it->name, i);
+	} else {
+		for (size_t i = 0; i < sz[2]; i++)
+			if (w->zeros[i] > 15)
+				return os_error_set(err, OS_EFORMAT,
+						    "'%s': tensor %s.zero holds %u at %zu (expected "
+						    "0..15)",
+						    gguf_path(f), it->name, w->zeros[i], i);
+	}
+	for (size_t i = 0; i < sz[1] / sizeof(float); i++)
+		if (!(w->scales[i] >= 0.0f && w->scales[i] < 1e30f))
+			return os_error_set(err, OS_EFORMAT,
+					    "'%s': tensor %s.scale[%zu] = %g (expected a finite scale "
+					    ">= 0)",
+					    gguf_path(f), it->name, i, (double)w->scales[i]);
 	return OS_OK;
 }
 
@@ -259,6 +398,24 @@ static int load_tensor(const gguf_file *f, const load_item *it, void *dst, int f
 	return OS_OK;
 }
 
+/* Reads optstudio.kv_type ("f32", "fp8", "int8"; absent: f32). */
+static int read_kv_type(const gguf_file *f, int *out, os_error *err)
+{
+	const char *s;
+	size_t len;
+	*out = BE_KV_F32;
+	int rc = gguf_get_str(f, "optstudio.kv_type", &s, &len, NULL);
+	if (rc == OS_ENOTFOUND)
+		return OS_OK;
+	for (int k = 0; rc == OS_OK && k < BE_KV_COUNT; k++)
+		if (strlen(be_kvfmt_name(k)) == len && memcmp(s, be_kvfmt_name(k), len) == 0) {
+			*out = k;
+			return OS_OK;
+		}
+	return os_error_set(err, OS_EFORMAT,
+			    "'%s': optstudio.kv_type is not one of f32, fp8, int8", gguf_path(f));
+}
+
 int model_open_gguf(model **out, const gguf_file *f, const model_load_opts *opts,
 		    os_error *err)
 {
@@ -274,14 +431,14 @@ int model_open_gguf(model **out, const gguf_file *f, const model_load_opts *opts
 	model *m = calloc(1, sizeof *m);
 	if (!m)
 		return os_error_set(err, OS_ENOMEM, "model: out of memory");
-	m->wfmt = fmt;
-	if ((rc = read_config(f, &m->cfg, err)))
+	if ((rc = read_config(f, &m->cfg, err)) || (rc = read_kv_type(f, &m->kv_fmt, err)))
 		goto fail;
 	const model_config *c = &m->cfg;
 	m->w.layers = calloc(c->n_layers, sizeof *m->w.layers);
 	size_t n_items = 3 + !c->tied_embeddings + 9 * c->n_layers;
 	items = calloc(n_items, sizeof *items);
-	if (!m->w.layers || !items) {
+	m->ents = calloc(n_items, sizeof *m->ents);
+	if (!m->w.layers || !items || !m->ents) {
 		rc = os_error_set(err, OS_ENOMEM, "model: out of memory");
 		goto fail;
 	}
@@ -323,24 +480,26 @@ int model_open_gguf(model **out, const gguf_file *f, const model_load_opts *opts
 #undef ADD_MAT
 #undef ADD_VEC
 
-	/* Check every shape before allocating, and lay the arena out. */
-	size_t esz = be_wfmt_elem_bytes(fmt), off = 0, max_cols = 0;
+	/* Check every shape before allocating, and lay the arena out: a float tensor in the
+	 * run-time format fmt, a quantized one as the file has it (codes, scales, zeros). */
+	size_t off = 0, max_cols = 0;
 	for (size_t i = 0; i < k; i++) {
 		load_item *it = &items[i];
 		if ((rc = check_shape(f, it, err)))
 			goto fail;
-		size_t n = it->rows * it->cols;
-		size_t bytes = n * (it->vector ? sizeof(float) : esz);
+		size_t n = it->rows * it->cols, sz[3] = {n * sizeof(float), 0, 0};
+		if (!it->vector)
+			item_sizes(it, it->qfmt >= 0 ? it->qfmt : fmt, sz);
 		it->offset = off;
-		off += round_up(bytes, ALIGN);
+		off += round_up(sz[0], ALIGN);
+		it->off_scales = off;
+		off += round_up(sz[1], ALIGN);
+		it->off_zeros = off;
+		off += round_up(sz[2], ALIGN);
 		m->n_params += n;
-		/* a decode step reads each matrix and norm once, but one row of the embedding */
-		m->step_bytes += it == &items[0] ? it->cols * esz : bytes;
 		if (it->cols > max_cols)
 			max_cols = it->cols;
 	}
-	if (c->tied_embeddings) /* the output matmul reads the whole embedding every step */
-		m->step_bytes += c->vocab * c->dim * esz;
 	m->arena_bytes = off;
 	m->arena = aligned_alloc(ALIGN, off);
 	row = malloc(max_cols * sizeof *row);
@@ -351,17 +510,30 @@ int model_open_gguf(model **out, const gguf_file *f, const model_load_opts *opts
 	}
 	for (size_t i = 0; i < k; i++) {
 		load_item *it = &items[i];
-		void *dst = (char *)m->arena + it->offset;
-		if ((rc = load_tensor(f, it, dst, it->vector ? BE_WFMT_F32 : fmt, row, err)))
-			goto fail;
+		model_entry *e = &m->ents[m->n_ents++];
+		snprintf(e->name, sizeof e->name, "%s", it->name);
+		char *base = m->arena;
+		void *dst = base + it->offset;
 		if (it->vector) {
+			if ((rc = load_tensor(f, it, dst, BE_WFMT_F32, row, err)))
+				goto fail;
 			*it->vec = dst;
-		} else {
-			it->mat->fmt = fmt;
-			it->mat->rows = it->rows;
-			it->mat->cols = it->cols;
-			it->mat->data = dst;
+			e->vec = it->vec;
+			e->vec_len = it->cols;
+			continue;
 		}
+		be_weight *w = it->mat;
+		*w = (be_weight){.fmt = it->qfmt >= 0 ? it->qfmt : fmt, .rows = it->rows,
+				 .cols = it->cols, .data = dst, .group = it->group};
+		if (be_wfmt_quantized(w->fmt))
+			w->scales = (float *)(base + it->off_scales);
+		if (w->fmt == BE_WFMT_I4)
+			w->zeros = (uint8_t *)(base + it->off_zeros);
+		rc = it->qfmt >= 0 ? load_quant(f, it, w, err)
+				   : load_tensor(f, it, dst, fmt, row, err);
+		if (rc)
+			goto fail;
+		e->mat = w;
 	}
 	if (c->tied_embeddings)
 		m->w.output = m->w.token_embd;
@@ -392,6 +564,10 @@ void model_close(model *m)
 {
 	if (!m)
 		return;
+	for (size_t i = 0; i < m->n_ents; i++)
+		for (int j = 0; j < 3; j++)
+			free(m->ents[i].own[j]);
+	free(m->ents);
 	free(m->arena);
 	free(m->w.layers);
 	free(m);
@@ -407,9 +583,19 @@ const model_weights *model_get_weights(const model *m)
 	return &m->w;
 }
 
+model_weights *model_weights_mut(model *m)
+{
+	return &m->w;
+}
+
 int model_weight_format(const model *m)
 {
-	return m->wfmt;
+	return m->cfg.n_layers ? m->w.layers[0].wq.fmt : m->w.token_embd.fmt;
+}
+
+int model_kv_format(const model *m)
+{
+	return m->kv_fmt;
 }
 
 size_t model_n_params(const model *m)
@@ -424,10 +610,62 @@ size_t model_n_vocab(const model *m)
 
 size_t model_step_bytes(const model *m)
 {
-	return m->step_bytes;
+	size_t b = 0;
+	for (size_t i = 0; i < m->n_ents; i++) {
+		const model_entry *e = &m->ents[i];
+		if (e->vec)
+			b += e->vec_len * sizeof(float);
+		else if (e->mat == &m->w.token_embd) /* one row for the lookup ... */
+			b += be_weight_row_bytes(e->mat);
+		else
+			b += be_weight_bytes(e->mat);
+	}
+	if (m->cfg.tied_embeddings) /* ... and all of it for the tied output head */
+		b += be_weight_bytes(&m->w.output);
+	return b;
 }
 
 size_t model_weight_bytes(const model *m)
 {
-	return m->arena_bytes;
+	size_t b = m->arena_bytes;
+	for (size_t i = 0; i < m->n_ents; i++)
+		b += m->ents[i].own_bytes;
+	return b;
+}
+
+size_t model_n_tensors(const model *m)
+{
+	return m->n_ents;
+}
+
+model_tensor model_tensor_at(const model *m, size_t i)
+{
+	const model_entry *e = &m->ents[i];
+	return (model_tensor){.name = e->name, .mat = e->mat, .vec = e->vec ? *e->vec : NULL,
+			      .vec_len = e->vec_len};
+}
+
+int model_set_matrix(model *m, size_t i, const be_weight *w, os_error *err)
+{
+	model_entry *e = i < m->n_ents ? &m->ents[i] : NULL;
+	if (!e || !e->mat)
+		return os_error_set(err, OS_EUSAGE, "model: tensor %zu is not a matrix", i);
+	if (w->rows != e->mat->rows || w->cols != e->mat->cols || w->fmt < 0 ||
+	    w->fmt >= BE_WFMT_COUNT || !w->data || (be_wfmt_quantized(w->fmt) && !w->scales) ||
+	    (w->fmt == BE_WFMT_I4 && (!w->zeros || (w->group != 32 && w->group != 64 &&
+						    w->group != 128) || w->cols % w->group)))
+		return os_error_set(err, OS_EUSAGE,
+				    "model: %s as %s (%zu x %zu) does not fit tensor %s (%zu x %zu)",
+				    "replacement", be_wfmt_name(w->fmt), w->rows, w->cols, e->name,
+				    e->mat->rows, e->mat->cols);
+	for (int j = 0; j < 3; j++)
+		free(e->own[j]);
+	e->own[0] = w->data;
+	e->own[1] = w->scales;
+	e->own[2] = w->zeros;
+	e->own_bytes = be_weight_bytes(w);
+	*e->mat = *w;
+	if (e->mat == &m->w.token_embd && m->cfg.tied_embeddings)
+		m->w.output = *w;
+	return OS_OK;
 }

@@ -1,6 +1,8 @@
 /* model.h: a llama-family model in memory: its configuration (from GGUF metadata) and its
  * weights, dequantized on load from the file's formats (F32, F16, BF16, Q8_0, Q4_0, Q4_1)
- * into one run-time format (F32 or BF16). Run it with engine.h.
+ * into one run-time format (F32 or BF16), except optstudio's quantized tensors (FP8, INT8,
+ * INT4: core/optimize/quantize.h), which load as they are into their own run-time formats.
+ * Formats are per matrix, so a model may mix them. Run it with engine.h.
  * Not yet: HF config.json + safetensors loading, llama3 rope scaling (rope_freqs.weight),
  * q/k/v biases (Qwen2). */
 #ifndef OPTSTUDIO_MODEL_H
@@ -43,12 +45,14 @@ typedef struct model_layer_weights {
 } model_layer_weights;
 
 /* All weights. Every pointer is owned by the model (64-byte aligned), valid until
- * model_close. The matrices are in the model's run-time format; norms are f32. */
+ * model_close (or model_set_matrix of that matrix). Each matrix has its own run-time format
+ * (be_weight.fmt); norms are f32. */
 typedef struct model_weights {
 	be_weight token_embd;         /* (vocab, dim), rows gathered by token id */
 	model_layer_weights *layers;  /* [n_layers] */
 	float *output_norm;           /* (dim) */
-	be_weight output;             /* (vocab, dim); same data as token_embd when tied */
+	be_weight output;             /* (vocab, dim); a copy of the token_embd struct when tied:
+				       * the same data, format and scales */
 } model_weights;
 
 typedef struct model model;
@@ -72,16 +76,47 @@ void model_close(model *m);
 /* Borrowed, valid until model_close. */
 const model_config *model_get_config(const model *m);
 const model_weights *model_get_weights(const model *m);
-/* The run-time weight format (enum be_wfmt). */
+/* The same weights, writable: for in-place transforms of an F32 model that keep its
+ * function (SmoothQuant and AWQ folding, core/optimize). Shapes and pointers must not
+ * change. Borrowed, valid until model_close. */
+model_weights *model_weights_mut(model *m);
+/* The run-time format (enum be_wfmt) of the transformer blocks' matrices (those of
+ * blk.0; the embedding and output head may differ: see model_tensor_at). */
 int model_weight_format(const model *m);
+/* The KV cache element type the file asks for (enum be_kvfmt, from optstudio.kv_type;
+ * BE_KV_F32 when absent). engine_new uses it unless told otherwise. */
+int model_kv_format(const model *m);
 /* Number of parameters (tied embeddings counted once). */
 size_t model_n_params(const model *m);
 /* Vocabulary size: the number of logits per row. */
 size_t model_n_vocab(const model *m);
-/* Bytes of weights one decode step reads (every matrix and norm once, plus one embedding
- * row), in the run-time format: the numerator of the memory-bandwidth roofline. */
+/* Bytes of weights one decode step reads (every matrix with its scales and zero points
+ * and every norm once, plus one embedding row; a tied output head reads the whole
+ * embedding once more), in the run-time formats: the numerator of the memory-bandwidth
+ * roofline. */
 size_t model_step_bytes(const model *m);
-/* Bytes of weight memory held. */
+/* Bytes of weight memory held (including matrices a model_set_matrix replaced). */
 size_t model_weight_bytes(const model *m);
+
+/* The model's tensors by GGUF name, in file order: token_embd.weight, per block attn_norm,
+ * attn_q/k/v, attn_output, ffn_norm, ffn_gate/up/down, then output_norm.weight and
+ * output.weight (absent when tied: token_embd.weight is the head). Exactly one of mat and
+ * vec is set. Everything is borrowed from the model, valid until model_close; the float
+ * data may be written (calibration transforms do, before quantization). */
+typedef struct model_tensor {
+	const char *name;    /* "blk.3.attn_q.weight" */
+	be_weight *mat;      /* a matrix, or NULL */
+	float *vec;          /* an f32 vector of vec_len elements, or NULL */
+	size_t vec_len;
+} model_tensor;
+size_t model_n_tensors(const model *m);
+model_tensor model_tensor_at(const model *m, size_t i);
+
+/* Replaces matrix i (model_tensor_at(m, i).mat) by w, same rows and cols, any format, and
+ * takes ownership of w's data, scales and zeros (malloc'd or posix_memalign'd; freed with
+ * free() at model_close or the next replacement of i). For tied embeddings the output head
+ * follows. The step and weight byte counts follow. OS_EUSAGE (nothing taken) when i is not
+ * a matrix or w does not fit it. Engines made before the call must not run during it. */
+int model_set_matrix(model *m, size_t i, const be_weight *w, os_error *err);
 
 #endif

@@ -908,6 +908,11 @@ const char *ggml_type_name(uint32_t type)
 	case GGML_TYPE_Q8_0: return "Q8_0";
 	case GGML_TYPE_Q4_0: return "Q4_0";
 	case GGML_TYPE_Q4_1: return "Q4_1";
+	case OPTSTUDIO_TYPE_FP8_E4M3: return "OS_FP8_E4M3";
+	case OPTSTUDIO_TYPE_FP8_E4M3_A8: return "OS_FP8_E4M3_A8";
+	case OPTSTUDIO_TYPE_I8_ROW: return "OS_I8_ROW";
+	case OPTSTUDIO_TYPE_U4: return "OS_U4";
+	case OPTSTUDIO_TYPE_U8: return "OS_U8";
 	default: return "unknown type";
 	}
 }
@@ -922,6 +927,9 @@ size_t ggml_type_block_elems(uint32_t type)
 	switch (type) {
 	case GGML_TYPE_F32: case GGML_TYPE_F16: case GGML_TYPE_BF16: return 1;
 	case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: return QK;
+	case OPTSTUDIO_TYPE_FP8_E4M3: case OPTSTUDIO_TYPE_FP8_E4M3_A8: case OPTSTUDIO_TYPE_I8_ROW:
+	case OPTSTUDIO_TYPE_U8: return 1;
+	case OPTSTUDIO_TYPE_U4: return 2;
 	default: return 0;
 	}
 }
@@ -934,6 +942,8 @@ size_t ggml_type_block_bytes(uint32_t type)
 	case GGML_TYPE_Q8_0: return sizeof(block_q8_0);
 	case GGML_TYPE_Q4_0: return sizeof(block_q4_0);
 	case GGML_TYPE_Q4_1: return sizeof(block_q4_1);
+	case OPTSTUDIO_TYPE_FP8_E4M3: case OPTSTUDIO_TYPE_FP8_E4M3_A8: case OPTSTUDIO_TYPE_I8_ROW:
+	case OPTSTUDIO_TYPE_U4: case OPTSTUDIO_TYPE_U8: return 1;
 	default: return 0;
 	}
 }
@@ -1020,6 +1030,24 @@ int gguf_dequantize(uint32_t type, const void *src, float *dst, size_t n, os_err
 			}
 		}
 		break;
+	/* optstudio's code types: the codes' values, before their companion scales */
+	case OPTSTUDIO_TYPE_FP8_E4M3:
+	case OPTSTUDIO_TYPE_FP8_E4M3_A8:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = num_e4m3_to_f32(s[i]);
+		break;
+	case OPTSTUDIO_TYPE_I8_ROW:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = (float)(int8_t)s[i];
+		break;
+	case OPTSTUDIO_TYPE_U4:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = (float)num_i4_get(s, i);
+		break;
+	case OPTSTUDIO_TYPE_U8:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = (float)s[i];
+		break;
 	}
 	return OS_OK;
 }
@@ -1032,6 +1060,15 @@ int gguf_quantize(uint32_t type, const float *src, void *dst, size_t n, os_error
 		return rc;
 	uint8_t *o = dst;
 	switch (type) {
+	case OPTSTUDIO_TYPE_FP8_E4M3:
+	case OPTSTUDIO_TYPE_FP8_E4M3_A8:
+	case OPTSTUDIO_TYPE_I8_ROW:
+	case OPTSTUDIO_TYPE_U4:
+	case OPTSTUDIO_TYPE_U8:
+		return os_error_set(err, OS_EUNSUPPORTED,
+				    "quantize: %s needs per-row scales (core/optimize/quantize.h "
+				    "writes it)",
+				    ggml_type_name(type));
 	case GGML_TYPE_F32:
 		memcpy(o, src, n * 4);
 		break;

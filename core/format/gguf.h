@@ -39,6 +39,15 @@ enum ggml_type {
 	GGML_TYPE_Q4_1 = 3,
 	GGML_TYPE_Q8_0 = 8,
 	GGML_TYPE_BF16 = 30,
+	/* optstudio's quantized formats (core/optimize/quantize.h documents the file layout):
+	 * the codes of a matrix, whose scales (and zero points) are companion tensors
+	 * "<name>.scale" (F32) and "<name>.zero" (OPTSTUDIO_TYPE_U8). gguf_dequantize gives
+	 * the codes' own values (E4M3 value, integer), not scaled weights. */
+	OPTSTUDIO_TYPE_FP8_E4M3 = 1000,    /* E4M3FN codes, 1 byte; run W8A16 */
+	OPTSTUDIO_TYPE_FP8_E4M3_A8 = 1001, /* E4M3FN codes, 1 byte; run W8A8 (FP8 activations) */
+	OPTSTUDIO_TYPE_I8_ROW = 1002,      /* int8 codes in [-127, 127]; run W8A8 (int8 acts) */
+	OPTSTUDIO_TYPE_U4 = 1003,          /* uint4 codes, 2 a byte, element 2i in the low nibble */
+	OPTSTUDIO_TYPE_U8 = 1004,          /* uint8 (INT4 zero points) */
 };
 
 #define GGUF_DEFAULT_ALIGNMENT 32

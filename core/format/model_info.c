@@ -127,10 +127,16 @@ static int info_from_gguf(const char *path, model_info *out, os_error *err)
 		out->vocab_size = (uint32_t)n_tok;
 	}
 	/* parameters and precision: elements per type over the 2-D weights */
-	enum { N_TYPE_BINS = 256 };
+	enum { N_TYPE_BINS = OPTSTUDIO_TYPE_U8 + 1 }; /* ggml's types and optstudio's */
+	_Static_assert(N_TYPE_BINS <= 2048, "type bins on the stack");
 	uint64_t by_type[N_TYPE_BINS] = {0};
 	for (size_t i = 0; i < gguf_n_tensors(f); i++) {
 		const gguf_tensor *t = gguf_tensor_at(f, i);
+		/* scales and zero points of optstudio's quantized matrices are not parameters */
+		size_t nl = strlen(t->name);
+		if ((nl > 6 && strcmp(t->name + nl - 6, ".scale") == 0) ||
+		    (nl > 5 && strcmp(t->name + nl - 5, ".zero") == 0))
+			continue;
 		out->n_params += t->n_elements;
 		if (t->n_dims == 2 && t->type < N_TYPE_BINS)
 			by_type[t->type] += t->n_elements;

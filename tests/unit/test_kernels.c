@@ -1,6 +1,7 @@
 /* test_kernels.c: every kernel set this CPU runs against the generic twin on random data at
  * awkward sizes, the generic matmul against a float64 triple loop, threaded == one thread,
- * rope layouts against their definitions, and OPTSTUDIO_CPU selection. */
+ * prefill-sized GEMM shapes, rope layouts against their definitions, and OPTSTUDIO_CPU
+ * selection. */
 #include <float.h>
 #include <stdlib.h>
 
@@ -238,6 +239,90 @@ TEST(test_matmul_rows_vs_generic)
 	if (test_case_failed)
 		return;
 	check_matmul_vs_generic(CPU_WFMT_BF16);
+}
+
+/* Prefill-sized batches (the AVX-512 set's packed-panel GEMM from 32 tokens on): shapes that
+ * cross its blocks (12-token tiles, 528-token blocks, 256/512-input blocks, 32-row panels,
+ * 256-row blocks) and odd n_in (BF16 falls back to the tiles), each set vs float64 and vs
+ * generic, 3 threads bit-identical to one, and a row range off the panel grid (rows 5 to
+ * n_out - 3) within tolerance inside and untouched outside. */
+TEST(test_matmul_prefill_shapes)
+{
+	static const size_t cases[][3] = {
+		/* n_tok, n_in, n_out */
+		{32, 256, 33},   {47, 257, 70},   {64, 512, 300}, {545, 96, 40},
+		{35, 1030, 45},  {40, 513, 287},  {33, 1, 17},    {100, 31, 64},
+	};
+	threadpool *pool = NULL;
+	CHECK(threadpool_new(&pool, 3, NULL) == OS_OK);
+	uint64_t s = seed0 ^ 0x9e11;
+	const cpu_kernel_set *gen = cpu_kernels_get(CPU_ISA_GENERIC);
+	for (size_t ci = 0; ci < COUNT(cases) && !test_case_failed; ci++)
+		for (int f = 0; f < CPU_WFMT_COUNT && !test_case_failed; f++) {
+			size_t n_tok = cases[ci][0], n_in = cases[ci][1], n_out = cases[ci][2];
+			cpu_wfmt fmt = (cpu_wfmt)f;
+			struct mm_case m = {0};
+			uint16_t *xb = cpu_alloc_aligned(n_tok * n_in * 2);
+			float *Yg = cpu_alloc_aligned(n_tok * n_out * sizeof(float));
+			if (!mm_alloc(&m, n_tok, n_in, n_out) || !xb || !Yg) {
+				mm_free(&m);
+				cpu_free_aligned(xb);
+				cpu_free_aligned(Yg);
+				FAIL_AT("out of memory");
+			}
+			fill(m.X, n_tok * n_in, &s);
+			fill_weights(m.W, fmt, n_out * n_in, &s);
+			matmul_ref(m.Yr, m.S, m.X, m.W, fmt, n_tok, n_in, n_out);
+			gen->f32_to_bf16(xb, m.X, n_tok * n_in);
+			size_t o0 = 5, o1 = n_out - 3 > o0 ? n_out - 3 : n_out;
+			for (size_t v = 0; v < n_simd_sets && !test_case_failed; v++) {
+				const cpu_kernel_set *ks = simd_sets[v];
+				cpu_matmul(NULL, ks, m.Y, m.X, m.W, fmt, n_tok, n_in, n_out);
+				cpu_matmul(NULL, gen, Yg, m.X, m.W, fmt, n_tok, n_in, n_out);
+				size_t bad = SIZE_MAX;
+				for (size_t i = 0; i < n_tok * n_out && bad == SIZE_MAX; i++) {
+					double tol = tol_for(n_in, m.S[i]);
+					if (!(fabs(m.Y[i] - m.Yr[i]) <= tol) ||
+					    !(fabs(m.Y[i] - Yg[i]) <= tol))
+						bad = i;
+				}
+				CHECK_MSG(bad == SIZE_MAX,
+					  "%s %s n_tok %zu n_in %zu n_out %zu: Y[%zu] = %.9g, float64 "
+					  "%.9g, generic %.9g",
+					  ks->name, f ? "BF16" : "F32", n_tok, n_in, n_out, bad,
+					  bad != SIZE_MAX ? m.Y[bad] : 0.0, bad != SIZE_MAX ? m.Yr[bad] : 0.0,
+					  bad != SIZE_MAX ? Yg[bad] : 0.0);
+				/* threaded: same bits */
+				cpu_matmul(pool, ks, m.Y2, m.X, m.W, fmt, n_tok, n_in, n_out);
+				CHECK_MSG(memcmp(m.Y, m.Y2, n_tok * n_out * sizeof(float)) == 0,
+					  "%s %s n_tok %zu n_in %zu n_out %zu: 3 threads differ from 1",
+					  ks->name, f ? "BF16" : "F32", n_tok, n_in, n_out);
+				/* a row range [5, n_out - 3): same bits inside, untouched outside */
+				for (size_t i = 0; i < n_tok * n_out; i++)
+					m.Y2[i] = 12345.0f;
+				if (fmt == CPU_WFMT_F32)
+					ks->matmul_f32(m.Y2, m.X, m.W, n_tok, n_in, n_out, o0, o1);
+				else
+					ks->matmul_bf16(m.Y2, xb, m.W, n_tok, n_in, n_out, o0, o1);
+				bad = SIZE_MAX;
+				for (size_t i = 0; i < n_tok * n_out && bad == SIZE_MAX; i++) {
+					size_t o = i % n_out;
+					int inside = o >= o0 && o < o1;
+					if (inside ? !(fabs(m.Y2[i] - m.Yr[i]) <= tol_for(n_in, m.S[i]))
+						   : m.Y2[i] != 12345.0f)
+						bad = i;
+				}
+				CHECK_MSG(bad == SIZE_MAX,
+					  "%s %s n_tok %zu n_in %zu n_out %zu rows %zu..%zu: Y[%zu] = %.9g "
+					  "(float64 %.9g)",
+					  ks->name, f ? "BF16" : "F32", n_tok, n_in, n_out, o0, o1, bad,
+					  bad != SIZE_MAX ? m.Y2[bad] : 0.0, bad != SIZE_MAX ? m.Yr[bad] : 0.0);
+			}
+			mm_free(&m);
+			cpu_free_aligned(xb);
+			cpu_free_aligned(Yg);
+		}
+	threadpool_free(pool);
 }
 
 /* A bigger matrix split over 2 threads into several tasks: same bits as one thread. */
@@ -505,6 +590,7 @@ int main(void)
 	RUN(test_matmul_bf16);
 	RUN(test_matmul_rows_vs_generic);
 	RUN(test_matmul_threaded_large);
+	RUN(test_matmul_prefill_shapes);
 	RUN(test_elementwise_vs_generic);
 	RUN(test_bf16_rounding_special);
 	RUN(test_rope);

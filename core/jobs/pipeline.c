@@ -1,0 +1,456 @@
+/* pipeline.c: the stage table and the run of one job: load the model once, calibrate when
+ * the method needs it, quantize to a GGUF in the data home and import it into the hub.
+ * Later stages (evaluate, compile) are one entry each in `stages`. */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cpu/backend_cpu.h"
+#include "core/engine/engine.h"
+#include "core/engine/model.h"
+#include "core/engine/tokenizer.h"
+#include "core/format/gguf.h"
+#include "core/format/model_info.h"
+#include "core/format/sha256.h"
+#include "core/optimize/awq.h"
+#include "core/optimize/calibrate.h"
+#include "core/optimize/quantize.h"
+#include "core/optimize/smoothquant.h"
+
+/* Progress is written at most this often (s), and the stop flag read as often: a stop takes
+ * effect well within a second, and the database sees a few writes a second at most. */
+#define PROGRESS_INTERVAL_S 0.1
+
+/* The state of one job's run, shared by its stages. Owns everything it points to except
+ * s, job and log. */
+typedef struct job_run {
+	store *s;
+	const store_job *job;
+	FILE *log;
+	job_spec *spec;
+	const char *stage;         /* the running stage's name */
+	double stage_start;        /* s */
+	double last_write;         /* s, last progress write / stop check */
+	bool stopped;              /* the stop flag was seen */
+
+	store_model model_row;     /* the input model's hub row (id 0: a plain path) */
+	char *model_path;
+	gguf_file *src;
+	model *m;                  /* F32 weights, transformed in place by calibrated methods */
+	backend *be;
+	engine *e;
+	tokenizer *tok;
+	calib_stats *stats;        /* calibrate's output, quantize's input */
+	quant_recipe recipe;
+} job_run;
+
+static double now_s(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* A line in the log file and an event in the store. */
+static void run_event(job_run *r, const char *level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void run_event(job_run *r, const char *level, const char *fmt, ...)
+{
+	char msg[640];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (r->log) {
+		time_t t = time(NULL);
+		struct tm tm;
+		char ts[32];
+		localtime_r(&t, &tm);
+		strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+		fprintf(r->log, "%s %-5s %s%s%s\n", ts, level, r->stage ? r->stage : "",
+			r->stage ? ": " : "", msg);
+		fflush(r->log);
+	}
+	store_job_event_add(r->s, r->job->id, r->stage, level, msg, NULL);
+}
+
+/* Reports done/total of the current stage; returns false when the job must stop. Writes to
+ * the store at most every PROGRESS_INTERVAL_S, and always at the end of a stage. */
+static bool run_progress(job_run *r, size_t done, size_t total)
+{
+	double t = now_s();
+	if (!r->stopped && t - r->last_write < PROGRESS_INTERVAL_S && done < total)
+		return true;
+	r->last_write = t;
+	double p = total ? (double)done / (double)total : 0;
+	double eta = p > 0 ? (t - r->stage_start) * (1 - p) / p : -1;
+	int stop = 0;
+	if (store_job_update(r->s, r->job->id, r->stage, p, eta, &stop, NULL) == OS_OK && stop)
+		r->stopped = true;
+	return !r->stopped;
+}
+
+/* ---- shared resources -------------------------------------------------------------------- */
+
+/* The input model, resolved again now (it may have been removed since the job was queued),
+ * loaded once with F32 weights. */
+static int run_load_model(job_run *r, os_error *err)
+{
+	if (r->m)
+		return OS_OK;
+	const char *ref = r->spec->model;
+	if (!r->model_path) {
+		if (store_model_get(r->s, ref, &r->model_row, NULL) == OS_OK) {
+			r->model_path = strdup(r->model_row.path);
+		} else if (access(ref, R_OK) == 0) {
+			r->model_path = strdup(ref);
+		} else {
+			return os_error_set(err, OS_ENOTFOUND,
+					    "model '%s' is not in the hub and is not a readable file "
+					    "(was it removed after the job was queued?)",
+					    ref);
+		}
+		if (!r->model_path)
+			return os_error_set(err, OS_ENOMEM, "out of memory");
+	}
+	run_event(r, "info", "loading model '%s' (%s)", ref, r->model_path);
+	int rc = gguf_open(&r->src, r->model_path, err);
+	if (rc)
+		return rc;
+	model_load_opts mo = {.weight_format = BE_WFMT_F32};
+	if ((rc = model_open_gguf(&r->m, r->src, &mo, err)))
+		return rc;
+	return OS_OK;
+}
+
+/* An engine and tokenizer over the loaded model (calibration runs the model). */
+static int run_engine(job_run *r, size_t seq_len, os_error *err)
+{
+	int rc;
+	if (!r->be && (rc = backend_cpu_new(&r->be, NULL, err)))
+		return rc;
+	if (!r->tok && (rc = tokenizer_open(&r->tok, r->src, err)))
+		return rc;
+	if (!r->e) {
+		const model_config *c = model_get_config(r->m);
+		size_t kv_dim = c->n_kv_heads * c->head_dim;
+		/* K and V, f32, every layer, for one sequence of seq_len tokens plus a block */
+		engine_opts eo = {.kv_bytes = (seq_len + 64) * kv_dim * 2 * sizeof(float) *
+					      c->n_layers};
+		if ((rc = engine_new(&r->e, r->m, r->be, &eo, err)))
+			return rc;
+	}
+	return OS_OK;
+}
+
+static void run_free(job_run *r)
+{
+	calib_stats_free(r->stats);
+	engine_free(r->e);
+	tokenizer_close(r->tok);
+	backend_free(r->be);
+	model_close(r->m);
+	gguf_close(r->src);
+	free(r->model_path);
+	store_model_clear(&r->model_row);
+	job_spec_free(r->spec);
+}
+
+/* ---- stages ------------------------------------------------------------------------------ */
+
+static bool wants_calibrate(const job_spec *s)
+{
+	return s->has_quantization && job_spec_method_calibrates(s->quantization.method);
+}
+
+static bool wants_quantize(const job_spec *s)
+{
+	return s->has_quantization;
+}
+
+static void calib_progress_cb(void *ctx, size_t done, size_t total)
+{
+	run_progress(ctx, done, total);
+}
+
+static bool calib_stop_cb(void *ctx)
+{
+	job_run *r = ctx;
+	run_progress(r, 0, 1); /* throttled: reads the stop flag every PROGRESS_INTERVAL_S */
+	return r->stopped;
+}
+
+/* calibrate: runs the model over the calibration text and keeps the statistics. */
+static int stage_calibrate(job_run *r, os_error *err)
+{
+	int rc = run_load_model(r, err);
+	if (rc)
+		return rc;
+	calib_opts co = calib_opts_default();
+	if (r->spec->quantization.calib_samples)
+		co.n_samples = (size_t)r->spec->quantization.calib_samples;
+	if (r->spec->quantization.calib_seq_len)
+		co.seq_len = (size_t)r->spec->quantization.calib_seq_len;
+	co.progress = calib_progress_cb;
+	co.should_stop = calib_stop_cb;
+	co.cb_ctx = r;
+	if ((rc = run_engine(r, co.seq_len, err)))
+		return rc;
+	char path[PATH_MAX];
+	const char *file = r->spec->quantization.calib_file;
+	if (!file) {
+		snprintf(path, sizeof path, "%s/text/calibration.txt", store_home(r->s));
+		if (access(path, R_OK) != 0)
+			return os_error_set(err, OS_ENOTFOUND,
+					    "no calibration text: give quantization.calibration.file "
+					    "or place one at '%s' (make models does)",
+					    path);
+		file = path;
+	}
+	run_event(r, "info", "%zu samples of %zu tokens from '%s'", co.n_samples, co.seq_len, file);
+	rc = calib_run_file(r->e, r->tok, file, &co, &r->stats, err);
+	if (rc == OS_OK)
+		run_progress(r, 1, 1);
+	return r->stopped ? OS_ESTOPPED : rc;
+}
+
+static bool quant_progress_cb(void *ctx, const char *label, size_t done, size_t total)
+{
+	return run_progress(ctx, done, total);
+}
+
+static void awq_progress_cb(void *ctx, size_t done, size_t total)
+{
+	run_progress(ctx, done, total);
+}
+
+/* "SmolLM2" + "int4-awq" -> a hub name not taken yet. */
+static void result_name(job_run *r, const char *base, const char *method, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s-%s", base, method);
+	store_model tmp = {0};
+	if (store_model_get(r->s, buf, &tmp, NULL) == OS_OK) {
+		store_model_clear(&tmp);
+		snprintf(buf, len, "%s-%s-job%lld", base, method, (long long)r->job->id);
+	}
+}
+
+/* Imports the written file as a studio-owned model whose parent is the input model. */
+static int import_result(job_run *r, const char *path, const char *name, int64_t *id,
+			 os_error *err)
+{
+	model_info info;
+	char hex[SHA256_HEX_CHARS];
+	int rc = model_info_read(path, &info, err);
+	if (rc || (rc = sha256_file(path, hex, err)))
+		return rc;
+	char *recipe = quant_recipe_to_json(&r->recipe);
+	if (!recipe)
+		return os_error_set(err, OS_ENOMEM, "out of memory");
+	store_model m = {
+		.name = (char *)name,
+		.path = (char *)path,
+		.source_path = (char *)path,
+		.owned_by_studio = 1,
+		.format = info.format,
+		.architecture = info.architecture[0] ? info.architecture : NULL,
+		.n_params = (int64_t)info.n_params,
+		.context_length = (int64_t)info.context_length,
+		.n_layers = info.n_layers,
+		.n_heads = info.n_heads,
+		.n_kv_heads = info.n_kv_heads,
+		.hidden_size = info.hidden_size,
+		.ffn_size = info.ffn_size,
+		.vocab_size = info.vocab_size,
+		.tokenizer_kind = info.tokenizer_kind[0] ? info.tokenizer_kind : NULL,
+		.vocab_hash = info.vocab_hash[0] ? info.vocab_hash : NULL,
+		.precision = info.precision[0] ? info.precision : NULL,
+		.file_size = (int64_t)info.file_size,
+		.sha256 = hex,
+		.license = info.license[0] ? info.license : NULL,
+		.parent_model_id = r->model_row.id,
+		.recipe = recipe,
+	};
+	store_model out = {0};
+	rc = store_model_insert(r->s, &m, &out, NULL, err);
+	free(recipe);
+	if (rc)
+		return rc;
+	*id = out.id;
+	store_model_clear(&out);
+	return OS_OK;
+}
+
+/* quantize: applies the calibrated transform (SmoothQuant, AWQ) when there is one, writes
+ * the quantized GGUF into <home>/models and imports it. */
+static int stage_quantize(job_run *r, os_error *err)
+{
+	int rc = run_load_model(r, err);
+	if (rc)
+		return rc;
+	const job_spec *sp = r->spec;
+	quant_method method;
+	if ((rc = quant_method_parse(sp->quantization.method, &method, err)))
+		return rc;
+	r->recipe = quant_recipe_default(method);
+	if (sp->quantization.has_alpha)
+		r->recipe.alpha = (float)sp->quantization.alpha;
+	if (sp->quantization.group_size)
+		r->recipe.group = (size_t)sp->quantization.group_size;
+	if (sp->quantization.kv_cache &&
+	    (rc = quant_kv_parse(sp->quantization.kv_cache, &r->recipe.kv, err)))
+		return rc;
+	r->recipe.calib_path = sp->quantization.calib_file;
+	if (sp->quantization.calib_samples)
+		r->recipe.calib_samples = (size_t)sp->quantization.calib_samples;
+	if (sp->quantization.calib_seq_len)
+		r->recipe.calib_seq_len = (size_t)sp->quantization.calib_seq_len;
+	if ((rc = quant_recipe_check(&r->recipe, err)))
+		return rc;
+
+	if (method == QUANT_INT8_SQ) {
+		if (!r->stats)
+			return os_error_set(err, OS_EINTERNAL, "no calibration statistics");
+		run_event(r, "info", "smoothing (alpha %.2f)", r->recipe.alpha);
+		if ((rc = smoothquant_apply(r->m, r->stats, r->recipe.alpha, err)))
+			return rc;
+	} else if (method == QUANT_INT4_AWQ) {
+		if (!r->stats)
+			return os_error_set(err, OS_EINTERNAL, "no calibration statistics");
+		awq_opts ao = {.group = r->recipe.group, .be = r->be, .progress = awq_progress_cb,
+			       .should_stop = calib_stop_cb, .cb_ctx = r};
+		awq_report rep;
+		run_event(r, "info", "searching activation-aware scales (group %zu)", r->recipe.group);
+		if ((rc = awq_apply(r->m, r->stats, &ao, &rep, err)))
+			return r->stopped ? OS_ESTOPPED : rc;
+		run_event(r, "info", "AWQ output error %.4g (round to nearest %.4g)", rep.err_clip,
+			  rep.err_rtn);
+	}
+	if (r->stopped)
+		return OS_ESTOPPED;
+
+	/* <home>/models/<base>.<method>.job<id>.gguf under the hub name <base>-<method> */
+	char base[200], name[256], path[PATH_MAX];
+	if (r->model_row.id) {
+		snprintf(base, sizeof base, "%s", r->model_row.name);
+	} else {
+		const char *slash = strrchr(r->model_path, '/');
+		snprintf(base, sizeof base, "%s", slash ? slash + 1 : r->model_path);
+		size_t n = strlen(base);
+		if (n > 5 && strcmp(base + n - 5, ".gguf") == 0)
+			base[n - 5] = '\0';
+	}
+	result_name(r, base, sp->quantization.method, name, sizeof name);
+	snprintf(path, sizeof path, "%s/models/%s.%s.job%lld.gguf", store_home(r->s), base,
+		 sp->quantization.method, (long long)r->job->id);
+	run_event(r, "info", "writing '%s'", path);
+	rc = quant_write_gguf(r->m, r->src, &r->recipe, r->model_row.id ? r->model_row.name : base,
+			      r->model_row.sha256, path, quant_progress_cb, r, err);
+	if (rc) {
+		unlink(path); /* the writer promises no partial file; make sure */
+		return r->stopped ? OS_ESTOPPED : rc;
+	}
+	int64_t id = 0;
+	if ((rc = import_result(r, path, name, &id, err)) ||
+	    (rc = store_job_set_result_model(r->s, r->job->id, id, err))) {
+		unlink(path);
+		return rc;
+	}
+	run_event(r, "info", "imported as '%s'", name);
+	return OS_OK;
+}
+
+/* The stages in run order. `wanted` says whether a spec asks for the stage; `part` is the
+ * spec block it serves, so pipeline_plan can refuse a spec whose part has no stage here. */
+static const struct stage {
+	const char *name;
+	const char *part;
+	bool (*wanted)(const job_spec *s);
+	int (*run)(job_run *r, os_error *err);
+} stages[] = {
+	{"calibrate", "quantization", wants_calibrate, stage_calibrate},
+	{"quantize", "quantization", wants_quantize, stage_quantize},
+};
+#define N_STAGES (sizeof stages / sizeof stages[0])
+
+static bool part_has_stage(const char *part)
+{
+	for (size_t i = 0; i < N_STAGES; i++)
+		if (strcmp(stages[i].part, part) == 0)
+			return true;
+	return false;
+}
+
+int pipeline_plan(const job_spec *spec, const char **names, size_t cap, size_t *n,
+		  os_error *err)
+{
+	*n = 0;
+	if (spec->has_evaluation && !part_has_stage("evaluation"))
+		return os_error_set(err, OS_EUNSUPPORTED,
+				    "evaluation: this optstudio has no evaluate stage yet; leave the "
+				    "evaluation block out and run 'optstudio bench' on the result");
+	for (size_t i = 0; i < N_STAGES; i++) {
+		if (!stages[i].wanted(spec))
+			continue;
+		if (*n < cap)
+			names[*n] = stages[i].name;
+		(*n)++;
+	}
+	return OS_OK;
+}
+
+int pipeline_run(store *s, const store_job *job, FILE *log, os_error *err)
+{
+	job_run r = {.s = s, .job = job, .log = log};
+	int rc = job_spec_parse(job->spec, strlen(job->spec), NULL, &r.spec, NULL, err);
+	if (rc)
+		return rc;
+	const char *plan[N_STAGES];
+	size_t n_plan = 0;
+	if ((rc = pipeline_plan(r.spec, plan, N_STAGES, &n_plan, err)))
+		goto done;
+	for (size_t i = 0; i < N_STAGES; i++) {
+		if (!stages[i].wanted(r.spec))
+			continue;
+		r.stage = stages[i].name;
+		r.stage_start = now_s();
+		r.last_write = 0;
+		int stop = 0;
+		store_job_update(s, job->id, r.stage, 0, -1, &stop, NULL);
+		if (stop) {
+			rc = OS_ESTOPPED;
+			goto done;
+		}
+		run_event(&r, "info", "started");
+		os_error e = {0};
+		rc = stages[i].run(&r, &e);
+		if (rc == OS_OK && r.stopped)
+			rc = OS_ESTOPPED;
+		if (rc == OS_ESTOPPED) {
+			run_event(&r, "warn", "stopped on request");
+			os_error_set(err, OS_ESTOPPED, "stopped during %s", r.stage);
+			goto done;
+		}
+		if (rc) {
+			run_event(&r, "error", "%s", os_error_text(&e));
+			os_error_set(err, rc, "%s: %s", r.stage, os_error_text(&e));
+			goto done;
+		}
+		store_job_update(s, job->id, r.stage, 1, 0, NULL, NULL);
+		run_event(&r, "info", "done in %.1f s", now_s() - r.stage_start);
+	}
+	rc = OS_OK;
+done:
+	run_free(&r);
+	return rc;
+}

@@ -1,0 +1,80 @@
+/* calibrate.h: runs an F32 model over calibration text and records, for every layer and
+ * every linear-layer input site (engine.h's enum engine_site), per input channel max |x| and
+ * mean |x|, plus a seeded random subset of activation rows for AWQ's search. */
+#ifndef OPTSTUDIO_CALIBRATE_H
+#define OPTSTUDIO_CALIBRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/engine/engine.h"
+#include "core/engine/tokenizer.h"
+#include "core/errors.h"
+
+/* Defaults sized for SmolLM2-135M. */
+#define CALIB_DEFAULT_SAMPLES 32
+#define CALIB_DEFAULT_SEQ_LEN 256
+#define CALIB_DEFAULT_KEEP_ROWS 256
+
+/* Called after each sample: done of total samples. Returns nothing. */
+typedef void (*calib_progress_fn)(void *ctx, size_t done, size_t total);
+/* Polled between samples; true stops calibration with OS_ESTOPPED. */
+typedef bool (*calib_stop_fn)(void *ctx);
+
+/* Zero fields take the defaults. */
+typedef struct calib_opts {
+	size_t n_samples;            /* N samples ... [CALIB_DEFAULT_SAMPLES] */
+	size_t seq_len;              /* ... of L tokens each [CALIB_DEFAULT_SEQ_LEN] */
+	size_t keep_rows;            /* activation rows kept per site (the same token positions
+	                              * at every site) [CALIB_DEFAULT_KEEP_ROWS]; capped by N*L */
+	uint64_t seed;               /* which rows are kept [1] */
+	bool add_bos;                /* bos replaces position 0 of each sample [false] */
+	int32_t bos;
+	calib_progress_fn progress;  /* NULL: none */
+	calib_stop_fn should_stop;   /* NULL: never */
+	void *cb_ctx;
+} calib_opts;
+
+/* The defaults above. */
+calib_opts calib_opts_default(void);
+
+/* What was seen at one site of one layer. Plain data owned by the calib_stats. */
+typedef struct calib_site {
+	size_t dim;          /* input channels */
+	float *max_abs;      /* (dim) max over calibration tokens of |x_j| */
+	float *mean_abs;     /* (dim) mean over calibration tokens of |x_j| */
+	float *rows;         /* (n_rows, dim) kept activation rows, in token order */
+	size_t n_rows;
+} calib_site;
+
+typedef struct calib_stats calib_stats;
+
+/* Calibrates e's model (F32 or BF16 weights; CPU backend: the observer reads activations as
+ * host memory) on tokens[0..n_tokens) (borrowed): N samples of L tokens each, spread evenly
+ * over the stream without overlap, each run as a fresh KV sequence, so the engine's KV cache
+ * must hold L tokens. Fails with OS_EUSAGE when the stream holds fewer than N * L tokens (the
+ * message says how many are needed and given), or a zero size; OS_ESTOPPED when asked;
+ * OS_ENOMEM; or the engine's error. The engine's observer is cleared afterwards. */
+int calib_run_tokens(engine *e, const int32_t *tokens, size_t n_tokens, const calib_opts *o,
+		     calib_stats **out, os_error *err);
+/* Same on text[0..len) tokenized with tok (no BOS added by the tokenizer). */
+int calib_run_text(engine *e, const tokenizer *tok, const char *text, size_t len,
+		   const calib_opts *o, calib_stats **out, os_error *err);
+/* Same on the text of a file (OS_EIO naming it when it cannot be read; an empty file is
+ * OS_EUSAGE). */
+int calib_run_file(engine *e, const tokenizer *tok, const char *path, const calib_opts *o,
+		   calib_stats **out, os_error *err);
+
+void calib_stats_free(calib_stats *s);
+
+/* Number of layers recorded and tokens seen per site. */
+size_t calib_n_layers(const calib_stats *s);
+size_t calib_n_tokens(const calib_stats *s);
+/* The site's record; borrowed, valid until calib_stats_free. layer < n_layers, site <
+ * ENGINE_N_SITES. */
+const calib_site *calib_get(const calib_stats *s, size_t layer, int site);
+/* "attn_in", "attn_out", "ffn_in", "ffn_down_in". */
+const char *calib_site_name(int site);
+
+#endif

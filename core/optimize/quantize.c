@@ -1,0 +1,343 @@
+/* quantize.c: recipes, the per-matrix format policy, in-memory quantization of a model and
+ * the quantized GGUF writer (formats documented in quantize.h). */
+#include "core/optimize/quantize.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/optimize/awq.h"
+#include "core/optimize/calibrate.h"
+#include "core/optimize/quant_formats.h"
+
+static const char *const method_names[QUANT_N_METHODS] = {
+	[QUANT_FP8] = "fp8",
+	[QUANT_FP8_W8A8] = "fp8-w8a8",
+	[QUANT_INT8_SQ] = "int8-smoothquant",
+	[QUANT_INT4_AWQ] = "int4-awq",
+	[QUANT_INT4_RTN] = "int4-rtn",
+	[QUANT_INT8_RTN] = "int8",
+};
+
+const char *quant_method_name(quant_method m)
+{
+	return (unsigned)m < QUANT_N_METHODS ? method_names[m] : "?";
+}
+
+int quant_method_parse(const char *name, quant_method *out, os_error *err)
+{
+	for (int m = 0; m < QUANT_N_METHODS; m++)
+		if (name && strcmp(name, method_names[m]) == 0) {
+			*out = (quant_method)m;
+			return OS_OK;
+		}
+	return os_error_set(err, OS_EUSAGE,
+			    "unknown quantization method '%s' (expected fp8, fp8-w8a8, int8, "
+			    "int8-smoothquant, int4-awq or int4-rtn)",
+			    name ? name : "");
+}
+
+bool quant_method_calibrates(quant_method m)
+{
+	return m == QUANT_INT8_SQ || m == QUANT_INT4_AWQ;
+}
+
+const char *quant_kv_name(quant_kv kv)
+{
+	return kv == QUANT_KV_MODEL ? "model" : kv == QUANT_KV_FP8 ? "fp8" :
+	       kv == QUANT_KV_INT8  ? "int8" : "?";
+}
+
+int quant_kv_parse(const char *name, quant_kv *out, os_error *err)
+{
+	if (name && (!strcmp(name, "model") || !strcmp(name, "f32") || !strcmp(name, "none")))
+		*out = QUANT_KV_MODEL;
+	else if (name && !strcmp(name, "fp8"))
+		*out = QUANT_KV_FP8;
+	else if (name && !strcmp(name, "int8"))
+		*out = QUANT_KV_INT8;
+	else
+		return os_error_set(err, OS_EUSAGE,
+				    "unknown KV cache type '%s' (expected fp8, int8 or f32)",
+				    name ? name : "");
+	return OS_OK;
+}
+
+quant_recipe quant_recipe_default(quant_method m)
+{
+	return (quant_recipe){
+		.method = m,
+		.alpha = 0.5f,
+		.group = 128,
+		.kv = QUANT_KV_MODEL,
+		.calib_path = NULL,
+		.calib_samples = CALIB_DEFAULT_SAMPLES,
+		.calib_seq_len = CALIB_DEFAULT_SEQ_LEN,
+	};
+}
+
+int quant_recipe_check(const quant_recipe *r, os_error *err)
+{
+	if ((unsigned)r->method >= QUANT_N_METHODS)
+		return os_error_set(err, OS_EUSAGE, "recipe: method %d is unknown", (int)r->method);
+	if (!(r->alpha >= 0.0f && r->alpha <= 1.0f))
+		return os_error_set(err, OS_EUSAGE, "recipe: alpha %g is outside [0, 1]",
+				    (double)r->alpha);
+	if (r->group != 32 && r->group != 64 && r->group != 128)
+		return os_error_set(err, OS_EUSAGE, "recipe: group %zu is not 32, 64 or 128",
+				    r->group);
+	if ((unsigned)r->kv > QUANT_KV_INT8)
+		return os_error_set(err, OS_EUSAGE, "recipe: KV type %d is unknown", (int)r->kv);
+	if (quant_method_calibrates(r->method) && (!r->calib_samples || !r->calib_seq_len))
+		return os_error_set(err, OS_EUSAGE,
+				    "recipe: calibration needs samples and seq_len > 0 (got %zu, "
+				    "%zu)",
+				    r->calib_samples, r->calib_seq_len);
+	return OS_OK;
+}
+
+char *quant_recipe_to_json(const quant_recipe *r)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	bool ok = cJSON_AddStringToObject(o, "method", quant_method_name(r->method)) &&
+		  cJSON_AddStringToObject(o, "kv", r->kv == QUANT_KV_MODEL ? "f32" :
+						   quant_kv_name(r->kv)) &&
+		  cJSON_AddStringToObject(o, "head", "fp8");
+	if (ok && (r->method == QUANT_INT4_RTN || r->method == QUANT_INT4_AWQ))
+		ok = cJSON_AddNumberToObject(o, "group", (double)r->group) != NULL;
+	if (ok && r->method == QUANT_INT8_SQ)
+		ok = cJSON_AddNumberToObject(o, "alpha", (double)r->alpha) != NULL;
+	if (ok && quant_method_calibrates(r->method))
+		ok = (r->calib_path ? cJSON_AddStringToObject(o, "calib", r->calib_path)
+				    : cJSON_AddNullToObject(o, "calib")) &&
+		     cJSON_AddNumberToObject(o, "samples", (double)r->calib_samples) &&
+		     cJSON_AddNumberToObject(o, "seq_len", (double)r->calib_seq_len);
+	char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	return s;
+}
+
+/* --- the per-matrix policy ------------------------------------------------------------ */
+
+int quant_matrix_format(const quant_recipe *r, const char *name, size_t cols, int *fmt,
+			size_t *group, os_error *err)
+{
+	*group = 0;
+	if (strncmp(name, "blk.", 4) != 0) { /* token_embd, output: see quantize.h */
+		*fmt = BE_WFMT_FP8;
+		return OS_OK;
+	}
+	switch (r->method) {
+	case QUANT_FP8: *fmt = BE_WFMT_FP8; return OS_OK;
+	case QUANT_FP8_W8A8: *fmt = BE_WFMT_FP8_W8A8; return OS_OK;
+	case QUANT_INT8_SQ:
+	case QUANT_INT8_RTN: *fmt = BE_WFMT_I8; return OS_OK;
+	case QUANT_INT4_AWQ:
+	case QUANT_INT4_RTN:
+		*fmt = BE_WFMT_I4;
+		*group = awq_group_for(r->group, cols);
+		if (!*group)
+			return os_error_set(err, OS_EUNSUPPORTED,
+					    "tensor %s: %zu input columns fit no INT4 group of %zu, "
+					    "64 or 32",
+					    name, cols, r->group);
+		return OS_OK;
+	default:
+		return os_error_set(err, OS_EUSAGE, "recipe: method %d is unknown", (int)r->method);
+	}
+}
+
+static quant_fmt to_quant_fmt(int fmt)
+{
+	return fmt == BE_WFMT_I8 ? QUANT_INT8 : fmt == BE_WFMT_I4 ? QUANT_INT4 : QUANT_FP8_E4M3;
+}
+
+/* Quantizes the F32 matrix w into *out (fmt, group), buffers malloc'd (owned by the caller:
+ * free data, scales, zeros). The one place codes are made, for memory and file alike. */
+static int quantize_weight(const be_weight *w, const char *name, int fmt, size_t group,
+			   be_weight *out, os_error *err)
+{
+	quant_matrix q;
+	os_error e2;
+	int rc = quant_matrix_new(&q, to_quant_fmt(fmt), w->data, w->rows, w->cols, group, &e2);
+	if (rc)
+		return os_error_set(err, rc, "tensor %s: %s", name, e2.msg);
+	*out = (be_weight){.fmt = fmt, .rows = w->rows, .cols = w->cols, .data = q.data,
+			   .scales = q.scales, .zeros = q.zeros, .group = fmt == BE_WFMT_I4 ? group : 0};
+	return OS_OK;
+}
+
+static void weight_free(be_weight *w)
+{
+	free(w->data);
+	free(w->scales);
+	free(w->zeros);
+	memset(w, 0, sizeof *w);
+}
+
+/* What happens to matrix t under r: *target its format; *convert true when it is F32 and
+ * must be quantized now, false when it already is in its target format. */
+static int plan_matrix(const quant_recipe *r, const model_tensor *t, int *target,
+		       size_t *group, bool *convert, os_error *err)
+{
+	int rc = quant_matrix_format(r, t->name, t->mat->cols, target, group, err);
+	if (rc)
+		return rc;
+	if (t->mat->fmt == *target && (*target != BE_WFMT_I4 || t->mat->group == *group)) {
+		*convert = false;
+		return OS_OK;
+	}
+	if (t->mat->fmt != BE_WFMT_F32)
+		return os_error_set(err, OS_EUSAGE,
+				    "tensor %s is %s; quantizing to %s needs F32 weights (load the "
+				    "source model with F32 weights)",
+				    t->name, be_wfmt_name(t->mat->fmt), be_wfmt_name(*target));
+	*convert = true;
+	return OS_OK;
+}
+
+static size_t count_matrices(const model *m)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < model_n_tensors(m); i++)
+		n += model_tensor_at(m, i).mat != NULL;
+	return n;
+}
+
+int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progress,
+		      void *progress_ctx, os_error *err)
+{
+	int rc = quant_recipe_check(r, err);
+	if (rc)
+		return rc;
+	size_t total = count_matrices(m), done = 0;
+	for (size_t i = 0; i < model_n_tensors(m); i++) {
+		model_tensor t = model_tensor_at(m, i);
+		if (!t.mat)
+			continue;
+		int target;
+		size_t group;
+		bool convert;
+		if ((rc = plan_matrix(r, &t, &target, &group, &convert, err)))
+			return rc;
+		if (convert) {
+			be_weight q;
+			if ((rc = quantize_weight(t.mat, t.name, target, group, &q, err)))
+				return rc;
+			if ((rc = model_set_matrix(m, i, &q, err))) {
+				weight_free(&q);
+				return rc;
+			}
+		}
+		if (progress && !progress(progress_ctx, "quantize", ++done, total))
+			return os_error_set(err, OS_ESTOPPED, "quantization stopped");
+	}
+	return OS_OK;
+}
+
+/* --- the writer ------------------------------------------------------------------------ */
+
+static uint32_t file_type_of(int fmt)
+{
+	switch (fmt) {
+	case BE_WFMT_FP8: return OPTSTUDIO_TYPE_FP8_E4M3;
+	case BE_WFMT_FP8_W8A8: return OPTSTUDIO_TYPE_FP8_E4M3_A8;
+	case BE_WFMT_I8: return OPTSTUDIO_TYPE_I8_ROW;
+	case BE_WFMT_I4: return OPTSTUDIO_TYPE_U4;
+	case BE_WFMT_BF16: return GGML_TYPE_BF16;
+	default: return GGML_TYPE_F32;
+	}
+}
+
+/* Adds matrix w (any format) under name, with its companions. Names are copied by the
+ * writer; data is borrowed until the write. */
+static int add_matrix(gguf_writer *gw, const char *name, const be_weight *w)
+{
+	uint64_t ne[2] = {w->cols, w->rows};
+	size_t n = w->rows * w->cols;
+	size_t code_bytes = w->fmt == BE_WFMT_I4 ? n / 2 : n * be_wfmt_elem_bytes(w->fmt);
+	int rc = gguf_writer_add_tensor(gw, name, file_type_of(w->fmt), 2, ne, w->data, code_bytes);
+	if (rc || !be_wfmt_quantized(w->fmt))
+		return rc;
+	char nm[128];
+	uint64_t ng = w->fmt == BE_WFMT_I4 ? w->cols / w->group : 1;
+	uint64_t se[2] = {ng, w->rows};
+	snprintf(nm, sizeof nm, "%s.scale", name);
+	if ((rc = gguf_writer_add_tensor(gw, nm, GGML_TYPE_F32, 2, se, w->scales,
+					 (size_t)(ng * w->rows) * sizeof(float))))
+		return rc;
+	if (w->fmt != BE_WFMT_I4)
+		return OS_OK;
+	snprintf(nm, sizeof nm, "%s.zero", name);
+	return gguf_writer_add_tensor(gw, nm, OPTSTUDIO_TYPE_U8, 2, se, w->zeros,
+				      (size_t)(ng * w->rows));
+}
+
+int quant_write_gguf(const model *m, const gguf_file *src, const quant_recipe *r,
+		     const char *parent_name, const char *parent_sha256, const char *out_path,
+		     quant_progress_fn progress, void *progress_ctx, os_error *err)
+{
+	int rc = quant_recipe_check(r, err);
+	if (rc)
+		return rc;
+	size_t n_t = model_n_tensors(m), total = count_matrices(m) + 1, done = 0;
+	be_weight *tmp = calloc(n_t, sizeof *tmp); /* matrices quantized here, freed at the end */
+	gguf_writer *gw = NULL;
+	char *json = quant_recipe_to_json(r);
+	if (!tmp || !json) {
+		rc = os_error_set(err, OS_ENOMEM, "cannot write '%s': out of memory", out_path);
+		goto done;
+	}
+	if ((rc = gguf_writer_new(&gw, err)))
+		goto done;
+	/* Setter failures are kept by the writer and reported by gguf_writer_write. */
+	gguf_writer_copy_kv(gw, src, "optstudio.");
+	gguf_writer_set_str(gw, "optstudio.recipe", json);
+	if (parent_name)
+		gguf_writer_set_str(gw, "optstudio.parent.name", parent_name);
+	if (parent_sha256)
+		gguf_writer_set_str(gw, "optstudio.parent.sha256", parent_sha256);
+	if (r->kv != QUANT_KV_MODEL)
+		gguf_writer_set_str(gw, "optstudio.kv_type", quant_kv_name(r->kv));
+
+	for (size_t i = 0; i < n_t; i++) {
+		model_tensor t = model_tensor_at(m, i);
+		if (t.vec) {
+			uint64_t ne[1] = {t.vec_len};
+			gguf_writer_add_tensor(gw, t.name, GGML_TYPE_F32, 1, ne, t.vec,
+					       t.vec_len * sizeof(float));
+			continue;
+		}
+		int target;
+		size_t group;
+		bool convert;
+		if ((rc = plan_matrix(r, &t, &target, &group, &convert, err)))
+			goto done;
+		const be_weight *w = t.mat;
+		if (convert) {
+			if ((rc = quantize_weight(t.mat, t.name, target, group, &tmp[i], err)))
+				goto done;
+			w = &tmp[i];
+		}
+		add_matrix(gw, t.name, w);
+		if (progress && !progress(progress_ctx, "quantize", ++done, total)) {
+			rc = os_error_set(err, OS_ESTOPPED, "quantization stopped; '%s' not written",
+					  out_path);
+			goto done;
+		}
+	}
+	rc = gguf_writer_write(gw, out_path, err);
+	if (!rc && progress)
+		progress(progress_ctx, "write", ++done, total);
+done:
+	gguf_writer_free(gw);
+	if (tmp)
+		for (size_t i = 0; i < n_t; i++)
+			weight_free(&tmp[i]);
+	free(tmp);
+	cJSON_free(json);
+	return rc;
+}

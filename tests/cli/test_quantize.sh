@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# `optstudio quantize`: usage errors, every round-to-nearest method on the fixture (the file
+# loads and `run` generates, JSON fields, recipe and hub import with parent), and, when
+# present, SmolLM2 in fp8 and int4-rtn.
+. "$(dirname "$0")/lib.sh"
+FIX=$BUILD_DIR/tests/make_fixture
+"$FIX" "$TMP/fx.gguf" --seed 21 >/dev/null || { fail "make_fixture" "cannot build the fixture"; test_summary; exit; }
+
+jfield() { echo "$J" | python3 -c "import json,sys; v=json.load(sys.stdin)[sys.argv[1]]; print(json.dumps(v) if isinstance(v,(dict,list)) else v)" "$1"; }
+
+expect_rc "quantize --help exits 0" 0 "$BIN" quantize --help
+expect_out "help lists int4-awq" "int4-awq"
+expect_rc "quantize without --method" 2 "$BIN" quantize "$TMP/fx.gguf" -o "$TMP/x.gguf"
+expect_out "missing method message" "missing --method"
+expect_rc "quantize --method int3" 2 "$BIN" quantize "$TMP/fx.gguf" --method int3 -o "$TMP/x.gguf"
+expect_out "bad method message" "unknown quantization method 'int3'"
+expect_rc "quantize --group 48" 2 "$BIN" quantize "$TMP/fx.gguf" --method int4-rtn --group 48 -o "$TMP/x.gguf"
+expect_rc "quantize --kv int4" 2 "$BIN" quantize "$TMP/fx.gguf" --method fp8 --kv int4 -o "$TMP/x.gguf"
+expect_rc "quantize a missing model" 1 "$BIN" quantize "$TMP/nosuch.gguf" --method fp8 -o "$TMP/x.gguf"
+expect_out "missing model message" "cannot open model"
+expect_rc "quantize into a missing folder" 1 "$BIN" quantize "$TMP/fx.gguf" --method fp8 -o "$TMP/no/such/x.gguf"
+expect_out "unwritable output message" "cannot write"
+
+for m in fp8 fp8-w8a8 int8 int4-rtn; do
+	out="$TMP/fx-$m.gguf"
+	expect_rc "quantize $m" 0 "$BIN" quantize "$TMP/fx.gguf" --method $m --kv fp8 -o "$out" --json
+	J=$OUT
+	if [ "$(jfield method 2>/dev/null)" = "$m" ] && [ "$(jfield output 2>/dev/null)" = "$out" ]; then
+		ok "$m json"
+	else
+		fail "$m json" "$J"
+	fi
+	expect_rc "run $m" 0 "$BIN" run "$out" -p "hello" -n 8
+	expect_rc "quantize a quantized model ($m)" 1 "$BIN" quantize "$out" --method fp8 -o "$TMP/y.gguf"
+	expect_out "already quantized message" "already quantized"
+done
+
+# the calibrating methods, on a small generated text
+for i in $(seq 1 400); do printf 'line %d of the calibration text, with words like river%d and stone.\n' $i $((i * 7 % 13)); done >"$TMP/cal.txt"
+for m in int8-smoothquant int4-awq; do
+	expect_rc "quantize $m" 0 "$BIN" quantize "$TMP/fx.gguf" --method $m --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-$m.gguf"
+	expect_rc "run $m" 0 "$BIN" run "$TMP/fx-$m.gguf" -p "hello" -n 8
+done
+expect_rc "quantize int4-awq without calibration text" 1 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --calib "$TMP/nosuch.txt" -o "$TMP/z.gguf"
+
+# a hub model: the result is imported as <parent>-<method>, with its parent and recipe
+expect_rc "hub import fixture" 0 "$BIN" hub import "$TMP/fx.gguf" --name fx
+expect_rc "quantize hub model" 0 "$BIN" quantize fx --method int4-rtn --group 32
+expect_out "imported message" "imported into the hub as 'fx-int4-rtn'"
+if [ -f "$OPTSTUDIO_HOME/models/fx-int4-rtn.gguf" ]; then ok "default output in models/"; else fail "default output in models/" "$(ls "$OPTSTUDIO_HOME/models" 2>&1)"; fi
+expect_rc "hub show quantized" 0 "$BIN" hub show fx-int4-rtn --json
+expect_out "hub row has a parent" "\"parent_model_id\":[[:space:]]*[1-9]"
+expect_out "hub row precision is INT4" "\"precision\":[[:space:]]*\"OS_U4\""
+if command -v sqlite3 >/dev/null; then
+	R=$(sqlite3 "$OPTSTUDIO_HOME/hub.db" "select recipe from models where name = 'fx-int4-rtn'")
+	case $R in *'"method":"int4-rtn"'*'"group":32'*) ok "hub row has the recipe" ;; *) fail "hub row has the recipe" "$R" ;; esac
+fi
+expect_rc "run hub quantized" 0 "$BIN" run fx-int4-rtn -p "hi" -n 4
+
+if M=$(demo_model); then
+	for m in fp8 int4-rtn; do
+		out="$TMP/smol-$m.gguf"
+		expect_rc "SmolLM2 quantize $m" 0 "$BIN" quantize "$M" --method $m -o "$out"
+		expect_rc "SmolLM2 run $m" 0 "$BIN" run "$out" -p "The capital of France is" -n 12
+		if [ "$(printf '%s' "$OUT" | head -c 400 | tr -d '[:space:]' | wc -c)" -gt 5 ]; then
+			ok "SmolLM2 $m generates text"
+		else
+			fail "SmolLM2 $m generates text" "$OUT"
+		fi
+	done
+else
+	skip "SmolLM2 quantize (OPTSTUDIO_DEMO_MODEL not set)"
+fi
+test_summary

@@ -1,0 +1,323 @@
+/* test_jobspec.c: job spec parsing, validation (every problem with its path),
+ * OverrideEnvironment mapping, and the property parse(print(x)) == x on random specs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/jobs/spec.h"
+#include "tests/test.h"
+
+static bool has_problem(const job_problems *p, const char *path, const char *needle)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (strcmp(p->v[i].path, path) == 0 && strstr(p->v[i].message, needle))
+			return true;
+	return false;
+}
+
+static void dump(const job_problems *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		fprintf(stderr, "    %s: %s\n", p->v[i].path, p->v[i].message);
+}
+
+/* A resolver that knows models "m", "draft", instance "local" and file "calib.txt". */
+static bool resolver(void *ctx, job_ref_kind kind, const char *ref, char *why, size_t len)
+{
+	int *calls = ctx;
+	(*calls)++;
+	bool ok = kind == JOB_REF_INSTANCE ? strcmp(ref, "local") == 0
+		  : kind == JOB_REF_FILE   ? strcmp(ref, "calib.txt") == 0
+					   : strcmp(ref, "m") == 0 || strcmp(ref, "draft") == 0;
+	if (!ok)
+		snprintf(why, len, "no such thing '%s'", ref);
+	return ok;
+}
+
+static int parse(const char *json, job_spec **out, job_problems *p)
+{
+	static int calls;
+	job_spec_env env = {.resolve = resolver, .resolve_ctx = &calls};
+	os_error err = {0};
+	return job_spec_parse(json, strlen(json), &env, out, p, &err);
+}
+
+TEST(test_minimal_spec)
+{
+	job_spec *s = NULL;
+	job_problems p = {0};
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"fp8\"}}", &s, &p),
+		     OS_OK);
+	CHECK(s && p.n == 0);
+	if (s) {
+		CHECK_EQ_STR(s->model, "m");
+		CHECK_EQ_STR(s->quantization.method, "fp8");
+		CHECK(!s->has_evaluation && !s->has_speculative);
+		char *t = job_spec_print(s, false);
+		CHECK_EQ_STR(t, "{\"model\":\"m\",\"quantization\":{\"method\":\"fp8\"}}");
+		free(t);
+	}
+	job_spec_free(s);
+	job_problems_free(&p);
+}
+
+TEST(test_every_problem_listed)
+{
+	job_spec *s = NULL;
+	job_problems p = {0};
+	const char *doc =
+		"{\"model\": 3, \"extra\": 1, \"quantization\": {\"method\": \"fp8\", \"alpha\": \"x\","
+		" \"calibration\": {\"samples\": 0, \"bogus\": true}},"
+		" \"evaluation\": {\"concurrency\": [1, 2.5, -1], \"discount\": []},"
+		" \"runtime\": {\"max_batch_size\": 99999}}";
+	CHECK_EQ_INT(parse(doc, &s, &p), OS_EFORMAT);
+	CHECK(s == NULL);
+	CHECK(has_problem(&p, "model", "expected a string, got a number"));
+	CHECK(has_problem(&p, "extra", "unknown field 'extra'"));
+	CHECK(has_problem(&p, "quantization.alpha", "expected a number"));
+	CHECK(has_problem(&p, "quantization.calibration.samples", "0 is out of range"));
+	CHECK(has_problem(&p, "quantization.calibration.bogus", "unknown field"));
+	CHECK(has_problem(&p, "evaluation.concurrency[1]", "whole number"));
+	CHECK(has_problem(&p, "evaluation.concurrency[2]", "out of range"));
+	CHECK(has_problem(&p, "evaluation.discount", "expected a number"));
+	CHECK(has_problem(&p, "runtime.max_batch_size", "out of range"));
+	CHECK_MSG(p.n == 9, "%zu problems", p.n);
+	if (p.n != 9)
+		dump(&p);
+	job_problems_free(&p);
+}
+
+TEST(test_semantic_problems)
+{
+	job_spec *s = NULL;
+	job_problems p = {0};
+	const char *doc =
+		"{\"model\": \"ghost\", \"quantization\": {\"method\": \"fp8\", \"alpha\": 0.5,"
+		" \"group_size\": 64, \"calibration\": {\"file\": \"nope.txt\"}},"
+		" \"speculative_decoding\": {\"draft\": \"ghost2\"},"
+		" \"evaluation\": {\"concurrency\": [4, 4, 32], \"input_tokens\": 100,"
+		" \"output_tokens\": 100, \"instance\": \"mars\", \"discount\": 1},"
+		" \"runtime\": {\"tensor_parallel_degree\": 4, \"max_batch_size\": 8,"
+		" \"max_model_len\": 150}}";
+	CHECK_EQ_INT(parse(doc, &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "model", "no such thing 'ghost'"));
+	CHECK(has_problem(&p, "quantization.alpha", "only int8-smoothquant"));
+	CHECK(has_problem(&p, "quantization.group_size", "only the int4 methods"));
+	CHECK(has_problem(&p, "quantization.calibration", "needs no calibration"));
+	CHECK(has_problem(&p, "speculative_decoding.draft", "no such thing 'ghost2'"));
+	CHECK(has_problem(&p, "evaluation.concurrency[1]", "given twice"));
+	CHECK(has_problem(&p, "evaluation.instance", "no such thing 'mars'"));
+	CHECK(has_problem(&p, "evaluation.discount", "out of range"));
+	CHECK(has_problem(&p, "runtime.tensor_parallel_degree", "needs GPUs"));
+	CHECK(has_problem(&p, "evaluation.concurrency", "exceeds runtime.max_batch_size"));
+	CHECK(has_problem(&p, "runtime.max_model_len", "less than"));
+	job_problems_free(&p);
+
+	/* with GPUs, a degree above their count is refused, at or below is fine */
+	job_spec *ok = NULL;
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"int4-awq\", "
+			   "\"calibration\": {\"file\": \"calib.txt\"}}}", &ok, &p), OS_OK);
+	if (ok) {
+		ok->has_runtime = true;
+		ok->runtime.tensor_parallel_degree = 4;
+		job_spec_env env2 = {.n_gpus = 2};
+		CHECK_EQ_INT(job_spec_validate(ok, &env2, &p, NULL), OS_EFORMAT);
+		CHECK(has_problem(&p, "runtime.tensor_parallel_degree", "needs 4 GPUs; this machine has 2"));
+		job_problems_free(&p);
+		env2.n_gpus = 4;
+		CHECK_EQ_INT(job_spec_validate(ok, &env2, &p, NULL), OS_OK);
+	}
+	job_spec_free(ok);
+	job_problems_free(&p);
+}
+
+TEST(test_nothing_asked_and_bad_json)
+{
+	job_spec *s = NULL;
+	job_problems p = {0};
+	CHECK_EQ_INT(parse("{\"model\": \"m\"}", &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "", "asks for nothing"));
+	job_problems_free(&p);
+	CHECK_EQ_INT(parse("{\"model\": \"m\",\n \"quantization\": {", &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "", "not valid JSON near line 2"));
+	job_problems_free(&p);
+	CHECK_EQ_INT(parse("[1]", &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "", "expected a JSON object"));
+	job_problems_free(&p);
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"model\": \"m\", \"quantization\": {\"method\": \"fp8\"}}",
+			   &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "model", "given twice"));
+	job_problems_free(&p);
+}
+
+TEST(test_override_environment)
+{
+	job_spec *s = NULL;
+	job_problems p = {0};
+	const char *doc = "{\"model\": \"m\", \"override_environment\": {"
+			  "\"OPTION_QUANTIZE\": \"awq\", \"OPTION_SPECULATIVE_DRAFT_MODEL\": \"draft\","
+			  "\"OPTION_SPECULATIVE_LENGTH\": \"5\", \"OPTION_TENSOR_PARALLEL_DEGREE\": 1,"
+			  "\"OPTION_MAX_ROLLING_BATCH_SIZE\": \"32\", \"OPTION_KV_CACHE_DTYPE\": \"fp8\","
+			  "\"OPTION_MAX_MODEL_LEN\": \"4096\"},"
+			  "\"evaluation\": {\"concurrency\": [1, 2]}}";
+	CHECK_EQ_INT(parse(doc, &s, &p), OS_OK);
+	if (p.n)
+		dump(&p);
+	if (s) {
+		CHECK_EQ_STR(s->quantization.method, "int4-awq");
+		CHECK_EQ_STR(s->quantization.kv_cache, "fp8");
+		CHECK_EQ_STR(s->speculative.draft, "draft");
+		CHECK_EQ_INT(s->speculative.k, 5);
+		CHECK_EQ_INT(s->runtime.tensor_parallel_degree, 1);
+		CHECK_EQ_INT(s->runtime.max_batch_size, 32);
+		CHECK_EQ_INT(s->runtime.max_model_len, 4096);
+		/* the canonical form is native: no override_environment */
+		char *t = job_spec_print(s, false);
+		CHECK(t && !strstr(t, "OPTION_") && strstr(t, "\"method\":\"int4-awq\""));
+		free(t);
+	}
+	job_spec_free(s);
+	job_problems_free(&p);
+
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"fp8\"},"
+			   "\"override_environment\": {\"OPTION_QUANTIZE\": \"awq\", \"OPTION_NOPE\": 1,"
+			   "\"OPTION_MAX_MODEL_LEN\": \"lots\"}}", &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "override_environment.OPTION_QUANTIZE", "conflicts with quantization.method"));
+	CHECK(has_problem(&p, "override_environment.OPTION_NOPE", "known keys: OPTION_QUANTIZE"));
+	CHECK(has_problem(&p, "override_environment.OPTION_MAX_MODEL_LEN", "whole number"));
+	job_problems_free(&p);
+}
+
+/* ---- property: parse(print(x)) == x --------------------------------------------------- */
+
+static char *rand_name(uint64_t *rng)
+{
+	static const char alphabet[] = "abcXYZ09 _-./\"\\\n\t\xc3\xa9";
+	size_t n = 1 + test_rand_next(rng) % 12;
+	char *s = malloc(n + 1);
+	for (size_t i = 0; i < n; i++) {
+		char c = alphabet[test_rand_next(rng) % (sizeof alphabet - 1)];
+		s[i] = (c & 0x80) ? 'e' : c; /* keep the text valid UTF-8 */
+	}
+	s[n] = '\0';
+	return s;
+}
+
+static int64_t rand_in(uint64_t *rng, int64_t lo, int64_t hi)
+{
+	return lo + (int64_t)(test_rand_next(rng) % (uint64_t)(hi - lo + 1));
+}
+
+/* A random valid spec (no resolver: names are free). */
+static job_spec *rand_spec(uint64_t *rng)
+{
+	static const char *const methods[] = {"fp8", "fp8-w8a8", "int8-smoothquant", "int4-awq",
+					      "int4-rtn"};
+	static const char *const kvs[] = {"model", "fp8", "int8"};
+	static const int64_t groups[] = {32, 64, 128};
+	job_spec *s = calloc(1, sizeof *s);
+	s->model = rand_name(rng);
+	if (test_rand_next(rng) % 2)
+		s->name = rand_name(rng);
+	s->has_quantization = test_rand_next(rng) % 3 != 0;
+	s->has_evaluation = !s->has_quantization || test_rand_next(rng) % 2;
+	if (s->has_quantization) {
+		const char *m = methods[test_rand_next(rng) % 5];
+		s->quantization.method = strdup(m);
+		if (!strcmp(m, "int8-smoothquant") && test_rand_next(rng) % 2) {
+			s->quantization.has_alpha = true;
+			s->quantization.alpha = (test_rand_float(rng) + 1) / 2 * 0.999 + 0.0005 / 3.0;
+		}
+		if (!strncmp(m, "int4", 4) && test_rand_next(rng) % 2)
+			s->quantization.group_size = groups[test_rand_next(rng) % 3];
+		if (test_rand_next(rng) % 2)
+			s->quantization.kv_cache = strdup(kvs[test_rand_next(rng) % 3]);
+		if (job_spec_method_calibrates(m) && test_rand_next(rng) % 2) {
+			s->quantization.has_calibration = true;
+			if (test_rand_next(rng) % 2)
+				s->quantization.calib_file = rand_name(rng);
+			s->quantization.calib_samples = rand_in(rng, 0, 5000);
+			s->quantization.calib_seq_len = test_rand_next(rng) % 2 ? rand_in(rng, 2, 9999) : 0;
+		}
+	}
+	if (s->has_evaluation) {
+		size_t n = (size_t)rand_in(rng, 0, 7);
+		s->evaluation.n_concurrency = n;
+		s->evaluation.concurrency = n ? calloc(n, sizeof(int64_t)) : NULL;
+		for (size_t i = 0; i < n; i++)
+			s->evaluation.concurrency[i] = (int64_t)(i * 37 + 1 + test_rand_next(rng) % 30);
+		s->evaluation.input_tokens = rand_in(rng, 0, 4096);
+		s->evaluation.output_tokens = rand_in(rng, 0, 4096);
+		s->evaluation.requests_per_level = rand_in(rng, 0, 100);
+		if (test_rand_next(rng) % 2)
+			s->evaluation.instance = rand_name(rng);
+		if (test_rand_next(rng) % 2) {
+			s->evaluation.has_discount = true;
+			s->evaluation.discount = (test_rand_float(rng) + 1) / 2 * 0.9;
+		}
+		if (test_rand_next(rng) % 2)
+			s->evaluation.baseline = rand_name(rng);
+		if (test_rand_next(rng) % 2) {
+			s->has_speculative = true;
+			s->speculative.draft = test_rand_next(rng) % 2 ? strdup("ngram") : rand_name(rng);
+			if (!strcmp(s->speculative.draft, s->model))
+				s->speculative.draft[0] ^= 1;
+			s->speculative.k = rand_in(rng, 0, 16);
+		}
+	}
+	if (test_rand_next(rng) % 2) {
+		s->has_runtime = true;
+		s->runtime.tensor_parallel_degree = rand_in(rng, 0, 1);
+		s->runtime.max_batch_size = test_rand_next(rng) % 2 ? 4096 : 0;
+		s->runtime.max_model_len = test_rand_next(rng) % 2 ? 9000 : 0;
+	}
+	return s;
+}
+
+TEST(test_parse_print_roundtrip)
+{
+	uint64_t seed = (uint64_t)time(NULL);
+	printf("  roundtrip seed %llu\n", (unsigned long long)seed);
+	uint64_t rng = seed;
+	for (int it = 0; it < 500; it++) {
+		job_spec *x = rand_spec(&rng);
+		job_problems p = {0};
+		os_error verr = {0};
+		CHECK_MSG(job_spec_validate(x, NULL, &p, &verr) == OS_OK, "generated spec invalid (iteration %d): %s", it, verr.msg);
+		if (p.n)
+			dump(&p);
+		job_problems_free(&p);
+		char *text = job_spec_print(x, it % 2);
+		job_spec *y = NULL;
+		os_error err = {0};
+		int rc = job_spec_parse(text, strlen(text), NULL, &y, &p, &err);
+		CHECK_MSG(rc == OS_OK, "iteration %d: %s\n%s", it, err.msg, text);
+		CHECK_MSG(y && job_spec_equal(x, y), "iteration %d differs: %s", it, text);
+		job_spec *z = job_spec_dup(x);
+		CHECK(z && job_spec_equal(x, z));
+		job_spec_free(z);
+		if (y) {
+			char *again = job_spec_print(y, it % 2);
+			CHECK(again && strcmp(again, text) == 0);
+			free(again);
+		}
+		job_problems_free(&p);
+		job_spec_free(y);
+		job_spec_free(x);
+		free(text);
+		if (test_case_failed)
+			break;
+	}
+}
+
+int main(void)
+{
+	RUN(test_minimal_spec);
+	RUN(test_every_problem_listed);
+	RUN(test_semantic_problems);
+	RUN(test_nothing_asked_and_bad_json);
+	RUN(test_override_environment);
+	RUN(test_parse_print_roundtrip);
+	return test_summary();
+}
