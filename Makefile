@@ -80,7 +80,8 @@ CORE_DIRS := core core/format core/engine core/cpu core/optimize core/eval core/
 LIB_SRC := $(foreach d,$(CORE_DIRS),$(wildcard $(d)/*.c))
 TUI_SRC := $(wildcard tui/*.c)
 # data files compiled into the binary, so a fresh data home is seeded without an install tree
-EMBED_SRC := examples/instances.json
+EMBED_SRC := examples/instances.json themes/dark.json themes/light.json themes/high-contrast.json \
+	themes/mono.json
 EMBED_OBJ := $(EMBED_SRC:%=$(BUILD)/embed/%.o)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GPU_SRC:%.cu=$(BUILD)/%.cu.o) $(EMBED_OBJ)
 TUI_OBJ := $(TUI_SRC:%.c=$(BUILD)/%.o)

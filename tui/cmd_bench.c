@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "core/eval/loadgen.h"
 #include "core/eval/price.h"
+#include "core/jobs/results.h"
 #include "hub_ops.h"
 #include "progress.h"
 #include "session.h"
@@ -421,23 +422,8 @@ static int store_run(store *st, const bench_args *a, const char *config, const l
 		     size_t n_lv, int64_t *run_id)
 {
 	store_bench_point pts[MAX_LEVELS];
-	for (size_t i = 0; i < n_lv; i++) {
-		const loadgen_level *l = &lv[i];
-		pts[i] = (store_bench_point){
-			.concurrency = (int64_t)l->concurrency,
-			.n_requests = (int64_t)l->n_requests,
-			.n_errors = (int64_t)l->n_errors,
-			.ttft_p50_ms = l->ttft_ms.p50, .ttft_p90_ms = l->ttft_ms.p90,
-			.ttft_p99_ms = l->ttft_ms.p99,
-			.itl_p50_ms = l->itl_ms.p50, .itl_p90_ms = l->itl_ms.p90,
-			.itl_p99_ms = l->itl_ms.p99,
-			.latency_p50_ms = l->latency_ms.p50, .latency_p90_ms = l->latency_ms.p90,
-			.latency_p99_ms = l->latency_ms.p99,
-			.tokens_per_s = l->tok_s_per_request.p50,
-			.total_tokens_per_s = l->n_requests ? l->total_tok_s : NAN,
-			.measured_tokens_per_s = l->wall_s > 0 ? l->measured_tok_s : NAN,
-		};
-	}
+	for (size_t i = 0; i < n_lv; i++)
+		results_point_from_level(&lv[i], &pts[i]);
 	store_model m = {0};
 	os_error err = {0};
 	int64_t model_id = 0;

@@ -198,6 +198,51 @@ static bool parse_id(const char *arg, int64_t *id)
 	return true;
 }
 
+/* The ids of the benchmark runs job id stored (its evaluate stage), oldest first, into
+ * *ids (malloc'd; free it). */
+static int job_run_ids(store *s, int64_t id, int64_t **ids, size_t *n, os_error *err)
+{
+	store_bench_run *v = NULL;
+	size_t nv = 0;
+	*ids = NULL;
+	*n = 0;
+	int rc = store_bench_run_list(s, &v, &nv, err);
+	if (rc)
+		return rc;
+	if (nv && !(*ids = malloc(nv * sizeof **ids))) {
+		store_bench_run_list_free(v, nv);
+		return os_error_set(err, OS_ENOMEM, "out of memory");
+	}
+	for (size_t i = nv; i-- > 0;) /* the list is newest first */
+		if (v[i].job_id == id)
+			(*ids)[(*n)++] = v[i].id;
+	store_bench_run_list_free(v, nv);
+	return OS_OK;
+}
+
+/* cli_job_json plus "result_run_ids": the benchmark runs the job stored. */
+static char *job_json_with_runs(store *s, const store_job *j)
+{
+	int64_t *ids = NULL;
+	size_t n = 0;
+	char *t = cli_job_json(j), *out = NULL;
+	cJSON *o = t ? cJSON_Parse(t) : NULL;
+	cJSON *a = o ? cJSON_AddArrayToObject(o, "result_run_ids") : NULL;
+	if (a && job_run_ids(s, j->id, &ids, &n, NULL) == OS_OK) {
+		for (size_t i = 0; i < n; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateNumber((double)ids[i]));
+		char *p = cJSON_PrintUnformatted(o);
+		if (p) {
+			out = strdup(p);
+			cJSON_free(p);
+		}
+	}
+	free(ids);
+	cJSON_Delete(o);
+	free(t);
+	return out;
+}
+
 static int jobs_show(store *s, int64_t id, bool json)
 {
 	store_job j = {0};
@@ -205,10 +250,14 @@ static int jobs_show(store *s, int64_t id, bool json)
 	if (store_job_get(s, id, &j, &err))
 		return cli_fail(&err, "cannot show job %lld", (long long)id);
 	if (json) {
-		char *t = cli_job_json(&j);
-		printf("%s\n", t ? t : "null");
-		free(t);
+		char *t = job_json_with_runs(s, &j);
 		store_job_clear(&j);
+		if (!t) {
+			cli_error("out of memory formatting JSON");
+			return EXIT_FAIL;
+		}
+		printf("%s\n", t);
+		free(t);
 		return EXIT_OK;
 	}
 	char model[128], eta[32], log[PATH_MAX];
@@ -231,6 +280,15 @@ static int jobs_show(store *s, int64_t id, bool json)
 			printf("  result    %s (%s)\n", m.name, m.path);
 		store_model_clear(&m);
 	}
+	int64_t *runs = NULL;
+	size_t n_runs = 0;
+	if (job_run_ids(s, id, &runs, &n_runs, NULL) == OS_OK && n_runs) {
+		printf("  runs     ");
+		for (size_t i = 0; i < n_runs; i++)
+			printf(" %lld", (long long)runs[i]);
+		printf("  ('optstudio compare %lld ...')\n", (long long)runs[0]);
+	}
+	free(runs);
 	printf("  spec      %s\n  log       %s\n  events:\n", j.spec, log);
 	store_job_event *ev = NULL;
 	size_t n = 0;

@@ -27,8 +27,8 @@ static const char quantize_help[] =
 	"Quantizes MODEL (a hub name or a GGUF file) and writes an optstudio GGUF that runs\n"
 	"wherever a model runs (run, perplexity, bench-engine) and records its recipe and\n"
 	"parent. Transformer-block matrices take the method's format; the embedding and the\n"
-	"output head take FP8 (8-bit weights, f32 activations) for every method. When MODEL\n"
-	"is a hub model, the result is imported into the hub as <parent>-<method>.\n"
+	"output head follow --head (default: BF16 for every method). When MODEL is a hub\n"
+	"model, the result is imported into the hub as <parent>-<method>.\n"
 	"\n"
 	"methods:\n"
 	"  fp8               FP8 E4M3 weights, per-output-channel scales, f32 activations\n"
@@ -45,6 +45,9 @@ static const char quantize_help[] =
 	"      --group G       INT4 group size 32, 64 or 128 (default 128; a matrix whose width\n"
 	"                      G does not divide takes 64 or 32)\n"
 	"      --kv fp8|int8   KV cache type recorded in the file (default: f32)\n"
+	"      --head H        the embedding / output head: bf16 (default; 16-bit weights, as\n"
+	"                      AWQ and TensorRT-LLM keep lm_head), f32 (unchanged) or method\n"
+	"                      (the method's format, like the blocks)\n"
 	"      --calib FILE    calibration text (default <data home>/text/calibration.txt)\n"
 	"      --samples N     calibration samples (default 32)\n"
 	"      --seq-len L     tokens per calibration sample (default 256)\n"
@@ -62,7 +65,7 @@ typedef struct quantize_args {
 	bool json;
 } quantize_args;
 
-enum { OPT_ALPHA = 256, OPT_GROUP, OPT_KV, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN, OPT_NAME,
+enum { OPT_ALPHA = 256, OPT_GROUP, OPT_KV, OPT_HEAD, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN, OPT_NAME,
        OPT_THREADS, OPT_JSON };
 
 static int parse_args(int argc, char **argv, quantize_args *a)
@@ -73,6 +76,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 		{"alpha", required_argument, NULL, OPT_ALPHA},
 		{"group", required_argument, NULL, OPT_GROUP},
 		{"kv", required_argument, NULL, OPT_KV},
+		{"head", required_argument, NULL, OPT_HEAD},
 		{"calib", required_argument, NULL, OPT_CALIB},
 		{"samples", required_argument, NULL, OPT_SAMPLES},
 		{"seq-len", required_argument, NULL, OPT_SEQ_LEN},
@@ -84,7 +88,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 	};
 	/* options may come before the method: collect them, then apply to its defaults */
 	const char *alpha = NULL, *group = NULL, *kv = NULL, *samples = NULL, *seq_len = NULL;
-	const char *calib = NULL, *method = NULL;
+	const char *calib = NULL, *method = NULL, *head = NULL;
 	memset(a, 0, sizeof *a);
 	optind = 1;
 	opterr = 0;
@@ -97,6 +101,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 		case OPT_ALPHA: alpha = optarg; break;
 		case OPT_GROUP: group = optarg; break;
 		case OPT_KV: kv = optarg; break;
+		case OPT_HEAD: head = optarg; break;
 		case OPT_CALIB: calib = optarg; break;
 		case OPT_SAMPLES: samples = optarg; break;
 		case OPT_SEQ_LEN: seq_len = optarg; break;
@@ -136,6 +141,8 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 		      (a->r.group != 32 && a->r.group != 64 && a->r.group != 128)))
 		return cli_usage_error("quantize", "--group wants 32, 64 or 128, got '%s'", group);
 	if (kv && quant_kv_parse(kv, &a->r.kv, &err))
+		return cli_usage_error("quantize", "%s", err.msg);
+	if (head && quant_head_parse(head, &a->r.head, &err))
 		return cli_usage_error("quantize", "%s", err.msg);
 	if (samples && (!cli_parse_size(samples, &a->r.calib_samples) || !a->r.calib_samples))
 		return cli_usage_error("quantize", "--samples wants a count >= 1, got '%s'", samples);

@@ -11,7 +11,10 @@
 
 #include "cli.h"
 #include "core/engine/speculative.h"
+#include "core/format/sha256.h"
+#include "core/optimize/self_draft.h"
 #include "hub_ops.h"
+#include "progress.h"
 
 /* The hub's candidates for target_path's vocabulary, as draft_recommend wants them. */
 static int recommend(store *hub, const char *target_path, draft_spec *out, os_error *err)
@@ -53,10 +56,7 @@ int spec_draft_resolve(store *hub, const char *arg, const char *target_path, dra
 	if (kind == DRAFT_ARG_SELF)
 		return draft_self_bf16(target_path, out, err);
 	if (kind == DRAFT_ARG_SELF_QUANT)
-		return os_error_set(err, OS_EUNSUPPORTED, "draft '%s' needs a quantized copy of the "
-				    "target, which 'run' does not build; quantize the model first "
-				    "('optstudio quantize MODEL ... -o FILE') and pass --draft FILE, or "
-				    "use --draft self:bf16", arg);
+		return draft_self_quant(target_path, arg + strlen("self:"), out, err);
 	store *own = NULL;
 	int rc = OS_OK;
 	if (!hub) {
@@ -92,6 +92,92 @@ done:
 	return rc;
 }
 
+/* The hub's sha256 of target_path into sha (65 bytes), or "" when the hub has no row for it. */
+static void hub_sha_of(store *hub, const char *target_path, char *sha)
+{
+	model_info ti;
+	store_model *v = NULL;
+	size_t n = 0;
+	sha[0] = 0;
+	if (!hub || model_info_read(target_path, &ti, NULL) || !ti.vocab_hash[0] ||
+	    store_model_list_by_vocab(hub, ti.vocab_hash, &v, &n, NULL))
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].path && v[i].sha256 && !strcmp(v[i].path, target_path)) {
+			snprintf(sha, 65, "%s", v[i].sha256);
+			break;
+		}
+	store_model_list_free(v, n);
+}
+
+/* The artifacts folder of the hub's home into buf; false when there is no home. */
+static bool artifacts_dir(store *hub, char *buf, size_t len)
+{
+	const char *home = hub ? store_home(hub) : NULL;
+	if (!home)
+		return false;
+	int n = snprintf(buf, len, "%s/artifacts", home);
+	return n > 0 && (size_t)n < len;
+}
+
+typedef struct build_bar {
+	progress *bar;
+	bool quiet;
+} build_bar;
+
+static bool on_build(void *ctx, const char *stage, size_t done, size_t total)
+{
+	build_bar *b = ctx;
+	(void)stage;
+	if (!b->bar)
+		b->bar = progress_new("self-draft", "tensors", total, b->quiet, NULL);
+	progress_update(b->bar, done);
+	return true;
+}
+
+int spec_draft_build(store *hub, const char *target_path, draft_spec *d, bool quiet,
+		     self_draft_result *res, os_error *err)
+{
+	memset(res, 0, sizeof *res);
+	if (d->source != DRAFT_SRC_SELF_QUANT)
+		return OS_OK;
+	store *own = NULL;
+	quant_recipe r;
+	char dir[4096], sha[65];
+	build_bar bb = {.quiet = quiet};
+	int rc = self_draft_recipe(d->self_quant, &r, err);
+	if (rc)
+		return rc;
+	if (!hub) {
+		if ((rc = hub_open(&own, err)))
+			return os_error_set(err, rc, "the quantized self-draft is cached in the data "
+					    "home, which cannot be opened: %s", err->msg);
+		hub = own;
+	}
+	if (!artifacts_dir(hub, dir, sizeof dir)) {
+		rc = os_error_set(err, OS_ERANGE, "the data home's path is too long");
+		goto done;
+	}
+	hub_sha_of(hub, target_path, sha);
+	self_draft_opts o = {.artifacts_dir = dir, .parent_sha256 = sha[0] ? sha : NULL,
+			     .progress = on_build, .progress_ctx = &bb};
+	if ((rc = self_draft_ensure(target_path, &r, &o, res, err)))
+		goto done;
+	char *p = strdup(res->path);
+	if (!p) {
+		rc = os_error_set(err, OS_ENOMEM, "out of memory");
+		goto done;
+	}
+	free(d->path);
+	d->path = p;
+	d->weight_format = BE_WFMT_F32; /* the file's own formats (quantized, head included) */
+done:
+	progress_finish(bb.bar);
+	if (own)
+		store_close(own);
+	return rc;
+}
+
 int spec_hub_recommend_draft(store *hub, const char *model_arg, bool json)
 {
 	os_error err = {0};
@@ -110,7 +196,20 @@ int spec_hub_recommend_draft(store *hub, const char *model_arg, bool json)
 	char qreason[256];
 	const char *quant = draft_self_quant_recommendation(&ti, qreason, sizeof qreason);
 	const char *rec = d.source == DRAFT_SRC_HUB ? d.name : quant;
-	const char *use = d.source == DRAFT_SRC_HUB ? d.name : "self:bf16";
+	/* is the self-copy in the cache already? (a cheap header check, no build) */
+	char cached[4096] = "";
+	if (d.source == DRAFT_SRC_SELF_QUANT) {
+		quant_recipe r;
+		char dir[4096], sha[65];
+		hub_sha_of(hub, path, sha);
+		if (!sha[0] && sha256_file(path, sha, NULL) != OS_OK)
+			sha[0] = 0; /* a file outside the hub: one read to find its cache key */
+		if (sha[0] && artifacts_dir(hub, dir, sizeof dir) &&
+		    !self_draft_recipe(d.self_quant, &r, NULL) &&
+		    !self_draft_path(dir, sha, &r, cached, sizeof cached, NULL) &&
+		    self_draft_check(cached, sha, &r, NULL) != OS_OK)
+			cached[0] = 0;
+	}
 	int ex = EXIT_OK;
 	if (json) {
 		cJSON *o = cJSON_CreateObject();
@@ -119,9 +218,15 @@ int spec_hub_recommend_draft(store *hub, const char *model_arg, bool json)
 			cJSON_AddStringToObject(o, "model", model_arg);
 			cJSON_AddStringToObject(o, "recommended", rec);
 			cJSON_AddStringToObject(o, "kind", d.source == DRAFT_SRC_HUB ? "hub" : "self");
-			cJSON_AddStringToObject(o, "available_now", use);
-			if (d.path)
+			if (d.source == DRAFT_SRC_SELF_QUANT) {
+				if (cached[0])
+					cJSON_AddStringToObject(o, "path", cached);
+				else
+					cJSON_AddNullToObject(o, "path");
+				cJSON_AddBoolToObject(o, "built", cached[0] != 0);
+			} else if (d.path) {
 				cJSON_AddStringToObject(o, "path", d.path);
+			}
 			cJSON_AddStringToObject(o, "reason", d.reason);
 			s = cJSON_Print(o);
 		}
@@ -136,6 +241,9 @@ int spec_hub_recommend_draft(store *hub, const char *model_arg, bool json)
 	} else {
 		printf("recommended draft for %s: %s\n", model_arg, rec);
 		printf("why: %s\n", d.reason);
+		if (d.source == DRAFT_SRC_SELF_QUANT)
+			printf("built: %s\n", cached[0] ? cached : "not yet (built once, in seconds, "
+			       "on the first run with --draft recommended, then cached)");
 		printf("use now: optstudio run %s --draft %s -p ...\n", model_arg,
 		       d.source == DRAFT_SRC_HUB ? d.name : "recommended");
 	}
@@ -237,6 +345,21 @@ int spec_cli_run(cli_session *s, const spec_cli_args *a, const int32_t *prompt, 
 	if (spec_draft_resolve(NULL, a->draft_arg, s->path, &ds, &err) != OS_OK) {
 		ex = cli_fail(&err, "speculative decoding");
 		goto done;
+	}
+	self_draft_result built;
+	if (spec_draft_build(NULL, s->path, &ds, a->json, &built, &err) != OS_OK) {
+		ex = cli_fail(&err, "cannot build the draft %s", ds.label);
+		goto done;
+	}
+	if (ds.source == DRAFT_SRC_SELF_QUANT && !a->json) {
+		if (built.rebuilt_why[0])
+			fprintf(stderr, "optstudio: draft: the cached copy was rejected and rebuilt "
+				"(%s)\n", built.rebuilt_why);
+		if (built.cached)
+			fprintf(stderr, "optstudio: draft: %s (cached at %s)\n", ds.label, built.path);
+		else
+			fprintf(stderr, "optstudio: draft: %s (built in %.1f s, cached at %s)\n",
+				ds.label, built.build_s, built.path);
 	}
 	if (ds.reason[0] && !a->json)
 		fprintf(stderr, "optstudio: draft: %s (%s)\n", ds.label, ds.reason);
@@ -363,6 +486,13 @@ int spec_cli_run(cli_session *s, const spec_cli_args *a, const int32_t *prompt, 
 			cJSON_AddNumberToObject(jo, "seed", (double)a->sp.seed);
 			cJSON_AddNumberToObject(jo, "temperature", a->sp.temperature);
 			cJSON_AddStringToObject(sp, "draft", ds.label);
+			if (ds.source == DRAFT_SRC_SELF_QUANT) {
+				cJSON_AddStringToObject(sp, "draft_path", ds.path);
+				cJSON_AddBoolToObject(sp, "draft_cached", built.cached);
+				cJSON_AddNumberToObject(sp, "draft_build_s", built.build_s);
+				if (built.rebuilt_why[0])
+					cJSON_AddStringToObject(sp, "draft_rebuilt_why", built.rebuilt_why);
+			}
 			if (ds.reason[0])
 				cJSON_AddStringToObject(sp, "draft_reason", ds.reason);
 			cJSON_AddStringToObject(sp, "k", kdesc);

@@ -9,16 +9,27 @@
 
 #include "core/engine/draft.h"
 #include "core/engine/sampler.h"
+#include "core/optimize/self_draft.h"
 #include "session.h"
 #include "store/store.h"
 
 /* Resolves a --draft argument for the target file target_path: "ngram", "self[:bf16]",
- * "recommended" (the hub's smallest model with the target's tokenizer, else the target itself
- * at BF16, with the quantized self-copy named in the reason), a hub model name, or a file
- * path. hub may be NULL: the hub is opened when the argument needs it. A different tokenizer,
- * a missing file, or "self:int8|int4" (not built yet) fail with a message in err. */
+ * "self:int8|int4|fp8", "recommended" (the hub's smallest model with the target's tokenizer,
+ * else a quantized self-copy), a hub model name, or a file path. hub may be NULL: the hub is
+ * opened when the argument needs it. A different tokenizer or a missing file fail with a
+ * message in err. A quantized self-copy comes back as DRAFT_SRC_SELF_QUANT, not yet built:
+ * pass it to spec_draft_build. */
 int spec_draft_resolve(store *hub, const char *arg, const char *target_path, draft_spec *out,
 		       os_error *err);
+
+/* Builds (or reuses from <home>/artifacts) the quantized self-copy d names when d is
+ * DRAFT_SRC_SELF_QUANT (core/optimize/self_draft.h), then points d at it (path, F32 load
+ * options: the file keeps its quantized formats); any other d is left alone. The key is the
+ * target's sha256 (the hub's when it has the file, else computed) and the recipe. quiet: no
+ * progress bar. res says whether it was cached, built (seconds) or rebuilt (why). hub may be
+ * NULL (opened here). */
+int spec_draft_build(store *hub, const char *target_path, draft_spec *d, bool quiet,
+		     self_draft_result *res, os_error *err);
 
 /* `hub recommend-draft MODEL [--json]` on an open hub: prints the recommended draft and why.
  * Returns an exit code. */

@@ -1,12 +1,15 @@
-/* main.c: optstudio's entry point. With no command on a terminal it will open the studio;
+/* main.c: optstudio's entry point. With no command on a terminal it opens the studio;
  * `optstudio <command> ...` runs one command of the command line. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "studio.h"
 
 static const cli_command commands[] = {
+	{"studio", "the studio: the terminal interface (also: optstudio with no command)", cmd_studio},
 	{"hub", "the local model hub: import, list, show, rm, drafts", cmd_hub},
 	{"doctor", "what this machine has: CPU features, memory, CUDA devices, libraries", cmd_doctor},
 	{"run", "generate text from a prompt, streaming tokens (greedy by default)", cmd_run},
@@ -80,6 +83,8 @@ static void print_main_help(FILE *out)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
+		if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO))
+			return studio_run(NULL);
 		print_main_help(stderr);
 		return EXIT_USAGE;
 	}

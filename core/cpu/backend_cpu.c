@@ -1,7 +1,8 @@
 /* backend_cpu.c: the CPU backend. Matmuls split by output rows over the pool (kernels.h,
- * kernels_quant.h for FP8 / INT8 / INT4 weights), attention split by (token, kv head) over
- * the pool with a blockwise online softmax (FP8 / INT8 KV decoded a block at a time), the
- * small elementwise ops on the calling thread unless they are large. */
+ * kernels_quant.h for FP8 / INT8 / INT4 weights), attention split by (tile of up to 16 query
+ * tokens of one sequence, kv head) over the pool with a blockwise online softmax as small
+ * matrix products (FP8 / INT8 KV decoded a block at a time), rope from a cached cos / sin
+ * table, the small elementwise ops on the calling thread unless they are large. */
 #include "backend_cpu.h"
 
 #include <math.h>
@@ -18,6 +19,15 @@ typedef struct cpu_ctx {
 	size_t n_threads;
 	float *scratch;          /* per-thread attention scratch, n_threads * scratch_per */
 	size_t scratch_per;      /* floats per thread */
+	/* rope: cos / sin tables for the last two (head_dim, base) seen (a target and a draft
+	 * model may share the backend), rope[0] the most recent */
+	struct rope_table {
+		size_t hd;       /* head_dim the table is for; 0 = none yet */
+		float base;
+		double *invf;    /* (hd / 2): base^(-2i / hd) */
+		float *tab;      /* (n_pos, hd): cos of pairs 0..hd/2-1, then their sin */
+		size_t n_pos;    /* positions [0, n_pos) are in the table */
+	} rope[2];
 } cpu_ctx;
 
 /* --- memory -------------------------------------------------------------------------------- */
@@ -206,7 +216,62 @@ static int cpu_logits(void *ctx, float *out, float *scratch, const float *x,
 
 /* --- rope ------------------------------------------------------------------------------------ */
 
-/* The angles are computed once per token and used for q and k. */
+/* Largest rope table kept (bytes); positions beyond it get their angles per call. */
+#define ROPE_TAB_MAX_BYTES ((size_t)64 << 20)
+
+/* The table for (head_dim, base), moved to rope[0], covering positions [0, n_pos): entry
+ * (p, i) holds (float)cos / sin of the double angle p * base^(-2i / head_dim), the value
+ * cpu_rope_angle gives, so the table changes no bit of the result. NULL when out of memory
+ * or when n_pos would pass ROPE_TAB_MAX_BYTES (the caller then computes angles itself). */
+static const struct rope_table *rope_table_cover(cpu_ctx *c, size_t head_dim, float base,
+						 size_t n_pos)
+{
+	size_t half = head_dim / 2;
+	if (c->rope[0].hd != head_dim || c->rope[0].base != base) {
+		struct rope_table t = c->rope[1];
+		c->rope[1] = c->rope[0];
+		if (t.hd != head_dim || t.base != base) { /* evict the older one */
+			free(t.invf);
+			free(t.tab);
+			t = (struct rope_table){0};
+			t.invf = malloc(half * sizeof *t.invf);
+			if (!t.invf) {
+				c->rope[0] = t;
+				return NULL;
+			}
+			for (size_t i = 0; i < half; i++)
+				t.invf[i] = pow((double)base, -2.0 * (double)i / (double)head_dim);
+			t.hd = head_dim;
+			t.base = base;
+		}
+		c->rope[0] = t;
+	}
+	struct rope_table *t = &c->rope[0];
+	if (n_pos <= t->n_pos)
+		return t;
+	size_t max_pos = ROPE_TAB_MAX_BYTES / (head_dim * sizeof(float));
+	if (n_pos > max_pos)
+		return NULL;
+	size_t cap = t->n_pos * 2 > n_pos ? t->n_pos * 2 : n_pos;
+	cap = cap < 256 ? 256 : cap > max_pos ? max_pos : cap;
+	float *tab = realloc(t->tab, cap * head_dim * sizeof *tab);
+	if (!tab)
+		return NULL;
+	for (size_t p = t->n_pos; p < cap; p++)
+		for (size_t i = 0; i < half; i++) {
+			double a = (double)p * t->invf[i];
+			tab[p * head_dim + i] = (float)cos(a);
+			tab[p * head_dim + half + i] = (float)sin(a);
+		}
+	t->tab = tab;
+	t->n_pos = cap;
+	return t;
+}
+
+/* cos / sin per (position, pair) come from a table in the context, built once per
+ * (head_dim, base) and grown to the largest position seen; the same row serves q and k.
+ * Positions the table cannot hold (negative, or past ROPE_TAB_MAX_BYTES) get their angles
+ * computed here, with the same values. */
 static int cpu_rope_op(void *ctx, float *q, size_t n_q_heads, float *k, size_t n_k_heads,
 		       size_t n, size_t head_dim, const int32_t *pos, float base)
 {
@@ -215,15 +280,26 @@ static int cpu_rope_op(void *ctx, float *q, size_t n_q_heads, float *k, size_t n
 	size_t half = head_dim / 2;
 	if (half > 512 || head_dim % 2)
 		return OS_EUNSUPPORTED;
+	int32_t maxpos = -1;
+	for (size_t t = 0; t < n; t++)
+		maxpos = pos[t] > maxpos ? pos[t] : maxpos;
+	const struct rope_table *tab =
+		maxpos >= 0 ? rope_table_cover(c, head_dim, base, (size_t)maxpos + 1) : NULL;
 	for (size_t t = 0; t < n; t++) {
-		for (size_t i = 0; i < half; i++) {
-			double a = cpu_rope_angle(pos[t], i, head_dim, base);
-			cos_t[i] = (float)cos(a);
-			sin_t[i] = (float)sin(a);
+		const float *ct = cos_t, *st = sin_t;
+		if (tab && pos[t] >= 0) {
+			ct = tab->tab + (size_t)pos[t] * head_dim;
+			st = ct + half;
+		} else {
+			for (size_t i = 0; i < half; i++) {
+				double a = cpu_rope_angle(pos[t], i, head_dim, base);
+				cos_t[i] = (float)cos(a);
+				sin_t[i] = (float)sin(a);
+			}
 		}
-		c->ks->rope_rotate(q + t * n_q_heads * head_dim, n_q_heads, head_dim, cos_t, sin_t,
+		c->ks->rope_rotate(q + t * n_q_heads * head_dim, n_q_heads, head_dim, ct, st,
 				   CPU_ROPE_NORM);
-		c->ks->rope_rotate(k + t * n_k_heads * head_dim, n_k_heads, head_dim, cos_t, sin_t,
+		c->ks->rope_rotate(k + t * n_k_heads * head_dim, n_k_heads, head_dim, ct, st,
 				   CPU_ROPE_NORM);
 	}
 	return OS_OK;
@@ -299,6 +375,36 @@ static void kv_decode_rows(const cpu_ctx *c, float *out, const be_kv *kv, size_t
 	}
 }
 
+/* Kt (hd, n_t), row stride ldk = the K rows of head g of n_t consecutive slots from element
+ * offset row0, transposed so the scores of a query tile are one small matrix product
+ * (gemm_nn). F32 rows are read in place, FP8 / INT8 rows decoded (code * scale). */
+static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv, size_t row0,
+		       size_t g, size_t n_t)
+{
+	size_t hd = kv->head_dim;
+	for (size_t t = 0; t < n_t; t++) {
+		size_t row = row0 + t * kv->kv_dim;
+		if (kv->fmt == BE_KV_F32) {
+			const float *k = (const float *)kv->data + row + g * hd;
+			for (size_t d = 0; d < hd; d++)
+				Kt[d * ldk + t] = k[d];
+			continue;
+		}
+		const uint8_t *q = (const uint8_t *)kv->data + row + g * hd;
+		float s = kv->scales[row / hd + g];
+		if (kv->fmt == BE_KV_FP8)
+			for (size_t d = 0; d < hd; d++)
+				Kt[d * ldk + t] = c->e4m3[q[d]] * s;
+		else
+			for (size_t d = 0; d < hd; d++)
+				Kt[d * ldk + t] = (float)(int8_t)q[d] * s;
+	}
+}
+
+/* Query tokens per attention task: with the n_rep heads of a kv head, a tile of
+ * ATTN_QTOK * n_rep query rows shares every K / V block it reads. */
+#define ATTN_QTOK 16
+
 typedef struct attn_job {
 	cpu_ctx *c;
 	float *out;
@@ -306,16 +412,23 @@ typedef struct attn_job {
 	const be_kv *kv;
 	size_t layer;
 	const be_attn_batch *b;
+	const size_t *grp;   /* [n_grp + 1]: group k is batch tokens [grp[k], grp[k + 1]) */
+	size_t n_grp;
 } attn_job;
 
-/* One task: token i = task / n_kv_heads, kv head g = task % n_kv_heads, and the n_rep query
- * heads that share g. Blockwise online softmax (flash-attention style), per query head h:
- *   for each cache block: s_t = q_h . K_t / sqrt(head_dim) for the block's visible slots,
- *     m' = max(m, max_t s_t); l = l e^(m - m') + sum_t e^(s_t - m');
- *     acc = acc e^(m - m') + sum_t e^(s_t - m') V_t;  m = m'
- *   out_h = acc / l
- * which equals softmax(s) V exactly in real arithmetic, and needs no buffer as long as the
- * context. K and V rows of a block are read once for all n_rep heads. */
+/* One task: a group of up to ATTN_QTOK consecutive batch tokens of one sequence (same block
+ * table) and one kv head g, with the n_rep query heads sharing g: R = n_tok * n_rep query
+ * rows, row r = token r / n_rep, head g * n_rep + r % n_rep. Blockwise online softmax
+ * (flash-attention style), per cache block of n_t slots:
+ *   S (R, n_t) = (Q / sqrt(hd)) K^T             one gemm_nn against the transposed block
+ *   per row r, over the slots it may see (position <= pos of its token):
+ *     m' = max(m, max_t S_t); l = l e^(m - m') + sum_t e^(S_t - m'); P_t = e^(S_t - m')
+ *     (P_t = 0 for the slots it may not see); acc_r *= e^(m - m'); m = m'
+ *   acc (R, hd) += P V                          one gemm_nn
+ *   out_r = acc_r / l_r
+ * which equals softmax(s) V in real arithmetic and needs no buffer as long as the context.
+ * Each K and V block is read (and for FP8 / INT8 decoded) once for all R rows. Heavy groups
+ * (late in a prompt) come first so the pool's dynamic hand-out balances the causal work. */
 static void attn_task(void *p, size_t task, size_t thread)
 {
 	attn_job *j = p;
@@ -323,64 +436,70 @@ static void attn_task(void *p, size_t task, size_t thread)
 	const be_kv *kv = j->kv;
 	const cpu_kernel_set *ks = j->c->ks;
 	size_t hd = b->head_dim, n_rep = b->n_heads / b->n_kv_heads, bt = kv->block_tokens;
-	size_t i = task / b->n_kv_heads, g = task % b->n_kv_heads;
-	size_t pos = (size_t)b->pos[i];
-	const int32_t *table = b->block_table[i];
+	size_t gi = j->n_grp - 1 - task / b->n_kv_heads, g = task % b->n_kv_heads;
+	size_t i0 = j->grp[gi], n_tok = j->grp[gi + 1] - i0, R = n_tok * n_rep;
+	const int32_t *table = b->block_table[i0];
 	float scale = 1.0f / sqrtf((float)hd);
 
-	float *acc = j->c->scratch + thread * j->c->scratch_per; /* (n_rep, hd) */
-	float *s = acc + n_rep * hd;                               /* (bt) */
-	float *m = s + bt, *l = m + n_rep;                         /* (n_rep) each */
-	float *kd = l + n_rep, *vd = kd + bt * hd; /* (bt, hd) each: a decoded FP8/INT8 block */
-	for (size_t r = 0; r < n_rep; r++) {
+	float *Q = j->c->scratch + thread * j->c->scratch_per; /* (R, hd), scaled */
+	float *acc = Q + R * hd;                                  /* (R, hd) */
+	float *S = acc + R * hd;                                  /* (R, bt) */
+	float *m = S + R * bt, *l = m + R;                        /* (R) each */
+	float *Kt = l + R;                                        /* (hd, bt) */
+	float *vd = Kt + hd * bt;        /* (bt, hd): a decoded FP8 / INT8 V block */
+	size_t maxpos = 0;
+	for (size_t t = 0; t < n_tok; t++) {
+		size_t pos = (size_t)b->pos[i0 + t];
+		maxpos = pos > maxpos ? pos : maxpos;
+		const float *qt = j->q + ((i0 + t) * b->n_heads + g * n_rep) * hd;
+		for (size_t e = 0; e < n_rep * hd; e++)
+			Q[t * n_rep * hd + e] = qt[e] * scale;
+	}
+	for (size_t r = 0; r < R; r++) {
 		m[r] = -INFINITY;
 		l[r] = 0.0f;
 	}
-	memset(acc, 0, n_rep * hd * sizeof *acc);
+	memset(acc, 0, R * hd * sizeof *acc);
 
-	const float *data = kv->data;
-	size_t n_blocks = pos / bt + 1;
+	size_t n_blocks = maxpos / bt + 1;
 	for (size_t jb = 0; jb < n_blocks; jb++) {
-		size_t blk = (size_t)table[jb];
-		size_t n_t = jb + 1 < n_blocks ? bt : pos % bt + 1;
-		const float *K, *V;
-		size_t stride = kv->kv_dim; /* floats between consecutive K (V) rows */
+		size_t blk = (size_t)table[jb], slot0 = jb * bt;
+		size_t n_t = jb + 1 < n_blocks ? bt : maxpos % bt + 1;
+		size_t rk = be_kv_row(kv, blk, j->layer, 0, 0), rv = be_kv_row(kv, blk, j->layer, 1, 0);
+		kv_load_kt(j->c, Kt, bt, kv, rk, g, n_t);
+		const float *V = vd;
+		size_t ldv = hd;
 		if (kv->fmt == BE_KV_F32) {
-			K = data + be_kv_row(kv, blk, j->layer, 0, 0) + g * hd;
-			V = data + be_kv_row(kv, blk, j->layer, 1, 0) + g * hd;
+			V = (const float *)kv->data + rv + g * hd;
+			ldv = kv->kv_dim;
 		} else {
-			kv_decode_rows(j->c, kd, kv, be_kv_row(kv, blk, j->layer, 0, 0), g, n_t);
-			kv_decode_rows(j->c, vd, kv, be_kv_row(kv, blk, j->layer, 1, 0), g, n_t);
-			K = kd;
-			V = vd;
-			stride = hd;
+			kv_decode_rows(j->c, vd, kv, rv, g, n_t);
 		}
-		for (size_t r = 0; r < n_rep; r++) {
-			size_t h = g * n_rep + r;
-			const float *qh = j->q + (i * b->n_heads + h) * hd;
-			float *ah = acc + r * hd;
-			float bm = -INFINITY;
-			for (size_t t = 0; t < n_t; t++) {
-				s[t] = ks->dot(qh, K + t * stride, hd) * scale;
-				if (s[t] > bm)
-					bm = s[t];
+		ks->gemm_nn(S, bt, Q, hd, Kt, bt, R, hd, n_t, 0);
+		for (size_t r = 0; r < R; r++) {
+			float *sr = S + r * bt;
+			size_t pos = (size_t)b->pos[i0 + r / n_rep];
+			size_t nv = pos < slot0 ? 0 : pos - slot0 + 1 < n_t ? pos - slot0 + 1 : n_t;
+			if (nv) {
+				float bm = sr[0];
+				for (size_t t = 1; t < nv; t++)
+					bm = sr[t] > bm ? sr[t] : bm;
+				float mn = bm > m[r] ? bm : m[r];
+				float corr = expf(m[r] - mn); /* 0 on the first block (m = -inf) */
+				if (corr != 1.0f) {
+					ks->scale(acc + r * hd, corr, hd);
+					l[r] *= corr;
+				}
+				l[r] += ks->exp_sum(sr, nv, mn);
+				m[r] = mn;
 			}
-			float mn = bm > m[r] ? bm : m[r];
-			float corr = expf(m[r] - mn); /* 0 on the first block (m = -inf) */
-			if (corr != 1.0f) {
-				ks->scale(ah, corr, hd);
-				l[r] *= corr;
-			}
-			for (size_t t = 0; t < n_t; t++) {
-				float e = expf(s[t] - mn);
-				l[r] += e;
-				ks->axpy(ah, e, V + t * stride, hd);
-			}
-			m[r] = mn;
+			for (size_t t = nv; t < n_t; t++)
+				sr[t] = 0.0f;
 		}
+		ks->gemm_nn(acc, hd, S, bt, V, ldv, R, n_t, hd, 1);
 	}
-	for (size_t r = 0; r < n_rep; r++) {
-		size_t h = g * n_rep + r;
+	for (size_t r = 0; r < R; r++) {
+		size_t i = i0 + r / n_rep, h = g * n_rep + r % n_rep;
 		float *o = j->out + (i * b->n_heads + h) * hd;
 		float inv = 1.0f / l[r];
 		for (size_t c = 0; c < hd; c++)
@@ -396,10 +515,11 @@ static int cpu_attention(void *ctx, float *out, const float *q, const be_kv *kv,
 	    ((kv->fmt != BE_KV_FP8 && kv->fmt != BE_KV_I8) || kv->head_dim != b->head_dim ||
 	     !kv->scales))
 		return OS_EUNSUPPORTED;
-	size_t n_rep = b->n_heads / b->n_kv_heads;
-	size_t per = n_rep * b->head_dim + kv->block_tokens + 2 * n_rep;
-	if (kv->fmt != BE_KV_F32)
-		per += 2 * kv->block_tokens * b->head_dim;
+	if (!b->n)
+		return OS_OK;
+	size_t n_rep = b->n_heads / b->n_kv_heads, hd = b->head_dim, bt = kv->block_tokens;
+	size_t R = ATTN_QTOK * n_rep;
+	size_t per = 2 * R * hd + R * bt + 2 * R + 2 * hd * bt;
 	per = (per + 15) / 16 * 16; /* keep each thread's scratch on its own cache lines */
 	if (per > c->scratch_per) { /* grows once per shape, never per token */
 		float *sc = cpu_alloc_aligned(per * c->n_threads * sizeof(float));
@@ -409,8 +529,19 @@ static int cpu_attention(void *ctx, float *out, const float *q, const be_kv *kv,
 		c->scratch = sc;
 		c->scratch_per = per;
 	}
-	attn_job j = {c, out, q, kv, layer, b};
-	threadpool_run(c->pool, b->n * b->n_kv_heads, attn_task, &j);
+	/* groups: runs of consecutive tokens with the same block table, cut every ATTN_QTOK */
+	size_t *grp = malloc((b->n + 1) * sizeof *grp);
+	if (!grp)
+		return OS_ENOMEM;
+	size_t n_grp = 0;
+	for (size_t i = 0; i < b->n; i++)
+		if (i == 0 || b->block_table[i] != b->block_table[i - 1] ||
+		    i - grp[n_grp - 1] == ATTN_QTOK)
+			grp[n_grp++] = i;
+	grp[n_grp] = b->n;
+	attn_job j = {c, out, q, kv, layer, b, grp, n_grp};
+	threadpool_run(c->pool, n_grp * b->n_kv_heads, attn_task, &j);
+	free(grp);
 	return OS_OK;
 }
 
@@ -443,6 +574,10 @@ static void cpu_free(backend *be)
 	if (c) {
 		threadpool_free(c->pool);
 		cpu_free_aligned(c->scratch);
+		for (int r = 0; r < 2; r++) {
+			free(c->rope[r].invf);
+			free(c->rope[r].tab);
+		}
 		free(c);
 	}
 	free(be);

@@ -73,6 +73,16 @@ typedef struct cpu_kernel_set {
 	/* In place x = exp(x - max) / sum exp(x - max) over n >= 1 elements. -INFINITY entries
 	 * (masked) become 0; at least one entry must be finite. */
 	void (*softmax)(float *x, size_t n);
+	/* Y (m, n) = X (m, k) B (k, n), or Y += X B when acc is nonzero; ldy, ldx, ldb are row
+	 * strides in floats; k may be 0. The small products of attention: a query tile times a
+	 * transposed key block, and softmax weights times a value block. Y must not overlap X
+	 * or B. f32 accumulation (fused or not, in order p = 0..k-1). */
+	void (*gemm_nn)(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
+			size_t ldb, size_t m, size_t k, size_t n, int acc);
+	/* In place x[i] = e^(x[i] - m) for i < n, returns the f32 sum of the new x[i] (order
+	 * differs between sets). -INFINITY entries become 0; m finite. Softmax without the
+	 * division, for the online softmax of attention. */
+	float (*exp_sum)(float *x, size_t n, float m);
 	/* y[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + e^-g); y may equal gate or up. */
 	void (*swiglu)(float *y, const float *gate, const float *up, size_t n);
 	/* Rotates every head of one token in place: x is (n_heads, head_dim), head_dim even;

@@ -294,6 +294,82 @@ TGT static void softmax_avx2(float *x, size_t n)
 	scale_avx2(x, 1.0f / st, n);
 }
 
+TGT static float exp_sum_avx2(float *x, size_t n, float m)
+{
+	__m256 mv = _mm256_set1_ps(m), s = _mm256_setzero_ps();
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+		_mm256_storeu_ps(x + i, e);
+		s = _mm256_add_ps(s, e);
+	}
+	float st = hsum256(s);
+	for (; i < n; i++) {
+		x[i] = expf(x[i] - m);
+		st += x[i];
+	}
+	return st;
+}
+
+/* Rows [0, R) x columns [0, 8 NV) of Y = X B (+ Y), the last column vector masked by mk. */
+INLINE void gemm_tile256(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
+			 size_t ldb, size_t k, int acc, const int R, const int NV, __m256i mk)
+{
+	const __m256i all = _mm256_set1_epi32(-1);
+	__m256 c[4][2], b[2];
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+		for (int v = 0; v < NV; v++)
+			c[r][v] = acc ? _mm256_maskload_ps(Y + (size_t)r * ldy + 8 * v,
+							   v == NV - 1 ? mk : all)
+				      : _mm256_setzero_ps();
+	for (size_t p = 0; p < k; p++) {
+#pragma GCC unroll 2
+		for (int v = 0; v < NV; v++)
+			b[v] = _mm256_maskload_ps(B + p * ldb + 8 * v, v == NV - 1 ? mk : all);
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++) {
+			__m256 a = _mm256_broadcast_ss(X + (size_t)r * ldx + p);
+#pragma GCC unroll 2
+			for (int v = 0; v < NV; v++)
+				c[r][v] = _mm256_fmadd_ps(a, b[v], c[r][v]);
+		}
+	}
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+		for (int v = 0; v < NV; v++)
+			_mm256_maskstore_ps(Y + (size_t)r * ldy + 8 * v, v == NV - 1 ? mk : all,
+					    c[r][v]);
+}
+
+/* Column strips of 16 (2 vectors, the last masked), rows in tiles of 4 then 1. */
+TGT static void gemm_nn_avx2(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
+			     size_t ldb, size_t m, size_t k, size_t n, int acc)
+{
+	for (size_t j = 0; j < n; j += 16) {
+		size_t nj = n - j < 16 ? n - j : 16;
+		__m256i mk = tail_mask8(nj > 8 ? nj - 8 : nj);
+		size_t i = 0;
+		if (nj > 8) {
+			for (; i + 4 <= m; i += 4)
+				gemm_tile256(Y + i * ldy + j, ldy, X + i * ldx, ldx, B + j, ldb, k, acc,
+					     4, 2, mk);
+			for (; i < m; i++)
+				gemm_tile256(Y + i * ldy + j, ldy, X + i * ldx, ldx, B + j, ldb, k, acc,
+					     1, 2, mk);
+		} else {
+			for (; i + 4 <= m; i += 4)
+				gemm_tile256(Y + i * ldy + j, ldy, X + i * ldx, ldx, B + j, ldb, k, acc,
+					     4, 1, mk);
+			for (; i < m; i++)
+				gemm_tile256(Y + i * ldy + j, ldy, X + i * ldx, ldx, B + j, ldb, k, acc,
+					     1, 1, mk);
+		}
+	}
+}
+
 TGT static void swiglu_avx2(float *y, const float *gate, const float *up, size_t n)
 {
 	size_t i = 0;
@@ -374,6 +450,8 @@ const cpu_kernel_set cpu_kernels_avx2 = {
 	.scale = scale_avx2,
 	.rmsnorm = rmsnorm_avx2,
 	.softmax = softmax_avx2,
+	.gemm_nn = gemm_nn_avx2,
+	.exp_sum = exp_sum_avx2,
 	.swiglu = swiglu_avx2,
 	.rope_rotate = rope_rotate_avx2,
 	.bf16_to_f32 = bf16_to_f32_avx2,

@@ -604,6 +604,109 @@ TGT static void softmax_avx512(float *x, size_t n)
 	scale_avx512(x, 1.0f / _mm512_reduce_add_ps(s), n);
 }
 
+TGT static float exp_sum_avx512(float *x, size_t n, float m)
+{
+	__m512 mv = _mm512_set1_ps(m), s = _mm512_setzero_ps();
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
+		_mm512_storeu_ps(x + i, e);
+		s = _mm512_add_ps(s, e);
+	}
+	if (i < n) {
+		__mmask16 k = tail16(n - i);
+		__m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), mv));
+		_mm512_mask_storeu_ps(x + i, k, e);
+		s = _mm512_add_ps(s, _mm512_maskz_mov_ps(k, e));
+	}
+	return _mm512_reduce_add_ps(s);
+}
+
+/* Rows [0, R) x columns [0, 16 NV) of Y = X B (+ Y), the last column vector masked by mk:
+ * R x NV accumulators, per p one broadcast of X per row and NV loads of B. */
+INLINE void gemm_tile512(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
+			 size_t ldb, size_t k, int acc, const int R, const int NV, __mmask16 mk)
+{
+	__m512 c[8][4], b[4];
+#pragma GCC unroll 8
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++)
+			c[r][v] = acc ? _mm512_maskz_loadu_ps(v == NV - 1 ? mk : 0xffff,
+							      Y + (size_t)r * ldy + 16 * v)
+				      : _mm512_setzero_ps();
+	for (size_t p = 0; p < k; p++) {
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++)
+			b[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? mk : 0xffff, B + p * ldb + 16 * v);
+#pragma GCC unroll 8
+		for (int r = 0; r < R; r++) {
+			__m512 a = _mm512_set1_ps(X[(size_t)r * ldx + p]);
+#pragma GCC unroll 4
+			for (int v = 0; v < NV; v++)
+				c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+		}
+	}
+#pragma GCC unroll 8
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < NV; v++)
+			_mm512_mask_storeu_ps(Y + (size_t)r * ldy + 16 * v, v == NV - 1 ? mk : 0xffff,
+					      c[r][v]);
+}
+
+/* Column strips of 64 (4 vectors, the last masked); rows in tiles of 8 (one vector wide:
+ * scores against a 16-key block) or 4, then 2 and 1. */
+TGT static void gemm_nn_avx512(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
+			       size_t ldb, size_t m, size_t k, size_t n, int acc)
+{
+	for (size_t j = 0; j < n; j += 64) {
+		size_t nj = n - j < 64 ? n - j : 64;
+		int nv = (int)((nj + 15) / 16);
+		__mmask16 mk = tail16(nj - 16 * (size_t)(nv - 1));
+		float *Yj = Y + j;
+		const float *Bj = B + j;
+		size_t i = 0;
+#define GEMM_TILE(R, NV)                                                                           \
+	gemm_tile512(Yj + i * ldy, ldy, X + i * ldx, ldx, Bj, ldb, k, acc, R, NV, mk)
+		switch (nv) {
+		case 1:
+			for (; i + 8 <= m; i += 8)
+				GEMM_TILE(8, 1);
+			for (; i + 2 <= m; i += 2)
+				GEMM_TILE(2, 1);
+			for (; i < m; i++)
+				GEMM_TILE(1, 1);
+			break;
+		case 2:
+			for (; i + 4 <= m; i += 4)
+				GEMM_TILE(4, 2);
+			for (; i + 2 <= m; i += 2)
+				GEMM_TILE(2, 2);
+			for (; i < m; i++)
+				GEMM_TILE(1, 2);
+			break;
+		case 3:
+			for (; i + 4 <= m; i += 4)
+				GEMM_TILE(4, 3);
+			for (; i + 2 <= m; i += 2)
+				GEMM_TILE(2, 3);
+			for (; i < m; i++)
+				GEMM_TILE(1, 3);
+			break;
+		default:
+			for (; i + 4 <= m; i += 4)
+				GEMM_TILE(4, 4);
+			for (; i + 2 <= m; i += 2)
+				GEMM_TILE(2, 4);
+			for (; i < m; i++)
+				GEMM_TILE(1, 4);
+			break;
+		}
+#undef GEMM_TILE
+	}
+}
+
 INLINE __m512 swiglu512(__m512 g, __m512 u)
 {
 	__m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), g));
@@ -713,6 +816,8 @@ const cpu_kernel_set cpu_kernels_avx512 = {
 	.scale = scale_avx512,
 	.rmsnorm = rmsnorm_avx512,
 	.softmax = softmax_avx512,
+	.gemm_nn = gemm_nn_avx512,
+	.exp_sum = exp_sum_avx512,
 	.swiglu = swiglu_avx512,
 	.rope_rotate = rope_rotate_avx512,
 	.bf16_to_f32 = bf16_to_f32_avx512,

@@ -93,6 +93,33 @@ static void softmax_generic(float *x, size_t n)
 		x[i] *= r;
 }
 
+static void gemm_nn_generic(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
+			    size_t ldb, size_t m, size_t k, size_t n, int acc)
+{
+	for (size_t i = 0; i < m; i++) {
+		float *y = Y + i * ldy;
+		if (!acc)
+			for (size_t j = 0; j < n; j++)
+				y[j] = 0.0f;
+		for (size_t p = 0; p < k; p++) {
+			float a = X[i * ldx + p];
+			const float *b = B + p * ldb;
+			for (size_t j = 0; j < n; j++)
+				y[j] += a * b[j];
+		}
+	}
+}
+
+static float exp_sum_generic(float *x, size_t n, float m)
+{
+	float s = 0.0f;
+	for (size_t i = 0; i < n; i++) {
+		x[i] = expf(x[i] - m);
+		s += x[i];
+	}
+	return s;
+}
+
 static void swiglu_generic(float *y, const float *gate, const float *up, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -140,6 +167,8 @@ const cpu_kernel_set cpu_kernels_generic = {
 	.scale = scale_generic,
 	.rmsnorm = rmsnorm_generic,
 	.softmax = softmax_generic,
+	.gemm_nn = gemm_nn_generic,
+	.exp_sum = exp_sum_generic,
 	.swiglu = swiglu_generic,
 	.rope_rotate = rope_rotate_generic,
 	.bf16_to_f32 = bf16_to_f32_generic,

@@ -40,6 +40,15 @@
 /* Largest n_in of the INT8 kernels (int32 accumulation without overflow). */
 #define CPU_QI8_MAX_IN 65536
 
+/* Prefill: from this many tokens on, the FP8 and INT4 wrappers decode a tile of weight rows
+ * once into f32 (FP8 W8A8: bf16, exact for E4M3 values) scratch and run kernels.h's matrix
+ * kernel of the same isa on it (a packed GEMM at this size), instead of decoding every
+ * weight inside every dot product: the decode is paid once per row for all n_tok tokens.
+ * The arithmetic is the same as the tile kernels' (products of exact weight values, f32
+ * sums; W8A8 activations still quantized per token first; row scale applied to the sum),
+ * only the summation order differs. INT8 keeps its integer VNNI kernel (exact int32 sums). */
+#define CPU_QTILE_MIN_TOK 32
+
 /* One set of quantized kernels. Plain data; the sets are static const tables. Matmuls fill
  * Y[t][o] for every t < n_tok and o in [o0, o1), as kernels.h. */
 typedef struct cpu_qkernel_set {
@@ -61,6 +70,14 @@ typedef struct cpu_qkernel_set {
 			  size_t n_out, size_t o0, size_t o1);
 	/* Xp (n_tok, n_in) = X in this set's INT4 activation layout for group size group. */
 	void (*prepare_i4)(float *Xp, const float *X, size_t n_tok, size_t n_in, size_t group);
+
+	/* Weight decoding for the prefill path (CPU_QTILE_MIN_TOK), bit-identical in every set:
+	 * out[k] = e4m3_to_f32(W[k]) for n codes (the unscaled, exact E4M3 values), and one
+	 * INT4 row: out[k] = num_i4_dequantize(q[k], s[k / group], z[k / group]) for n_in
+	 * elements (n_in a multiple of group, group in {32, 64, 128}). */
+	void (*decode_fp8)(float *out, const uint8_t *W, size_t n);
+	void (*decode_i4_row)(float *out, const uint8_t *W, const float *s, const uint8_t *z,
+			      size_t group, size_t n_in);
 
 	/* Per-token FP8 activations: xs[t] = num_e4m3_scale(absmax of row t) and
 	 * Xd[t][k] = e4m3_to_f32(num_e4m3_quantize(X[t][k], num_inv_scale(xs[t]))), exactly

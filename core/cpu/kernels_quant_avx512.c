@@ -308,6 +308,46 @@ TGT static void matmul_i4_avx512(float *Y, const float *Xp, const uint8_t *W,
 #undef TILE2
 }
 
+/* ---- weight decoding for the prefill path (bit-identical to the generic one) ------------- */
+
+TGT static void decode_fp8_avx512(float *out, const uint8_t *W, size_t n)
+{
+	const __m512 k256 = _mm512_set1_ps(256.0f);
+	for (size_t k = 0; k < n; k += 32) {
+		size_t left = n - k;
+		__m512 lo, hi;
+		e4m3x32(_mm256_maskz_loadu_epi8((__mmask32)mask64(left < 32 ? left : 32), W + k),
+			&lo, &hi);
+		_mm512_mask_storeu_ps(out + k, mask16(left), _mm512_mul_ps(lo, k256));
+		if (left > 16)
+			_mm512_mask_storeu_ps(out + k + 16, mask16(left - 16), _mm512_mul_ps(hi, k256));
+	}
+}
+
+/* 32 elements (16 bytes) at a time, within one group: byte j holds elements 2j (low nibble)
+ * and 2j + 1; both nibbles index the group's table lut[q] = s (q - z), and the two results
+ * are interleaved back into element order. */
+TGT static void decode_i4_row_avx512(float *out, const uint8_t *W, const float *s,
+				     const uint8_t *z, size_t group, size_t n_in)
+{
+	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512i il0 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+	const __m512i il1 = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30,
+					      15, 31);
+	const __m512i nib = _mm512_set1_epi32(15);
+	for (size_t g = 0; g < n_in / group; g++) {
+		__m512i qz = _mm512_sub_epi32(iota, _mm512_set1_epi32(z[g]));
+		__m512 lut = _mm512_mul_ps(_mm512_cvtepi32_ps(qz), _mm512_set1_ps(s[g]));
+		for (size_t k = g * group; k < (g + 1) * group; k += 32) {
+			__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(W + k / 2)));
+			__m512 lo = _mm512_permutexvar_ps(_mm512_and_si512(v, nib), lut);
+			__m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+			_mm512_storeu_ps(out + k, _mm512_permutex2var_ps(lo, il0, hi));
+			_mm512_storeu_ps(out + k + 16, _mm512_permutex2var_ps(lo, il1, hi));
+		}
+	}
+}
+
 /* ---- activation quantizers (bit-identical to the generic ones) --------------------------- */
 
 /* max |x| over a row; NaN lanes are skipped as the generic "a > max ? a : max" does (vmaxps
@@ -392,6 +432,8 @@ const cpu_qkernel_set cpu_qkernels_avx512 = {
 	.matmul_i8 = matmul_i8_avx512,
 	.matmul_i4 = matmul_i4_avx512,
 	.prepare_i4 = prepare_i4_avx512,
+	.decode_fp8 = decode_fp8_avx512,
+	.decode_i4_row = decode_i4_row_avx512,
 	.quantize_e4m3_act = quantize_e4m3_act_avx512,
 	.quantize_i8_act = quantize_i8_act_avx512,
 };

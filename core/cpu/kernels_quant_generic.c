@@ -73,6 +73,19 @@ static void prepare_i4_generic(float *Xp, const float *X, size_t n_tok, size_t n
 		memcpy(Xp, X, n_tok * n_in * sizeof *X);
 }
 
+static void decode_fp8_generic(float *out, const uint8_t *W, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		out[k] = num_e4m3_to_f32(W[k]);
+}
+
+static void decode_i4_row_generic(float *out, const uint8_t *W, const float *s,
+				  const uint8_t *z, size_t group, size_t n_in)
+{
+	for (size_t k = 0; k < n_in; k++)
+		out[k] = num_i4_dequantize(num_i4_get(W, k), s[k / group], z[k / group]);
+}
+
 static void quantize_e4m3_act_generic(float *Xd, float *xs, const float *X, size_t n_tok,
 				      size_t n_in)
 {
@@ -120,6 +133,8 @@ const cpu_qkernel_set cpu_qkernels_generic = {
 	.matmul_i8 = matmul_i8_generic,
 	.matmul_i4 = matmul_i4_generic,
 	.prepare_i4 = prepare_i4_generic,
+	.decode_fp8 = decode_fp8_generic,
+	.decode_i4_row = decode_i4_row_generic,
 	.quantize_e4m3_act = quantize_e4m3_act_generic,
 	.quantize_i8_act = quantize_i8_act_generic,
 };
@@ -176,10 +191,24 @@ static size_t rows_per_task(size_t n_out, size_t row_bytes, size_t n_threads)
 
 enum qjob_kind { QJOB_FP8, QJOB_I8, QJOB_I4 };
 
+static size_t align64(size_t n)
+{
+	return (n + 63) / 64 * 64;
+}
+
+/* Bytes of decoded weights per tile of the prefill path: large enough that the activations
+ * are re-read from L2/L3 once per many rows, small enough to stay in a 2 MiB L2 beside the
+ * GEMM's activation block. */
+enum { QTILE_BYTES = 1 << 20 };
+
 /* One threaded matmul: the operands of whichever kernel kind names. */
 struct qjob {
 	enum qjob_kind kind;
 	const cpu_qkernel_set *qk;
+	const cpu_kernel_set *ks;  /* tiled (prefill) path: the f32 / bf16 kernels, else NULL */
+	const uint16_t *Xb;        /* tiled FP8 W8A8: the decoded activations as bf16 */
+	unsigned char *tiles;      /* tiled: per-thread scratch, tile_stride bytes each */
+	size_t tile_rows, tile_stride;
 	float *Y;
 	const float *X;      /* FP8: f32 (or decoded FP8) activations; INT4: prepared */
 	const int8_t *Xq;    /* INT8 */
@@ -191,12 +220,57 @@ struct qjob {
 	size_t group, n_tok, n_in, n_out, rows_per_task;
 };
 
+/* The prefill path for rows [o0, o1): tile_rows rows at a time decoded into this thread's
+ * scratch, multiplied by kernels.h's matrix kernel into Y's columns, then scaled per row
+ * (FP8: the sum times sw[o], as the tile kernels do). */
+static void qjob_tiled(const struct qjob *j, size_t o0, size_t o1, size_t thread)
+{
+	unsigned char *scr = j->tiles + thread * j->tile_stride;
+	size_t n_in = j->n_in, n_out = j->n_out;
+	for (size_t ob = o0; ob < o1; ob += j->tile_rows) {
+		size_t nr = o1 - ob < j->tile_rows ? o1 - ob : j->tile_rows;
+		if (j->kind == QJOB_I4) {
+			float *wt = (float *)scr;
+			size_t ng = n_in / j->group;
+			const uint8_t *W = j->W;
+			for (size_t r = 0; r < nr; r++)
+				j->qk->decode_i4_row(wt + r * n_in, W + (ob + r) * (n_in / 2),
+						     j->sw + (ob + r) * ng, j->zeros + (ob + r) * ng,
+						     j->group, n_in);
+			j->ks->matmul_f32(j->Y + ob, j->X, wt, j->n_tok, n_in, n_out, 0, nr);
+			continue;
+		}
+		const uint8_t *W = (const uint8_t *)j->W + ob * n_in;
+		if (j->Xb) { /* W8A8: E4M3 values are exact in bf16, their products in f32 */
+			uint16_t *wt = (uint16_t *)scr;
+			float *row = (float *)(scr + align64(j->tile_rows * n_in * 2));
+			for (size_t r = 0; r < nr; r++) {
+				j->qk->decode_fp8(row, W + r * n_in, n_in);
+				j->ks->f32_to_bf16(wt + r * n_in, row, n_in);
+			}
+			j->ks->matmul_bf16(j->Y + ob, j->Xb, wt, j->n_tok, n_in, n_out, 0, nr);
+		} else {
+			float *wt = (float *)scr;
+			j->qk->decode_fp8(wt, W, nr * n_in);
+			j->ks->matmul_f32(j->Y + ob, j->X, wt, j->n_tok, n_in, n_out, 0, nr);
+		}
+		for (size_t t = 0; t < j->n_tok; t++) {
+			float *y = j->Y + t * n_out + ob;
+			for (size_t r = 0; r < nr; r++)
+				y[r] = j->sw[ob + r] * y[r];
+		}
+	}
+}
+
 static void qjob_task(void *ctx, size_t task, size_t thread)
 {
 	const struct qjob *j = ctx;
-	(void)thread;
 	size_t o0 = task * j->rows_per_task;
 	size_t o1 = o0 + j->rows_per_task < j->n_out ? o0 + j->rows_per_task : j->n_out;
+	if (j->ks) {
+		qjob_tiled(j, o0, o1, thread);
+		return;
+	}
 	switch (j->kind) {
 	case QJOB_FP8:
 		j->qk->matmul_fp8(j->Y, j->X, j->W, j->sw, j->n_tok, j->n_in, j->n_out, o0, o1);
@@ -219,6 +293,28 @@ static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
 	threadpool_run(pool, n_tasks, qjob_task, j);
 }
 
+/* Sets j up for the prefill path when n_tok >= CPU_QTILE_MIN_TOK and this isa has matrix
+ * kernels: tiles of up to QTILE_BYTES of decoded weights (a multiple of 32 rows, the GEMM's
+ * panel width), one per thread, in *heap (free with cpu_free_aligned). elem: bytes of a
+ * decoded weight (4 f32, 2 bf16). Returns false to use the tile kernels (small n_tok or no
+ * memory for the scratch: they compute the same thing). */
+static bool qjob_tiled_setup(threadpool *pool, struct qjob *j, size_t elem, void **heap)
+{
+	*heap = NULL;
+	const cpu_kernel_set *ks = cpu_kernels_get(j->qk->isa);
+	if (j->n_tok < CPU_QTILE_MIN_TOK || !ks)
+		return false;
+	size_t rows = QTILE_BYTES / (j->n_in * elem + 1) / 32 * 32;
+	j->tile_rows = rows < 32 ? 32 : rows;
+	j->tile_stride = align64(j->tile_rows * j->n_in * elem) + align64(j->n_in * 4);
+	*heap = cpu_alloc_aligned(j->tile_stride * threadpool_n_threads(pool));
+	if (!*heap)
+		return false;
+	j->tiles = *heap;
+	j->ks = ks;
+	return true;
+}
+
 /* Scratch for quantized activations: the stack buffer when it fits, else the heap. */
 enum { QSCRATCH_STACK = 32768 };
 
@@ -231,11 +327,6 @@ static void *qscratch(unsigned char *stack, size_t bytes, void **heap)
 	return *heap;
 }
 
-static size_t align64(size_t n)
-{
-	return (n + 63) / 64 * 64;
-}
-
 int cpu_qmatmul_fp8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
 		    const uint8_t *W, const float *sw, size_t n_tok, size_t n_in, size_t n_out,
 		    bool act_fp8)
@@ -245,17 +336,27 @@ int cpu_qmatmul_fp8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const
 	struct qjob j = {.kind = QJOB_FP8, .qk = qk, .Y = Y, .X = X, .W = W, .sw = sw,
 			 .n_tok = n_tok, .n_in = n_in, .n_out = n_out};
 	_Alignas(64) unsigned char stack[QSCRATCH_STACK];
-	void *heap = NULL;
+	void *heap = NULL, *tiles = NULL;
 	float *xs = NULL;
+	bool tiled = qjob_tiled_setup(pool, &j, act_fp8 ? 2 : 4, &tiles);
 	if (act_fp8) {
 		size_t xd_bytes = align64(n_tok * n_in * sizeof(float));
-		unsigned char *s = qscratch(stack, xd_bytes + n_tok * sizeof(float), &heap);
-		if (!s)
+		size_t xs_bytes = align64(n_tok * sizeof(float));
+		size_t xb_bytes = tiled ? n_tok * n_in * sizeof(uint16_t) : 0;
+		unsigned char *s = qscratch(stack, xd_bytes + xs_bytes + xb_bytes, &heap);
+		if (!s) {
+			cpu_free_aligned(tiles);
 			return OS_ENOMEM;
+		}
 		float *xd = (float *)s;
 		xs = (float *)(s + xd_bytes);
 		qk->quantize_e4m3_act(xd, xs, X, n_tok, n_in);
 		j.X = xd;
+		if (tiled) { /* exact: E4M3 values have 4 significant bits */
+			uint16_t *xb = (uint16_t *)(s + xd_bytes + xs_bytes);
+			j.ks->f32_to_bf16(xb, xd, n_tok * n_in);
+			j.Xb = xb;
+		}
 	}
 	qjob_run(pool, &j, n_in);
 	if (act_fp8) /* the GEMM epilogue: the per-token activation scale */
@@ -263,6 +364,7 @@ int cpu_qmatmul_fp8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const
 			for (size_t o = 0; o < n_out; o++)
 				Y[t * n_out + o] *= xs[t];
 	cpu_free_aligned(heap);
+	cpu_free_aligned(tiles);
 	return OS_OK;
 }
 
@@ -299,15 +401,22 @@ int cpu_qmatmul_i4(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const 
 		return OS_EUSAGE;
 	if (n_tok == 0 || n_out == 0)
 		return OS_OK;
+	struct qjob j = {.kind = QJOB_I4, .qk = qk, .Y = Y, .X = X, .W = W, .sw = scales,
+			 .zeros = zeros, .group = group, .n_tok = n_tok, .n_in = n_in,
+			 .n_out = n_out};
+	void *tiles;
+	if (qjob_tiled_setup(pool, &j, 4, &tiles)) { /* f32 activations as they are */
+		qjob_run(pool, &j, n_in / 2);
+		cpu_free_aligned(tiles);
+		return OS_OK;
+	}
 	_Alignas(64) unsigned char stack[QSCRATCH_STACK];
 	void *heap;
 	float *xp = qscratch(stack, n_tok * n_in * sizeof(float), &heap);
 	if (!xp)
 		return OS_ENOMEM;
 	qk->prepare_i4(xp, X, n_tok, n_in, group);
-	struct qjob j = {.kind = QJOB_I4, .qk = qk, .Y = Y, .X = xp, .W = W, .sw = scales,
-			 .zeros = zeros, .group = group, .n_tok = n_tok, .n_in = n_in,
-			 .n_out = n_out};
+	j.X = xp;
 	qjob_run(pool, &j, n_in / 2);
 	cpu_free_aligned(heap);
 	return OS_OK;

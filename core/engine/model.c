@@ -189,6 +189,7 @@ typedef struct load_item {
 	size_t off_scales, off_zeros;
 	const gguf_tensor *t;
 	int qfmt;             /* enum be_wfmt of a quantized tensor in the file, else -1 */
+	int fmt;              /* enum be_wfmt: the run-time format of a matrix */
 	size_t group;         /* INT4 group size */
 	const gguf_tensor *scale_t, *zero_t;
 } load_item;
@@ -481,15 +482,23 @@ int model_open_gguf(model **out, const gguf_file *f, const model_load_opts *opts
 #undef ADD_VEC
 
 	/* Check every shape before allocating, and lay the arena out: a float tensor in the
-	 * run-time format fmt, a quantized one as the file has it (codes, scales, zeros). */
+	 * run-time format fmt, a quantized one as the file has it (codes, scales, zeros). A
+	 * quantized file (one with optstudio.recipe) chose each matrix's format: its F32 and
+	 * BF16 matrices (the head, quantize.h) keep their file format too. */
+	bool keep_float = gguf_find_key(f, "optstudio.recipe") >= 0;
 	size_t off = 0, max_cols = 0;
 	for (size_t i = 0; i < k; i++) {
 		load_item *it = &items[i];
 		if ((rc = check_shape(f, it, err)))
 			goto fail;
+		it->fmt = it->qfmt >= 0 ? it->qfmt : fmt;
+		if (keep_float && it->t->type == GGML_TYPE_BF16)
+			it->fmt = BE_WFMT_BF16;
+		else if (keep_float && it->t->type == GGML_TYPE_F32)
+			it->fmt = BE_WFMT_F32;
 		size_t n = it->rows * it->cols, sz[3] = {n * sizeof(float), 0, 0};
 		if (!it->vector)
-			item_sizes(it, it->qfmt >= 0 ? it->qfmt : fmt, sz);
+			item_sizes(it, it->fmt, sz);
 		it->offset = off;
 		off += round_up(sz[0], ALIGN);
 		it->off_scales = off;
@@ -523,14 +532,14 @@ int model_open_gguf(model **out, const gguf_file *f, const model_load_opts *opts
 			continue;
 		}
 		be_weight *w = it->mat;
-		*w = (be_weight){.fmt = it->qfmt >= 0 ? it->qfmt : fmt, .rows = it->rows,
-				 .cols = it->cols, .data = dst, .group = it->group};
+		*w = (be_weight){.fmt = it->fmt, .rows = it->rows, .cols = it->cols, .data = dst,
+				 .group = it->group};
 		if (be_wfmt_quantized(w->fmt))
 			w->scales = (float *)(base + it->off_scales);
 		if (w->fmt == BE_WFMT_I4)
 			w->zeros = (uint8_t *)(base + it->off_zeros);
 		rc = it->qfmt >= 0 ? load_quant(f, it, w, err)
-				   : load_tensor(f, it, dst, fmt, row, err);
+				   : load_tensor(f, it, dst, it->fmt, row, err);
 		if (rc)
 			goto fail;
 		e->mat = w;

@@ -1,7 +1,9 @@
 /* model.h: a llama-family model in memory: its configuration (from GGUF metadata) and its
  * weights, dequantized on load from the file's formats (F32, F16, BF16, Q8_0, Q4_0, Q4_1)
  * into one run-time format (F32 or BF16), except optstudio's quantized tensors (FP8, INT8,
- * INT4: core/optimize/quantize.h), which load as they are into their own run-time formats.
+ * INT4: core/optimize/quantize.h), which load as they are into their own run-time formats;
+ * in such a quantized file (one with optstudio.recipe) F32 and BF16 matrices (the head)
+ * also keep their file format.
  * Formats are per matrix, so a model may mix them. Run it with engine.h.
  * Not yet: HF config.json + safetensors loading, llama3 rope scaling (rope_freqs.weight),
  * q/k/v biases (Qwen2). */

@@ -1,6 +1,6 @@
 /* pipeline.c: the stage table and the run of one job: load the model once, calibrate when
- * the method needs it, quantize to a GGUF in the data home and import it into the hub.
- * Later stages (evaluate, compile) are one entry each in `stages`. */
+ * the method needs it, quantize to a GGUF in the data home and import it into the hub, then
+ * evaluate (evaluate.c). A later stage (compile) is one more entry in `stages`. */
 #include "pipeline.h"
 
 #include <errno.h>
@@ -26,45 +26,16 @@
 #include "core/optimize/calibrate.h"
 #include "core/optimize/quantize.h"
 #include "core/optimize/smoothquant.h"
+#include "stage.h"
 
-/* Progress is written at most this often (s), and the stop flag read as often: a stop takes
- * effect well within a second, and the database sees a few writes a second at most. */
-#define PROGRESS_INTERVAL_S 0.1
-
-/* The state of one job's run, shared by its stages. Owns everything it points to except
- * s, job and log. */
-typedef struct job_run {
-	store *s;
-	const store_job *job;
-	FILE *log;
-	job_spec *spec;
-	const char *stage;         /* the running stage's name */
-	double stage_start;        /* s */
-	double last_write;         /* s, last progress write / stop check */
-	bool stopped;              /* the stop flag was seen */
-
-	store_model model_row;     /* the input model's hub row (id 0: a plain path) */
-	char *model_path;
-	gguf_file *src;
-	model *m;                  /* F32 weights, transformed in place by calibrated methods */
-	backend *be;
-	engine *e;
-	tokenizer *tok;
-	calib_stats *stats;        /* calibrate's output, quantize's input */
-	quant_recipe recipe;
-} job_run;
-
-static double now_s(void)
+double job_run_now(void)
 {
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
 	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-/* A line in the log file and an event in the store. */
-static void run_event(job_run *r, const char *level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void run_event(job_run *r, const char *level, const char *fmt, ...)
+void job_run_event(job_run *r, const char *level, const char *fmt, ...)
 {
 	char msg[640];
 	va_list ap;
@@ -84,12 +55,10 @@ static void run_event(job_run *r, const char *level, const char *fmt, ...)
 	store_job_event_add(r->s, r->job->id, r->stage, level, msg, NULL);
 }
 
-/* Reports done/total of the current stage; returns false when the job must stop. Writes to
- * the store at most every PROGRESS_INTERVAL_S, and always at the end of a stage. */
-static bool run_progress(job_run *r, size_t done, size_t total)
+bool job_run_progress(job_run *r, size_t done, size_t total)
 {
-	double t = now_s();
-	if (!r->stopped && t - r->last_write < PROGRESS_INTERVAL_S && done < total)
+	double t = job_run_now();
+	if (!r->stopped && t - r->last_write < JOB_PROGRESS_INTERVAL_S && done < total)
 		return true;
 	r->last_write = t;
 	double p = total ? (double)done / (double)total : 0;
@@ -102,29 +71,51 @@ static bool run_progress(job_run *r, size_t done, size_t total)
 
 /* ---- shared resources -------------------------------------------------------------------- */
 
+int job_run_resolve_model(job_run *r, os_error *err)
+{
+	if (r->model_path)
+		return OS_OK;
+	const char *ref = r->spec->model;
+	if (store_model_get(r->s, ref, &r->model_row, NULL) == OS_OK) {
+		r->model_path = strdup(r->model_row.path);
+	} else if (access(ref, R_OK) == 0) {
+		r->model_path = strdup(ref);
+	} else {
+		return os_error_set(err, OS_ENOTFOUND,
+				    "model '%s' is not in the hub and is not a readable file "
+				    "(was it removed after the job was queued?)",
+				    ref);
+	}
+	if (!r->model_path)
+		return os_error_set(err, OS_ENOMEM, "out of memory");
+	return OS_OK;
+}
+
+void job_run_drop_model(job_run *r)
+{
+	calib_stats_free(r->stats);
+	r->stats = NULL;
+	engine_free(r->e);
+	r->e = NULL;
+	tokenizer_close(r->tok);
+	r->tok = NULL;
+	model_close(r->m);
+	r->m = NULL;
+	gguf_close(r->src);
+	r->src = NULL;
+}
+
 /* The input model, resolved again now (it may have been removed since the job was queued),
  * loaded once with F32 weights. */
 static int run_load_model(job_run *r, os_error *err)
 {
 	if (r->m)
 		return OS_OK;
-	const char *ref = r->spec->model;
-	if (!r->model_path) {
-		if (store_model_get(r->s, ref, &r->model_row, NULL) == OS_OK) {
-			r->model_path = strdup(r->model_row.path);
-		} else if (access(ref, R_OK) == 0) {
-			r->model_path = strdup(ref);
-		} else {
-			return os_error_set(err, OS_ENOTFOUND,
-					    "model '%s' is not in the hub and is not a readable file "
-					    "(was it removed after the job was queued?)",
-					    ref);
-		}
-		if (!r->model_path)
-			return os_error_set(err, OS_ENOMEM, "out of memory");
-	}
-	run_event(r, "info", "loading model '%s' (%s)", ref, r->model_path);
-	int rc = gguf_open(&r->src, r->model_path, err);
+	int rc = job_run_resolve_model(r, err);
+	if (rc)
+		return rc;
+	job_run_event(r, "info", "loading model '%s' (%s)", r->spec->model, r->model_path);
+	rc = gguf_open(&r->src, r->model_path, err);
 	if (rc)
 		return rc;
 	model_load_opts mo = {.weight_format = BE_WFMT_F32};
@@ -155,13 +146,11 @@ static int run_engine(job_run *r, size_t seq_len, os_error *err)
 
 static void run_free(job_run *r)
 {
-	calib_stats_free(r->stats);
-	engine_free(r->e);
-	tokenizer_close(r->tok);
+	job_run_drop_model(r);
 	backend_free(r->be);
-	model_close(r->m);
-	gguf_close(r->src);
 	free(r->model_path);
+	free(r->result_path);
+	free(r->result_name);
 	store_model_clear(&r->model_row);
 	job_spec_free(r->spec);
 }
@@ -178,15 +167,20 @@ static bool wants_quantize(const job_spec *s)
 	return s->has_quantization;
 }
 
+static bool wants_evaluate(const job_spec *s)
+{
+	return s->has_evaluation;
+}
+
 static void calib_progress_cb(void *ctx, size_t done, size_t total)
 {
-	run_progress(ctx, done, total);
+	job_run_progress(ctx, done, total);
 }
 
 static bool calib_stop_cb(void *ctx)
 {
 	job_run *r = ctx;
-	run_progress(r, 0, 1); /* throttled: reads the stop flag every PROGRESS_INTERVAL_S */
+	job_run_progress(r, 0, 1); /* throttled: reads the stop flag every JOB_PROGRESS_INTERVAL_S */
 	return r->stopped;
 }
 
@@ -217,21 +211,21 @@ static int stage_calibrate(job_run *r, os_error *err)
 					    path);
 		file = path;
 	}
-	run_event(r, "info", "%zu samples of %zu tokens from '%s'", co.n_samples, co.seq_len, file);
+	job_run_event(r, "info", "%zu samples of %zu tokens from '%s'", co.n_samples, co.seq_len, file);
 	rc = calib_run_file(r->e, r->tok, file, &co, &r->stats, err);
 	if (rc == OS_OK)
-		run_progress(r, 1, 1);
+		job_run_progress(r, 1, 1);
 	return r->stopped ? OS_ESTOPPED : rc;
 }
 
 static bool quant_progress_cb(void *ctx, const char *label, size_t done, size_t total)
 {
-	return run_progress(ctx, done, total);
+	return job_run_progress(ctx, done, total);
 }
 
 static void awq_progress_cb(void *ctx, size_t done, size_t total)
 {
-	run_progress(ctx, done, total);
+	job_run_progress(ctx, done, total);
 }
 
 /* "SmolLM2" + "int4-awq" -> a hub name not taken yet. */
@@ -321,7 +315,7 @@ static int stage_quantize(job_run *r, os_error *err)
 	if (method == QUANT_INT8_SQ) {
 		if (!r->stats)
 			return os_error_set(err, OS_EINTERNAL, "no calibration statistics");
-		run_event(r, "info", "smoothing (alpha %.2f)", r->recipe.alpha);
+		job_run_event(r, "info", "smoothing (alpha %.2f)", r->recipe.alpha);
 		if ((rc = smoothquant_apply(r->m, r->stats, r->recipe.alpha, err)))
 			return rc;
 	} else if (method == QUANT_INT4_AWQ) {
@@ -330,10 +324,10 @@ static int stage_quantize(job_run *r, os_error *err)
 		awq_opts ao = {.group = r->recipe.group, .be = r->be, .progress = awq_progress_cb,
 			       .should_stop = calib_stop_cb, .cb_ctx = r};
 		awq_report rep;
-		run_event(r, "info", "searching activation-aware scales (group %zu)", r->recipe.group);
+		job_run_event(r, "info", "searching activation-aware scales (group %zu)", r->recipe.group);
 		if ((rc = awq_apply(r->m, r->stats, &ao, &rep, err)))
 			return r->stopped ? OS_ESTOPPED : rc;
-		run_event(r, "info", "AWQ output error %.4g (round to nearest %.4g)", rep.err_clip,
+		job_run_event(r, "info", "AWQ output error %.4g (round to nearest %.4g)", rep.err_clip,
 			  rep.err_rtn);
 	}
 	if (r->stopped)
@@ -353,7 +347,7 @@ static int stage_quantize(job_run *r, os_error *err)
 	result_name(r, base, sp->quantization.method, name, sizeof name);
 	snprintf(path, sizeof path, "%s/models/%s.%s.job%lld.gguf", store_home(r->s), base,
 		 sp->quantization.method, (long long)r->job->id);
-	run_event(r, "info", "writing '%s'", path);
+	job_run_event(r, "info", "writing '%s'", path);
 	rc = quant_write_gguf(r->m, r->src, &r->recipe, r->model_row.id ? r->model_row.name : base,
 			      r->model_row.sha256, path, quant_progress_cb, r, err);
 	if (rc) {
@@ -366,7 +360,10 @@ static int stage_quantize(job_run *r, os_error *err)
 		unlink(path);
 		return rc;
 	}
-	run_event(r, "info", "imported as '%s'", name);
+	job_run_event(r, "info", "imported as '%s'", name);
+	r->result_model_id = id;
+	if (!(r->result_path = strdup(path)) || !(r->result_name = strdup(name)))
+		return os_error_set(err, OS_ENOMEM, "out of memory");
 	return OS_OK;
 }
 
@@ -380,6 +377,7 @@ static const struct stage {
 } stages[] = {
 	{"calibrate", "quantization", wants_calibrate, stage_calibrate},
 	{"quantize", "quantization", wants_quantize, stage_quantize},
+	{"evaluate", "evaluation", wants_evaluate, stage_evaluate},
 };
 #define N_STAGES (sizeof stages / sizeof stages[0])
 
@@ -397,7 +395,7 @@ int pipeline_plan(const job_spec *spec, const char **names, size_t cap, size_t *
 	*n = 0;
 	if (spec->has_evaluation && !part_has_stage("evaluation"))
 		return os_error_set(err, OS_EUNSUPPORTED,
-				    "evaluation: this optstudio has no evaluate stage yet; leave the "
+				    "evaluation: this optstudio has no evaluate stage; leave the "
 				    "evaluation block out and run 'optstudio bench' on the result");
 	for (size_t i = 0; i < N_STAGES; i++) {
 		if (!stages[i].wanted(spec))
@@ -423,7 +421,7 @@ int pipeline_run(store *s, const store_job *job, FILE *log, os_error *err)
 		if (!stages[i].wanted(r.spec))
 			continue;
 		r.stage = stages[i].name;
-		r.stage_start = now_s();
+		r.stage_start = job_run_now();
 		r.last_write = 0;
 		int stop = 0;
 		store_job_update(s, job->id, r.stage, 0, -1, &stop, NULL);
@@ -431,23 +429,23 @@ int pipeline_run(store *s, const store_job *job, FILE *log, os_error *err)
 			rc = OS_ESTOPPED;
 			goto done;
 		}
-		run_event(&r, "info", "started");
+		job_run_event(&r, "info", "started");
 		os_error e = {0};
 		rc = stages[i].run(&r, &e);
 		if (rc == OS_OK && r.stopped)
 			rc = OS_ESTOPPED;
 		if (rc == OS_ESTOPPED) {
-			run_event(&r, "warn", "stopped on request");
+			job_run_event(&r, "warn", "stopped on request");
 			os_error_set(err, OS_ESTOPPED, "stopped during %s", r.stage);
 			goto done;
 		}
 		if (rc) {
-			run_event(&r, "error", "%s", os_error_text(&e));
+			job_run_event(&r, "error", "%s", os_error_text(&e));
 			os_error_set(err, rc, "%s: %s", r.stage, os_error_text(&e));
 			goto done;
 		}
 		store_job_update(s, job->id, r.stage, 1, 0, NULL, NULL);
-		run_event(&r, "info", "done in %.1f s", now_s() - r.stage_start);
+		job_run_event(&r, "info", "done in %.1f s", job_run_now() - r.stage_start);
 	}
 	rc = OS_OK;
 done:

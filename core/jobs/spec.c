@@ -290,7 +290,7 @@ static void parse_evaluation(const cJSON *o, job_spec *s, job_problems *pr, bool
 {
 	static const char *const known[] = {"concurrency", "input_tokens", "output_tokens",
 					    "requests_per_level", "instance", "discount",
-					    "baseline", NULL};
+					    "baseline", "text", NULL};
 	const char *path = "evaluation";
 	s->has_evaluation = true;
 	check_fields(o, path, known, pr);
@@ -332,6 +332,7 @@ static void parse_evaluation(const cJSON *o, job_spec *s, job_problems *pr, bool
 	get_string(o, path, "instance", &s->evaluation.instance, pr, oom);
 	get_double(o, path, "discount", &s->evaluation.has_discount, &s->evaluation.discount, pr);
 	get_string(o, path, "baseline", &s->evaluation.baseline, pr, oom);
+	get_string(o, path, "text", &s->evaluation.text, pr, oom);
 }
 
 static void parse_runtime(const cJSON *o, job_spec *s, job_problems *pr)
@@ -596,6 +597,10 @@ int job_spec_validate(const job_spec *s, const job_spec_env *env, job_problems *
 		else
 			check_ref(env, JOB_REF_MODEL, s->evaluation.baseline, "evaluation.baseline",
 				  pr);
+		if (s->evaluation.text && !*s->evaluation.text)
+			job_problems_add(pr, "evaluation.text", "empty path");
+		else
+			check_ref(env, JOB_REF_FILE, s->evaluation.text, "evaluation.text", pr);
 	}
 
 	if (s->has_runtime) {
@@ -801,6 +806,7 @@ char *job_spec_print(const job_spec *s, bool pretty)
 		add_str(o, "instance", s->evaluation.instance, &ok);
 		add_num(o, "discount", s->evaluation.has_discount, s->evaluation.discount, &ok);
 		add_str(o, "baseline", s->evaluation.baseline, &ok);
+		add_str(o, "text", s->evaluation.text, &ok);
 	}
 	if (s->has_runtime && (o = add_obj(root, "runtime", &ok))) {
 		add_int(o, "tensor_parallel_degree", s->runtime.tensor_parallel_degree, &ok);
@@ -847,7 +853,7 @@ bool job_spec_equal(const job_spec *a, const job_spec *b)
 	    ea->requests_per_level != eb->requests_per_level ||
 	    !str_eq(ea->instance, eb->instance) || ea->has_discount != eb->has_discount ||
 	    (ea->has_discount && ea->discount != eb->discount) ||
-	    !str_eq(ea->baseline, eb->baseline))
+	    !str_eq(ea->baseline, eb->baseline) || !str_eq(ea->text, eb->text))
 		return false;
 	return a->runtime.tensor_parallel_degree == b->runtime.tensor_parallel_degree &&
 	       a->runtime.max_batch_size == b->runtime.max_batch_size &&
@@ -868,6 +874,7 @@ job_spec *job_spec_dup(const job_spec *s)
 	d->speculative.draft = dup_str(s->speculative.draft);
 	d->evaluation.instance = dup_str(s->evaluation.instance);
 	d->evaluation.baseline = dup_str(s->evaluation.baseline);
+	d->evaluation.text = dup_str(s->evaluation.text);
 	d->evaluation.concurrency = NULL;
 	if (s->evaluation.n_concurrency) {
 		size_t n = s->evaluation.n_concurrency * sizeof *s->evaluation.concurrency;
@@ -881,6 +888,7 @@ job_spec *job_spec_dup(const job_spec *s)
 	    (s->speculative.draft && !d->speculative.draft) ||
 	    (s->evaluation.instance && !d->evaluation.instance) ||
 	    (s->evaluation.baseline && !d->evaluation.baseline) ||
+	    (s->evaluation.text && !d->evaluation.text) ||
 	    (s->evaluation.n_concurrency && !d->evaluation.concurrency)) {
 		job_spec_free(d);
 		return NULL;
@@ -901,5 +909,6 @@ void job_spec_free(job_spec *s)
 	free(s->evaluation.concurrency);
 	free(s->evaluation.instance);
 	free(s->evaluation.baseline);
+	free(s->evaluation.text);
 	free(s);
 }

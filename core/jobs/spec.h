@@ -58,6 +58,7 @@ typedef struct job_spec {
 		bool has_discount;
 		double discount;           /* [0, 1) */
 		char *baseline;            /* model to compare accuracy against */
+		char *text;                /* held-out text (path) for accuracy and the prompts */
 	} evaluation;
 
 	bool has_runtime;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/numerics.h"
 #include "core/optimize/awq.h"
 #include "core/optimize/calibrate.h"
 #include "core/optimize/quant_formats.h"
@@ -64,6 +65,24 @@ int quant_kv_parse(const char *name, quant_kv *out, os_error *err)
 	return OS_OK;
 }
 
+const char *quant_head_name(quant_head h)
+{
+	return h == QUANT_HEAD_BF16 ? "bf16" : h == QUANT_HEAD_F32 ? "f32" :
+	       h == QUANT_HEAD_METHOD ? "method" : "?";
+}
+
+int quant_head_parse(const char *name, quant_head *out, os_error *err)
+{
+	for (int h = QUANT_HEAD_BF16; h <= QUANT_HEAD_METHOD; h++)
+		if (name && strcmp(name, quant_head_name((quant_head)h)) == 0) {
+			*out = (quant_head)h;
+			return OS_OK;
+		}
+	return os_error_set(err, OS_EUSAGE,
+			    "unknown head policy '%s' (expected bf16, f32 or method)",
+			    name ? name : "");
+}
+
 quant_recipe quant_recipe_default(quant_method m)
 {
 	return (quant_recipe){
@@ -71,6 +90,7 @@ quant_recipe quant_recipe_default(quant_method m)
 		.alpha = 0.5f,
 		.group = 128,
 		.kv = QUANT_KV_MODEL,
+		.head = QUANT_HEAD_BF16,
 		.calib_path = NULL,
 		.calib_samples = CALIB_DEFAULT_SAMPLES,
 		.calib_seq_len = CALIB_DEFAULT_SEQ_LEN,
@@ -89,6 +109,9 @@ int quant_recipe_check(const quant_recipe *r, os_error *err)
 				    r->group);
 	if ((unsigned)r->kv > QUANT_KV_INT8)
 		return os_error_set(err, OS_EUSAGE, "recipe: KV type %d is unknown", (int)r->kv);
+	if ((unsigned)r->head > QUANT_HEAD_METHOD)
+		return os_error_set(err, OS_EUSAGE, "recipe: head policy %d is unknown",
+				    (int)r->head);
 	if (quant_method_calibrates(r->method) && (!r->calib_samples || !r->calib_seq_len))
 		return os_error_set(err, OS_EUSAGE,
 				    "recipe: calibration needs samples and seq_len > 0 (got %zu, "
@@ -105,7 +128,7 @@ char *quant_recipe_to_json(const quant_recipe *r)
 	bool ok = cJSON_AddStringToObject(o, "method", quant_method_name(r->method)) &&
 		  cJSON_AddStringToObject(o, "kv", r->kv == QUANT_KV_MODEL ? "f32" :
 						   quant_kv_name(r->kv)) &&
-		  cJSON_AddStringToObject(o, "head", "fp8");
+		  cJSON_AddStringToObject(o, "head", quant_head_name(r->head));
 	if (ok && (r->method == QUANT_INT4_RTN || r->method == QUANT_INT4_AWQ))
 		ok = cJSON_AddNumberToObject(o, "group", (double)r->group) != NULL;
 	if (ok && r->method == QUANT_INT8_SQ)
@@ -126,8 +149,9 @@ int quant_matrix_format(const quant_recipe *r, const char *name, size_t cols, in
 			size_t *group, os_error *err)
 {
 	*group = 0;
-	if (strncmp(name, "blk.", 4) != 0) { /* token_embd, output: see quantize.h */
-		*fmt = BE_WFMT_FP8;
+	if (strncmp(name, "blk.", 4) != 0 && r->head != QUANT_HEAD_METHOD) {
+		/* token_embd, output: the head policy (quantize.h) */
+		*fmt = r->head == QUANT_HEAD_F32 ? BE_WFMT_F32 : BE_WFMT_BF16;
 		return OS_OK;
 	}
 	switch (r->method) {
@@ -156,10 +180,23 @@ static quant_fmt to_quant_fmt(int fmt)
 }
 
 /* Quantizes the F32 matrix w into *out (fmt, group), buffers malloc'd (owned by the caller:
- * free data, scales, zeros). The one place codes are made, for memory and file alike. */
+ * free data, scales, zeros). The one place codes are made, for memory and file alike.
+ * BF16 (the head): round to nearest even, num_f32_to_bf16, 64-byte aligned, no scales. */
 static int quantize_weight(const be_weight *w, const char *name, int fmt, size_t group,
 			   be_weight *out, os_error *err)
 {
+	if (fmt == BE_WFMT_BF16) {
+		size_t n = w->rows * w->cols;
+		uint16_t *b = aligned_alloc(64, (n * sizeof *b + 63) / 64 * 64);
+		if (!b)
+			return os_error_set(err, OS_ENOMEM, "tensor %s: out of memory", name);
+		const float *f = w->data;
+		for (size_t i = 0; i < n; i++)
+			b[i] = num_f32_to_bf16(f[i]);
+		*out = (be_weight){.fmt = BE_WFMT_BF16, .rows = w->rows, .cols = w->cols,
+				   .data = b};
+		return OS_OK;
+	}
 	quant_matrix q;
 	os_error e2;
 	int rc = quant_matrix_new(&q, to_quant_fmt(fmt), w->data, w->rows, w->cols, group, &e2);

@@ -11,11 +11,19 @@
  *            int4-rtn / int4-awq -> INT4 W4A16 with group awq_group_for(group, cols)
  *            (the group asked for when it divides cols, else 64 or 32: SmolLM2's 576-wide
  *            inputs take 64 when 128 is asked for)
- *   token_embd.weight and output.weight    FP8 W8A16 for every method. The head's input
- *            has no smoothing and its error reaches the logits directly, so it keeps 8-bit
- *            weights and f32 activations (AWQ keeps the head in 16 bits for the same
- *            reason); the embedding is one row per token, decoded by the embedding op.
- *            Tied models (no output.weight) keep ONE quantized matrix that is both the
+ *   token_embd.weight and output.weight    by the recipe's head policy (quant_head):
+ *            bf16   (default) BF16 weights, f32 activations (the bf16 matmul rounds them
+ *                   to bf16 per call, kernels.h). The head's input has no smoothing and
+ *                   its error reaches the logits directly, so it stays in 16 bits, as AWQ
+ *                   and TensorRT-LLM keep lm_head unquantized: half the bytes of F32 for
+ *                   an error far below the blocks' (SmolLM2 fp8 on held-out text: an FP8
+ *                   head raises the mean KL to F32 by a third and costs 2 points of top-1
+ *                   agreement; a BF16 head measures the same as F32)
+ *            f32    kept as the source has it (F32)
+ *            method the blocks' format, INT4 group chosen for the head's width as for
+ *                   any matrix (576 columns take 64 when 128 is asked for)
+ *            The embedding op reads one row per token from any of these formats.
+ *            Tied models (no output.weight) keep ONE matrix that is both the
  *            embedding and the head: the file holds it once, and model_step_bytes counts one
  *            row for the lookup plus the whole matrix for the head.
  *   norms                                   f32 (SmoothQuant folds its scales into them).
@@ -39,6 +47,9 @@
  *     "<name>.zero"   OPTSTUDIO_TYPE_U8 (1004) [cols / G, rows], values 0..15:
  *                     w[r][c] = scale[r][c / G] * (code[r][c] - zero[r][c / G])
  *     the group size G = cols / (ne[0] of .scale), one of 32, 64, 128 (per matrix).
+ *   GGML BF16 / F32                    a head kept in 16 / 32 bits (no companions); in
+ *                                      a file with optstudio.recipe, model_open keeps
+ *                                      these matrices in their file format at run time
  * This is exactly the run-time layout of core/cpu/kernels_quant.h, so loading is a copy.
  * Element rules (E4M3 rounding, int8 and uint4 round to nearest even, scales absmax / 448,
  * absmax / 127, (max - min) / 15) are core/numerics.h's; quant_formats.h quantizes. */
@@ -62,6 +73,13 @@ typedef enum quant_method {
 	QUANT_N_METHODS
 } quant_method;
 
+/* What token_embd.weight / output.weight become (the head policy, quantize.h's top). */
+typedef enum quant_head {
+	QUANT_HEAD_BF16 = 0,  /* default: BF16 */
+	QUANT_HEAD_F32,       /* unchanged F32 */
+	QUANT_HEAD_METHOD,    /* the method's format, as the blocks */
+} quant_head;
+
 typedef enum quant_kv {
 	QUANT_KV_MODEL = 0,   /* the KV cache keeps the model's precision */
 	QUANT_KV_FP8,
@@ -74,6 +92,7 @@ typedef struct quant_recipe {
 	float alpha;              /* SmoothQuant migration strength, 0..1 (default 0.5) */
 	size_t group;             /* INT4 group size: 32, 64 or 128 (default 128) */
 	quant_kv kv;              /* KV cache element type recorded for the run time */
+	quant_head head;          /* embedding / LM head format (default QUANT_HEAD_BF16) */
 	const char *calib_path;   /* calibration text; NULL: the data home's text/calibration.txt */
 	size_t calib_samples;     /* N samples ... */
 	size_t calib_seq_len;     /* ... of L tokens each */
@@ -88,14 +107,18 @@ bool quant_method_calibrates(quant_method m);
 /* "model" (keep), "fp8", "int8" <-> enum; parse also takes "f32" / "none" for the model's. */
 const char *quant_kv_name(quant_kv kv);
 int quant_kv_parse(const char *name, quant_kv *out, os_error *err);
+/* "bf16", "f32", "method" <-> enum (name: "?" out of range). */
+const char *quant_head_name(quant_head h);
+int quant_head_parse(const char *name, quant_head *out, os_error *err);
 /* Defaults for a method (alpha 0.5, group 128, samples/seq_len sized for a small model). */
 quant_recipe quant_recipe_default(quant_method m);
-/* Checks alpha in [0, 1], group in {32, 64, 128}, method and kv in range, samples and
+/* Checks alpha in [0, 1], group in {32, 64, 128}, method, kv and head in range, samples and
  * seq_len > 0 for calibrating methods; OS_EUSAGE naming the field. */
 int quant_recipe_check(const quant_recipe *r, os_error *err);
 /* The recipe as a JSON object text (malloc'd; free it; NULL when out of memory), stored in
  * the output file and hub: {"method": ..., "kv": ..., "group": G (INT4), "alpha": A
- * (SmoothQuant), "calib", "samples", "seq_len" (calibrating methods), "head": "fp8"}. */
+ * (SmoothQuant), "calib", "samples", "seq_len" (calibrating methods), "head": "bf16" |
+ * "f32" | "method"}. */
 char *quant_recipe_to_json(const quant_recipe *r);
 
 /* The run-time format (enum be_wfmt) and INT4 group (0 otherwise) that r gives the matrix
@@ -108,7 +131,8 @@ int quant_matrix_format(const quant_recipe *r, const char *name, size_t cols, in
  * (the call then fails with OS_ESTOPPED and, for the writer, leaves no output). */
 typedef bool (*quant_progress_fn)(void *ctx, const char *stage, size_t done, size_t total);
 
-/* Quantizes m's F32 matrices in place into the formats r gives them (model_set_matrix), so
+/* Quantizes m's F32 matrices in place into the formats r gives them (BF16 for the head by
+ * default) (model_set_matrix), so
  * that m runs as the file quant_write_gguf would write loads: the same codes, the same
  * logits. Matrices already in their target format are left alone; a matrix in another
  * format than F32 or its target is OS_EUSAGE. On failure m may be partly quantized (still

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `optstudio optimize` / `jobs` / `worker` with the real binary on fixture models in a fresh
-# data home: spec validation (every problem with its path), a job to completion, and the
+# data home: spec validation (every problem with its path), a job to completion, the evaluate
+# stage (sweep, accuracy, speculative decoding, results in `results` and `compare`), and the
 # faults: kill -9 of the worker, simultaneous submissions, stop, a model removed while
 # queued, a full disk. Waits poll with a timeout; nothing asserts on time.
 . "$(dirname "$0")/lib.sh"
@@ -88,6 +89,63 @@ J=$("$BIN" optimize "$TMP/env.json" --json)
 eid=$(echo "$J" | jget id)
 echo "$J" | grep -q '"method":"int4-awq"' && ok "OverrideEnvironment maps to the native fields" || fail "OverrideEnvironment maps to the native fields" "$J"
 wait_for "$eid" state '^completed$' && ok "override-environment job completes" || fail "override-environment job completes" "$("$BIN" jobs show "$eid")"
+
+# ---- the evaluate stage: sweep + accuracy, speculative decoding, stop ----------------------
+awk 'BEGIN { for (i = 1; i <= 120; i++) printf "held out line %d: the stone%d sat by river%d.\n", i, i % 11, i % 7 }' >"$TMP/heldout.txt"
+cp "$TMP/heldout.txt" "$OPTSTUDIO_HOME/text/heldout.txt"
+cat >"$TMP/eval.json" <<EOF
+{"model": "fx", "name": "evalq", "quantization": {"method": "int8"},
+ "evaluation": {"concurrency": [1, 2], "input_tokens": 8, "output_tokens": 4,
+                "requests_per_level": 4, "instance": "local", "text": "$TMP/heldout.txt"}}
+EOF
+cat >"$TMP/spec.json" <<'EOF'
+{"model": "fx", "name": "evalspec", "speculative_decoding": {"draft": "fx2", "k": 3},
+ "evaluation": {"concurrency": [1], "input_tokens": 8, "output_tokens": 6, "requests_per_level": 3}}
+EOF
+ev=$("$BIN" optimize "$TMP/eval.json" --json | jget id)
+sv=$("$BIN" optimize "$TMP/spec.json" --json | jget id)
+[ -n "$ev" ] && [ -n "$sv" ] && ok "specs with evaluation and speculative decoding are queued" || fail "specs with evaluation are queued" "'$ev' '$sv'"
+wait_for "$ev" state '^completed$' && ok "quantize + evaluate job completes" || fail "quantize + evaluate job completes" "$("$BIN" jobs show "$ev")"
+wait_for "$sv" state '^completed$' && ok "speculative evaluate job completes" || fail "speculative evaluate job completes" "$("$BIN" jobs show "$sv")"
+[ "$(job_field "$ev" stage)" = evaluate ] && ok "the last stage is evaluate" || fail "the last stage is evaluate" "$(job_field "$ev" stage)"
+er=$("$BIN" jobs show "$ev" --json | python3 -c "import json,sys; r=json.load(sys.stdin)['result_run_ids']; print(r[0] if len(r)==1 else '')")
+sr=$("$BIN" jobs show "$sv" --json | python3 -c "import json,sys; r=json.load(sys.stdin)['result_run_ids']; print(r[0] if len(r)==1 else '')")
+[ -n "$er" ] && [ -n "$sr" ] && ok "jobs show --json has the result run ids" || fail "jobs show --json has the result run ids" "$("$BIN" jobs show "$ev" --json)"
+expect_rc "results --json" 0 "$BIN" results --json
+echo "$OUT" | python3 -c "
+import json,sys
+runs = {r['id']: r for r in json.load(sys.stdin)}
+e, s = runs[int(sys.argv[1])], runs[int(sys.argv[2])]
+assert e['job_id'] == int(sys.argv[3]) and s['job_id'] == int(sys.argv[4])
+assert e['model'] == 'fx-int8' and s['model'] == 'fx', (e['model'], s['model'])
+assert [p['concurrency'] for p in e['points']] == [1, 2]
+assert all(p['requests'] == 4 and p['errors'] == 0 and p['total_tok_s'] > 0 for p in e['points'])
+" "$er" "$sr" "$ev" "$sv" 2>&1 && ok "the job's run is in results (the quantized model, both levels)" || fail "the job's run is in results" "$OUT"
+expect_rc "compare the two jobs' runs" 0 "$BIN" compare "$sr" "$er" --format json
+echo "$OUT" | python3 -c "
+import json,sys
+m = {r['metric']: r['values'] for r in json.load(sys.stdin)['metrics'] if r['kind'] == 'accuracy'}
+kl, t1, acc = m['kl_divergence'], m['top1_agreement'], m['acceptance_rate']
+assert kl[0] is None and kl[1] >= 0 and 0 <= t1[1] <= 1, (kl, t1)
+assert acc[0] is not None and 0 <= acc[0] <= 1 and acc[1] is None, acc
+assert m['perplexity'][0] > 1 and m['perplexity'][1] > 1 and m['load_seconds'][1] > 0 and m['model_bytes'][1] > 0
+assert m['mean_accepted_length'][0] >= 1
+" 2>&1 && ok "compare shows accuracy (KL, top-1 vs the source) and acceptance by job" || fail "compare shows accuracy and acceptance" "$OUT"
+expect_rc "compare table" 0 "$BIN" compare "$sr" "$er"
+expect_out "compare table has the accuracy rows" "kl_divergence"
+expect_rc "jobs log of the evaluate job" 0 "$BIN" jobs log "$sv"
+expect_out "log says the sweep runs without speculation" "evaluate: the sweep runs without speculative decoding"
+expect_out "log has the acceptance" "evaluate: speculative .*acceptance [0-9.]+%"
+# stop during evaluate: many requests at one level
+printf '{"model": "fx", "evaluation": {"concurrency": [1], "input_tokens": 8, "output_tokens": 4, "requests_per_level": 1000000}}' >"$TMP/long.json"
+st=$("$BIN" optimize "$TMP/long.json" --json | jget id)
+if wait_for "$st" stage '^evaluate$' && wait_for "$st" progress '^0\.[0-9]*[1-9]'; then
+	expect_rc "jobs stop while evaluating" 0 "$BIN" jobs stop "$st"
+	wait_for "$st" state '^stopped$' 30 && ok "stop during evaluate takes effect" || fail "stop during evaluate takes effect" "$("$BIN" jobs show "$st")"
+	"$BIN" jobs show "$st" --json | grep -q '"result_run_ids":\[\]' && ok "a stopped evaluation stores no run" || fail "a stopped evaluation stores no run" "$("$BIN" jobs show "$st" --json)"
+else
+	fail "evaluate job starts" "$("$BIN" jobs show "$st")"
+fi
 
 # ---- two submissions at the same moment: one worker runs both ----------------------------
 "$BIN" optimize fx --quantize int4-rtn --json >"$TMP/a.json" &

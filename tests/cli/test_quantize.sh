@@ -16,6 +16,18 @@ expect_rc "quantize --method int3" 2 "$BIN" quantize "$TMP/fx.gguf" --method int
 expect_out "bad method message" "unknown quantization method 'int3'"
 expect_rc "quantize --group 48" 2 "$BIN" quantize "$TMP/fx.gguf" --method int4-rtn --group 48 -o "$TMP/x.gguf"
 expect_rc "quantize --kv int4" 2 "$BIN" quantize "$TMP/fx.gguf" --method fp8 --kv int4 -o "$TMP/x.gguf"
+expect_rc "quantize --head fp8" 2 "$BIN" quantize "$TMP/fx.gguf" --method fp8 --head fp8 -o "$TMP/x.gguf"
+expect_out "bad head message" "unknown head policy 'fp8'"
+for h in bf16 f32 method; do
+	expect_rc "quantize --head $h" 0 "$BIN" quantize "$TMP/fx.gguf" --method int8 --head $h -o "$TMP/h-$h.gguf" --json
+	J=$OUT
+	if [ "$(jfield recipe 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["head"])' 2>/dev/null)" = "$h" ]; then
+		ok "recipe head $h"
+	else
+		fail "recipe head $h" "$J"
+	fi
+	expect_rc "run --head $h" 0 "$BIN" run "$TMP/h-$h.gguf" -p "hello" -n 4
+done
 expect_rc "quantize a missing model" 1 "$BIN" quantize "$TMP/nosuch.gguf" --method fp8 -o "$TMP/x.gguf"
 expect_out "missing model message" "cannot open model"
 expect_rc "quantize into a missing folder" 1 "$BIN" quantize "$TMP/fx.gguf" --method fp8 -o "$TMP/no/such/x.gguf"

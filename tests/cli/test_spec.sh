@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `optstudio run --draft` and `hub recommend-draft`: the real binary on fixture models (greedy
-# output with a draft identical to the plain run, stats line, usage errors, missing draft) and,
+# output with a draft identical to the plain run, stats line, usage errors, missing draft, the
+# quantized self-draft built once into <home>/artifacts, reused, and rebuilt when corrupt) and,
 # when present, SmolLM2 (a draft with another tokenizer is refused naming both vocabularies).
 . "$(dirname "$0")/lib.sh"
 FIX=$BUILD_DIR/tests/make_fixture
@@ -19,11 +20,21 @@ expect_rc "missing draft file exits 1" 1 "$BIN" run "$TMP/fx.gguf" -p hi --draft
 expect_out "missing draft is named" "draft '.*nosuch.gguf'"
 expect_rc "unknown draft name exits 1" 1 "$BIN" run "$TMP/fx.gguf" -p hi --draft nosuchmodel
 expect_out "unknown draft name explained" "no hub model and no file"
-expect_rc "self:int8 not built yet" 1 "$BIN" run "$TMP/fx.gguf" -p hi --draft self:int8
-expect_out "self:int8 points to quantize" "quantize"
+expect_rc "self:int8 builds the quantized copy" 0 "$BIN" run "$TMP/fx.gguf" -p hi -n 4 --draft self:int8
+expect_out "self:int8 says it was built" "draft: self:int8 \(built in [0-9.]+ s, cached at .*/artifacts/draft-[0-9a-f]{16}-int8.gguf\)"
+expect_rc "self:int8 second run" 0 "$BIN" run "$TMP/fx.gguf" -p hi -n 4 --draft self:int8
+expect_out "self:int8 reuses the cached copy" "draft: self:int8 \(cached at .*/artifacts/draft-[0-9a-f]{16}-int8.gguf\)"
+cached=$(ls "$OPTSTUDIO_HOME"/artifacts/draft-*-int8.gguf 2>/dev/null | head -n 1)
+[ -n "$cached" ] && [ "$(ls "$OPTSTUDIO_HOME"/artifacts | wc -l)" = 1 ] && ok "one cached file, no leftovers" ||
+	fail "one cached file, no leftovers" "$(ls -la "$OPTSTUDIO_HOME"/artifacts)"
+[ -n "$cached" ] && truncate -s 2000 "$cached"
+expect_rc "a corrupt cached copy is rebuilt" 0 "$BIN" run "$TMP/fx.gguf" -p hi -n 4 --draft self:int8
+expect_out "the corrupt copy is not trusted" "cached copy was rejected and rebuilt"
+expect_out "and built again" "draft: self:int8 \(built in"
+expect_rc "unknown self kind" 1 "$BIN" run "$TMP/fx.gguf" -p hi --draft self:int3
 
 J=$("$BIN" run "$TMP/fx.gguf" -p "Once upon a time there was" -n 24 --json 2>/dev/null); plain=$(jfield tokens)
-for d in ngram self:bf16 "$TMP/small.gguf" recommended; do
+for d in ngram self:bf16 self:int4 self:fp8 "$TMP/small.gguf" recommended; do
 	for k in 1 3 auto; do
 		J=$("$BIN" run "$TMP/fx.gguf" -p "Once upon a time there was" -n 24 --draft "$d" --spec-k $k --json 2>/dev/null)
 		got=$(jfield tokens 2>/dev/null)
@@ -44,6 +55,11 @@ b=$("$BIN" run "$TMP/fx.gguf" -p "Once" -n 16 --temp 0.8 --seed 5 --draft "$TMP/
 "$BIN" hub import "$TMP/fx.gguf" --name fx >/dev/null 2>&1
 expect_rc "recommend-draft with no smaller model" 0 "$BIN" hub recommend-draft fx
 expect_out "falls back to a quantized self-copy" "self:int8"
+expect_out "says the self-copy is built and where" "built: .*/artifacts/draft-[0-9a-f]{16}-int8.gguf"
+J=$("$BIN" run fx -p "Once upon a time there was" -n 8 --draft recommended --json 2>/dev/null)
+[ "$(jfield speculative.draft)" = "self:int8" ] && [ "$(jfield speculative.draft_cached)" = "true" ] &&
+	ok "recommended on the hub model reuses the cached self-copy" ||
+	fail "recommended on the hub model reuses the cached self-copy" "$J"
 "$BIN" hub import "$TMP/small.gguf" --name fx-small >/dev/null 2>&1
 expect_rc "recommend-draft --json" 0 "$BIN" hub recommend-draft fx --json
 J=$OUT

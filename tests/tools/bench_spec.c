@@ -1,11 +1,18 @@
-/* bench_spec.c: greedy decode speed with and without speculative decoding in one run, over
- * three kinds of prompt (chat answer, code, summarising a given passage), with the target's
- * own file at BF16 run-time weights and prompt-lookup n-grams as drafts; acceptance by k.
- *   bench_spec [MODEL.gguf] [-n TOKENS] [--threads N] [--draft-file F]... [--costs-only]
- * MODEL defaults to $OPTSTUDIO_DEMO_MODEL. The target runs F32 run-time weights; --draft-file
- * adds a draft model (e.g. a quantized copy of the target from `optstudio quantize`). Every
- * speculative output is checked against the plain run's, token for token; the forward-cost
- * table at the end explains the speed-ups (draft step and k+1 verification in target steps). */
+/* bench_spec.c: greedy decode speed with and without speculative decoding in one process, over
+ * three kinds of prompt (chat answer, code, summarising a given passage), with the quantized
+ * self-drafts (self:int8, self:int4, self:fp8: core/optimize/self_draft.h's recipes, applied in
+ * memory), prompt-lookup n-grams and optionally the BF16 self-draft and draft files.
+ *   bench_spec [MODEL.gguf] [-n TOKENS] [--threads N] [--reps R] [--ks 2,4] [--bf16]
+ *              [--bf16-head] [--draft-file F]... [--costs-only]
+ * MODEL defaults to $OPTSTUDIO_DEMO_MODEL. The target runs F32 run-time weights. Each cell runs
+ * R (plain, speculative) pairs back to back (A/B/A/B) and reports the medians of tok/s and of
+ * the pairwise speed-ups, and the spread of those speed-ups (min..max) as the noise. Every
+ * speculative output is checked against the plain run's, token for token. The cost table
+ * measures c (one draft step in target steps) and v_k (a k+1-token verification in target
+ * steps) and prints the expected speed-up (1 - a^(k+1)) / ((1 - a)(k c + 1)) (and with v_k in
+ * place of 1) next to the measured one. --bf16-head adds self:int8 with a BF16 head (the
+ * quantize default) to show what the head costs a draft. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +25,7 @@
 #include "core/engine/speculative.h"
 #include "core/engine/tokenizer.h"
 #include "core/format/gguf.h"
+#include "core/optimize/self_draft.h"
 
 static const char passage[] =
 	"The Rhine is a river that begins in the Swiss Alps and flows north through Germany and "
@@ -81,39 +89,6 @@ static int time_forward(engine *e, size_t n, int reps, double *ms, os_error *err
 	return rc;
 }
 
-/* The cost model behind the speed-up: one draft step and a k+1-token verification in units of
- * one plain target step, and the speed-up they allow at full acceptance. */
-static int print_costs(engine *et, engine *ed, os_error *err)
-{
-	static const size_t ns[] = {1, 2, 3, 5, 9, 17};
-	double tt[6] = {0}, td = 0;
-	int rc = 0;
-	for (int round = 0; round < 3 && !rc; round++) /* interleaved against load swings */
-		for (size_t i = 0; i < 6 && !rc; i++) {
-			double a, b = 0;
-			rc = time_forward(et, ns[i], 5, &a, err);
-			if (!rc && i == 0)
-				rc = time_forward(ed, 1, 5, &b, err);
-			tt[i] += a / 3;
-			td += b / 3;
-		}
-	if (rc)
-		return rc;
-	printf("\nforward cost (median ms after a 64-token context; x = plain target steps):\n");
-	printf("  target F32, 1 token: %.1f ms; draft BF16, 1 token: %.1f ms (%.2fx)\n", tt[0], td,
-	       td / tt[0]);
-	for (size_t i = 1; i < 6; i++) {
-		size_t k = ns[i] - 1;
-		double round = (double)k * td + tt[i];
-		printf("  verify k=%-2zu (%2zu tokens): %.1f ms (%.2fx, +%.3f per extra token) | "
-		       "self:bf16 round %.2fx for %zu tokens at full acceptance: best speed-up "
-		       "%.2fx; ngram %.2fx\n", k, ns[i], tt[i], tt[i] / tt[0],
-		       (tt[i] / tt[0] - 1) / (double)k, round / tt[0], k + 1,
-		       (double)(k + 1) * tt[0] / round, (double)(k + 1) * tt[0] / tt[i]);
-	}
-	return 0;
-}
-
 typedef struct bench_prompt {
 	const char *kind;
 	char *text; /* the user turn */
@@ -161,40 +136,80 @@ static bool same_output(const run_result *a, const run_result *b)
 	return a->n_out == b->n_out && !memcmp(a->out, b->out, a->n_out * sizeof *a->out);
 }
 
-/* One draft under test: its engine (NULL for n-grams), the ks it runs at, and its counters. */
+/* One draft under test: its engine (NULL for n-grams) and its counters per k (last: auto). */
+#define MAX_KS 6
 typedef struct bench_draft {
 	char label[64];
 	int kind;
 	model *m;
 	engine *e;
-	size_t ks[4], n_ks;
-	spec_metrics by_k[4], tot; /* tot: adaptive runs */
+	double c;                      /* measured: one draft step in plain target steps */
+	double c_bytes;                /* step bytes ratio draft / target */
+	spec_metrics by_k[MAX_KS + 1]; /* [n_ks]: adaptive */
+	double speedup[MAX_KS + 1];    /* sum over prompts of the median pairwise speed-up */
 } bench_draft;
 
-#define MAX_DRAFTS 6
+#define MAX_DRAFTS 10
+
+static double median(double *v, size_t n)
+{
+	qsort(v, n, sizeof *v, cmp_double);
+	return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : 0;
+}
+
+/* A quantized self-draft in memory: the target's file at F32, quantized as the self-draft
+ * recipe of kind says (head: QUANT_HEAD_METHOD unless bf16_head). */
+static int self_quant_draft(gguf_file *f, const char *kind, bool bf16_head, model **m,
+			    os_error *err)
+{
+	quant_recipe r;
+	model_load_opts lo = {.weight_format = BE_WFMT_F32};
+	int rc = self_draft_recipe(kind, &r, err);
+	if (rc)
+		return rc;
+	if (bf16_head)
+		r.head = QUANT_HEAD_BF16;
+	if ((rc = model_open_gguf(m, f, &lo, err)))
+		return rc;
+	return quant_model_apply(*m, &r, NULL, NULL, err);
+}
 
 int main(int argc, char **argv)
 {
 	const char *path = getenv("OPTSTUDIO_DEMO_MODEL");
 	const char *files[MAX_DRAFTS];
-	size_t n_files = 0, n_new = 64, n_threads = 0;
-	bool costs_only = false;
+	size_t n_files = 0, n_new = 64, n_threads = 0, reps = 3, ks[MAX_KS] = {2, 4}, n_ks = 2;
+	bool costs_only = false, with_bf16 = false, bf16_head = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-n") && i + 1 < argc)
 			n_new = (size_t)atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--costs-only"))
 			costs_only = true;
+		else if (!strcmp(argv[i], "--bf16"))
+			with_bf16 = true;
+		else if (!strcmp(argv[i], "--bf16-head"))
+			bf16_head = true;
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			n_threads = (size_t)atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--draft-file") && i + 1 < argc && n_files < MAX_DRAFTS - 2)
+		else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+			reps = (size_t)atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--ks") && i + 1 < argc) {
+			char *q = argv[++i];
+			for (n_ks = 0; *q && n_ks < MAX_KS;) {
+				size_t k = strtoul(q, &q, 10);
+				if (k >= 1 && k <= SPEC_MAX_K)
+					ks[n_ks++] = k;
+				q += *q == ',';
+			}
+		} else if (!strcmp(argv[i], "--draft-file") && i + 1 < argc && n_files < 3)
 			files[n_files++] = argv[++i];
 		else
 			path = argv[i];
 	}
-	if (!path || !*path || !n_new) {
-		fprintf(stderr, "usage: bench_spec [MODEL.gguf] [-n TOKENS] [--threads N] "
-				"[--draft-file F]... [--costs-only]\n"
-				"(MODEL defaults to $OPTSTUDIO_DEMO_MODEL)\n");
+	if (!path || !*path || !n_new || !reps || reps > 32) {
+		fprintf(stderr, "usage: bench_spec [MODEL.gguf] [-n TOKENS] [--threads N] [--reps R] "
+				"[--ks 2,4] [--bf16] [--bf16-head] [--draft-file F]... [--costs-only]\n"
+				"(MODEL defaults to $OPTSTUDIO_DEMO_MODEL; R in 1..32)\n");
 		return 2;
 	}
 	os_error err;
@@ -216,18 +231,31 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_spec: %s\n", err.msg);
 		return 1;
 	}
-	/* drafts: the target's file at BF16, n-grams, then any --draft-file (e.g. a quantized
-	 * copy of the target), each checked for the target's tokenizer */
-	bench_draft *bd = &drafts[n_drafts++];
-	snprintf(bd->label, sizeof bd->label, "self:bf16");
-	bd->kind = SPEC_DRAFT_MODEL;
-	if (model_open_gguf(&bd->m, f, &lo_d, &err) || engine_new(&bd->e, bd->m, be, &eo, &err)) {
-		fprintf(stderr, "bench_spec: BF16 self-draft: %s\n", err.msg);
-		return 1;
+	/* drafts: the quantized self-copies, n-grams, then the optional ones */
+	static const char *kinds[] = {"int8", "int4", "fp8"};
+	for (size_t i = 0; i < (size_t)(bf16_head ? 4 : 3); i++) {
+		bench_draft *bd = &drafts[n_drafts++];
+		const char *kind = kinds[i < 3 ? i : 0];
+		snprintf(bd->label, sizeof bd->label, "self:%s%s", kind, i < 3 ? "" : "/bf16-head");
+		bd->kind = SPEC_DRAFT_MODEL;
+		if (self_quant_draft(f, kind, i >= 3, &bd->m, &err) ||
+		    engine_new(&bd->e, bd->m, be, &eo, &err)) {
+			fprintf(stderr, "bench_spec: self:%s draft: %s\n", kind, err.msg);
+			return 1;
+		}
 	}
-	bd = &drafts[n_drafts++];
+	bench_draft *bd = &drafts[n_drafts++];
 	snprintf(bd->label, sizeof bd->label, "ngram");
 	bd->kind = SPEC_DRAFT_NGRAM;
+	if (with_bf16) {
+		bd = &drafts[n_drafts++];
+		snprintf(bd->label, sizeof bd->label, "self:bf16");
+		bd->kind = SPEC_DRAFT_MODEL;
+		if (model_open_gguf(&bd->m, f, &lo_d, &err) || engine_new(&bd->e, bd->m, be, &eo, &err)) {
+			fprintf(stderr, "bench_spec: BF16 self-draft: %s\n", err.msg);
+			return 1;
+		}
+	}
 	for (size_t i = 0; i < n_files; i++) {
 		bd = &drafts[n_drafts];
 		const char *base = strrchr(files[i], '/');
@@ -240,15 +268,48 @@ int main(int argc, char **argv)
 		}
 		n_drafts++;
 	}
-	for (size_t i = 0; i < n_drafts; i++) {
-		static const size_t ks_model[] = {1, 2, 4, 8}, ks_ngram[] = {2, 4, 8};
-		bool ng = drafts[i].kind == SPEC_DRAFT_NGRAM;
-		drafts[i].n_ks = ng ? 3 : 4;
-		memcpy(drafts[i].ks, ng ? ks_ngram : ks_model, drafts[i].n_ks * sizeof(size_t));
+
+	/* the costs first: c per draft and v_k, interleaved (target, each draft) rounds */
+	double tt1[8] = {0}, tv[MAX_KS][8] = {{0}}, td[MAX_DRAFTS][8] = {{0}};
+	int rc = 0;
+	for (int round = 0; round < 7 && !rc; round++) {
+		rc = time_forward(et, 1, 5, &tt1[round], &err);
+		for (size_t i = 0; i < n_ks && !rc; i++)
+			rc = time_forward(et, ks[i] + 1, 5, &tv[i][round], &err);
+		for (size_t d = 0; d < n_drafts && !rc; d++)
+			if (drafts[d].e)
+				rc = time_forward(drafts[d].e, 1, 5, &td[d][round], &err);
 	}
+	if (rc) {
+		fprintf(stderr, "bench_spec: timing: %s\n", err.msg);
+		return 1;
+	}
+	double t1 = median(tt1, 7), vk[MAX_KS];
+	for (size_t i = 0; i < n_ks; i++)
+		vk[i] = median(tv[i], 7) / t1;
+	printf("bench_spec: %s, target F32, %zu new tokens per run, greedy, %zu A/B pairs per "
+	       "cell; machine shared: medians, spread = min..max of the pairwise speed-ups\n\n",
+	       path, n_new, reps);
+	printf("forward cost (median of 7 interleaved rounds, each a median of 5, after a "
+	       "64-token context):\n  target F32, 1 token: %.2f ms (%.1f MB per step)\n", t1,
+	       model_step_bytes(mt) / 1e6);
+	for (size_t i = 0; i < n_ks; i++)
+		printf("  verify k=%zu (%zu tokens): v = %.2f target steps\n", ks[i], ks[i] + 1, vk[i]);
+	for (size_t d = 0; d < n_drafts; d++) {
+		bench_draft *dr = &drafts[d];
+		if (!dr->e)
+			continue;
+		dr->c = median(td[d], 7) / t1;
+		dr->c_bytes = (double)model_step_bytes(dr->m) / (double)model_step_bytes(mt);
+		printf("  draft %-22s 1 token: %.2f ms, c = %.3f target steps (step bytes %.1f MB, "
+		       "ratio %.3f)\n", dr->label, median(td[d], 7), dr->c,
+		       model_step_bytes(dr->m) / 1e6, dr->c_bytes);
+	}
+	if (costs_only)
+		goto out;
+
 	int32_t stop[2] = {tokenizer_eos(tok), -1};
 	size_t n_stop = stop[0] >= 0 ? 1 : 0;
-
 	bench_prompt prompts[3] = {
 		{"chat", strdup("What are three simple tips for staying healthy? Explain each briefly.")},
 		{"code", strdup("Write a Python function that returns the n-th Fibonacci number "
@@ -260,16 +321,13 @@ int main(int argc, char **argv)
 	if (prompts[2].text)
 		snprintf(prompts[2].text, plen, "%s\n\nSummarise the passage above in three "
 			 "sentences, reusing its wording.", passage);
-	printf("bench_spec: %s, target F32, %zu new tokens per run, greedy; machine shared and "
-	       "noisy: compare within a row, not across runs\n\n", path, n_new);
-	printf("speedup: against a plain run of the same prompt made right before each row\n");
-	printf("%-8s %-22s %5s %8s %8s %7s %7s %7s %8s %s\n", "prompt", "draft", "k", "tok/s",
-	       "speedup", "accept", "meanlen", "draft%", "verify%", "identical");
+	printf("\nexpected = (1 - a^(k+1)) / ((1 - a)(k c + 1)) with a = the cell's acceptance, c "
+	       "measured above; expected_v: with v_k in place of 1\n");
+	printf("%-8s %-22s %4s %7s %7s %8s %11s %7s %7s %8s %10s %5s\n", "prompt", "draft", "k",
+	       "tok/s", "plain", "speedup", "spread", "accept", "meanlen", "expected", "expected_v",
+	       "same");
 	fflush(stdout);
-
-	spec_metrics tot_base = {0};
-	int rc = 0;
-	for (size_t pi = 0; pi < 3 && !rc && !costs_only; pi++) {
+	for (size_t pi = 0; pi < 3 && !rc; pi++) {
 		chat_message msg = {"user", prompts[pi].text};
 		char *text = NULL;
 		size_t tlen;
@@ -284,76 +342,87 @@ int main(int argc, char **argv)
 			break;
 		}
 		free(text);
-		run_result base, r;
+		run_result base;
 		if ((rc = run_one(et, NULL, SPEC_DRAFT_NONE, 1, false, stop, n_stop, ids, n_ids, n_new,
 				  &base, &err)))
 			break;
-		double base_tps = spec_metrics_tok_s(&base.m);
-		printf("%-8s %-22s %5s %8.1f %8s %7s %7s %7s %8s (%zu prompt tokens, %zu "
-		       "generated)\n", prompts[pi].kind, "none", "-", base_tps, "1.00x", "-", "1.00",
-		       "-", "100", n_ids, base.n_out);
-		fflush(stdout);
+		printf("%-8s (%zu prompt tokens, %zu generated)\n", prompts[pi].kind, n_ids,
+		       base.n_out);
 		for (size_t di = 0; di < n_drafts && !rc; di++) {
 			bench_draft *dr = &drafts[di];
-			for (size_t ki = 0; ki <= dr->n_ks && !rc; ki++) {
-				bool adaptive = ki == dr->n_ks;
-				size_t k = adaptive ? 4 : dr->ks[ki];
-				/* a plain run right before each speculative one: the speed-up is
-				 * against this adjacent baseline, which tames a noisy machine */
-				run_result b2;
-				if ((rc = run_one(et, NULL, SPEC_DRAFT_NONE, 1, false, stop, n_stop, ids,
-						  n_ids, n_new, &b2, &err)))
+			for (size_t ki = 0; ki <= n_ks && !rc; ki++) {
+				bool adaptive = ki == n_ks;
+				size_t k = adaptive ? 4 : ks[ki];
+				double tps[32], btps[32], sp[32], lo = 1e9, hi = 0;
+				spec_metrics cell = {0};
+				bool same = true;
+				for (size_t r = 0; r < reps && !rc; r++) {
+					run_result b2, rr;
+					if ((rc = run_one(et, NULL, SPEC_DRAFT_NONE, 1, false, stop, n_stop,
+							  ids, n_ids, n_new, &b2, &err)))
+						break;
+					btps[r] = spec_metrics_tok_s(&b2.m);
+					free(b2.out);
+					if ((rc = run_one(et, dr->e, dr->kind, k, adaptive, stop, n_stop,
+							  ids, n_ids, n_new, &rr, &err)))
+						break;
+					tps[r] = spec_metrics_tok_s(&rr.m);
+					sp[r] = btps[r] > 0 ? tps[r] / btps[r] : 0;
+					lo = sp[r] < lo ? sp[r] : lo;
+					hi = sp[r] > hi ? sp[r] : hi;
+					same = same && same_output(&base, &rr);
+					spec_metrics_add(&cell, &rr.m);
+					free(rr.out);
+				}
+				if (rc)
 					break;
-				base_tps = spec_metrics_tok_s(&b2.m);
-				spec_metrics_add(&tot_base, &b2.m);
-				free(b2.out);
-				if ((rc = run_one(et, dr->e, dr->kind, k, adaptive, stop, n_stop, ids,
-						  n_ids, n_new, &r, &err)))
-					break;
-				double tps = spec_metrics_tok_s(&r.m), dm = r.m.decode_ms;
-				char kbuf[16];
+				double a = spec_metrics_acceptance(&cell), c = dr->e ? dr->c : 0;
+				double gain = a < 1 ? (1 - pow(a, (double)k + 1)) / (1 - a) : (double)k + 1;
+				char kbuf[16], ebuf[16] = "-", evbuf[16] = "-", spread[32];
 				snprintf(kbuf, sizeof kbuf, adaptive ? "auto" : "%zu", k);
-				printf("%-8s %-22s %5s %8.1f %7.2fx %6.1f%% %7.2f %7.0f %8.0f %s\n",
-				       prompts[pi].kind, dr->label, kbuf, tps,
-				       base_tps > 0 ? tps / base_tps : 0,
-				       100 * spec_metrics_acceptance(&r.m),
-				       spec_metrics_mean_accepted(&r.m), 100 * r.m.draft_ms / dm,
-				       100 * r.m.verify_ms / dm, same_output(&base, &r) ? "yes" : "NO");
+				if (!adaptive) {
+					snprintf(ebuf, sizeof ebuf, "%.2fx", gain / ((double)k * c + 1));
+					snprintf(evbuf, sizeof evbuf, "%.2fx",
+						 gain / ((double)k * c + vk[ki]));
+				}
+				double msp = median(sp, reps);
+				snprintf(spread, sizeof spread, "%.2f..%.2f", lo, hi);
+				printf("%-8s %-22s %4s %7.1f %7.1f %7.2fx %11s %6.1f%% %7.2f %8s %10s %5s\n",
+				       prompts[pi].kind, dr->label, kbuf, median(tps, reps),
+				       median(btps, reps), msp, spread, 100 * a,
+				       spec_metrics_mean_accepted(&cell), ebuf, evbuf,
+				       same ? "yes" : "NO");
 				fflush(stdout);
-				if (!same_output(&base, &r))
+				if (!same)
 					rc = 3;
-				spec_metrics_add(adaptive ? &dr->tot : &dr->by_k[ki], &r.m);
-				free(r.out);
+				spec_metrics_add(&dr->by_k[ki], &cell);
+				dr->speedup[ki] += msp / 3;
 			}
 		}
 		free(base.out);
 		free(ids);
 	}
-	if (!rc && print_costs(et, drafts[0].e, &err))
-		rc = 1;
 	if (rc == 1 || (rc && rc != 3))
 		fprintf(stderr, "bench_spec: %s\n", err.msg);
 	for (size_t pi = 0; pi < 3; pi++)
 		free(prompts[pi].text);
-	if (costs_only)
+	if (rc)
 		goto out;
 	printf("\nacceptance by k (all prompts): acceptance, tokens per target call, acceptance "
-	       "at positions 1..k (%%), tok/s\n");
+	       "at positions 1..k (%%), mean over prompts of the median speed-up\n");
 	for (size_t di = 0; di < n_drafts; di++) {
 		bench_draft *dr = &drafts[di];
-		for (size_t i = 0; i < dr->n_ks; i++) {
-			printf("  %-22s k=%-2zu %5.1f%% %5.2f  [", dr->label, dr->ks[i],
-			       100 * spec_metrics_acceptance(&dr->by_k[i]),
-			       spec_metrics_mean_accepted(&dr->by_k[i]));
-			for (size_t j = 0; j < dr->ks[i]; j++)
-				printf("%s%.0f", j ? " " : "",
-				       100 * spec_metrics_acceptance_at(&dr->by_k[i], j));
-			printf("] %.1f tok/s\n", spec_metrics_tok_s(&dr->by_k[i]));
+		for (size_t i = 0; i <= n_ks; i++) {
+			bool adaptive = i == n_ks;
+			const spec_metrics *m = &dr->by_k[i];
+			char kbuf[16];
+			snprintf(kbuf, sizeof kbuf, adaptive ? "auto" : "%zu", adaptive ? 0 : ks[i]);
+			printf("  %-22s k=%-4s %5.1f%% %5.2f  [", dr->label, kbuf,
+			       100 * spec_metrics_acceptance(m), spec_metrics_mean_accepted(m));
+			for (size_t j = 0; j < SPEC_MAX_K && m->proposed_at[j]; j++)
+				printf("%s%.0f", j ? " " : "", 100 * spec_metrics_acceptance_at(m, j));
+			printf("] %.2fx\n", dr->speedup[i]);
 		}
-		printf("  %-22s auto %4.1f%% %5.2f  %.1f tok/s (plain runs overall %.1f tok/s)\n",
-		       dr->label, 100 * spec_metrics_acceptance(&dr->tot),
-		       spec_metrics_mean_accepted(&dr->tot), spec_metrics_tok_s(&dr->tot),
-		       spec_metrics_tok_s(&tot_base));
 	}
 out:
 	for (size_t di = 0; di < n_drafts; di++) {

@@ -1,10 +1,12 @@
 /* test_jobspec.c: job spec parsing, validation (every problem with its path),
  * OverrideEnvironment mapping, and the property parse(print(x)) == x on random specs. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/jobs/pipeline.h"
 #include "core/jobs/spec.h"
 #include "tests/test.h"
 
@@ -258,6 +260,8 @@ static job_spec *rand_spec(uint64_t *rng)
 		}
 		if (test_rand_next(rng) % 2)
 			s->evaluation.baseline = rand_name(rng);
+		if (test_rand_next(rng) % 2)
+			s->evaluation.text = rand_name(rng);
 		if (test_rand_next(rng) % 2) {
 			s->has_speculative = true;
 			s->speculative.draft = test_rand_next(rng) % 2 ? strdup("ngram") : rand_name(rng);
@@ -311,6 +315,52 @@ TEST(test_parse_print_roundtrip)
 	}
 }
 
+/* Every example spec in examples/jobs parses (names unchecked) and has a plan: a spec with
+ * evaluation or speculative decoding is accepted, and asks for the evaluate stage. */
+static void test_examples_accepted(void)
+{
+	DIR *d = opendir("examples/jobs");
+	if (!d) {
+		SKIP("examples/jobs not found from the working directory");
+	}
+	size_t n_files = 0, n_eval = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;
+		char path[512];
+		snprintf(path, sizeof path, "examples/jobs/%s", de->d_name);
+		FILE *f = fopen(path, "rb");
+		CHECK(f != NULL);
+		if (!f)
+			continue;
+		char buf[8192];
+		size_t n = fread(buf, 1, sizeof buf, f);
+		fclose(f);
+		job_spec *s = NULL;
+		os_error err = {0};
+		CHECK_MSG(job_spec_parse(buf, n, NULL, &s, NULL, &err) == OS_OK, "%s: %s", path,
+			  err.msg);
+		if (!s)
+			continue;
+		n_files++;
+		const char *plan[8];
+		size_t n_plan = 0;
+		CHECK_MSG(pipeline_plan(s, plan, 8, &n_plan, &err) == OS_OK, "%s: %s", path, err.msg);
+		bool has_eval = false;
+		for (size_t i = 0; i < n_plan && i < 8; i++)
+			has_eval |= strcmp(plan[i], "evaluate") == 0;
+		CHECK_MSG(has_eval == s->has_evaluation, "%s: evaluate stage planned %d", path,
+			  (int)has_eval);
+		n_eval += s->has_evaluation;
+		job_spec_free(s);
+	}
+	closedir(d);
+	CHECK(n_files >= 4);
+	CHECK(n_eval >= 2);
+}
+
 int main(void)
 {
 	RUN(test_minimal_spec);
@@ -319,5 +369,6 @@ int main(void)
 	RUN(test_nothing_asked_and_bad_json);
 	RUN(test_override_environment);
 	RUN(test_parse_print_roundtrip);
+	RUN(test_examples_accepted);
 	return test_summary();
 }

@@ -432,6 +432,18 @@ TEST(test_elementwise_vs_generic)
 			if (n > 2)
 				CHECK(r2[1] == 0.0f);
 
+			/* exp_sum: softmax's numerator and its sum, against a shifted max */
+			for (size_t i = 0; i < N; i++)
+				r1[i] = r2[i] = 8.0f * x[i];
+			if (n > 2)
+				r1[1] = r2[1] = -INFINITY;
+			float es1 = gen->exp_sum(r1, n, 3.5f), es2 = ks->exp_sum(r2, n, 3.5f);
+			CHECK_VEC("exp_sum", ks, r2, r1, n + 1, 1e-5, 1e-9);
+			CHECK_MSG(fabsf(es1 - es2) <= 1e-5f * es1, "exp_sum %s n %zu: sum %.9g vs %.9g",
+				  ks->name, n, es2, es1);
+			if (n > 2)
+				CHECK(r2[1] == 0.0f);
+
 			for (size_t i = 0; i < N; i++)
 				r1[i] = r2[i] = 12.0f * x[i];
 			gen->swiglu(r1, r1, u, n);
@@ -448,6 +460,59 @@ TEST(test_elementwise_vs_generic)
 			CHECK(memcmp(b1, b2, sizeof b1) == 0);
 		}
 	}
+}
+
+/* gemm_nn (attention's small products): every set against float64 with the error bound of
+ * an f32 sum, at awkward shapes, with and without accumulation, with row strides wider than
+ * the rows (the padding between rows must stay untouched). */
+TEST(test_gemm_nn)
+{
+	uint64_t s = seed0 ^ 0x6e33;
+	static const size_t ms[] = {1, 2, 3, 5, 8, 9, 48}, ks_[] = {0, 1, 5, 16, 24, 64},
+			    ns[] = {1, 5, 16, 17, 24, 33, 64, 65, 130};
+	enum { MAXM = 48, MAXK = 64, MAXN = 130, PAD = 3 };
+	static float X[MAXM * (MAXK + PAD)], B[MAXK * (MAXN + PAD)], Y0[MAXM * (MAXN + PAD)],
+		Y[MAXM * (MAXN + PAD)];
+	static double R[MAXM * (MAXN + PAD)], S[MAXM * (MAXN + PAD)];
+	for (size_t a = 0; a < COUNT(ms); a++)
+		for (size_t b = 0; b < COUNT(ks_); b++)
+			for (size_t c = 0; c < COUNT(ns); c++)
+				for (int acc = 0; acc < 2; acc++) {
+					size_t m = ms[a], k = ks_[b], n = ns[c];
+					size_t ldx = k + PAD, ldb = n + PAD, ldy = n + PAD;
+					fill(X, COUNT(X), &s);
+					fill(B, COUNT(B), &s);
+					fill(Y0, COUNT(Y0), &s);
+					for (size_t i = 0; i < m; i++)
+						for (size_t j = 0; j < ldy; j++) {
+							double r = j >= n || acc ? Y0[i * ldy + j] : 0.0, sc = fabs(r);
+							for (size_t p = 0; j < n && p < k; p++) {
+								double t = (double)X[i * ldx + p] * B[p * ldb + j];
+								r += t;
+								sc += fabs(t);
+							}
+							R[i * ldy + j] = r; /* padding (j >= n): untouched */
+							S[i * ldy + j] = sc;
+						}
+					for (int v = 0; v < CPU_ISA_COUNT; v++) {
+						const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+						if (!ks)
+							continue;
+						memcpy(Y, Y0, sizeof Y);
+						ks->gemm_nn(Y, ldy, X, ldx, B, ldb, m, k, n, acc);
+						size_t bad = SIZE_MAX;
+						for (size_t e = 0; e < m * ldy && bad == SIZE_MAX; e++)
+							if (!(fabs(Y[e] - R[e]) <= tol_for(k + 1, S[e])))
+								bad = e;
+						CHECK_MSG(bad == SIZE_MAX,
+							  "gemm_nn %s m %zu k %zu n %zu acc %d: [%zu] %.9g vs %.9g",
+							  ks->name, m, k, n, acc, bad, Y[bad], R[bad]);
+						for (size_t e = m * ldy; e < COUNT(Y); e++)
+							bad = Y[e] != Y0[e] ? e : bad;
+						CHECK_MSG(bad == SIZE_MAX, "gemm_nn %s wrote past row m - 1",
+							  ks->name);
+					}
+				}
 }
 
 /* f32 -> bf16 rounding is bit-exact with numerics.h on special values: NaN, Inf,
@@ -592,6 +657,7 @@ int main(void)
 	RUN(test_matmul_threaded_large);
 	RUN(test_matmul_prefill_shapes);
 	RUN(test_elementwise_vs_generic);
+	RUN(test_gemm_nn);
 	RUN(test_bf16_rounding_special);
 	RUN(test_rope);
 	RUN(test_rope_wide_head);

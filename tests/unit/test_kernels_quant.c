@@ -537,6 +537,120 @@ TEST(threads_do_not_change_results)
 	free(W), free(X), free(Y1), free(Yn);
 }
 
+/* ---- the prefill path (n_tok >= CPU_QTILE_MIN_TOK) ------------------------------------------ */
+
+/* The wrappers' decoded-tile path of every set, threaded and not, against the generic tile
+ * kernels called directly (which never take it): FP8 W8A16, FP8 W8A8 (activations quantized
+ * per token by the generic quantizer, then the scales) and INT4, within the f32 summation
+ * bound; and the decoders bit-identical to the generic ones. */
+TEST(prefill_path_vs_twin)
+{
+	uint64_t seed = 0x9a1171;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	const cpu_qkernel_set *sets[CPU_ISA_COUNT + 1] = {&cpu_qkernels_generic};
+	size_t n_sets = 1 + simd_sets(sets + 1);
+	threadpool *pool;
+	CHECK(threadpool_new(&pool, 2, NULL) == OS_OK);
+	const cpu_qkernel_set *g = &cpu_qkernels_generic;
+	float lut[256];
+	num_e4m3_table(lut);
+	const size_t toks[] = {CPU_QTILE_MIN_TOK, 45, 130};
+	const size_t ins[] = {64, 160, 576, 1536}, outs[] = {17, 300};
+	for (size_t a = 0; a < N_OF(ins); a++)
+		for (size_t b = 0; b < N_OF(outs); b++)
+			for (size_t c = 0; c < N_OF(toks); c++) {
+				size_t n_in = ins[a], n_out = outs[b], n_tok = toks[c];
+				size_t group = n_in % 64 == 0 ? 64 : 32, ng = n_in / group;
+				float *X = malloc(n_tok * n_in * 4), *Xd = malloc(n_tok * n_in * 4);
+				float *xs = malloc(n_tok * 4), *sw = malloc(n_out * 4);
+				float *i4s = malloc(n_out * ng * 4), *Wd = malloc(n_out * n_in * 4);
+				float *Wd2 = malloc(n_out * n_in * 4);
+				float *R = malloc(n_tok * n_out * 4), *Y = malloc(n_tok * n_out * 4);
+				float *Y1 = malloc(n_tok * n_out * 4);
+				uint8_t *W8 = malloc(n_out * n_in), *W4 = malloc(n_out * n_in / 2);
+				uint8_t *z = malloc(n_out * ng);
+				CHECK(X && Xd && xs && sw && i4s && Wd && Wd2 && R && Y && Y1 && W8 && W4 && z);
+				fill_x(X, n_tok * n_in, &seed);
+				fill_e4m3(W8, n_out * n_in, &seed);
+				fill_scales(sw, n_out, &seed);
+				fill_scales(i4s, n_out * ng, &seed);
+				for (size_t i = 0; i < n_out * n_in / 2; i++)
+					W4[i] = (uint8_t)test_rand_next(&seed);
+				for (size_t i = 0; i < n_out * ng; i++)
+					z[i] = (uint8_t)(test_rand_next(&seed) % 16);
+				for (int v = 0; v < 3; v++) {
+					/* the reference, and |terms| for the bound (per output, scaled) */
+					const float *Xr = X;
+					if (v == 1) {
+						g->quantize_e4m3_act(Xd, xs, X, n_tok, n_in);
+						Xr = Xd;
+					}
+					if (v < 2)
+						g->matmul_fp8(R, Xr, W8, sw, n_tok, n_in, n_out, 0, n_out);
+					else
+						g->matmul_i4(R, X, W4, i4s, z, group, n_tok, n_in, n_out, 0,
+							     n_out);
+					for (size_t o = 0; o < n_out; o++)
+						g->decode_i4_row(Wd + o * n_in, W4 + o * n_in / 2, i4s + o * ng,
+								 z + o * ng, group, n_in);
+					for (size_t si = 0; si < n_sets; si++) {
+						const cpu_qkernel_set *qk = sets[si];
+						/* decoders: bit-identical */
+						qk->decode_fp8(Wd2, W8, n_out * n_in);
+						for (size_t i = 0; i < n_out * n_in; i++)
+							if (memcmp(&Wd2[i], &lut[W8[i]], 4)) {
+								CHECK_MSG(0, "%s decode_fp8 [%zu]", qk->name, i);
+								break;
+							}
+						for (size_t o = 0; o < n_out; o++)
+							qk->decode_i4_row(Wd2 + o * n_in, W4 + o * n_in / 2,
+									  i4s + o * ng, z + o * ng, group, n_in);
+						CHECK_MSG(!memcmp(Wd, Wd2, n_out * n_in * 4), "%s decode_i4",
+							  qk->name);
+						for (int p = 0; p < 2; p++) {
+							threadpool *tp = p ? pool : NULL;
+							float *out = p ? Y1 : Y;
+							int rc = v < 2 ? cpu_qmatmul_fp8(tp, qk, out, X, W8, sw, n_tok,
+											 n_in, n_out, v == 1)
+								       : cpu_qmatmul_i4(tp, qk, out, X, W4, i4s, z,
+											group, n_tok, n_in, n_out);
+							CHECK(rc == OS_OK);
+						}
+						CHECK_MSG(!memcmp(Y, Y1, n_tok * n_out * 4),
+							  "%s variant %d: threads change the result", qk->name, v);
+						int bad = 0;
+						for (size_t t = 0; t < n_tok && !bad; t++)
+							for (size_t o = 0; o < n_out && !bad; o++) {
+								double abs_sum = 0;
+								for (size_t k = 0; k < n_in; k++)
+									abs_sum += v < 2 ? fabs(Xr[t * n_in + k] *
+												lut[W8[o * n_in + k]])
+											 : fabs(X[t * n_in + k] *
+												Wd[o * n_in + k]);
+								double want = R[t * n_out + o];
+								if (v < 2)
+									abs_sum *= sw[o];
+								if (v == 1) {
+									want *= xs[t];
+									abs_sum *= xs[t];
+								}
+								double got = Y[t * n_out + o];
+								if (!close_sum(got, want, abs_sum, n_in)) {
+									CHECK_MSG(0, "%s variant %d %zux%zu tok %zu "
+										  "[%zu][%zu]: %.9g vs %.9g",
+										  qk->name, v, n_out, n_in, n_tok, t, o,
+										  got, want);
+									bad = 1;
+								}
+							}
+					}
+				}
+				free(X), free(Xd), free(xs), free(sw), free(i4s), free(Wd), free(Wd2);
+				free(R), free(Y), free(Y1), free(W8), free(W4), free(z);
+			}
+	threadpool_free(pool);
+}
+
 /* ---- quantize -> dequantize error bounds ---------------------------------------------------- */
 
 TEST(quantize_error_bounds)
@@ -627,6 +741,7 @@ int main(void)
 	RUN(activation_quantizers_bit_exact);
 	RUN(generic_vs_float64);
 	RUN(threads_do_not_change_results);
+	RUN(prefill_path_vs_twin);
 	RUN(quantize_error_bounds);
 	return test_summary();
 }

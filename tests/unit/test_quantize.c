@@ -130,8 +130,8 @@ TEST(test_methods)
 	r = quant_recipe_default(QUANT_INT4_RTN);
 	r.group = 48;
 	CHECK_EQ_INT(quant_recipe_check(&r, &err), OS_EUSAGE);
-	/* the policy: block matrices take the method's format, the head FP8, INT4 groups fall
-	 * back to what divides the width */
+	/* the policy: block matrices take the method's format, the head BF16 by default, INT4
+	 * groups fall back to what divides the width */
 	int fmt;
 	size_t g;
 	r.group = 128;
@@ -140,7 +140,35 @@ TEST(test_methods)
 	CHECK(!quant_matrix_format(&r, "blk.0.ffn_down.weight", 1536, &fmt, &g, NULL));
 	CHECK(fmt == BE_WFMT_I4 && g == 128);
 	CHECK(!quant_matrix_format(&r, "token_embd.weight", 576, &fmt, &g, NULL));
-	CHECK(fmt == BE_WFMT_FP8 && g == 0);
+	CHECK(fmt == BE_WFMT_BF16 && g == 0);
+	CHECK(!quant_matrix_format(&r, "output.weight", 576, &fmt, &g, NULL));
+	CHECK(fmt == BE_WFMT_BF16 && g == 0);
+	r.head = QUANT_HEAD_F32;
+	CHECK(!quant_matrix_format(&r, "output.weight", 576, &fmt, &g, NULL));
+	CHECK(fmt == BE_WFMT_F32 && g == 0);
+	r.head = QUANT_HEAD_METHOD;
+	CHECK(!quant_matrix_format(&r, "token_embd.weight", 576, &fmt, &g, NULL));
+	CHECK(fmt == BE_WFMT_I4 && g == 64);
+	quant_recipe r8 = quant_recipe_default(QUANT_FP8_W8A8);
+	r8.head = QUANT_HEAD_METHOD;
+	CHECK(!quant_matrix_format(&r8, "output.weight", 576, &fmt, &g, NULL));
+	CHECK(fmt == BE_WFMT_FP8_W8A8 && g == 0);
+	r8.head = (quant_head)7;
+	CHECK_EQ_INT(quant_recipe_check(&r8, &err), OS_EUSAGE);
+	quant_head h;
+	for (int k = QUANT_HEAD_BF16; k <= QUANT_HEAD_METHOD; k++) {
+		CHECK(!quant_head_parse(quant_head_name((quant_head)k), &h, NULL) && (int)h == k);
+		r.head = (quant_head)k;
+		char *j = quant_recipe_to_json(&r);
+		char want[40];
+		snprintf(want, sizeof want, "\"head\":\"%s\"", quant_head_name((quant_head)k));
+		CHECK_MSG(j && strstr(j, want), "%s", j ? j : "(null)");
+		free(j);
+	}
+	CHECK_EQ_INT(quant_head_parse("fp8", &h, &err), OS_EUSAGE);
+	CHECK(strstr(err.msg, "fp8") && strstr(err.msg, "method"));
+	CHECK_EQ_INT(quant_recipe_default(QUANT_FP8).head, QUANT_HEAD_BF16);
+	r.head = QUANT_HEAD_BF16;
 	CHECK_EQ_INT(quant_matrix_format(&r, "blk.0.attn_q.weight", 48, &fmt, &g, NULL),
 		     OS_EUNSUPPORTED);
 }
@@ -180,7 +208,7 @@ static int dequantized_copy(const char *path, const model *q, model **out)
 /* Bounds on the RMS logit error / RMS logit against F32 on the fixture's random weights,
  * about 2x what was measured (this random 2-layer model amplifies weight noise: 1% relative
  * noise on the block matrices moves its logits by 1.5%). E4M3 keeps 3 mantissa bits
- * (relative error up to 2^-4 per weight), and the head is FP8 for every method; W8A8 adds
+ * (relative error up to 2^-4 per weight), and the head is BF16 for every method; W8A8 adds
  * the same on activations; INT8 is about 2^-8 of a row's range per weight and activation;
  * INT4 about 1/30 of a group's range. */
 static const struct {
@@ -218,6 +246,13 @@ static void check_formats(const char *path)
 		       cases[k].group, e, cases[k].bound);
 		CHECK(e > 0 && e < cases[k].bound);
 		if (cases[k].exact_dequant) {
+			/* with the head in F32: a BF16 head rounds its input to bf16, and a
+			 * rounding flipped by the blocks' f32 summation order is ~2^-9 of it */
+			model_close(q);
+			q = open_model(path);
+			r.head = QUANT_HEAD_F32;
+			CHECK(!quant_model_apply(q, &r, NULL, NULL, NULL));
+			CHECK(!run_logits(q, ENGINE_KV_F32, toks, N_TOK, got));
 			model *d = NULL;
 			CHECK(!dequantized_copy(path, q, &d));
 			CHECK(!run_logits(d, ENGINE_KV_F32, toks, N_TOK, deq));
@@ -242,6 +277,46 @@ TEST(test_formats_tied)
 	check_formats(path_tied);
 }
 
+/* The head policy on the fixture: with the blocks in FP8, a BF16 head gives logits closer
+ * to F32 than an FP8 head (bf16 keeps 8 mantissa bits, E4M3 3), and an F32 head closer
+ * still or equal; tied and untied. */
+static void check_head_policy(const char *path)
+{
+	model *f = open_model(path);
+	CHECK(f);
+	size_t V = model_n_vocab(f);
+	int32_t toks[N_TOK];
+	random_tokens(toks, N_TOK, V);
+	float *ref = malloc(N_TOK * V * sizeof *ref), *got = malloc(N_TOK * V * sizeof *got);
+	CHECK(!run_logits(f, ENGINE_KV_F32, toks, N_TOK, ref));
+	double e[3];
+	const quant_head hs[3] = {QUANT_HEAD_F32, QUANT_HEAD_BF16, QUANT_HEAD_METHOD};
+	for (int k = 0; k < 3; k++) {
+		model *q = open_model(path);
+		quant_recipe r = recipe(QUANT_FP8, 128);
+		r.head = hs[k];
+		CHECK(!quant_model_apply(q, &r, NULL, NULL, NULL));
+		CHECK_EQ_INT(model_get_weights(q)->output.fmt,
+			     hs[k] == QUANT_HEAD_F32 ? BE_WFMT_F32 :
+			     hs[k] == QUANT_HEAD_BF16 ? BE_WFMT_BF16 : BE_WFMT_FP8);
+		CHECK(!run_logits(q, ENGINE_KV_F32, toks, N_TOK, got));
+		e[k] = rms_err(got, ref, N_TOK * V);
+		model_close(q);
+	}
+	printf("  %s: fp8 blocks, rms rel logit err vs F32: head f32 %.5f bf16 %.5f fp8 %.5f\n",
+	       path == path_tied ? "tied" : "untied", e[0], e[1], e[2]);
+	CHECK(e[1] < e[2]);
+	CHECK(e[0] <= e[1] * 1.05);
+	free(ref), free(got);
+	model_close(f);
+}
+
+TEST(test_head_policy)
+{
+	check_head_policy(path_untied);
+	check_head_policy(path_tied);
+}
+
 /* step bytes: every block matrix at its format's size, one embedding row, the head */
 TEST(test_step_bytes)
 {
@@ -256,8 +331,8 @@ TEST(test_step_bytes)
 	size_t g_d = D % 64 == 0 ? 64 : 32, g_f = F % 64 == 0 ? 64 : 32;
 	size_t layer = 2 * D * 4 + I4(D, D, g_d) * 2 + I4(kvd, D, g_d) * 2 + I4(F, D, g_d) * 2 +
 		       I4(D, F, g_f);
-	size_t head = V * D + V * 4; /* FP8 codes + row scales */
-	size_t want = c->n_layers * layer + D * 4 + (D + 4) + head;
+	size_t head = V * D * 2; /* BF16 (the default head policy) */
+	size_t want = c->n_layers * layer + D * 4 + D * 2 + head; /* norm, embedding row, head */
 	CHECK_EQ_INT(model_step_bytes(q), want);
 	model_close(q);
 #undef I4
@@ -272,7 +347,8 @@ static bool stop_at_3(void *ctx, const char *stage, size_t done, size_t total)
 	return done < 3;
 }
 
-static void check_roundtrip(const char *path, quant_method meth, size_t group, quant_kv kv)
+static void check_roundtrip(const char *path, quant_method meth, size_t group, quant_kv kv,
+			    quant_head head)
 {
 	gguf_file *src = NULL;
 	os_error err;
@@ -281,6 +357,7 @@ static void check_roundtrip(const char *path, quant_method meth, size_t group, q
 	CHECK(f && q);
 	quant_recipe r = recipe(meth, group);
 	r.kv = kv;
+	r.head = head;
 	char out[160];
 	path_in_dir(out, sizeof out, "q.gguf");
 	/* written from the F32 model (quantized on the fly) ... */
@@ -293,6 +370,19 @@ static void check_roundtrip(const char *path, quant_method meth, size_t group, q
 	CHECK_EQ_INT(model_step_bytes(l), model_step_bytes(q));
 	CHECK_EQ_INT(model_n_params(l), model_n_params(q));
 	CHECK_EQ_INT(model_weight_format(l), model_weight_format(q));
+	/* the head keeps its policy's run-time format after the load (BF16 stays BF16) */
+	int head_fmt, ef;
+	size_t hg, eg;
+	CHECK(!quant_matrix_format(&r, "output.weight", model_get_config(l)->dim, &head_fmt, &hg,
+				   NULL));
+	const model_weights *lw = model_get_weights(l);
+	CHECK_EQ_INT(lw->token_embd.fmt, head_fmt);
+	CHECK_EQ_INT(lw->output.fmt, head_fmt);
+	CHECK_EQ_INT(lw->token_embd.fmt, model_get_weights(q)->token_embd.fmt);
+	CHECK(!quant_matrix_format(&r, "blk.0.attn_q.weight", model_get_config(l)->dim, &ef, &eg,
+				   NULL));
+	CHECK_EQ_INT(model_weight_format(l), ef);
+	CHECK_EQ_INT(lw->output.group, hg);
 	CHECK_EQ_INT(model_kv_format(l), kv == QUANT_KV_FP8 ? BE_KV_FP8 : kv == QUANT_KV_INT8 ?
 					 BE_KV_I8 : BE_KV_F32);
 	int kvt = kv == QUANT_KV_FP8 ? ENGINE_KV_FP8 : kv == QUANT_KV_INT8 ? ENGINE_KV_INT8 :
@@ -317,6 +407,10 @@ static void check_roundtrip(const char *path, quant_method meth, size_t group, q
 	CHECK(!gguf_get_str(g1, "optstudio.parent.sha256", &s, &len, NULL) && len == 6);
 	CHECK(!gguf_get_str(g1, "optstudio.recipe", &s, &len, NULL));
 	CHECK(memmem(s, len, quant_method_name(meth), strlen(quant_method_name(meth))));
+	CHECK(memmem(s, len, quant_head_name(head), strlen(quant_head_name(head))));
+	const gguf_tensor *ht = gguf_find_tensor(g1, "token_embd.weight");
+	CHECK(ht && ht->type == (head == QUANT_HEAD_BF16 ? GGML_TYPE_BF16 :
+				 head == QUANT_HEAD_F32 ? GGML_TYPE_F32 : ht->type));
 	/* generic tools can read every tensor */
 	for (size_t i = 0; i < gguf_n_tensors(g1); i++) {
 		const gguf_tensor *t = gguf_tensor_at(g1, i);
@@ -334,13 +428,18 @@ static void check_roundtrip(const char *path, quant_method meth, size_t group, q
 
 TEST(test_roundtrip)
 {
-	check_roundtrip(path_untied, QUANT_FP8, 128, QUANT_KV_MODEL);
-	check_roundtrip(path_untied, QUANT_FP8_W8A8, 128, QUANT_KV_FP8);
-	check_roundtrip(path_untied, QUANT_INT8_RTN, 128, QUANT_KV_INT8);
-	check_roundtrip(path_tied, QUANT_INT4_RTN, 128, QUANT_KV_MODEL);
-	check_roundtrip(path_tied, QUANT_INT4_RTN, 32, QUANT_KV_FP8);
-	check_roundtrip(path_big, QUANT_INT4_RTN, 128, QUANT_KV_INT8);
-	check_roundtrip(path_big, QUANT_INT8_SQ, 128, QUANT_KV_MODEL);
+	const quant_head bf = QUANT_HEAD_BF16, f32 = QUANT_HEAD_F32, meth = QUANT_HEAD_METHOD;
+	check_roundtrip(path_untied, QUANT_FP8, 128, QUANT_KV_MODEL, bf);
+	check_roundtrip(path_untied, QUANT_FP8, 128, QUANT_KV_MODEL, f32);
+	check_roundtrip(path_untied, QUANT_FP8, 128, QUANT_KV_MODEL, meth);
+	check_roundtrip(path_untied, QUANT_FP8_W8A8, 128, QUANT_KV_FP8, bf);
+	check_roundtrip(path_untied, QUANT_INT8_RTN, 128, QUANT_KV_INT8, meth);
+	check_roundtrip(path_tied, QUANT_INT4_RTN, 128, QUANT_KV_MODEL, bf);
+	check_roundtrip(path_tied, QUANT_INT4_RTN, 128, QUANT_KV_MODEL, f32);
+	check_roundtrip(path_tied, QUANT_INT4_RTN, 32, QUANT_KV_FP8, meth);
+	check_roundtrip(path_tied, QUANT_FP8_W8A8, 128, QUANT_KV_MODEL, meth);
+	check_roundtrip(path_big, QUANT_INT4_RTN, 128, QUANT_KV_INT8, bf);
+	check_roundtrip(path_big, QUANT_INT8_SQ, 128, QUANT_KV_MODEL, meth);
 }
 
 TEST(test_write_errors)
@@ -566,6 +665,7 @@ int main(void)
 	RUN(test_methods);
 	RUN(test_formats_untied);
 	RUN(test_formats_tied);
+	RUN(test_head_policy);
 	RUN(test_step_bytes);
 	RUN(test_roundtrip);
 	RUN(test_write_errors);

@@ -2,7 +2,8 @@
  * target alone (model draft of another seed, the same model, n-grams; k 1, 2, 4, 7, adaptive;
  * several sequences in one batch), the sampling distribution against the target's own
  * (chi-square on a small-vocabulary fixture), KV rollback, draft sources and the tokenizer
- * check; SmolLM2 (BF16 self-draft and n-grams) when OPTSTUDIO_DEMO_MODEL is set. */
+ * check, the quantized self-draft's build-once cache (core/optimize/self_draft.h); SmolLM2
+ * (BF16 and INT8 self-drafts, n-grams) when OPTSTUDIO_DEMO_MODEL is set. */
 #include "core/cpu/backend_cpu.h"
 #include "core/engine/draft.h"
 #include "core/engine/engine.h"
@@ -10,6 +11,8 @@
 #include "core/format/fixture.h"
 #include "core/format/gguf.h"
 #include "core/format/model_info.h"
+#include "core/format/sha256.h"
+#include "core/optimize/self_draft.h"
 #include "tests/test.h"
 
 #include <unistd.h>
@@ -682,11 +685,19 @@ TEST(test_draft_sources)
 	CHECK(ds.source == DRAFT_SRC_HUB && ds.name && !strcmp(ds.name, "draft"));
 	CHECK(strstr(ds.reason, "smallest"));
 	draft_spec_clear(&ds);
-	/* none compatible and smaller: self at BF16, the quantized copy named as the recommendation */
+	/* none compatible and smaller: the quantized self-copy, to be built above the engine;
+	 * until then it points at the target's own file at BF16 */
 	CHECK(draft_recommend(path_target, &ti, 1, c, 2, &ds, &err) == OS_OK);
-	CHECK(ds.source == DRAFT_SRC_SELF && ds.weight_format == BE_WFMT_BF16);
-	CHECK_MSG(strstr(ds.reason, "self:int8"), "%s", ds.reason);
+	CHECK(ds.source == DRAFT_SRC_SELF_QUANT && ds.weight_format == BE_WFMT_BF16);
+	CHECK(ds.path && !strcmp(ds.path, path_target));
+	CHECK_MSG(!strcmp(ds.label, "self:int8") && !strcmp(ds.self_quant, "int8"), "%s", ds.label);
+	CHECK_MSG(strstr(ds.reason, "INT8"), "%s", ds.reason);
 	draft_spec_clear(&ds);
+	CHECK_EQ_INT(draft_arg_kind("self:fp8"), DRAFT_ARG_SELF_QUANT);
+	CHECK(draft_self_quant(path_target, "int4", &ds, &err) == OS_OK);
+	CHECK(ds.source == DRAFT_SRC_SELF_QUANT && !strcmp(ds.label, "self:int4"));
+	draft_spec_clear(&ds);
+	CHECK(draft_self_quant(path_target, "int3", &ds, &err) == OS_EUSAGE);
 	char why[256];
 	model_info big = ti;
 	big.n_params = 7000000000ull;
@@ -694,7 +705,105 @@ TEST(test_draft_sources)
 	CHECK(!strcmp(draft_self_quant_recommendation(&ti, why, sizeof why), "self:int8"));
 }
 
-/* SmolLM2: greedy identity with the BF16 self-draft and n-grams. */
+/* Copies src over dst (whole file). */
+static int copy_file(const char *src, const char *dst)
+{
+	FILE *a = fopen(src, "rb"), *b = fopen(dst, "wb");
+	char buf[1 << 16];
+	size_t n;
+	int rc = a && b ? 0 : 1;
+	while (!rc && (n = fread(buf, 1, sizeof buf, a)) > 0)
+		rc = fwrite(buf, 1, n, b) != n;
+	if (a)
+		fclose(a);
+	if (b && fclose(b))
+		rc = 1;
+	return rc;
+}
+
+/* The quantized self-draft: built once into the cache, reused while valid, rebuilt when the
+ * cached file is truncated, of another parent or of another recipe; greedy output with it is
+ * the target's. */
+TEST(test_self_draft_cache)
+{
+	os_error err;
+	char arts[128], sha[SHA256_HEX_CHARS], path[4096];
+	path_in_dir(arts, sizeof arts, "artifacts");
+	CHECK(sha256_file(path_target, sha, &err) == OS_OK);
+	quant_recipe r8, r4;
+	CHECK(self_draft_recipe("int8", &r8, &err) == OS_OK);
+	CHECK(self_draft_recipe("int4", &r4, &err) == OS_OK);
+	CHECK(r8.method == QUANT_INT8_RTN && r8.head == QUANT_HEAD_METHOD);
+	CHECK(r4.method == QUANT_INT4_RTN);
+	CHECK(self_draft_recipe("int5", &r4, &err) == OS_EUSAGE);
+	CHECK(self_draft_recipe("int4", &r4, &err) == OS_OK);
+	self_draft_opts o = {.artifacts_dir = arts}; /* digest computed */
+	self_draft_result res;
+	CHECK_MSG(self_draft_ensure(path_target, &r8, &o, &res, &err) == OS_OK, "%s", err.msg);
+	CHECK(!res.cached && !res.rebuilt_why[0] && !strcmp(res.parent_sha256, sha));
+	CHECK_MSG(strstr(res.path, "/draft-") && strstr(res.path, "-int8.gguf"), "%s", res.path);
+	char want[64];
+	snprintf(want, sizeof want, "draft-%.16s-", sha);
+	CHECK_MSG(strstr(res.path, want), "%s", res.path);
+	snprintf(path, sizeof path, "%s", res.path);
+	/* second time: reused (the digest given, as the hub gives it) */
+	o.parent_sha256 = sha;
+	CHECK(self_draft_ensure(path_target, &r8, &o, &res, &err) == OS_OK);
+	CHECK(res.cached && res.build_s == 0 && !strcmp(res.path, path));
+	CHECK(self_draft_check(path, sha, &r8, &err) == OS_OK);
+	CHECK(self_draft_check(path, sha, &r4, &err) == OS_EFORMAT);
+	CHECK_MSG(strstr(err.msg, "optstudio.recipe"), "%s", err.msg);
+
+	/* greedy with the cached file as the draft is the target's, fixed and adaptive k */
+	loaded t, d;
+	CHECK(load(&t, path_target, BE_WFMT_F32) == 0);
+	CHECK(load(&d, path, BE_WFMT_F32) == 0);
+	if (t.e && d.e) {
+		double a = 0;
+		check_greedy_identity(&t, &d, SPEC_DRAFT_MODEL, 3, false, 2, &a);
+		check_greedy_identity(&t, &d, SPEC_DRAFT_MODEL, 4, true, 1, NULL);
+		printf("  fixture INT8 self-draft acceptance %.2f\n", a);
+		CHECK(a > 0.3); /* a copy of the target: agrees far more than chance (1/409) */
+		/* the draft really is quantized, head included */
+		CHECK(model_step_bytes(d.m) * 3 < model_step_bytes(t.m));
+	}
+	unload(&d);
+	unload(&t);
+
+	/* truncated: rejected (it no longer opens) and rebuilt */
+	CHECK(truncate(path, 1000) == 0);
+	CHECK(self_draft_check(path, sha, &r8, &err) != OS_OK);
+	CHECK_MSG(self_draft_ensure(path_target, &r8, &o, &res, &err) == OS_OK, "%s", err.msg);
+	CHECK_MSG(!res.cached && res.rebuilt_why[0], "%s", res.rebuilt_why);
+	CHECK(self_draft_check(path, sha, &r8, &err) == OS_OK);
+	/* another parent's copy under this name: rejected by optstudio.parent.sha256 */
+	char fake[SHA256_HEX_CHARS], other[4096];
+	memset(fake, 'a', 64);
+	fake[64] = 0;
+	self_draft_opts of = {.artifacts_dir = arts, .parent_sha256 = fake};
+	CHECK(self_draft_ensure(path_target, &r8, &of, &res, &err) == OS_OK);
+	snprintf(other, sizeof other, "%s", res.path);
+	CHECK(strcmp(other, path) != 0);
+	CHECK(copy_file(other, path) == 0);
+	CHECK(self_draft_ensure(path_target, &r8, &o, &res, &err) == OS_OK);
+	CHECK_MSG(!res.cached && strstr(res.rebuilt_why, "parent.sha256"), "%s", res.rebuilt_why);
+	/* an INT4 copy under the INT8 name: rejected by its recipe */
+	CHECK(self_draft_ensure(path_target, &r4, &o, &res, &err) == OS_OK);
+	CHECK(!res.cached && strstr(res.path, "-int4-rtn.gguf"));
+	CHECK(copy_file(res.path, path) == 0);
+	unlink(res.path);
+	CHECK(self_draft_ensure(path_target, &r8, &o, &res, &err) == OS_OK);
+	CHECK_MSG(!res.cached && strstr(res.rebuilt_why, "recipe"), "%s", res.rebuilt_why);
+	CHECK(self_draft_ensure(path_target, &r8, &o, &res, &err) == OS_OK && res.cached);
+	/* calibrating methods are refused: a self-draft is round to nearest */
+	quant_recipe awq = quant_recipe_default(QUANT_INT4_AWQ);
+	CHECK(self_draft_ensure(path_target, &awq, &o, &res, &err) == OS_EUSAGE);
+	unlink(path);
+	unlink(other);
+	rmdir(arts);
+}
+
+/* SmolLM2: greedy identity with the BF16 and INT8 self-drafts and n-grams. */
 TEST(test_smollm2)
 {
 	const char *path = getenv("OPTSTUDIO_DEMO_MODEL");
@@ -712,6 +821,23 @@ TEST(test_smollm2)
 	CHECK(a > 0.5);
 	check_greedy_identity(&t, NULL, SPEC_DRAFT_NGRAM, 4, false, 2, NULL);
 	check_greedy_identity(&t, &d, SPEC_DRAFT_MODEL, 2, true, 2, NULL);
+	unload(&d);
+	/* the INT8 self-draft (in memory, as its cache file loads) */
+	os_error err;
+	quant_recipe r;
+	model_load_opts lo = {.weight_format = BE_WFMT_F32};
+	engine_opts eo = {.kv_bytes = (size_t)16 << 20};
+	d.m = NULL;
+	d.e = NULL;
+	CHECK(self_draft_recipe("int8", &r, &err) == OS_OK);
+	CHECK_MSG(model_open(&d.m, path, &lo, &err) == OS_OK &&
+		  quant_model_apply(d.m, &r, NULL, NULL, &err) == OS_OK &&
+		  engine_new(&d.e, d.m, be, &eo, &err) == OS_OK, "%s", err.msg);
+	if (d.e) {
+		check_greedy_identity(&t, &d, SPEC_DRAFT_MODEL, 3, false, 1, &a);
+		printf("  SmolLM2 INT8 self-draft acceptance %.2f\n", a);
+		CHECK(a > 0.5);
+	}
 	unload(&d);
 	unload(&t);
 }
@@ -749,6 +875,7 @@ int main(void)
 	RUN(test_sampling_distribution);
 	RUN(test_bad_args);
 	RUN(test_draft_sources);
+	RUN(test_self_draft_cache);
 	RUN(test_smollm2);
 	backend_free(be);
 	unlink(path_target);

@@ -1,0 +1,226 @@
+/* test_backend_cpu.c: the CPU backend's rope and attention ops against plain float64
+ * definitions, for every kernel set, on random data at awkward shapes (several sequences,
+ * shuffled blocks of 5 slots, query groups longer than one attention tile, FP8 / INT8 KV). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cpu/backend_cpu.h"
+#include "core/numerics.h"
+#include "tests/test.h"
+
+static uint64_t seed = 0x5eedba5eull;
+
+/* The rope op at positions up to 8192 (in several calls, so the position table grows and
+ * is rebuilt for a new (head_dim, base)) against the float64 definition, within 1e-6 of the
+ * pair's magnitude, and bit for bit against cpu_rope of the same kernel set. */
+TEST(test_rope_op)
+{
+	printf("  seed %llu\n", (unsigned long long)seed);
+	uint64_t rng = seed;
+	enum { NQ = 3, NK = 1, N = 9 };
+	const size_t dims[] = {64, 6, 128};
+	const float bases[] = {10000.0f, 10000.0f, 500000.0f};
+	for (int v = 0; v < CPU_ISA_COUNT; v++) {
+		const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+		if (!ks)
+			continue;
+		backend *be = NULL;
+		backend_cpu_opts o = {.n_threads = 2, .kernels = ks};
+		CHECK(backend_cpu_new(&be, &o, NULL) == OS_OK);
+		if (!be)
+			return;
+		for (int call = 0; call < 9; call++) {
+			size_t hd = dims[call % 3];
+			float base = bases[call % 3];
+			float q[N * NQ * 128], k[N * NK * 128], q0[N * NQ * 128], k0[N * NK * 128];
+			float qr[N * NQ * 128];
+			int32_t pos[N];
+			for (size_t t = 0; t < N; t++)
+				pos[t] = (int32_t)(test_rand_next(&rng) % (call < 3 ? 300 : 8193));
+			pos[0] = call >= 6 ? 8192 : pos[0];
+			for (size_t e = 0; e < N * NQ * hd; e++)
+				q[e] = q0[e] = test_rand_float(&rng);
+			for (size_t e = 0; e < N * NK * hd; e++)
+				k[e] = k0[e] = test_rand_float(&rng);
+			memcpy(qr, q0, N * NQ * hd * sizeof *qr);
+			CHECK(be->ops->rope(be->ctx, q, NQ, k, NK, N, hd, pos, base) == OS_OK);
+			cpu_rope(ks, qr, N, NQ, hd, pos, base, CPU_ROPE_NORM);
+			CHECK(memcmp(q, qr, N * NQ * hd * sizeof *q) == 0);
+			double worst = 0.0;
+			for (size_t t = 0; t < N; t++)
+				for (size_t h = 0; h < NQ + NK; h++) {
+					const float *x0 = h < NQ ? q0 + (t * NQ + h) * hd
+								 : k0 + (t * NK + h - NQ) * hd;
+					const float *x = h < NQ ? q + (t * NQ + h) * hd
+								: k + (t * NK + h - NQ) * hd;
+					for (size_t i = 0; i < hd / 2; i++) {
+						double th = (double)pos[t] *
+							    pow((double)base, -2.0 * (double)i / (double)hd);
+						double a = x0[2 * i], b = x0[2 * i + 1];
+						double ra = a * cos(th) - b * sin(th);
+						double rb = a * sin(th) + b * cos(th);
+						double mag = fabs(a) + fabs(b) + 1e-30;
+						double e = fmax(fabs(x[2 * i] - ra), fabs(x[2 * i + 1] - rb)) / mag;
+						worst = e > worst ? e : worst;
+					}
+				}
+			CHECK_MSG(worst <= 1e-6, "%s hd %zu: rope rel err %g > 1e-6", ks->name, hd, worst);
+		}
+		backend_free(be);
+	}
+}
+
+/* The sequences of the attention test: seq s holds positions [0, len[s]) in the cache;
+ * the query batch is tokens of the sequences in the order below. */
+enum { HD = 24, NH = 6, NKV = 2, BT = 5, NSEQ = 3, MAXLEN = 60, NBLK = 40 };
+static const size_t seq_len[NSEQ] = {41, 23, 60};
+
+/* float64 attention for token (seq, pos), head h, from the values the cache holds:
+ * out[c] = sum_t softmax_t(q . K_t / sqrt(HD)) V_t[c] over t <= pos. */
+static void naive_attention(double *out, const float *q, const float *kc, const float *vc,
+			    size_t pos)
+{
+	double s[MAXLEN], m = -INFINITY, l = 0.0;
+	for (size_t t = 0; t <= pos; t++) {
+		double d = 0.0;
+		for (size_t c = 0; c < HD; c++)
+			d += (double)q[c] * kc[t * HD + c];
+		s[t] = d / sqrt((double)HD);
+		m = s[t] > m ? s[t] : m;
+	}
+	for (size_t c = 0; c < HD; c++)
+		out[c] = 0.0;
+	for (size_t t = 0; t <= pos; t++) {
+		double e = exp(s[t] - m);
+		l += e;
+		for (size_t c = 0; c < HD; c++)
+			out[c] += e * vc[t * HD + c];
+	}
+	for (size_t c = 0; c < HD; c++)
+		out[c] /= l;
+}
+
+/* The value of element (row, c) as the cache holds it (decoded for FP8 / INT8). */
+static float kv_value(const be_kv *kv, const float *e4m3, size_t row, size_t c)
+{
+	if (kv->fmt == BE_KV_F32)
+		return ((const float *)kv->data)[row + c];
+	uint8_t code = ((const uint8_t *)kv->data)[row + c];
+	float s = kv->scales[row / kv->head_dim + c / kv->head_dim];
+	return kv->fmt == BE_KV_FP8 ? e4m3[code] * s : (float)(int8_t)code * s;
+}
+
+TEST(test_attention_op)
+{
+	printf("  seed %llu\n", (unsigned long long)seed);
+	uint64_t rng = seed + 1;
+	float e4m3[256];
+	num_e4m3_table(e4m3);
+	/* block tables: a shuffled permutation of the blocks, split between the sequences */
+	int32_t perm[NBLK], tables[NSEQ][MAXLEN / BT + 1];
+	for (int i = 0; i < NBLK; i++)
+		perm[i] = i;
+	for (int i = NBLK - 1; i > 0; i--) {
+		int j = (int)(test_rand_next(&rng) % (uint64_t)(i + 1)), t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	for (int s = 0, n = 0; s < NSEQ; s++)
+		for (size_t b = 0; b <= MAXLEN / BT; b++)
+			tables[s][b] = perm[n++];
+	/* the query batch: seq 0 prefill of its last 35 tokens (more than one tile), seq 1 one
+	 * decode token, seq 2 its last 3 tokens, then seq 0's position 7 again (a repeat is
+	 * fine: attention only reads the cache) */
+	int32_t qseq[64], qpos[64];
+	size_t n = 0;
+	for (size_t p = seq_len[0] - 35; p < seq_len[0]; p++)
+		qseq[n] = 0, qpos[n++] = (int32_t)p;
+	qseq[n] = 1, qpos[n++] = (int32_t)seq_len[1] - 1;
+	for (size_t p = seq_len[2] - 3; p < seq_len[2]; p++)
+		qseq[n] = 2, qpos[n++] = (int32_t)p;
+	qseq[n] = 0, qpos[n++] = 7;
+	const int32_t *qtab[64];
+	for (size_t i = 0; i < n; i++)
+		qtab[i] = tables[qseq[i]];
+
+	size_t kvd = NKV * HD;
+	float *q = malloc(n * NH * HD * sizeof *q), *out = malloc(n * NH * HD * sizeof *out);
+	float *kin = malloc(MAXLEN * kvd * sizeof *kin), *vin = malloc(MAXLEN * kvd * sizeof *vin);
+	CHECK(q && out && kin && vin);
+	for (size_t e = 0; e < n * NH * HD; e++)
+		q[e] = 2.0f * test_rand_float(&rng);
+	for (int fmt = BE_KV_F32; fmt <= BE_KV_I8; fmt++)
+		for (int v = 0; v < CPU_ISA_COUNT; v++) {
+			const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+			if (!ks)
+				continue;
+			backend *be = NULL;
+			backend_cpu_opts o = {.n_threads = 2, .kernels = ks};
+			CHECK(backend_cpu_new(&be, &o, NULL) == OS_OK);
+			if (!be)
+				break;
+			be_kv kv = {.fmt = fmt, .n_blocks = NBLK, .n_layers = 2, .kv_dim = kvd,
+				    .head_dim = HD, .block_tokens = BT};
+			size_t elems = NBLK * be_kv_block_elems(&kv);
+			kv.data = be->ops->buf_alloc(be->ctx, elems * be_kvfmt_elem_bytes(fmt));
+			kv.scales = fmt == BE_KV_F32 ? NULL : malloc(elems / HD * sizeof(float));
+			CHECK(kv.data && (fmt == BE_KV_F32 || kv.scales));
+			/* fill every sequence's cache at layer 1 */
+			for (int s = 0; s < NSEQ; s++) {
+				int32_t pos[MAXLEN];
+				const int32_t *tb[MAXLEN];
+				for (size_t p = 0; p < seq_len[s]; p++) {
+					pos[p] = (int32_t)p;
+					tb[p] = tables[s];
+				}
+				for (size_t e = 0; e < seq_len[s] * kvd; e++) {
+					kin[e] = test_rand_float(&rng);
+					vin[e] = test_rand_float(&rng);
+				}
+				be_attn_batch fb = {seq_len[s], pos, tb, NH, NKV, HD};
+				CHECK(be->ops->kv_store(be->ctx, &kv, 1, kin, vin, &fb) == OS_OK);
+			}
+			be_attn_batch b = {n, qpos, qtab, NH, NKV, HD};
+			CHECK(be->ops->attention(be->ctx, out, q, &kv, 1, &b) == OS_OK);
+			double worst = 0.0;
+			for (size_t i = 0; i < n; i++)
+				for (size_t h = 0; h < NH; h++) {
+					size_t g = h / (NH / NKV), len = (size_t)qpos[i] + 1;
+					float kc[MAXLEN * HD], vc[MAXLEN * HD];
+					for (size_t t = 0; t < len; t++) {
+						size_t blk = (size_t)qtab[i][t / BT];
+						size_t rk = be_kv_row(&kv, blk, 1, 0, t % BT) + g * HD;
+						size_t rv = be_kv_row(&kv, blk, 1, 1, t % BT) + g * HD;
+						for (size_t c = 0; c < HD; c++) {
+							kc[t * HD + c] = kv_value(&kv, e4m3, rk - g * HD, g * HD + c);
+							vc[t * HD + c] = kv_value(&kv, e4m3, rv - g * HD, g * HD + c);
+						}
+					}
+					double ref[HD];
+					naive_attention(ref, q + (i * NH + h) * HD, kc, vc, (size_t)qpos[i]);
+					for (size_t c = 0; c < HD; c++) {
+						double e = fabs(out[(i * NH + h) * HD + c] - ref[c]) /
+							   (fabs(ref[c]) + 1e-2);
+						worst = e > worst ? e : worst;
+					}
+				}
+			CHECK_MSG(worst <= 2e-5, "%s kv %s: attention rel err %g > 2e-5", ks->name,
+				  be_kvfmt_name(fmt), worst);
+			be->ops->buf_free(be->ctx, kv.data);
+			free(kv.scales);
+			backend_free(be);
+		}
+	free(q);
+	free(out);
+	free(kin);
+	free(vin);
+}
+
+int main(void)
+{
+	RUN(test_rope_op);
+	RUN(test_attention_op);
+	return test_summary();
+}
