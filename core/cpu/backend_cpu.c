@@ -404,6 +404,9 @@ static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv,
 /* Query tokens per attention task: with the n_rep heads of a kv head, a tile of
  * ATTN_QTOK * n_rep query rows shares every K / V block it reads. */
 #define ATTN_QTOK 16
+/* Query rows from which the scores are a product with the transposed key block; fewer
+ * (decode: one token's n_rep heads) take a dot product per score instead. */
+#define ATTN_GEMM_ROWS 8
 
 typedef struct attn_job {
 	cpu_ctx *c;
@@ -445,7 +448,7 @@ static void attn_task(void *p, size_t task, size_t thread)
 	float *acc = Q + R * hd;                                  /* (R, hd) */
 	float *S = acc + R * hd;                                  /* (R, bt) */
 	float *m = S + R * bt, *l = m + R;                        /* (R) each */
-	float *Kt = l + R;                                        /* (hd, bt) */
+	float *Kt = l + R; /* (hd, bt) transposed K block, or (bt, hd) a decoded FP8 / INT8 one */
 	float *vd = Kt + hd * bt;        /* (bt, hd): a decoded FP8 / INT8 V block */
 	size_t maxpos = 0;
 	for (size_t t = 0; t < n_tok; t++) {
@@ -466,7 +469,22 @@ static void attn_task(void *p, size_t task, size_t thread)
 		size_t blk = (size_t)table[jb], slot0 = jb * bt;
 		size_t n_t = jb + 1 < n_blocks ? bt : maxpos % bt + 1;
 		size_t rk = be_kv_row(kv, blk, j->layer, 0, 0), rv = be_kv_row(kv, blk, j->layer, 1, 0);
-		kv_load_kt(j->c, Kt, bt, kv, rk, g, n_t);
+		if (R >= ATTN_GEMM_ROWS) {
+			kv_load_kt(j->c, Kt, bt, kv, rk, g, n_t);
+			ks->gemm_nn(S, bt, Q, hd, Kt, bt, R, hd, n_t, 0);
+		} else { /* too few rows to pay for the transpose: a dot product per score */
+			const float *K = Kt;
+			size_t ldk = hd;
+			if (kv->fmt == BE_KV_F32) {
+				K = (const float *)kv->data + rk + g * hd;
+				ldk = kv->kv_dim;
+			} else {
+				kv_decode_rows(j->c, Kt, kv, rk, g, n_t);
+			}
+			for (size_t t = 0; t < n_t; t++)
+				for (size_t r = 0; r < R; r++)
+					S[r * bt + t] = ks->dot(Q + r * hd, K + t * ldk, hd);
+		}
 		const float *V = vd;
 		size_t ldv = hd;
 		if (kv->fmt == BE_KV_F32) {
@@ -475,7 +493,6 @@ static void attn_task(void *p, size_t task, size_t thread)
 		} else {
 			kv_decode_rows(j->c, vd, kv, rv, g, n_t);
 		}
-		ks->gemm_nn(S, bt, Q, hd, Kt, bt, R, hd, n_t, 0);
 		for (size_t r = 0; r < R; r++) {
 			float *sr = S + r * bt;
 			size_t pos = (size_t)b->pos[i0 + r / n_rep];
