@@ -11,40 +11,11 @@
 
 #include "cli.h"
 #include "core/engine/speculative.h"
+#include "core/jobs/draft_resolve.h"
 #include "core/format/sha256.h"
 #include "core/optimize/self_draft.h"
 #include "hub_ops.h"
 #include "progress.h"
-
-/* The hub's candidates for target_path's vocabulary, as draft_recommend wants them. */
-static int recommend(store *hub, const char *target_path, draft_spec *out, os_error *err)
-{
-	model_info ti;
-	int rc = model_info_read(target_path, &ti, err);
-	if (rc)
-		return rc;
-	store_model *v = NULL;
-	size_t n = 0;
-	draft_candidate *c = NULL;
-	int64_t target_id = 0;
-	if (hub && ti.vocab_hash[0] &&
-	    (rc = store_model_list_by_vocab(hub, ti.vocab_hash, &v, &n, err)))
-		return rc;
-	if (n && !(c = calloc(n, sizeof *c))) {
-		store_model_list_free(v, n);
-		return os_error_set(err, OS_ENOMEM, "out of memory");
-	}
-	for (size_t i = 0; i < n; i++) {
-		c[i] = (draft_candidate){.id = v[i].id, .name = v[i].name, .path = v[i].path,
-					 .vocab_hash = v[i].vocab_hash, .n_params = v[i].n_params};
-		if (v[i].path && !strcmp(v[i].path, target_path))
-			target_id = v[i].id;
-	}
-	rc = draft_recommend(target_path, &ti, target_id, c, n, out, err);
-	free(c);
-	store_model_list_free(v, n);
-	return rc;
-}
 
 int spec_draft_resolve(store *hub, const char *arg, const char *target_path, draft_spec *out,
 		       os_error *err)
@@ -70,7 +41,7 @@ int spec_draft_resolve(store *hub, const char *arg, const char *target_path, dra
 	if (rc)
 		goto done;
 	if (kind == DRAFT_ARG_RECOMMENDED) {
-		rc = recommend(hub, target_path, out, err);
+		rc = draft_resolve_recommend(hub, target_path, out, err);
 		goto done;
 	}
 	store_model m = {0};
@@ -188,7 +159,7 @@ int spec_hub_recommend_draft(store *hub, const char *model_arg, bool json)
 	model_info ti;
 	int rc = model_info_read(path, &ti, &err);
 	if (rc == OS_OK)
-		rc = recommend(hub, path, &d, &err);
+		rc = draft_resolve_recommend(hub, path, &d, &err);
 	if (rc != OS_OK) {
 		free(path);
 		return cli_fail(&err, "cannot recommend a draft for '%s'", model_arg);

@@ -8,8 +8,8 @@
 
 #include "core/format/model_info.h"
 
-/* "recommended": the hub's models with the target's vocabulary, as draft_recommend wants. */
-static int recommend(store *hub, const char *target_path, draft_spec *out, os_error *err)
+int draft_resolve_recommend(store *hub, const char *target_path, draft_spec *out,
+			    os_error *err)
 {
 	model_info ti;
 	int rc = model_info_read(target_path, &ti, err);
@@ -53,7 +53,7 @@ int draft_resolve_hub(store *hub, const char *arg, const char *target_path, draf
 				    "first and name the result as the draft",
 				    arg);
 	case DRAFT_ARG_RECOMMENDED:
-		return recommend(hub, target_path, out, err);
+		return draft_resolve_recommend(hub, target_path, out, err);
 	default:
 		break;
 	}

@@ -15,6 +15,11 @@
  * the hub names. Fails with draft.h's errors (a different tokenizer, a missing file),
  * OS_ENOTFOUND for a name that is neither a hub model nor a file, OS_EUNSUPPORTED for a
  * quantized self-copy ("self:int8", "self:int4": quantize the model and name the file). */
+/* "recommended" alone: the hub's models with the target's vocabulary hash (hub may be NULL:
+ * no candidates) handed to draft_recommend as plain data. */
+int draft_resolve_recommend(store *hub, const char *target_path, draft_spec *out,
+			    os_error *err);
+
 int draft_resolve_hub(store *hub, const char *arg, const char *target_path, draft_spec *out,
 		      os_error *err);
 
