@@ -3,7 +3,11 @@
 # their tables: the kernel benchmark ($BUILD/tests/bench_kernels) when built, then
 # `optstudio bench-engine` on the demo model with F32 and with BF16 weights. Benchmarks
 # print figures; they never pass or fail on them (a non-zero exit means a program broke).
+# Then the formats: the demo model quantized to INT8 and INT4 (in a scratch data home), its
+# decode speed per format beside the roofline, and one concurrency sweep per format,
+# compared side by side.
 #   BENCH_ENGINE_ARGS   extra options for bench-engine (e.g. "--threads 2 --reps 5")
+#   BENCH_SWEEP_ARGS    options for the sweeps (default: levels 1,4,16, 64 in, 32 out)
 set -u
 BUILD=${BUILD:-build}
 BIN=${OPTSTUDIO_BIN:-$BUILD/optstudio}
@@ -32,5 +36,32 @@ if [ -f "$model" ]; then
 	done
 else
 	echo "== engine: no demo model at $model (run 'make models' or set OPTSTUDIO_DEMO_MODEL); skipped"
+	exit $status
 fi
+
+# formats side by side, in a scratch home so the user's hub keeps only what they made
+scratch=$(mktemp -d /tmp/optstudio-bench.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
+export OPTSTUDIO_HOME=$scratch/home
+mkdir -p "$OPTSTUDIO_HOME/text"
+[ -f "$data_home/text/heldout.txt" ] && cp "$data_home/text/heldout.txt" "$OPTSTUDIO_HOME/text/"
+sweep_args=${BENCH_SWEEP_ARGS:---concurrency 1,4,16 --input-tokens 64 --output-tokens 32 --requests 16}
+"$BIN" hub import "$model" --name base >/dev/null || status=1
+for m in int8 int4-rtn; do
+	"$BIN" quantize base --method "$m" -o "$scratch/base-$m.gguf" >/dev/null || status=1
+done
+for name in base base-int8 base-int4-rtn; do
+	echo "== decode speed, $name: optstudio bench-engine $name --prefill 1 ${BENCH_ENGINE_ARGS:-}"
+	# shellcheck disable=SC2086
+	"$BIN" bench-engine "$name" --prefill 1 ${BENCH_ENGINE_ARGS:-} | grep -E 'weights|machine|^phase|^decode' || status=1
+	echo
+done
+for name in base base-int8 base-int4-rtn; do
+	echo "== sweep, $name: optstudio bench $name $sweep_args"
+	# shellcheck disable=SC2086
+	"$BIN" bench "$name" $sweep_args --label "$name" | sed -n '/^ *C  reqs/,/^total throughput/p' || status=1
+	echo
+done
+echo "== compare: optstudio compare 1 2 3"
+"$BIN" compare 1 2 3 || status=1
 exit $status
