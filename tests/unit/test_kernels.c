@@ -13,7 +13,7 @@ static uint64_t seed0;
 
 static const size_t sizes_in[] = {1, 3, 7, 15, 17, 31, 33, 127, 129, 576, 1536};
 static const size_t sizes_out[] = {1, 3, 17, 129};
-static const size_t sizes_tok[] = {1, 2, 3, 7, 16, 33, 65};
+static const size_t sizes_tok[] = {1, 2, 3, 4, 7, 16, 17, 31, 33, 65};
 static const size_t sizes_vec[] = {1, 3, 7, 15, 16, 17, 31, 32, 33, 127, 129, 576, 1536};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
