@@ -580,16 +580,12 @@ int cmd_bench(int argc, char **argv)
 			continue;
 		projected *p = &proj[n_proj];
 		p->it = ci;
+		price_instance pi = {(double)ci->n_gpus, ci->mem_bandwidth_gbps, ci->bf16_tflops,
+				     ci->usd_per_hour};
 		bool ok = true;
-		for (size_t i = 0; i < n_lv && ok; i++) {
-			ok = price_project(&w, price_instance_bandwidth((double)ci->n_gpus, ci->mem_bandwidth_gbps),
-					   price_instance_flops((double)ci->n_gpus, ci->bf16_tflops),
-					   lv[i].concurrency, &p->p[i], NULL) == OS_OK;
-			if (ok && (ci->usd_per_hour <= 0 ||
-				   price_blended_per_1m(ci->usd_per_hour, a.discount, p->p[i].tok_s,
-							&p->usd_1m[i], NULL)))
-				p->usd_1m[i] = NAN;
-		}
+		for (size_t i = 0; i < n_lv && ok; i++)
+			ok = price_project_instance(&w, &pi, a.discount, lv[i].concurrency, &p->p[i],
+						    &p->usd_1m[i], NULL) == OS_OK;
 		if (ok)
 			n_proj++;
 	}

@@ -68,3 +68,18 @@ double price_instance_flops(double n_gpus, double tflops)
 {
 	return n_gpus * tflops * 1e12;
 }
+
+int price_project_instance(const price_workload *w, const price_instance *it, double discount,
+			   size_t concurrency, price_projection *out, double *usd_1m,
+			   os_error *err)
+{
+	int rc = price_project(w, price_instance_bandwidth(it->n_gpus, it->mem_bandwidth_gbps),
+			       price_instance_flops(it->n_gpus, it->bf16_tflops), concurrency, out,
+			       err);
+	if (rc != OS_OK)
+		return rc;
+	if (it->usd_per_hour <= 0 ||
+	    price_blended_per_1m(it->usd_per_hour, discount, out->tok_s, usd_1m, NULL) != OS_OK)
+		*usd_1m = NAN;
+	return OS_OK;
+}

@@ -68,4 +68,18 @@ int price_project(const price_workload *w, double bandwidth_bytes_s, double flop
 double price_instance_bandwidth(double n_gpus, double mem_bandwidth_gbps);
 double price_instance_flops(double n_gpus, double tflops);
 
+/* A catalog instance as projection needs it: per-GPU figures and the whole instance's price. */
+typedef struct price_instance {
+	double n_gpus;
+	double mem_bandwidth_gbps;  /* per GPU */
+	double bf16_tflops;         /* dense, per GPU */
+	double usd_per_hour;        /* whole instance; <= 0: unknown */
+} price_instance;
+
+/* price_project on the instance's totals, plus the projected blended price at that
+ * throughput (*usd_1m: NaN when the instance has no price). Same errors as price_project. */
+int price_project_instance(const price_workload *w, const price_instance *it, double discount,
+			   size_t concurrency, price_projection *out, double *usd_1m,
+			   os_error *err);
+
 #endif

@@ -597,17 +597,14 @@ static char *config_json(eval_state *ev, const store_instance *here, double disc
 			cJSON_AddStringToObject(io, "instance", ci->name);
 			cJSON_AddNumberToObject(io, "usd_per_hour", ci->usd_per_hour);
 			cJSON *pl = cJSON_AddArrayToObject(io, "levels");
+			price_instance pi = {(double)ci->n_gpus, ci->mem_bandwidth_gbps,
+					     ci->bf16_tflops, ci->usd_per_hour};
 			for (size_t i = 0; i < ev->n_levels; i++) {
 				price_projection p;
-				if (price_project(&w, price_instance_bandwidth((double)ci->n_gpus,
-									       ci->mem_bandwidth_gbps),
-						  price_instance_flops((double)ci->n_gpus, ci->bf16_tflops),
-						  ev->levels[i], &p, NULL))
+				double usd;
+				if (price_project_instance(&w, &pi, discount, ev->levels[i], &p, &usd,
+							   NULL))
 					continue;
-				double usd = NAN;
-				if (ci->usd_per_hour <= 0 ||
-				    price_blended_per_1m(ci->usd_per_hour, discount, p.tok_s, &usd, NULL))
-					usd = NAN;
 				cJSON *q = cJSON_CreateObject();
 				if (!q)
 					break;

@@ -113,6 +113,28 @@ TEST(test_roofline_hand)
 	CHECK(strstr(err.msg, "parameter") != NULL);
 }
 
+/* The instance form: 4 GPUs x 600 GB/s, 70 TFLOPS, $7.09/h; the workload above at C = 1
+ * projects 2400 tok/s (memory bound), so by hand 0.74 x 7.09 / (2400 x 3600 / 1e6) / 4
+ * = 5.2466 / 8.64 / 4 = $0.151811 per 1M tokens; with no price, NaN. */
+TEST(test_instance_projection_hand)
+{
+	price_workload w = {.step_bytes = 1e9, .kv_bytes_per_pos = 0, .n_params = 1e9,
+			    .input_tokens = 3, .output_tokens = 1};
+	price_instance it = {.n_gpus = 4, .mem_bandwidth_gbps = 600, .bf16_tflops = 70,
+			     .usd_per_hour = 7.09};
+	price_projection p;
+	double usd = 0;
+	CHECK(price_project_instance(&w, &it, 0.26, 1, &p, &usd, NULL) == OS_OK);
+	CHECK_NEAR(p.tok_s, 2400, 1e-6);
+	CHECK_NEAR(usd, 0.74 * 7.09 / (2400 * 3600 / 1e6) / 4, 1e-12);
+	CHECK_NEAR(usd, 0.151811, 1e-6);
+	it.usd_per_hour = 0;
+	CHECK(price_project_instance(&w, &it, 0.26, 1, &p, &usd, NULL) == OS_OK);
+	CHECK(isnan(usd));
+	it.n_gpus = 0;
+	CHECK(price_project_instance(&w, &it, 0.26, 1, &p, &usd, NULL) == OS_ERANGE);
+}
+
 int main(void)
 {
 	RUN(test_g5_hand);
@@ -121,5 +143,6 @@ int main(void)
 	RUN(test_bad_arguments);
 	RUN(test_formula_text);
 	RUN(test_roofline_hand);
+	RUN(test_instance_projection_hand);
 	return test_summary();
 }
