@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "sha256.h"
+#include "textfile.h"
 
 #define CONFIG_MAX_BYTES ((size_t)16 << 20)
 #define TOKENIZER_MAX_BYTES ((size_t)512 << 20)
@@ -68,56 +69,6 @@ static cJSON *parse_json(const char *text, size_t len, const char *name, os_erro
 	}
 	free(copy);
 	return root;
-}
-
-/* Reads path whole into a NUL-terminated malloc'd buffer of at most max bytes. */
-static int read_text_file(const char *path, size_t max, char **out, size_t *len_out,
-			  os_error *err)
-{
-	*out = NULL;
-	FILE *fp = fopen(path, "rb");
-	if (!fp)
-		return os_error_set(err, errno == ENOENT ? OS_ENOTFOUND : OS_EIO, "cannot open '%s': %s",
-				    path, strerror(errno));
-	int rc = OS_OK;
-	size_t cap = 1 << 16, len = 0;
-	char *buf = malloc(cap + 1);
-	if (!buf) {
-		rc = os_error_set(err, OS_ENOMEM, "out of memory reading '%s'", path);
-		goto fail;
-	}
-	for (;;) {
-		if (len == cap) {
-			if (cap >= max) {
-				rc = os_error_set(err, OS_EFORMAT, "'%s' is larger than %zu bytes", path, max);
-				goto fail;
-			}
-			cap *= 2;
-			char *nb = realloc(buf, cap + 1);
-			if (!nb) {
-				rc = os_error_set(err, OS_ENOMEM, "out of memory reading '%s'", path);
-				goto fail;
-			}
-			buf = nb;
-		}
-		size_t got = fread(buf + len, 1, cap - len, fp);
-		len += got;
-		if (got == 0) {
-			if (ferror(fp)) {
-				rc = os_error_set(err, OS_EIO, "cannot read '%s': %s", path, strerror(errno));
-				goto fail;
-			}
-			break;
-		}
-	}
-	buf[len] = '\0';
-	*out = buf;
-	*len_out = len;
-	buf = NULL;
-fail:
-	free(buf);
-	fclose(fp);
-	return rc;
 }
 
 /* --- config.json ----------------------------------------------------------------------- */
@@ -829,7 +780,7 @@ int hf_model_open(hf_model **out, const char *dir, os_error *err)
 				  dir);
 		goto fail;
 	}
-	if ((rc = read_text_file(path, CONFIG_MAX_BYTES, &text, &len, err)) ||
+	if ((rc = format_read_text_file(path, CONFIG_MAX_BYTES, &text, &len, err)) ||
 	    (rc = hf_config_parse(text, len, path, &m->config, err)))
 		goto fail;
 	free(text);
@@ -840,7 +791,7 @@ int hf_model_open(hf_model **out, const char *dir, os_error *err)
 		goto fail;
 	}
 	if (stat(path, &st) == 0) {
-		if ((rc = read_text_file(path, TOKENIZER_MAX_BYTES, &text, &len, err)) ||
+		if ((rc = format_read_text_file(path, TOKENIZER_MAX_BYTES, &text, &len, err)) ||
 		    (rc = hf_tokenizer_parse(&m->tokenizer, text, len, path, err)))
 			goto fail;
 		free(text);
@@ -851,7 +802,7 @@ int hf_model_open(hf_model **out, const char *dir, os_error *err)
 		rc = os_error_set(err, OS_ENOMEM, "out of memory opening '%s'", dir);
 		goto fail;
 	}
-	if (stat(path, &st) == 0 && read_text_file(path, README_MAX_BYTES, &text, &len, NULL) == OS_OK)
+	if (stat(path, &st) == 0 && format_read_text_file(path, README_MAX_BYTES, &text, &len, NULL) == OS_OK)
 		hf_readme_license(text, len, m->license, sizeof m->license);
 	if ((rc = safetensors_set_open(&m->weights, dir, err)))
 		goto fail;

@@ -2,6 +2,7 @@
  * of JSON {name: {dtype, shape, data_offsets}, "__metadata__": {str: str}}, then the byte
  * buffer that data_offsets index into. Sharded sets are resolved here too. */
 #include "safetensors.h"
+#include "textfile.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -505,53 +506,6 @@ static int cmp_str_ptr(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Reads path whole into a NUL-terminated malloc'd buffer of at most max bytes. */
-static int read_text_file(const char *path, size_t max, char **out, os_error *err)
-{
-	*out = NULL;
-	FILE *fp = fopen(path, "rb");
-	if (!fp)
-		return os_error_set(err, OS_EIO, "cannot open '%s': %s", path, strerror(errno));
-	int rc = OS_OK;
-	size_t cap = 1 << 16, len = 0;
-	char *buf = malloc(cap + 1);
-	if (!buf) {
-		rc = os_error_set(err, OS_ENOMEM, "out of memory reading '%s'", path);
-		goto fail;
-	}
-	for (;;) {
-		if (len == cap) {
-			if (cap >= max) {
-				rc = os_error_set(err, OS_EFORMAT, "'%s' is larger than %zu bytes", path, max);
-				goto fail;
-			}
-			cap *= 2;
-			char *nb = realloc(buf, cap + 1);
-			if (!nb) {
-				rc = os_error_set(err, OS_ENOMEM, "out of memory reading '%s'", path);
-				goto fail;
-			}
-			buf = nb;
-		}
-		size_t got = fread(buf + len, 1, cap - len, fp);
-		len += got;
-		if (got == 0) {
-			if (ferror(fp)) {
-				rc = os_error_set(err, OS_EIO, "cannot read '%s': %s", path, strerror(errno));
-				goto fail;
-			}
-			break;
-		}
-	}
-	buf[len] = '\0';
-	*out = buf;
-	buf = NULL;
-fail:
-	free(buf);
-	fclose(fp);
-	return rc;
-}
-
 void safetensors_set_close(safetensors_set *s)
 {
 	if (!s)
@@ -590,7 +544,7 @@ static int read_index(const char *index_path, cJSON **root_out, char ***names, s
 		      os_error *err)
 {
 	char *text = NULL;
-	int rc = read_text_file(index_path, INDEX_MAX_BYTES, &text, err);
+	int rc = format_read_text_file(index_path, INDEX_MAX_BYTES, &text, NULL, err);
 	if (rc)
 		return rc;
 	cJSON *root = cJSON_Parse(text);
