@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "core/format/textfile.h"
 #include "core/eval/perplexity.h"
 #include "progress.h"
 #include "session.h"
@@ -108,44 +109,13 @@ static int parse_ppl_args(int argc, char **argv, ppl_args *a)
 	return EXIT_OK;
 }
 
-/* Reads a whole file into *buf (malloc'd, NUL-terminated); prints the error itself. */
+/* Reads the whole text file (up to 1 TiB) into *buf (malloc'd, NUL-terminated); prints the
+ * error itself. */
 static int read_text(const char *path, char **buf, size_t *len)
 {
-	*buf = NULL;
-	*len = 0;
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		cli_error("cannot read text '%s': %s", path, strerror(errno));
-		return EXIT_FAIL;
-	}
-	size_t cap = 1 << 16, n = 0;
-	char *p = malloc(cap);
-	while (p) {
-		if (n + 1 == cap) {
-			char *q = cap < ((size_t)1 << 40) ? realloc(p, cap * 2) : NULL;
-			if (!q) {
-				free(p);
-				p = NULL;
-				break;
-			}
-			p = q;
-			cap *= 2;
-		}
-		size_t got = fread(p + n, 1, cap - 1 - n, f);
-		n += got;
-		if (got == 0)
-			break;
-	}
-	int bad = !p ? ENOMEM : ferror(f) ? EIO : 0;
-	fclose(f);
-	if (bad) {
-		free(p);
-		cli_error("cannot read text '%s': %s", path, strerror(bad));
-		return EXIT_FAIL;
-	}
-	p[n] = '\0';
-	*buf = p;
-	*len = n;
+	os_error err = {0};
+	if (format_read_text_file(path, (size_t)1 << 40, buf, len, &err) != OS_OK)
+		return cli_fail(&err, "cannot read text '%s'", path);
 	return EXIT_OK;
 }
 
