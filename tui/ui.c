@@ -105,7 +105,12 @@ bool ui_add_screen(ui *u, const ui_screen *sc)
 {
 	if (u->n_screens >= UI_MAX_SCREENS)
 		return false;
-	u->screens[u->n_screens++] = *sc;
+	int previous = u->n_screens ? u->screens[u->n_screens - 1].number : 0;
+	int number = sc->number ? sc->number : previous + 1;
+	if (number <= previous || number > 9)
+		return false;
+	u->screens[u->n_screens] = *sc;
+	u->screens[u->n_screens++].number = number;
 	return true;
 }
 
@@ -127,6 +132,18 @@ store *ui_store(ui *u)
 const char *ui_exe(ui *u)
 {
 	return u->exe;
+}
+
+theme *ui_theme(ui *u)
+{
+	return u->t;
+}
+
+void ui_set_theme(ui *u, theme *t)
+{
+	u->t = t;
+	theme_apply(u->t, theme_detect_mode(false));
+	u->dirty = true;
 }
 
 attr_t ui_attr(ui *u, theme_role r)
@@ -408,7 +425,7 @@ static void draw_tabs(ui *u)
 	int x = ui_put(u, 0, 0, COLS, ROLE_ACCENT, " optstudio ", false) + 1;
 	for (size_t i = 0; i < u->n_screens; i++) {
 		char t[64];
-		snprintf(t, sizeof t, " %zu %s ", i + 1, u->screens[i].title);
+		snprintf(t, sizeof t, " %d %s ", u->screens[i].number, u->screens[i].title);
 		u->tab_x0[i] = x;
 		x += ui_put(u, 0, x, COLS - x, i == u->active ? ROLE_TAB_ACTIVE : ROLE_TEXT, t, false);
 		u->tab_x1[i] = x;
@@ -591,6 +608,20 @@ static void switch_to(ui *u, size_t i)
 	u->dirty = true;
 }
 
+bool ui_goto(ui *u, const char *title, const char *arg)
+{
+	for (size_t i = 0; i < u->n_screens; i++) {
+		if (strcmp(u->screens[i].title, title) != 0)
+			continue;
+		switch_to(u, i);
+		if (u->screens[i].on_enter)
+			u->screens[i].on_enter(u->screens[i].state, u, arg);
+		u->dirty = true;
+		return true;
+	}
+	return false;
+}
+
 static void dispatch(ui *u, int ch);
 
 static void handle_mouse(ui *u)
@@ -745,7 +776,9 @@ static void dispatch(ui *u, int ch)
 		u->dirty = true;
 	}
 	if (ch >= '1' && ch <= '9') {
-		switch_to(u, (size_t)(ch - '1'));
+		for (size_t i = 0; i < u->n_screens; i++)
+			if (u->screens[i].number == ch - '0')
+				switch_to(u, i);
 		return;
 	}
 	ui_screen *sc = &u->screens[u->active];

@@ -37,6 +37,8 @@ typedef struct ui_rect {
  * be NULL. The frame owns the struct; the screen owns state (freed by destroy). */
 typedef struct ui_screen {
 	const char *title;                 /* tab label: "Hub" */
+	int number;                        /* tab key 1..9; 0: the next free number after the
+					    * previous screen's (gaps keep room for screens to come) */
 	const ui_key *keys;
 	size_t n_keys;
 	void *state;
@@ -54,12 +56,15 @@ typedef struct ui_screen {
 	 * when pressed), or NULL when it is available; why is len bytes */
 	bool (*disabled)(void *state, int action, char *why, size_t len);
 	void (*destroy)(void *state);
+	/* another screen sent the user here with ui_goto (arg may be NULL) */
+	void (*on_enter)(void *state, ui *u, const char *arg);
 } ui_screen;
 
 /* Creates the frame around an open store and a loaded theme (both borrowed; they must
  * outlive the ui). Does not touch the terminal yet. NULL when out of memory. */
 ui *ui_new(store *s, theme *t);
-/* Adds a screen (copied); the tab number is its position (1-based). false when full. */
+/* Adds a screen (copied), in tab-bar order. false when full, or when its number is taken or
+ * not above the previous screen's. */
 bool ui_add_screen(ui *u, const ui_screen *sc);
 /* Takes the terminal (initscr, colours, mouse), runs the loop until the user quits or a
  * signal asks to, restores the terminal. Returns 0, or 1 when the terminal could not be
@@ -83,6 +88,14 @@ void ui_dirty(ui *u);
 void ui_status(ui *u, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The path of this program (for starting the worker), or "optstudio" when unknown. */
 const char *ui_exe(ui *u);
+/* Makes the screen titled title active and, when it has on_enter, hands it arg ("o" on a
+ * Hub row opens the wizard on that model). false when no screen has that title. */
+bool ui_goto(ui *u, const char *title, const char *arg);
+/* Draws with theme t from now on (borrowed; it must outlive its use). Needs the terminal
+ * (call from a screen callback). The caller keeps ownership of the previous theme. */
+void ui_set_theme(ui *u, theme *t);
+/* The theme in use. */
+theme *ui_theme(ui *u);
 
 /* A line prompt in the status line ("/" filters). fn is called with the text after every
  * edit (UI_PROMPT_EDIT), on Enter (UI_PROMPT_ACCEPT) and on Esc (UI_PROMPT_CANCEL, text
