@@ -571,6 +571,7 @@ int screen_jobs_new(ui_screen *out, os_error *err)
 	js->log_size = -1;
 	*out = (ui_screen){
 		.title = "Jobs",
+		.number = 3,
 		.keys = jobs_keys,
 		.n_keys = sizeof jobs_keys / sizeof jobs_keys[0],
 		.state = js,

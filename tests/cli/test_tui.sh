@@ -56,7 +56,7 @@ tx new-session -d -s tui -x 100 -y 30 "env PS1='tui\$ ' OPTSTUDIO_HOME='$OPTSTUD
 	{ fail "tmux new-session"; test_summary; exit; }
 wait_for "shell up" 'tui\$'
 keys "$BIN" Enter
-wait_for "no command on a terminal opens the studio (tab bar)" '1 Hub +2 Jobs'
+wait_for "no command on a terminal opens the studio (tab bar)" '1 Hub .* Jobs'
 wait_for "the Hub lists the fixtures" 'Models 2'
 wait_for "with name, architecture and precision" 'alpha-fx +llama .*F32'
 
@@ -120,16 +120,16 @@ keys R
 wait_for "retry of a completed job says why not" "only failed or stopped jobs can be retried"
 
 tx resize-window -t tui -x 80 -y 24
-wait_for "at 80x24 the frame redraws (tab bar)" '^ optstudio +1 Hub +2 Jobs'
+wait_for "at 80x24 the frame redraws (tab bar)" '^ optstudio +1 Hub .* Jobs'
 wait_for "and the footer" 'q quit'
 w=$(pane | head -n 2 | tail -n 1 | python3 -c 'import sys; print(len(sys.stdin.readline().rstrip("\n")))')
 [ "$w" -eq 80 ] && ok "the box spans 80 columns" || fail "the box spans 80 columns" "width $w"
 tx resize-window -t tui -x 60 -y 15
 wait_for "below 80x24 a clear message" 'Terminal too small: 60×15'
 tx resize-window -t tui -x 100 -y 30
-wait_for "back to 100x30 redraws" '1 Hub +2 Jobs'
+wait_for "back to 100x30 redraws" '1 Hub .* Jobs'
 keys C-l
-wait_for "Ctrl-L redraws" '1 Hub +2 Jobs'
+wait_for "Ctrl-L redraws" '1 Hub .* Jobs'
 
 keys q
 wait_for "q quits to the shell" 'tui\$ *$'
