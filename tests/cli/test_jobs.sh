@@ -83,6 +83,26 @@ expect_rc "the result is in the hub" 0 "$BIN" hub show fx-fp8 --json
 expect_out "result has its parent's recipe" "fp8"
 expect_rc "jobs log" 0 "$BIN" jobs log "$id"
 expect_out "log names the stage" "quantize: writing"
+
+# ---- following: `jobs log -f` and `jobs --watch` run from submission to the job's end ------
+fid=$("$BIN" optimize fx --quantize int8-smoothquant --calib "$TMP/calib.txt" --samples 200 --seq-len 32 --name follow --json | jget id)
+timeout 120 "$BIN" jobs --watch >"$TMP/watch.out" 2>&1 &
+watch_pid=$!
+if timeout 120 "$BIN" jobs log "$fid" -f >"$TMP/follow.out" 2>&1; then
+	ok "jobs log -f returns once the job ends"
+else
+	fail "jobs log -f returns once the job ends" "$(tail -5 "$TMP/follow.out")"
+fi
+[ "$(job_field "$fid" state)" = completed ] && ok "followed job completed" || fail "followed job completed" "$("$BIN" jobs show "$fid")"
+"$BIN" jobs log "$fid" >"$TMP/full.out"
+cmp -s "$TMP/follow.out" "$TMP/full.out" && ok "the followed log is the whole log, from the first line to the last" ||
+	fail "the followed log is the whole log" "$(diff "$TMP/follow.out" "$TMP/full.out" | head -5)"
+grep -q "calibrate" "$TMP/follow.out" && grep -q "quantize: writing" "$TMP/follow.out" &&
+	ok "the followed log has every stage" || fail "the followed log has every stage" "$(cat "$TMP/follow.out")"
+if wait "$watch_pid"; then ok "jobs --watch ends when nothing is queued or running"; else fail "jobs --watch ends when nothing is queued or running" "$(tail -5 "$TMP/watch.out")"; fi
+grep -qE "running|queued" "$TMP/watch.out" && ok "--watch showed the job while it was active" || fail "--watch showed the job while it was active" "$(head -5 "$TMP/watch.out")"
+tail -n 4 "$TMP/watch.out" | grep -E "^ *$fid " | grep -q completed && ok "--watch's last listing shows it completed" ||
+	fail "--watch's last listing shows it completed" "$(tail -n 4 "$TMP/watch.out")"
 mkdir -p "$OPTSTUDIO_HOME/text" && cp "$TMP/calib.txt" "$OPTSTUDIO_HOME/text/calibration.txt"
 sed "s/\"SmolLM2-135M-Instruct\"/\"fx\"/" "$(dirname "$0")/../../examples/jobs/override-environment.json" >"$TMP/env.json"
 J=$("$BIN" optimize "$TMP/env.json" --json)
