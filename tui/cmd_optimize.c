@@ -10,10 +10,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "core/jobs/pipeline.h"
-#include "core/jobs/spec.h"
-#include "core/jobs/worker.h"
 #include "hub_ops.h"
+#include "job_submit.h"
 #include "store/store.h"
 
 static const char optimize_help[] =
@@ -34,40 +32,14 @@ static const char optimize_help[] =
 	"      --draft X             speculative draft: recommended | ngram | hub name | path\n"
 	"      --spec-k K            draft tokens per step\n"
 	"      --eval-concurrency L  evaluate at these concurrency levels, e.g. 1,2,4\n"
+	"      --input-tokens N      evaluation: tokens per prompt\n"
+	"      --output-tokens N     evaluation: tokens generated per request\n"
+	"      --requests N          evaluation: requests per concurrency level\n"
+	"      --instance NAME       evaluation: price on this catalog instance\n"
+	"      --discount D          evaluation: price discount, 0..1 (0.26 is 26%)\n"
 	"      --name N              a label for listings\n"
 	"      --json                print the queued job as JSON (with its id)\n"
 	"Every problem in a spec is listed with its JSON path; nothing is queued then.\n";
-
-/* The resolver for spec validation: hub names, paths, instance names, files. */
-static bool resolve_ref(void *ctx, job_ref_kind kind, const char *ref, char *why, size_t len)
-{
-	store *s = ctx;
-	if (kind == JOB_REF_INSTANCE) {
-		store_instance it = {0};
-		if (store_instance_get(s, ref, &it, NULL) == OS_OK) {
-			store_instance_clear(&it);
-			return true;
-		}
-		snprintf(why, len, "no instance named '%s' in the catalog", ref);
-		return false;
-	}
-	if (kind == JOB_REF_FILE) {
-		if (access(ref, R_OK) == 0)
-			return true;
-		snprintf(why, len, "cannot read '%s': %s", ref, strerror(errno));
-		return false;
-	}
-	store_model m = {0};
-	if (store_model_get(s, ref, &m, NULL) == OS_OK) {
-		store_model_clear(&m);
-		return true;
-	}
-	if (access(ref, R_OK) == 0)
-		return true;
-	snprintf(why, len, "no %s named '%s' in the hub and no such file; 'optstudio hub list' "
-		 "shows the hub", kind == JOB_REF_DRAFT ? "draft model" : "model", ref);
-	return false;
-}
 
 static char *read_all(FILE *f, size_t *len)
 {
@@ -102,7 +74,8 @@ static char *read_all(FILE *f, size_t *len)
 
 enum {
 	OPT_QUANTIZE = 256, OPT_ALPHA, OPT_GROUP, OPT_KV, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN,
-	OPT_DRAFT, OPT_SPEC_K, OPT_EVAL_C, OPT_NAME, OPT_JSON
+	OPT_DRAFT, OPT_SPEC_K, OPT_EVAL_C, OPT_NAME, OPT_JSON, OPT_EVAL_IN, OPT_EVAL_OUT,
+	OPT_EVAL_REQ, OPT_EVAL_INST, OPT_EVAL_DISC
 };
 
 /* Adds a number given as text on the command line (kept as the text's value; the spec's
@@ -134,6 +107,11 @@ static char *spec_from_flags(const char *model, int argc, char **argv, bool *jso
 		{"draft", required_argument, NULL, OPT_DRAFT},
 		{"spec-k", required_argument, NULL, OPT_SPEC_K},
 		{"eval-concurrency", required_argument, NULL, OPT_EVAL_C},
+		{"input-tokens", required_argument, NULL, OPT_EVAL_IN},
+		{"output-tokens", required_argument, NULL, OPT_EVAL_OUT},
+		{"requests", required_argument, NULL, OPT_EVAL_REQ},
+		{"instance", required_argument, NULL, OPT_EVAL_INST},
+		{"discount", required_argument, NULL, OPT_EVAL_DISC},
 		{"name", required_argument, NULL, OPT_NAME},
 		{"json", no_argument, NULL, OPT_JSON},
 		{NULL, 0, NULL, 0},
@@ -187,6 +165,11 @@ static char *spec_from_flags(const char *model, int argc, char **argv, bool *jso
 			free(copy);
 			break;
 		}
+		case OPT_EVAL_IN: ok = add_number_arg(OBJ(ev, root, "evaluation"), "input_tokens", optarg, "--input-tokens"); break;
+		case OPT_EVAL_OUT: ok = add_number_arg(OBJ(ev, root, "evaluation"), "output_tokens", optarg, "--output-tokens"); break;
+		case OPT_EVAL_REQ: ok = add_number_arg(OBJ(ev, root, "evaluation"), "requests_per_level", optarg, "--requests"); break;
+		case OPT_EVAL_INST: cJSON_AddStringToObject(OBJ(ev, root, "evaluation"), "instance", optarg); break;
+		case OPT_EVAL_DISC: ok = add_number_arg(OBJ(ev, root, "evaluation"), "discount", optarg, "--discount"); break;
 		case OPT_NAME: cJSON_AddStringToObject(root, "name", optarg); break;
 		case OPT_JSON: *json_out = true; break;
 		default:
@@ -257,47 +240,11 @@ int cmd_optimize(int argc, char **argv)
 
 	int code = EXIT_FAIL;
 	store *s = NULL;
-	job_spec *spec = NULL;
-	char *canon = NULL;
 	job_problems probs = {0};
-	store_job job = {0};
+	job_submit_result res = {0};
 	os_error err = {0};
 	if (hub_open(&s, &err)) {
 		code = cli_fail(&err, "cannot open the hub");
-		goto done;
-	}
-	store_jobs_reap_dead(s, NULL, NULL);
-	job_spec_env env = {.resolve = resolve_ref, .resolve_ctx = s, .n_gpus = 0};
-	if (job_spec_parse(text, len, &env, &spec, &probs, &err)) {
-		if (probs.n) {
-			cli_error("invalid job spec %s: %zu problem%s:", source, probs.n,
-				  probs.n == 1 ? "" : "s");
-			for (size_t i = 0; i < probs.n; i++)
-				fprintf(stderr, "  %s: %s\n", *probs.v[i].path ? probs.v[i].path : "(spec)",
-					probs.v[i].message);
-		} else {
-			cli_fail(&err, "invalid job spec %s", source);
-		}
-		code = is_spec_file(argv[1]) ? EXIT_FAIL : EXIT_USAGE;
-		goto done;
-	}
-	const char *plan[8];
-	size_t n_plan = 0;
-	if (pipeline_plan(spec, plan, 8, &n_plan, &err)) {
-		code = cli_fail(&err, "cannot queue the job");
-		goto done;
-	}
-	if (!(canon = job_spec_print(spec, false))) {
-		cli_error("out of memory");
-		goto done;
-	}
-	store_model m = {0};
-	int64_t model_id = 0;
-	if (store_model_get(s, spec->model, &m, NULL) == OS_OK)
-		model_id = m.id;
-	store_model_clear(&m);
-	if (store_job_insert(s, spec->name, canon, model_id, &job, &err)) {
-		code = cli_fail(&err, "cannot queue the job");
 		goto done;
 	}
 	char exe[PATH_MAX];
@@ -307,11 +254,26 @@ int cmd_optimize(int argc, char **argv)
 		goto done;
 	}
 	exe[n] = '\0';
-	if (jobs_ensure_worker(store_home(s), exe, NULL, &err)) {
-		code = cli_fail(&err, "job %lld is queued, but the worker did not start",
-				(long long)job.id);
+	if (job_submit(s, text, len, exe, &res, &probs, &err)) {
+		if (res.job.id) {
+			code = cli_fail(&err, "job %lld is queued, but the worker did not start",
+					(long long)res.job.id);
+		} else if (probs.n) {
+			cli_error("invalid job spec %s: %zu problem%s:", source, probs.n,
+				  probs.n == 1 ? "" : "s");
+			for (size_t i = 0; i < probs.n; i++)
+				fprintf(stderr, "  %s: %s\n", *probs.v[i].path ? probs.v[i].path : "(spec)",
+					probs.v[i].message);
+			code = is_spec_file(argv[1]) ? EXIT_FAIL : EXIT_USAGE;
+		} else if (err.rc == OS_EFORMAT) {
+			cli_fail(&err, "invalid job spec %s", source);
+			code = is_spec_file(argv[1]) ? EXIT_FAIL : EXIT_USAGE;
+		} else {
+			code = cli_fail(&err, "cannot queue the job");
+		}
 		goto done;
 	}
+	store_job job = res.job;
 	if (json) {
 		char *j = cli_job_json(&job);
 		if (!j) {
@@ -322,17 +284,15 @@ int cmd_optimize(int argc, char **argv)
 		free(j);
 	} else {
 		printf("queued job %lld:", (long long)job.id);
-		for (size_t i = 0; i < n_plan && i < 8; i++)
-			printf(" %s%s", i ? "-> " : "", plan[i]);
+		for (size_t i = 0; i < res.n_plan; i++)
+			printf(" %s%s", i ? "-> " : "", res.plan[i]);
 		printf(" of '%s'\nfollow it with 'optstudio jobs show %lld' or 'optstudio jobs log "
-		       "%lld -f'\n", spec->model, (long long)job.id, (long long)job.id);
+		       "%lld -f'\n", res.model, (long long)job.id, (long long)job.id);
 	}
 	code = EXIT_OK;
 done:
-	store_job_clear(&job);
+	job_submit_result_clear(&res);
 	job_problems_free(&probs);
-	free(canon);
-	job_spec_free(spec);
 	store_close(s);
 	free(text);
 	return code;

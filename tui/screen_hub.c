@@ -17,7 +17,7 @@ static const int col_widths[N_COLS] = {0, 8, 8, 10, 14, 7}; /* 0: takes the rest
 static const bool col_right[N_COLS] = {false, false, true, true, false, true};
 
 enum { H_UP = 1, H_DOWN, H_PGUP, H_PGDN, H_HOME, H_END, H_OPEN, H_BACK, H_FILTER, H_SORT,
-       H_REVERSE };
+       H_REVERSE, H_OPTIMIZE };
 
 static const ui_key hub_keys[] = {
 	{KEY_UP, "↑↓", "move", "move the selection (also k/j, the mouse wheel); scroll the card", H_UP},
@@ -30,6 +30,7 @@ static const ui_key hub_keys[] = {
 	{KEY_END, "End", NULL, "last model", H_END},
 	{'\n', "⏎", "card", "open the model card: every field, recommended draft and why, past runs", H_OPEN},
 	{27, "Esc", "back", "close the card, else clear the filter", H_BACK},
+	{'o', "o", "optimize", "open the Optimize wizard on the selected model", H_OPTIMIZE},
 	{'/', "/", "filter", "filter models by name, architecture or precision (as you type)", H_FILTER},
 	{'s', "s", "sort", "sort by the next column (or click a column header)", H_SORT},
 	{'r', "r", "reverse", "reverse the sort order", H_REVERSE},
@@ -471,6 +472,14 @@ static void hub_action(void *state, ui *u, int action)
 		case H_HOME: h->card_scroll = 0; break;
 		case H_END: h->card_scroll = (int)h->n_lines; break;
 		case H_BACK: case H_OPEN: h->card = false; break;
+		case H_OPTIMIZE:
+			for (size_t i = 0; i < h->n_models; i++)
+				if (h->models[i].id == h->card_id) {
+					h->card = false;
+					ui_goto(u, "Optimize", h->models[i].name);
+					break;
+				}
+			break;
 		default: break;
 		}
 		return;
@@ -494,6 +503,10 @@ static void hub_action(void *state, ui *u, int action)
 		ui_status(u, false, "sorted by %s", col_names[h->sort_col]);
 		break;
 	case H_REVERSE: h->sort_desc = !h->sort_desc; rebuild_view(h); break;
+	case H_OPTIMIZE:
+		if (selected(h))
+			ui_goto(u, "Optimize", selected(h)->name);
+		break;
 	default: break;
 	}
 }
@@ -529,6 +542,10 @@ static void hub_click(void *state, ui *u, int y, int x, bool dbl, ui_rect r)
 static bool hub_disabled(void *state, int action, char *why, size_t len)
 {
 	hub_screen *h = state;
+	if (action == H_OPTIMIZE && !h->card && !h->n_view) {
+		snprintf(why, len, "no model selected");
+		return true;
+	}
 	if (action == H_OPEN && !h->card && !h->n_view) {
 		snprintf(why, len, "no model selected");
 		return true;

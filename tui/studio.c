@@ -25,7 +25,7 @@ static const char studio_help[] =
 /* Theme folders, first match wins: the data home's themes/, the install tree's
  * share/optstudio/themes next to the binary, and the source tree's themes/ when run from a
  * build folder. dirs receives up to 4 malloc'd paths (free them). */
-static size_t theme_dirs(const char *home, char **dirs)
+size_t studio_theme_dirs(const char *home, char **dirs)
 {
 	size_t n = 0;
 	char exe[4096];
@@ -69,7 +69,7 @@ int studio_run(const char *theme_name)
 		theme_name = getenv("OPTSTUDIO_THEME");
 	if (!theme_name)
 		theme_name = "dark";
-	size_t nd = theme_dirs(store_home(s), dirs);
+	size_t nd = studio_theme_dirs(store_home(s), dirs);
 	if (theme_load(&t, theme_name, (const char *const *)dirs, nd, &err) != OS_OK) {
 		code = cli_fail(&err, "cannot load theme '%s'", theme_name);
 		goto done;
@@ -83,7 +83,24 @@ int studio_run(const char *theme_name)
 		code = cli_fail(&err, "cannot start the studio");
 		goto done;
 	}
+	if (screen_optimize_new(&sc, &err) != OS_OK || !ui_add_screen(u, &sc)) {
+		code = cli_fail(&err, "cannot start the studio");
+		goto done;
+	}
 	if (screen_jobs_new(&sc, &err) != OS_OK || !ui_add_screen(u, &sc)) {
+		code = cli_fail(&err, "cannot start the studio");
+		goto done;
+	}
+	if (screen_results_new(&sc, &err) != OS_OK || !ui_add_screen(u, &sc)) {
+		code = cli_fail(&err, "cannot start the studio");
+		goto done;
+	}
+	if (screen_compare_new(&sc, &err) != OS_OK || !ui_add_screen(u, &sc)) {
+		code = cli_fail(&err, "cannot start the studio");
+		goto done;
+	}
+	/* Settings stays the last tab (9) */
+	if (screen_settings_new(&sc, &err) != OS_OK || !ui_add_screen(u, &sc)) {
 		code = cli_fail(&err, "cannot start the studio");
 		goto done;
 	}

@@ -14,9 +14,18 @@ int studio_run(const char *theme_name);
 /* `optstudio studio [--theme NAME]`. */
 int cmd_studio(int argc, char **argv);
 
+/* The theme folders the studio loads from, first match wins (the data home's themes/ first):
+ * fills dirs with up to STUDIO_THEME_DIRS malloc'd paths (free them) and returns how many. */
+#define STUDIO_THEME_DIRS 4
+size_t studio_theme_dirs(const char *home, char **dirs);
+
 /* The screens: each fills *out (title, key table, callbacks, a fresh state owned by the
  * screen). OS_ENOMEM only. */
 int screen_hub_new(ui_screen *out, os_error *err);
+int screen_optimize_new(ui_screen *out, os_error *err);
 int screen_jobs_new(ui_screen *out, os_error *err);
+int screen_results_new(ui_screen *out, os_error *err);
+int screen_compare_new(ui_screen *out, os_error *err);
+int screen_settings_new(ui_screen *out, os_error *err);
 
 #endif
