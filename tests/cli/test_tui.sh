@@ -4,35 +4,9 @@
 # assertions). Hub list, filter, card, help, Jobs live to "completed", stop/delete with
 # confirmation, liveness while a job runs, resize, too-small, NO_COLOR, clean exit.
 . "$(dirname "$0")/lib.sh"
-command -v tmux >/dev/null || { skip "tmux not installed"; test_summary; exit; }
+. "$(dirname "$0")/tui_lib.sh"
 FIX=$BUILD_DIR/tests/make_fixture
 export OPTSTUDIO_WORKER_IDLE_MS=1500
-SOCK=optstudio-tui-$$
-trap 'tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$TMP"' EXIT
-tx() { tmux -L "$SOCK" "$@"; }
-pane() { tx capture-pane -p -t tui 2>/dev/null; }
-
-# wait_for NAME REGEX [SECONDS]: polls the pane every 0.1 s until REGEX shows (default 20 s)
-wait_for() {
-	local i
-	for ((i = 0; i < ${3:-20} * 10; i++)); do
-		if pane | grep -qE -- "$2"; then ok "$1"; return 0; fi
-		sleep 0.1
-	done
-	fail "$1" "pane lacks /$2/ after ${3:-20} s:" "$(pane | sed 's/^/| /')"
-	return 1
-}
-# wait_gone NAME REGEX [SECONDS]: until REGEX no longer shows
-wait_gone() {
-	local i
-	for ((i = 0; i < ${3:-20} * 10; i++)); do
-		if ! pane | grep -qE -- "$2"; then ok "$1"; return 0; fi
-		sleep 0.1
-	done
-	fail "$1" "pane still shows /$2/ after ${3:-20} s:" "$(pane | sed 's/^/| /')"
-	return 1
-}
-keys() { tx send-keys -t tui "$@"; }
 
 # two fixture models with an awkward layer count, and calibration text for a slow job
 "$FIX" "$TMP/a.gguf" --seed 11 --layers 3 >/dev/null && "$FIX" "$TMP/b.gguf" --seed 12 >/dev/null ||
