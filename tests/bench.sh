@@ -3,6 +3,7 @@
 # their tables: the kernel benchmark ($BUILD/tests/bench_kernels) when built, then
 # `optstudio bench-engine` on the demo model with F32 and with BF16 weights. Benchmarks
 # print figures; they never pass or fail on them (a non-zero exit means a program broke).
+# The studio's key-to-screen latency ($BUILD/tests/bench_tui, with and without a job).
 # Then the formats: the demo model quantized to INT8 and INT4 (in a scratch data home), its
 # decode speed per format beside the roofline, and one concurrency sweep per format,
 # compared side by side.
@@ -27,6 +28,17 @@ if [ ! -x "$BIN" ]; then
 	echo "bench: $BIN is missing; run 'make' first" >&2
 	exit 1
 fi
+# the studio's key-to-screen latency, with no job and while a job keeps the worker busy
+if [ -x "$BUILD/tests/bench_tui" ]; then
+	echo "== studio key-to-screen latency ($BUILD/tests/bench_tui)"
+	tui_model=()
+	[ -f "$model" ] && tui_model=(--model "$model")
+	"$BUILD/tests/bench_tui" --bin "$BIN" "${tui_model[@]}" || status=1
+	echo
+else
+	echo "== studio latency: $BUILD/tests/bench_tui not built; skipped"
+fi
+
 if [ -f "$model" ]; then
 	for fmt in f32 bf16; do
 		echo "== engine, $fmt weights: optstudio bench-engine $model ${BENCH_ENGINE_ARGS:-}$([ $fmt = bf16 ] && echo ' --bf16')"

@@ -494,8 +494,10 @@ static void draw_preview(settings_screen *ss, ui *u, ui_rect b)
 	const theme_entry *e = ss->n_themes ? &ss->themes[ss->sel] : NULL;
 	char title[200];
 	snprintf(title, sizeof title, "Preview: %s", e ? e->name : theme_name(ui_theme(u)));
-	ui_box(u, b, title, !e || !e->file ? NULL : e->builtin ? "data home file, replaces the built-in"
-								     : "from the data home");
+	const char *nc = getenv("NO_COLOR");
+	ui_box(u, b, title, nc && *nc ? "NO_COLOR: attributes only"
+			    : !e || !e->file ? NULL
+			    : e->builtin ? "data home file, replaces the built-in" : "from the data home");
 	int x = b.x + 2, w = b.w - 4, y = b.y + 1, bottom = b.y + b.h - 1;
 	if (e && e->error[0]) {
 		/* the parse error, wrapped over the box */
