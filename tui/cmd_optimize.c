@@ -37,6 +37,9 @@ static const char optimize_help[] =
 	"      --requests N          evaluation: requests per concurrency level\n"
 	"      --instance NAME       evaluation: price on this catalog instance\n"
 	"      --discount D          evaluation: price discount, 0..1 (0.26 is 26%)\n"
+	"      --baseline MODEL      evaluation: compare accuracy against this model (hub name\n"
+	"                            or path; default: the input model when quantizing)\n"
+	"      --heldout FILE        evaluation: held-out text for accuracy and the prompts\n"
 	"      --name N              a label for listings\n"
 	"      --json                print the queued job as JSON (with its id)\n"
 	"Every problem in a spec is listed with its JSON path; nothing is queued then.\n";
@@ -75,7 +78,7 @@ static char *read_all(FILE *f, size_t *len)
 enum {
 	OPT_QUANTIZE = 256, OPT_ALPHA, OPT_GROUP, OPT_KV, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN,
 	OPT_DRAFT, OPT_SPEC_K, OPT_EVAL_C, OPT_NAME, OPT_JSON, OPT_EVAL_IN, OPT_EVAL_OUT,
-	OPT_EVAL_REQ, OPT_EVAL_INST, OPT_EVAL_DISC
+	OPT_EVAL_REQ, OPT_EVAL_INST, OPT_EVAL_DISC, OPT_EVAL_BASE, OPT_EVAL_TEXT
 };
 
 /* Adds a number given as text on the command line (kept as the text's value; the spec's
@@ -112,6 +115,8 @@ static char *spec_from_flags(const char *model, int argc, char **argv, bool *jso
 		{"requests", required_argument, NULL, OPT_EVAL_REQ},
 		{"instance", required_argument, NULL, OPT_EVAL_INST},
 		{"discount", required_argument, NULL, OPT_EVAL_DISC},
+		{"baseline", required_argument, NULL, OPT_EVAL_BASE},
+		{"heldout", required_argument, NULL, OPT_EVAL_TEXT},
 		{"name", required_argument, NULL, OPT_NAME},
 		{"json", no_argument, NULL, OPT_JSON},
 		{NULL, 0, NULL, 0},
@@ -170,6 +175,8 @@ static char *spec_from_flags(const char *model, int argc, char **argv, bool *jso
 		case OPT_EVAL_REQ: ok = add_number_arg(OBJ(ev, root, "evaluation"), "requests_per_level", optarg, "--requests"); break;
 		case OPT_EVAL_INST: cJSON_AddStringToObject(OBJ(ev, root, "evaluation"), "instance", optarg); break;
 		case OPT_EVAL_DISC: ok = add_number_arg(OBJ(ev, root, "evaluation"), "discount", optarg, "--discount"); break;
+		case OPT_EVAL_BASE: cJSON_AddStringToObject(OBJ(ev, root, "evaluation"), "baseline", optarg); break;
+		case OPT_EVAL_TEXT: cJSON_AddStringToObject(OBJ(ev, root, "evaluation"), "text", optarg); break;
 		case OPT_NAME: cJSON_AddStringToObject(root, "name", optarg); break;
 		case OPT_JSON: *json_out = true; break;
 		default:

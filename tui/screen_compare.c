@@ -442,6 +442,8 @@ static void export_to(compare_screen *cs, ui *u, compare_format fmt)
 static void on_export(void *state, ui *u, const char *text, int event)
 {
 	compare_screen *cs = state;
+	if (event == UI_PROMPT_CANCEL)
+		ui_status(u, false, "export cancelled");
 	if (event != UI_PROMPT_ACCEPT || !cs->c)
 		return;
 	while (*text == ' ')
@@ -473,7 +475,9 @@ static void compare_action(void *state, ui *u, int action)
 	case C_END: scroll_table(cs, (long)cs->n_view); break;
 	case C_BASE_NEXT: set_baseline(cs, u, (compare_baseline(cs->c) + 1) % n); break;
 	case C_BASE_PREV: set_baseline(cs, u, (compare_baseline(cs->c) + n - 1) % n); break;
-	case C_EXPORT: ui_prompt(u, "export as csv or md:", "csv", on_export, cs); break;
+	case C_EXPORT:
+		ui_prompt_ex(u, "export as csv or md:", "csv", UI_PROMPT_CANCELS, on_export, cs);
+		break;
 	case C_FILTER: ui_prompt(u, "/", cs->filter, on_filter, cs); break;
 	case C_BACK:
 		if (cs->filter[0])

@@ -334,6 +334,37 @@ static void sparkline(const store_bench_run *r, char *buf, size_t len)
 
 enum { D_C = 5, D_TOT = 9, D_TTFT = 8, D_ITL = 7, D_PRICE = 9, D_ERR = 4 };
 
+/* The run's accuracy figures it has, "ppl 12.3 · KL 0.0123 · KL p99 0.081 · top-1 93.1% ·
+ * acceptance 81.2%", into buf; false (buf "") when it has none. */
+static bool accuracy_text(const compare_summary *s, char *buf, size_t len)
+{
+	const struct {
+		const char *name;
+		double v;
+		bool pct; /* a 0..1 fraction shown as a percentage */
+	} fig[] = {
+		{"ppl", s->perplexity, false},
+		{"KL", s->kl_mean, false},
+		{"KL p99", s->kl_p99, false},
+		{"top-1", s->top1_agreement, true},
+		{"acceptance", s->acceptance_rate, true},
+	};
+	size_t off = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof fig / sizeof fig[0] && off < len; i++) {
+		if (!isfinite(fig[i].v))
+			continue;
+		char num[32];
+		if (fig[i].pct)
+			snprintf(num, sizeof num, "%.1f%%", fig[i].v * 100);
+		else
+			compare_format_num(fig[i].v, num, sizeof num);
+		off += (size_t)snprintf(buf + off, len - off, "%s%s %s", off ? " · " : "", fig[i].name,
+					num);
+	}
+	return off > 0;
+}
+
 static void draw_detail(results_screen *rs, ui *u, ui_rect b)
 {
 	const run_row *r = selected(rs);
@@ -354,17 +385,23 @@ static void draw_detail(results_screen *rs, ui *u, ui_rect b)
 	char usd[48] = "no $/hour set";
 	if (r->sum.usd_per_hour > 0)
 		snprintf(usd, sizeof usd, "$%.2f/h", r->sum.usd_per_hour);
-	char load[32] = "—", ppl[32] = "—";
+	char load[32] = "—", acc[256];
 	if (isfinite(r->sum.load_seconds))
 		snprintf(load, sizeof load, "%.3g s", r->sum.load_seconds);
-	cell_num(r->sum.perplexity, "", ppl, sizeof ppl);
-	snprintf(buf, sizeof buf, "%s %s · discount %.0f%% · in/out %lld/%lld · seed %lld · load %s · ppl %s",
+	bool has_acc = accuracy_text(&r->sum, acc, sizeof acc);
+	snprintf(buf, sizeof buf, "%s %s · discount %.0f%% · in/out %lld/%lld · seed %lld · load %s%s",
 		 run->instance_name ? run->instance_name : "—", usd, r->sum.discount * 100,
 		 (long long)run->input_tokens, (long long)run->output_tokens, (long long)run->seed, load,
-		 ppl);
+		 has_acc ? "" : " · no accuracy figures");
 	ui_put(u, y++, x0, w, ROLE_DIM, buf, false);
 	if (y >= bottom)
 		return;
+	if (has_acc) { /* the figures of the run's job (else its model's newest) */
+		int lx = x0 + ui_put(u, y, x0, w, ROLE_ACCENT, "accuracy ", false);
+		ui_put(u, y++, lx, x0 + w - lx, ROLE_TEXT, acc, false);
+		if (y >= bottom)
+			return;
+	}
 	int bar_w = w - (D_C + D_TOT + 2 * D_TTFT + 2 * D_ITL + D_PRICE + D_ERR + 8);
 	if (bar_w < 4)
 		bar_w = 4;

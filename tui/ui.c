@@ -46,6 +46,7 @@ struct ui {
 	double status_until;
 	/* prompt */
 	bool prompt_on;
+	unsigned prompt_flags;
 	char prompt_label[32], prompt_text[256];
 	ui_prompt_fn prompt_fn;
 	void *prompt_state;
@@ -169,7 +170,14 @@ void ui_status(ui *u, bool error, const char *fmt, ...)
 
 void ui_prompt(ui *u, const char *label, const char *initial, ui_prompt_fn fn, void *state)
 {
+	ui_prompt_ex(u, label, initial, UI_PROMPT_FILTER, fn, state);
+}
+
+void ui_prompt_ex(ui *u, const char *label, const char *initial, unsigned flags, ui_prompt_fn fn,
+		  void *state)
+{
 	u->prompt_on = true;
+	u->prompt_flags = flags;
 	snprintf(u->prompt_label, sizeof u->prompt_label, "%s", label);
 	snprintf(u->prompt_text, sizeof u->prompt_text, "%s", initial ? initial : "");
 	u->prompt_fn = fn;
@@ -419,32 +427,53 @@ static void draw_too_small(ui *u)
 	ui_put(u, y + 1, (COLS - ui_width(b)) / 2 > 0 ? (COLS - ui_width(b)) / 2 : 0, COLS, ROLE_DIM, b, false);
 }
 
+/* The tab bar. The tabs always show; when the terminal is too narrow for everything, the
+ * job indicator is kept (shortened if need be) before the brand, and the idle text goes first. */
 static void draw_tabs(ui *u)
 {
-	ui_fill(u, 0, 0, COLS, ROLE_BACKGROUND);
-	int x = ui_put(u, 0, 0, COLS, ROLE_ACCENT, " optstudio ", false) + 1;
+	static const char brand[] = " optstudio ";
+	char t[UI_MAX_SCREENS][64];
+	int tabs_w = 0;
 	for (size_t i = 0; i < u->n_screens; i++) {
-		char t[64];
-		snprintf(t, sizeof t, " %d %s ", u->screens[i].number, u->screens[i].title);
+		snprintf(t[i], sizeof t[i], " %d %s ", u->screens[i].number, u->screens[i].title);
+		tabs_w += ui_width(t[i]) + 1;
+	}
+	char r[96] = "", r_short[32] = "";
+	if (u->n_running || u->n_queued) {
+		snprintf(r, sizeof r, "● %zu job%s running ", u->n_running, u->n_running == 1 ? "" : "s");
+		snprintf(r_short, sizeof r_short, "● %zu ", u->n_running);
+		if (u->n_queued) {
+			size_t l = strlen(r);
+			snprintf(r + l, sizeof r - l, "· %zu queued ", u->n_queued);
+			l = strlen(r_short);
+			snprintf(r_short + l, sizeof r_short - l, "+%zu queued ", u->n_queued);
+		}
+	}
+	bool busy = r[0] != '\0';
+	int brand_w = ui_width(brand) + 1;
+	const char *right = r;
+	bool show_brand = true;
+	if (!busy) {
+		snprintf(r, sizeof r, "no jobs running ");
+		if (brand_w + tabs_w + ui_width(r) >= COLS)
+			right = "";
+	} else if (brand_w + tabs_w + ui_width(r) >= COLS) {
+		show_brand = false;
+		if (tabs_w + ui_width(r) >= COLS)
+			right = r_short;
+	}
+	ui_fill(u, 0, 0, COLS, ROLE_BACKGROUND);
+	int x = show_brand ? ui_put(u, 0, 0, COLS, ROLE_ACCENT, brand, false) + 1 : 0;
+	for (size_t i = 0; i < u->n_screens; i++) {
 		u->tab_x0[i] = x;
-		x += ui_put(u, 0, x, COLS - x, i == u->active ? ROLE_TAB_ACTIVE : ROLE_TEXT, t, false);
+		x += ui_put(u, 0, x, COLS - x > 0 ? COLS - x : 0, i == u->active ? ROLE_TAB_ACTIVE : ROLE_TEXT,
+			    t[i], false);
 		u->tab_x1[i] = x;
 		x++;
 	}
-	char r[96];
-	if (u->n_running || u->n_queued) {
-		snprintf(r, sizeof r, "● %zu job%s running%s", u->n_running, u->n_running == 1 ? "" : "s",
-			 u->n_queued ? "" : " ");
-		if (u->n_queued) {
-			size_t l = strlen(r);
-			snprintf(r + l, sizeof r - l, " · %zu queued ", u->n_queued);
-		}
-	} else {
-		snprintf(r, sizeof r, "no jobs running ");
-	}
-	int rw = ui_width(r);
-	if (x + rw < COLS)
-		ui_put(u, 0, COLS - rw, rw, u->n_running ? ROLE_RUNNING : ROLE_DIM, r, false);
+	int rw = ui_width(right);
+	if (rw && x + rw < COLS)
+		ui_put(u, 0, COLS - rw, rw, u->n_running ? ROLE_RUNNING : ROLE_DIM, right, false);
 }
 
 static bool key_disabled(ui *u, const ui_key *k, char *why, size_t len)
@@ -493,7 +522,8 @@ static void draw_status(ui *u)
 		int x = ui_put(u, y, 1, COLS - 2, ROLE_ACCENT, u->prompt_label, false);
 		x += 1 + ui_put(u, y, 1 + x, COLS - 2 - x, ROLE_TEXT, u->prompt_text, false);
 		ui_put(u, y, 1 + x, 1, ROLE_SELECTION, " ", false);
-		ui_put(u, y, x + 3, COLS - x - 4, ROLE_DIM, "  ⏎ keep · Esc clear", false);
+		ui_put(u, y, x + 3, COLS - x - 4, ROLE_DIM, u->prompt_flags & UI_PROMPT_CANCELS
+			? "  ⏎ ok · Esc cancel" : "  ⏎ keep · Esc clear", false);
 		return;
 	}
 	if (u->status[0] && now_s() < u->status_until)
@@ -713,6 +743,28 @@ static void help_key(ui *u, int ch)
 	u->dirty = true;
 }
 
+static void on_quit(void *state, ui *u, int64_t arg)
+{
+	(void)state;
+	(void)arg;
+	u->quit = true;
+}
+
+/* Quits, unless a screen holds unsaved work: then asks first. */
+static void quit_or_ask(ui *u)
+{
+	for (size_t i = 0; i < u->n_screens; i++) {
+		ui_screen *sc = &u->screens[i];
+		char why[160] = "", q[256];
+		if (sc->busy && sc->busy(sc->state, why, sizeof why)) {
+			snprintf(q, sizeof q, "%s. Quit anyway?", why[0] ? why : "Unsaved work is lost");
+			ui_confirm(u, q, on_quit, NULL, 0);
+			return;
+		}
+	}
+	u->quit = true;
+}
+
 static void run_global(ui *u, int action)
 {
 	switch (action) {
@@ -722,7 +774,7 @@ static void run_global(ui *u, int action)
 		u->help_scroll = 0;
 		break;
 	case G_QUIT:
-		u->quit = true;
+		quit_or_ask(u);
 		break;
 	case G_NEXT:
 		switch_to(u, (u->active + 1) % u->n_screens);

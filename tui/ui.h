@@ -58,6 +58,10 @@ typedef struct ui_screen {
 	void (*destroy)(void *state);
 	/* another screen sent the user here with ui_goto (arg may be NULL) */
 	void (*on_enter)(void *state, ui *u, const char *arg);
+	/* true when quitting now would lose the user's unsaved work (a half-finished wizard):
+	 * `q` then asks first, quoting why (len bytes, a sentence without its full stop: "The
+	 * Optimize setup for x is not launched") */
+	bool (*busy)(void *state, char *why, size_t len);
 } ui_screen;
 
 /* Creates the frame around an open store and a loaded theme (both borrowed; they must
@@ -103,6 +107,12 @@ theme *ui_theme(ui *u);
 enum { UI_PROMPT_EDIT, UI_PROMPT_ACCEPT, UI_PROMPT_CANCEL };
 typedef void (*ui_prompt_fn)(void *state, ui *u, const char *text, int event);
 void ui_prompt(ui *u, const char *label, const char *initial, ui_prompt_fn fn, void *state);
+/* ui_prompt's flags: UI_PROMPT_CANCELS for a value Esc abandons (a field, a file name): the
+ * hint then says "Esc cancel" instead of the filters' "Esc clear". */
+enum { UI_PROMPT_FILTER = 0, UI_PROMPT_CANCELS = 1u };
+/* As ui_prompt, with flags. */
+void ui_prompt_ex(ui *u, const char *label, const char *initial, unsigned flags, ui_prompt_fn fn,
+		  void *state);
 
 /* A yes/no question in a box; fn(state, u, arg) runs on 'y' only. */
 typedef void (*ui_confirm_fn)(void *state, ui *u, int64_t arg);

@@ -26,6 +26,8 @@ static const char *const field_paths[WF_COUNT] = {
 	[WF_OUTPUT] = "evaluation.output_tokens",
 	[WF_REQUESTS] = "evaluation.requests_per_level",
 	[WF_DISCOUNT] = "evaluation.discount",
+	[WF_HELDOUT] = "evaluation.text",
+	[WF_NAME] = "name",
 };
 
 /* the stages' defaults, as the fields show them when empty (core/jobs, core/optimize) */
@@ -41,6 +43,8 @@ static const char *const field_defaults[WF_COUNT] = {
 	[WF_OUTPUT] = "64",
 	[WF_REQUESTS] = "auto",
 	[WF_DISCOUNT] = "0.26",
+	[WF_HELDOUT] = "text/heldout.txt",
+	[WF_NAME] = "none",
 };
 
 void wiz_settings_init(wiz_settings *w)
@@ -76,7 +80,9 @@ bool wiz_field_relevant(const wiz_settings *w, int f)
 	case WF_DRAFT_PATH: return w->spec && w->draft == WD_CUSTOM;
 	case WF_K: return w->spec;
 	case WF_CONC: case WF_INPUT: case WF_OUTPUT: case WF_REQUESTS: case WF_DISCOUNT:
+	case WF_HELDOUT:
 		return w->eval;
+	case WF_NAME: return true;
 	default: return false;
 	}
 }
@@ -186,6 +192,52 @@ static void check_calib(wiz_settings *w, const char *home)
 		snprintf(w->note[WF_CALIB], WIZ_TEXT, "✓ text, %.1f KiB", (double)st.st_size / 1024.0);
 }
 
+/* The held-out text: a readable, non-empty file. Empty uses the data home's text/heldout.txt;
+ * without one the stage skips accuracy (a warning, not an error: speed is still measured). */
+static void check_heldout(wiz_settings *w, const char *home)
+{
+	char def[4200];
+	const char *t = w->text[WF_HELDOUT];
+	if (!*t) {
+		snprintf(def, sizeof def, "%s/text/heldout.txt", home ? home : ".");
+		if (access(def, R_OK) == 0)
+			snprintf(w->note[WF_HELDOUT], WIZ_TEXT, "empty: the data home's text/heldout.txt");
+		else
+			snprintf(w->note[WF_HELDOUT], WIZ_TEXT, "⚠ no text/heldout.txt in the data "
+				 "home: accuracy is skipped (b browses)");
+		return;
+	}
+	struct stat st;
+	if (stat(t, &st) != 0 || access(t, R_OK) != 0)
+		snprintf(w->error[WF_HELDOUT], WIZ_TEXT, "cannot read it: %s", strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		snprintf(w->error[WF_HELDOUT], WIZ_TEXT, "not a file");
+	else if (st.st_size == 0)
+		snprintf(w->error[WF_HELDOUT], WIZ_TEXT, "the file is empty: accuracy needs text");
+	else
+		snprintf(w->note[WF_HELDOUT], WIZ_TEXT, "✓ text, %.1f KiB", (double)st.st_size / 1024.0);
+}
+
+/* A job name: any label a listing can show on one line. */
+static void check_name(wiz_settings *w)
+{
+	const char *t = w->text[WF_NAME];
+	if (!*t) {
+		snprintf(w->note[WF_NAME], WIZ_TEXT, "optional: no name");
+		return;
+	}
+	for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+		if (*p < 0x20 || *p == 0x7f) {
+			snprintf(w->error[WF_NAME], WIZ_TEXT, "control characters cannot be shown in "
+				 "listings");
+			return;
+		}
+	if (strspn(t, " ") == strlen(t))
+		snprintf(w->error[WF_NAME], WIZ_TEXT, "only blanks: leave it empty for no name");
+	else
+		snprintf(w->note[WF_NAME], WIZ_TEXT, "✓ listed as '%.64s'", t);
+}
+
 /* A custom draft: it exists, is a GGUF or Hugging Face model, and has the target's
  * tokenizer. */
 static void check_draft_path(wiz_settings *w)
@@ -240,6 +292,14 @@ void wiz_field_check(wiz_settings *w, int f, const char *home)
 	}
 	if (f == WF_DRAFT_PATH) {
 		check_draft_path(w);
+		return;
+	}
+	if (f == WF_HELDOUT) { /* a path and a label: "auto" is a name like any other here */
+		check_heldout(w, home);
+		return;
+	}
+	if (f == WF_NAME) {
+		check_name(w);
 		return;
 	}
 	if (is_default(t)) {
@@ -388,7 +448,13 @@ int wiz_build_spec(const wiz_settings *w, job_spec **out, os_error *err)
 			s->evaluation.has_discount = true;
 			s->evaluation.discount = d;
 		}
+		if (w->baseline[0])
+			s->evaluation.baseline = dup_or_null(w->baseline, &oom);
+		if (w->text[WF_HELDOUT][0])
+			s->evaluation.text = dup_or_null(w->text[WF_HELDOUT], &oom);
 	}
+	if (w->text[WF_NAME][0])
+		s->name = dup_or_null(w->text[WF_NAME], &oom);
 	if (oom) {
 		job_spec_free(s);
 		return os_error_set(err, OS_ENOMEM, "out of memory");
@@ -501,14 +567,14 @@ char **wiz_cli_words(const job_spec *s, size_t *n)
 	/* what `optimize` would take for a spec file or an option, and what its flags cannot
 	 * say: such specs are given as a file */
 	if (!ml || s->model[0] == '-' || (ml > 5 && !strcmp(s->model + ml - 5, ".json")) ||
-	    s->has_runtime || s->evaluation.baseline || s->evaluation.text ||
+	    s->has_runtime ||
 	    (s->has_quantization && !s->quantization.method && !s->quantization.kv_cache &&
 	     !s->quantization.has_alpha && !s->quantization.group_size && !s->quantization.has_calibration) ||
 	    (s->has_speculative && !s->speculative.draft && !s->speculative.k))
 		return NULL;
 	const __typeof__(s->evaluation) *e = &s->evaluation;
 	if (s->has_evaluation && !e->n_concurrency && !e->input_tokens && !e->output_tokens &&
-	    !e->requests_per_level && !e->instance && !e->has_discount)
+	    !e->requests_per_level && !e->instance && !e->has_discount && !e->baseline && !e->text)
 		return NULL;
 	if (s->has_quantization && s->quantization.has_calibration && !s->quantization.calib_file &&
 	    !s->quantization.calib_samples && !s->quantization.calib_seq_len)
@@ -549,6 +615,10 @@ char **wiz_cli_words(const job_spec *s, size_t *n)
 		if (e->instance)
 			words_add(&w, "--instance", e->instance);
 		words_double(&w, "--discount", e->has_discount, e->discount);
+		if (e->baseline)
+			words_add(&w, "--baseline", e->baseline);
+		if (e->text)
+			words_add(&w, "--heldout", e->text);
 	}
 	if (s->name)
 		words_add(&w, "--name", s->name);

@@ -14,7 +14,7 @@
 /* The typed fields. */
 enum wiz_field {
 	WF_ALPHA, WF_SAMPLES, WF_SEQ_LEN, WF_CALIB, WF_DRAFT_PATH, WF_K, WF_CONC, WF_INPUT,
-	WF_OUTPUT, WF_REQUESTS, WF_DISCOUNT, WF_COUNT
+	WF_OUTPUT, WF_REQUESTS, WF_DISCOUNT, WF_HELDOUT, WF_NAME, WF_COUNT
 };
 
 /* Where the draft comes from. */
@@ -36,13 +36,15 @@ typedef struct wiz_settings {
 	char hub_draft[WIZ_TEXT];   /* WD_HUB: the hub model's name */
 	bool eval;                  /* evaluate after optimizing */
 	char instance[WIZ_TEXT];    /* catalog name; "" = this machine (the stage's default) */
+	char baseline[WIZ_TEXT];    /* accuracy baseline, a hub name; "" = the stage's default
+				     * (the input model when quantizing, else none) */
 	char text[WF_COUNT][WIZ_TEXT];
 	char error[WF_COUNT][WIZ_TEXT];
 	char note[WF_COUNT][WIZ_TEXT];
 } wiz_settings;
 
-/* The fresh wizard: no model, no quantization, no speculative decoding, evaluation on,
- * every field empty (defaults). */
+/* The fresh wizard: no model, no quantization, no speculative decoding, evaluation on, no
+ * baseline chosen, every field empty (defaults; WF_NAME empty: no name). */
 void wiz_settings_init(wiz_settings *w);
 
 /* The spec JSON path a field fills ("quantization.alpha"). */

@@ -154,13 +154,25 @@ void compare_run_summary(store *s, const store_bench_run *r, compare_summary *ou
 	out->peak_usd_per_1m = pk ? point_price(out->usd_per_hour, out->discount, pk->total_tokens_per_s)
 				  : NAN;
 	out->load_seconds = run_config_num(r, "load_seconds");
-	out->perplexity = NAN;
+	const struct {
+		const char *metric;
+		double *v;
+	} want[] = {
+		{"perplexity", &out->perplexity},
+		{"kl_divergence", &out->kl_mean},
+		{"kl_divergence_p99", &out->kl_p99},
+		{"top1_agreement", &out->top1_agreement},
+		{"acceptance_rate", &out->acceptance_rate},
+	};
+	for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+		*want[k].v = NAN;
 	store_eval_result *ev;
 	size_t n_ev;
 	run_eval_results(s, r, &ev, &n_ev);
-	for (size_t i = 0; i < n_ev && isnan(out->perplexity); i++) /* newest first */
-		if (strcmp(ev[i].metric, "perplexity") == 0)
-			out->perplexity = ev[i].value;
+	for (size_t i = 0; i < n_ev; i++) /* newest first: the first seen wins */
+		for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+			if (isnan(*want[k].v) && strcmp(ev[i].metric, want[k].metric) == 0)
+				*want[k].v = ev[i].value;
 	store_eval_result_list_free(ev, n_ev);
 }
 
@@ -333,6 +345,7 @@ static int build_rows(store *s, compare *c, unsigned flags)
 		prow->v[r] = c->chart[COMPARE_CHART_PRICE][r] =
 			pk ? point_price(c->usd[r], c->disc[r], pk->total_tokens_per_s) : NAN;
 	}
+	size_t sz_i = 0, ld_i = 0; /* indexes of the detail rows (add_row may move the rows) */
 	if (detail) {
 		compare_row *sz = add_row(c, "model size", COMPARE_SUMMARY, "MiB", COMPARE_BETTER_LOWER);
 		compare_row *ld = sz ? add_row(c, "load time", COMPARE_SUMMARY, "s", COMPARE_BETTER_LOWER)
@@ -340,6 +353,8 @@ static int build_rows(store *s, compare *c, unsigned flags)
 		if (!ld)
 			return OS_ENOMEM;
 		sz = ld - 1;
+		sz_i = (size_t)(sz - c->rows);
+		ld_i = (size_t)(ld - c->rows);
 		for (size_t r = 0; r < c->n_runs; r++) {
 			sz->v[r] = run_model_bytes(s, &c->runs[r]) / (1024.0 * 1024.0);
 			ld->v[r] = run_config_num(&c->runs[r], "load_seconds");
@@ -389,6 +404,16 @@ static int build_rows(store *s, compare *c, unsigned flags)
 		size_t n_ev;
 		run_eval_results(s, &c->runs[r], &ev, &n_ev);
 		for (size_t i = 0; i < n_ev; i++) {
+			/* a job's evaluation also stores the model's size and load time: with the
+			 * detail rows they are those rows' figures (where the run's own are
+			 * missing), not a second pair of rows */
+			bool bytes = strcmp(ev[i].metric, "model_bytes") == 0;
+			if (detail && (bytes || strcmp(ev[i].metric, "load_seconds") == 0)) {
+				compare_row *dr = &c->rows[bytes ? sz_i : ld_i];
+				if (isnan(dr->v[r]))
+					dr->v[r] = bytes ? ev[i].value / (1024.0 * 1024.0) : ev[i].value;
+				continue;
+			}
 			compare_row *ar = NULL;
 			for (size_t k = 0; k < c->n_rows; k++)
 				if (c->rows[k].concurrency == COMPARE_ACCURACY &&

@@ -28,7 +28,9 @@ typedef enum compare_better {
 #define COMPARE_ACCURACY (-1)
 
 /* Extra rows the studio shows and the command line does not (its output stays as it was):
- * TTFT and ITL p99 per level, model size (MiB) and load time (s). */
+ * TTFT and ITL p99 per level, model size (MiB) and load time (s). With it, a job's
+ * "model_bytes" and "load_seconds" eval results fill those two rows (where the run's own
+ * figures are missing) instead of making accuracy rows, so each shows once. */
 #define COMPARE_DETAIL 1u
 
 /* One row of the comparison: a figure of every run. */
@@ -110,7 +112,11 @@ typedef struct compare_summary {
 	double usd_per_hour;      /* the run's instance's current catalog price; 0: unknown */
 	double discount;          /* the run's discount (its config, else the default) */
 	double peak_usd_per_1m;   /* blended price at the peak */
-	double perplexity;        /* the run's accuracy figure "perplexity" */
+	double perplexity;        /* the run's accuracy figures (as the comparison's accuracy */
+	double kl_mean;           /* rows: its job's, else its model's newest): "perplexity", */
+	double kl_p99;            /* "kl_divergence" and "kl_divergence_p99" (nats), */
+	double top1_agreement;    /* "top1_agreement" (0..1), */
+	double acceptance_rate;   /* "acceptance_rate" (0..1, speculative decoding) */
 	double load_seconds;      /* from the run's config */
 } compare_summary;
 

@@ -3,36 +3,14 @@
 # fresh data home with real `optstudio bench` runs of the fixture model; every wait polls the
 # captured pane (no fixed sleeps, no timing assertions). Filter, marks (and the refused 5th),
 # Compare's figures checked against `optstudio compare --format json`, baseline change, CSV
-# and Markdown export checked against the command line's CSV, resize to 80x24, help, NO_COLOR,
-# clean exit.
+# and Markdown export checked against the command line's CSV (the prompt's Esc cancels),
+# resize to 80x24, help, NO_COLOR, clean exit; then a run made by a job: its accuracy figures
+# (KL, top-1 agreement, acceptance) in the Results detail pane, and its size and load time
+# once in Compare.
 . "$(dirname "$0")/lib.sh"
-command -v tmux >/dev/null || { skip "tmux not installed"; test_summary; exit; }
+. "$(dirname "$0")/tui_lib.sh"
 FIX=$BUILD_DIR/tests/make_fixture
-SOCK=optstudio-tuicmp-$$
-trap 'tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$TMP"' EXIT
-tx() { tmux -L "$SOCK" "$@"; }
-pane() { tx capture-pane -p -t tui 2>/dev/null; }
 
-# wait_for NAME REGEX [SECONDS]: polls the pane every 0.1 s until REGEX shows (default 20 s)
-wait_for() {
-	local i
-	for ((i = 0; i < ${3:-20} * 10; i++)); do
-		if pane | grep -qE -- "$2"; then ok "$1"; return 0; fi
-		sleep 0.1
-	done
-	fail "$1" "pane lacks /$2/ after ${3:-20} s:" "$(pane | sed 's/^/| /')"
-	return 1
-}
-# wait_gone NAME REGEX [SECONDS]: until REGEX no longer shows
-wait_gone() {
-	local i
-	for ((i = 0; i < ${3:-20} * 10; i++)); do
-		if ! pane | grep -qE -- "$2"; then ok "$1"; return 0; fi
-		sleep 0.1
-	done
-	fail "$1" "pane still shows /$2/ after ${3:-20} s:" "$(pane | sed 's/^/| /')"
-	return 1
-}
 # wait_file NAME PATH [SECONDS]: until PATH exists
 wait_file() {
 	local i
@@ -43,7 +21,6 @@ wait_file() {
 	fail "$1" "no file $2 after ${3:-20} s" "$(ls "$(dirname "$2")" 2>&1)"
 	return 1
 }
-keys() { tx send-keys -t tui "$@"; }
 
 # check_rows NAME JSON ROW...: every named row of the Compare table on the pane shows the
 # figures of `optstudio compare --format json` (JSON, a file) as the screen formats them:
@@ -179,6 +156,12 @@ check_rows "deltas follow the new baseline" "$TMP/ba.json" "price" "price at pea
 # export
 keys e
 wait_for "e asks for the format" 'export as csv or md:csv'
+wait_for "the export prompt says Esc cancels" '⏎ ok · Esc cancel'
+keys Escape
+wait_for "Esc cancels the export" 'export cancelled'
+[ -e "$OPTSTUDIO_HOME/exports/compare-$A-$B.csv" ] && fail "nothing is exported after Esc" || ok "nothing is exported after Esc"
+keys e
+wait_for "e asks again" 'export as csv or md:csv'
 keys Enter
 csv=$OPTSTUDIO_HOME/exports/compare-$A-$B.csv
 wait_for "the status line says where the CSV went" "exported to .*compare-$A-$B.csv"
@@ -237,4 +220,69 @@ wait_for "NO_COLOR: Compare opens" "Compare 2 runs · baseline #$A"
 wait_for "NO_COLOR: deltas carry ✓ or ✗" '[0-9]%?[✓✗]'
 keys q
 wait_for "and quits" 'tui\$ *$'
+
+# ---- a run made by a job: accuracy against the input model, speculative acceptance --------
+awk 'BEGIN { for (i = 1; i <= 150; i++) printf "line %d: %s kites drift over field %d.\n", i, (i % 5 ? "red" : "blue"), (i * 11) % 23 }' >"$TMP/heldout.txt"
+export OPTSTUDIO_WORKER_IDLE_MS=1500
+J=$("$BIN" optimize fx --quantize int8 --draft ngram --spec-k 2 --eval-concurrency 1 --input-tokens 8 \
+	--output-tokens 4 --requests 2 --heldout "$TMP/heldout.txt" --name jobrun --json 2>&1 |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
+state=
+for ((i = 0; i < 1200; i++)); do
+	state=$("$BIN" jobs show "${J:-0}" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])' 2>/dev/null)
+	case $state in completed | failed | stopped) break ;; esac
+	sleep 0.1
+done
+[ "$state" = completed ] && ok "an optimize job with evaluation completes" ||
+	{ fail "an optimize job with evaluation completes" "job ${J:-?}: $state" "$("$BIN" jobs log "${J:-0}" 2>&1 | tail -5)"; test_summary; exit; }
+R=$("$BIN" jobs show "$J" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["result_run_ids"][0])')
+"$BIN" compare "$R" "$A" --format json >"$TMP/ra.json" || fail "compare R A --format json"
+# the detail pane's accuracy line as the stored figures make it
+acc=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+v = {m["metric"]: m["values"][0] for m in d["metrics"] if m["kind"] == "accuracy"}
+def num(x):
+    a = abs(x)
+    if a >= 1000: return "%.0f" % x
+    if a >= 10: return "%.1f" % x
+    if a >= 0.01 or x == 0: return "%.3f" % x
+    return "%.3g" % x
+out = []
+for key, name, pct in (("perplexity", "ppl", 0), ("kl_divergence", "KL", 0), ("kl_divergence_p99", "KL p99", 0),
+                       ("top1_agreement", "top-1", 1), ("acceptance_rate", "acceptance", 1)):
+    if v.get(key) is not None:
+        out.append("%s %s" % (name, "%.1f%%" % (v[key] * 100) if pct else num(v[key])))
+print(" · ".join(out))' "$TMP/ra.json")
+case $acc in *KL*top-1*acceptance*) ok "the job stored KL, top-1 agreement and acceptance" ;;
+*) fail "the job stored KL, top-1 agreement and acceptance" "$acc" ;; esac
+keys clear Enter "$BIN studio" Enter
+wait_for "the studio opens again" '4 Results'
+keys 4 /
+keys -l jobrun
+keys Enter
+wait_for "Results lists the job's run" "│ · +$R .*jobrun"
+wait_for "its detail pane has every accuracy figure it has" "accuracy $(printf '%s' "$acc" | sed 's/[.()%]/\\&/g')"
+keys Escape Home
+keys /
+keys -l "$R"
+keys Enter ' ' Escape
+keys /
+keys -l alpha-base
+keys Enter ' ' c
+wait_for "Compare opens on the job's run and a bench run" "Compare 2 runs · baseline #$R"
+keys /
+keys -l load
+wait_for "load time is one row" '/ load · 1 of [0-9]+'
+wait_for "the load time row" 'load time'
+keys Escape /
+keys -l model
+wait_for "model size is one row" '/ model · 1 of [0-9]+'
+if pane | grep -qE 'model_bytes|load_seconds'; then fail "no model_bytes or load_seconds rows" "$(pane)"; else ok "no model_bytes or load_seconds rows"; fi
+keys Escape e Enter
+wait_file "the job's comparison is exported" "$OPTSTUDIO_HOME/exports/compare-$R-$A.csv"
+n=$(grep -cE '^(model size|load time|model_bytes|load_seconds),' "$OPTSTUDIO_HOME/exports/compare-$R-$A.csv")
+[ "$n" = 2 ] && ok "the export has size and load time once each" || fail "the export has size and load time once each" "$(grep -E '^(model|load)' "$OPTSTUDIO_HOME/exports/compare-$R-$A.csv")"
+keys q
+wait_for "q quits" 'tui\$ *$'
 test_summary

@@ -1,42 +1,21 @@
 #!/usr/bin/env bash
 # The studio's Optimize wizard in a real terminal (tmux, 80x24, NO_COLOR): from the Hub's `o`
 # to a launched job that completes, through a bad value caught as typed, Esc asking before it
-# discards, a spec problem that keeps launch off, and the review's command line queueing the
-# same spec. Every wait polls the pane with a timeout; nothing asserts on time.
+# discards, the held-out text, baseline and name of the Evaluate step reaching the spec, a spec
+# problem that keeps launch off, the review's command line queueing the same spec, and `q`
+# asking before it drops unsaved changes. Every wait polls the pane with a timeout; nothing
+# asserts on time.
 . "$(dirname "$0")/lib.sh"
-command -v tmux >/dev/null || { skip "tmux not installed"; test_summary; exit; }
+. "$(dirname "$0")/tui_lib.sh"
 FIX=$BUILD_DIR/tests/make_fixture
 export OPTSTUDIO_WORKER_IDLE_MS=1500
-SOCK=optstudio-wiz-$$
-trap 'tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$TMP"' EXIT
-tx() { tmux -L "$SOCK" "$@"; }
-pane() { tx capture-pane -p -t wiz 2>/dev/null; }
 
-# wait_for NAME REGEX [SECONDS]: polls the pane every 0.1 s until REGEX shows (default 20 s)
-wait_for() {
-	local i
-	for ((i = 0; i < ${3:-20} * 10; i++)); do
-		if pane | grep -qE -- "$2"; then ok "$1"; return 0; fi
-		sleep 0.1
-	done
-	fail "$1" "pane lacks /$2/ after ${3:-20} s:" "$(pane | sed 's/^/| /')"
-	return 1
-}
-# wait_gone NAME REGEX [SECONDS]: until REGEX no longer shows
-wait_gone() {
-	local i
-	for ((i = 0; i < ${3:-20} * 10; i++)); do
-		if ! pane | grep -qE -- "$2"; then ok "$1"; return 0; fi
-		sleep 0.1
-	done
-	fail "$1" "pane still shows /$2/ after ${3:-20} s:" "$(pane | sed 's/^/| /')"
-	return 1
-}
-keys() { tx send-keys -t wiz "$@"; }
-typed() { tx send-keys -t wiz -l "$1"; }
+typed() { tx send-keys -t tui -l "$1"; }
 # edit VALUE: Enter opens the field's prompt, Ctrl-U-free: the prompt starts with the old text,
 # so erase it first (fields here are short), then type and accept
 edit() { keys Enter; for _ in 1 2 3 4 5 6 7 8 9 10 11 12; do keys BSpace; done; typed "$1"; keys Enter; }
+# edit_long VALUE: as edit, for a field holding a long value (a path)
+edit_long() { keys Enter; keys $(printf 'BSpace %.0s' $(seq 100)); typed "$1"; keys Enter; }
 spec_of() { "$BIN" jobs show "$1" --json | python3 -c '
 import json, sys
 s = json.load(sys.stdin)["spec"]
@@ -47,8 +26,9 @@ print(json.dumps(json.loads(s) if isinstance(s, str) else s, sort_keys=True))'; 
 "$BIN" hub import "$TMP/a.gguf" --name alpha-fx >/dev/null && "$BIN" hub import "$TMP/b.gguf" --name beta-fx >/dev/null ||
 	fail "hub import"
 awk 'BEGIN { for (i = 1; i <= 400; i++) printf "passage %d: the %s ferry crossed at %d past %d.\n", i, (i % 3 ? "slow" : "late"), (i * 13) % 60, i % 12 }' >"$TMP/calib.txt"
+awk 'BEGIN { for (i = 1; i <= 120; i++) printf "note %d: %s gulls over pier %d at dusk.\n", i, (i % 4 ? "grey" : "white"), (i * 7) % 31 }' >"$TMP/heldout.txt"
 
-tx new-session -d -s wiz -x 80 -y 24 "env PS1='wiz\$ ' OPTSTUDIO_HOME='$OPTSTUDIO_HOME' NO_COLOR=1 TERM=tmux-256color bash --norc --noprofile" ||
+tx new-session -d -s tui -x 80 -y 24 "env PS1='wiz\$ ' OPTSTUDIO_HOME='$OPTSTUDIO_HOME' NO_COLOR=1 TERM=tmux-256color bash --norc --noprofile" ||
 	{ fail "tmux new-session"; test_summary; exit; }
 wait_for "shell up" 'wiz\$'
 keys "$BIN studio" Enter
@@ -99,6 +79,25 @@ keys Down; edit 8
 keys Down; edit 4
 keys Down; edit 2
 wait_for "the evaluation settings are read" '2 requests per level'
+keys Down Down Down
+wait_for "the Evaluate step offers a held-out text" '─ held-out text ─'
+edit_long "$TMP/no-such-text.txt"
+wait_for "a missing held-out text is caught at once" '✗ cannot read it: No such file'
+keys Right
+wait_for "and next is refused with the reason" 'held-out text: cannot read it'
+edit_long "$TMP/heldout.txt"
+wait_for "a readable held-out text is accepted at once" '✓ text, [0-9.]+ KiB'
+keys Down
+wait_for "the baseline is offered" 'baseline +default: the input model, alpha-fx'
+keys Space
+wait_for "␣ lists the hub models that can be a baseline" 'Accuracy baseline \(same tokenizer\)'
+wait_for "with the default first" '\(default\) +the input model'
+wait_for "and the compatible hub model" 'beta-fx +.*params'
+keys Down Enter
+wait_for "⏎ takes the baseline from the hub" 'baseline +beta-fx ✓ same tokenizer'
+keys Down
+edit "night sq"
+wait_for "the job's name is read" "✓ listed as 'night sq'"
 keys Right
 wait_for "the review shows the canonical JSON" 'Job spec \(canonical JSON\)'
 wait_for "with the method" '"method": "int8-smoothquant"'
@@ -115,7 +114,7 @@ wait_for "⏎ launches and shows the Jobs screen" 'Jobs [0-9]+ '
 wait_for "with a status line" 'job [0-9]+ queued'
 id=$(pane | grep -oE 'job [0-9]+ queued' | head -n 1 | grep -oE '[0-9]+')
 wait_for "the job reaches completed" "^│? *${id:-X} +✓ completed" 60
-want='{"evaluation": {"concurrency": [1, 2], "input_tokens": 8, "output_tokens": 4, "requests_per_level": 2}, "model": "alpha-fx", "quantization": {"alpha": 0.6, "calibration": {"file": "'$TMP'/calib.txt", "samples": 2, "seq_len": 16}, "method": "int8-smoothquant"}}'
+want='{"evaluation": {"baseline": "beta-fx", "concurrency": [1, 2], "input_tokens": 8, "output_tokens": 4, "requests_per_level": 2, "text": "'$TMP'/heldout.txt"}, "model": "alpha-fx", "name": "night sq", "quantization": {"alpha": 0.6, "calibration": {"file": "'$TMP'/calib.txt", "samples": 2, "seq_len": 16}, "method": "int8-smoothquant"}}'
 got=$(spec_of "${id:-0}")
 [ "$got" = "$want" ] && ok "jobs show has the chosen spec" || fail "jobs show has the chosen spec" "got:  $got" "want: $want"
 st=$("$BIN" jobs show "${id:-0}" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
@@ -149,6 +148,21 @@ keys y
 wait_for "y discards" 'discarded'
 wait_for "back at the first step" 'Which model to optimize'
 
+# ---- q with unsaved changes asks; any key but y keeps the studio ---------------------------
+keys Enter
+wait_for "⏎ takes the model again" 'Techniques for alpha-fx'
+keys Down Down Down Space
+wait_for "a method is chosen" '\(•\) INT8 SmoothQuant'
 keys q
-wait_for "q quits to the shell" 'wiz\$ *$'
+wait_for "q with unsaved changes asks first" 'The Optimize setup for alpha-fx is not launched\. Quit anyway\?'
+keys n
+wait_for "n keeps the studio open" 'cancelled'
+wait_for "with the wizard as it was" '\(•\) INT8 SmoothQuant'
+keys Escape
+wait_for "Esc asks before discarding" 'Discard this optimization setup'
+keys y
+wait_for "y discards" 'discarded'
+
+keys q
+wait_for "q without changes quits to the shell at once" 'wiz\$ *$'
 test_summary

@@ -286,6 +286,105 @@ TEST(test_detail_rows)
 	store_close(s);
 }
 
+/* Runs made by jobs: the job's "model_bytes" and "load_seconds" results fill the detail rows
+ * where the run's config lacks them and make no second pair of rows; without the detail rows
+ * (the command line) they stay accuracy rows. The summary carries KL, top-1 agreement and
+ * acceptance where the run has them. */
+TEST(test_job_run_figures)
+{
+	store *s = NULL;
+	os_error err;
+	fixture fx;
+	uint64_t st = seed ^ 0x70b5;
+	CHECK_MSG(store_open(&s, home, &err) == OS_OK, "%s", err.msg);
+	CHECK(make_runs(s, &fx, seed ^ 0x99));
+	store_job job[2];
+	memset(job, 0, sizeof job);
+	int64_t ids[2] = {0, 0};
+	double bytes[2], load[2], acc[5];
+	for (int k = 0; k < 2; k++) {
+		CHECK_MSG(store_job_insert(s, k ? "j1" : "j0", "{}", 0, &job[k], &err) == OS_OK, "%s",
+			  err.msg);
+		bytes[k] = (double)(4096 + test_rand_next(&st) % 9000000);
+		load[k] = 0.05 + (double)(test_rand_next(&st) % 997) / 331.0;
+	}
+	for (size_t i = 0; i < 5; i++)
+		acc[i] = 0.001 + (double)(test_rand_next(&st) % 9973) / 10007.0;
+	/* run 0: the job's figures only; run 1: its config names the model file and load time */
+	for (int k = 0; k < 2; k++) {
+		store_bench_point p = {.concurrency = 1 + 2 * k, .n_requests = 8,
+				       .total_tokens_per_s = fig(&st) + 1, .latency_p50_ms = fig(&st) + 1};
+		char config[256];
+		if (k == 0)
+			snprintf(config, sizeof config, "{\"discount\": 0.1}");
+		else
+			snprintf(config, sizeof config, "{\"load_seconds\": 2.5, \"model_path\": \"%s\"}",
+				 fx.model_path);
+		store_bench_run r = {.model_name = k ? "mk1" : "mk0", .label = "job", .backend = "cpu",
+				     .instance_name = "local", .input_tokens = 9, .output_tokens = 3,
+				     .seed = 1234, .config = config, .points = &p, .n_points = 1,
+				     .job_id = job[k].id};
+		CHECK_MSG(store_bench_run_insert(s, &r, &ids[k], &err) == OS_OK, "%s", err.msg);
+		const struct {
+			const char *metric;
+			double v;
+		} ev[] = {{"model_bytes", bytes[k]}, {"load_seconds", load[k]}, {"perplexity", 3 + acc[0]},
+			  {"kl_divergence", acc[1]}, {"kl_divergence_p99", 4 * acc[2]},
+			  {"top1_agreement", acc[3]}, {"acceptance_rate", acc[4]}};
+		size_t n_ev = k == 0 ? sizeof ev / sizeof ev[0] : 2; /* run 1: size and load only */
+		for (size_t i = 0; i < n_ev; i++) {
+			store_eval_result e = {.model_name = r.model_name, .job_id = job[k].id,
+					       .metric = (char *)ev[i].metric, .value = ev[i].v,
+					       .n_tokens = -1};
+			CHECK_MSG(store_eval_result_insert(s, &e, NULL, &err) == OS_OK, "%s", err.msg);
+		}
+	}
+	compare *c = NULL;
+	CHECK_MSG(compare_new(s, ids, 2, 0, COMPARE_DETAIL, &c, &err) == OS_OK, "%s", err.msg);
+	if (c) {
+		CHECK(!find_row(c, "model_bytes", COMPARE_ACCURACY));
+		CHECK(!find_row(c, "load_seconds", COMPARE_ACCURACY));
+		const compare_row *sz = find_row(c, "model size", COMPARE_SUMMARY);
+		const compare_row *ld = find_row(c, "load time", COMPARE_SUMMARY);
+		/* run 0 from its job; run 1's own figures win over its job's */
+		CHECK(sz && same(sz->v[0], bytes[0] / 1048576.0) &&
+		      same(sz->v[1], (double)fx.model_bytes / 1048576.0));
+		CHECK(ld && same(ld->v[0], load[0]) && same(ld->v[1], 2.5));
+		const compare_row *kl = find_row(c, "kl_divergence", COMPARE_ACCURACY);
+		CHECK(kl && same(kl->v[0], acc[1]) && isnan(kl->v[1]));
+		size_t n_size = 0;
+		for (size_t i = 0; i < compare_n_rows(c); i++)
+			n_size += strcmp(compare_row_at(c, i)->name, "model size") == 0;
+		CHECK_EQ_INT(n_size, 1);
+		compare_free(c);
+	}
+	c = NULL;
+	CHECK_MSG(compare_new(s, ids, 2, 0, 0, &c, &err) == OS_OK, "%s", err.msg);
+	if (c) {
+		const compare_row *mb = find_row(c, "model_bytes", COMPARE_ACCURACY);
+		const compare_row *ls = find_row(c, "load_seconds", COMPARE_ACCURACY);
+		CHECK(mb && same(mb->v[0], bytes[0]) && same(mb->v[1], bytes[1]));
+		CHECK(ls && same(ls->v[0], load[0]) && same(ls->v[1], load[1]));
+		CHECK(!find_row(c, "model size", COMPARE_SUMMARY));
+		compare_free(c);
+	}
+	for (int k = 0; k < 2; k++) {
+		store_bench_run run;
+		compare_summary sum;
+		CHECK_MSG(store_bench_run_get(s, ids[k], &run, &err) == OS_OK, "%s", err.msg);
+		compare_run_summary(s, &run, &sum);
+		CHECK(same(sum.perplexity, k ? NAN : 3 + acc[0]));
+		CHECK(same(sum.kl_mean, k ? NAN : acc[1]));
+		CHECK(same(sum.kl_p99, k ? NAN : 4 * acc[2]));
+		CHECK(same(sum.top1_agreement, k ? NAN : acc[3]));
+		CHECK(same(sum.acceptance_rate, k ? NAN : acc[4]));
+		store_bench_run_clear(&run);
+	}
+	for (int k = 0; k < 2; k++)
+		store_job_clear(&job[k]);
+	store_close(s);
+}
+
 /* The CSV read back: every value and delta as printed matches the model. */
 TEST(test_csv_and_json)
 {
@@ -448,6 +547,7 @@ int main(void)
 	RUN(test_rows_against_the_store);
 	RUN(test_deltas_and_baselines);
 	RUN(test_detail_rows);
+	RUN(test_job_run_figures);
 	RUN(test_csv_and_json);
 	RUN(test_errors);
 	RUN(test_bar);
