@@ -730,6 +730,14 @@ static void settings_enter(void *state, ui *u, const char *arg)
 	measure_home(ss);
 }
 
+/* A preview is a question asked on this screen; leaving it answers "no". */
+static void settings_leave(void *state, ui *u)
+{
+	settings_screen *ss = state;
+	if (ss->preview)
+		revert_preview(ss, u);
+}
+
 static void settings_destroy(void *state)
 {
 	settings_screen *ss = state;
@@ -762,6 +770,7 @@ int screen_settings_new(ui_screen *out, os_error *err)
 		.disabled = settings_disabled,
 		.destroy = settings_destroy,
 		.on_enter = settings_enter,
+		.on_leave = settings_leave,
 	};
 	return OS_OK;
 }

@@ -634,6 +634,9 @@ static void switch_to(ui *u, size_t i)
 {
 	if (i >= u->n_screens || i == u->active)
 		return;
+	ui_screen *leaving = &u->screens[u->active];
+	if (leaving->on_leave)
+		leaving->on_leave(leaving->state, u);
 	u->active = i;
 	u->dirty = true;
 }

@@ -62,6 +62,9 @@ typedef struct ui_screen {
 	 * `q` then asks first, quoting why (len bytes, a sentence without its full stop: "The
 	 * Optimize setup for x is not launched") */
 	bool (*busy)(void *state, char *why, size_t len);
+	/* the user is leaving this screen for another tab: drop what only makes sense while it
+	 * is in view (a theme preview) */
+	void (*on_leave)(void *state, ui *u);
 } ui_screen;
 
 /* Creates the frame around an open store and a loaded theme (both borrowed; they must

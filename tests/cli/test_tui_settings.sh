@@ -78,6 +78,10 @@ wait_for "Enter on a broken theme says why not" "keep: theme 'cracked' does not 
 keys Down
 wait_for "the user theme previews" 'Preview: zest'
 wait_bar "in its own colours" "!=" "$dark"
+keys 1
+wait_for "another tab while previewing" 'Models [0-9]'
+keys 9
+wait_bar "leaving Settings dropped the preview (the theme in use is back)" "=" "$dark"
 keys Home Down
 wait_for "back to light" 'Preview: light'
 wait_bar "light's colours again" "=" "$light"
