@@ -76,4 +76,12 @@ for name in base base-int8 base-int4-rtn; do
 done
 echo "== compare: optstudio compare 1 2 3"
 "$BIN" compare 1 2 3 || status=1
+# How far batching can carry total throughput depends on the workload: on a CPU, prefill is
+# compute-bound and shares the cores with decode, so prompt-heavy requests scale less than
+# chat-like ones (short prompt, long answer). Both are shown for the baseline.
+chat_args=${BENCH_CHAT_ARGS:---concurrency 1,16 --input-tokens 16 --output-tokens 128 --requests 16}
+echo
+echo "== sweep, base, short prompts and long answers: optstudio bench base $chat_args"
+# shellcheck disable=SC2086
+"$BIN" bench base $chat_args --label base-chat | sed -n '/^ *C  reqs/,/^total throughput/p' || status=1
 exit $status
