@@ -155,6 +155,12 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $^ $(PC_LIBS) -lm -lpthread -o $@
 
+# the studio's theme parser reads user files too; it lives in tui/ with the embedded themes
+$(BUILD)/fuzz/fuzz_theme: tests/fuzz/fuzz_theme.c tui/theme.c core/errors.c $(EMBED_OBJ)
+	$(say) FUZZ $@
+	@mkdir -p $(@D)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $^ $(PC_LIBS) -o $@
+
 fuzz: $(FUZZ_BIN)
 	$(Q)for f in $(FUZZ_BIN); do \
 		name=$$(basename $$f); corpus=$(BUILD)/fuzz/corpus-$$name; mkdir -p $$corpus; \

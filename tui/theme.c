@@ -144,6 +144,12 @@ int theme_parse(theme **out, const char *json, const char *source, os_error *err
 					  source, r->string);
 			goto fail;
 		}
+		if (!cJSON_IsObject(r)) {
+			rc = os_error_set(err, OS_EFORMAT, "theme %s: roles.%s: expected an object "
+					  "such as {\"fg\": \"#rrggbb\", \"bg\": \"default\"}",
+					  source, r->string);
+			goto fail;
+		}
 		role_style *st = &t->roles[idx];
 		const cJSON *f;
 		cJSON_ArrayForEach(f, r) {

@@ -147,4 +147,10 @@ keys Escape q
 wait_for "NO_COLOR quits" 'tui\$ *$'
 [ "$(setting theme)" = light ] && ok "Esc left the saved theme alone" ||
 	fail "Esc left the saved theme alone" "got '$(setting theme)'"
+
+# a role that is not an object (found by fuzz_theme: it crashed the parser) is refused
+mkdir -p "$OPTSTUDIO_HOME/themes"
+printf '{"name": "odd", "roles": {"text": ["#ffffff"]}}' >"$OPTSTUDIO_HOME/themes/odd.json"
+expect_rc "a theme whose role is an array is refused" 1 "$BIN" studio --theme odd
+expect_out "and the message names the role" "roles.text: expected an object"
 test_summary
