@@ -8,8 +8,9 @@
  * BF16 weights: activations are rounded to bf16 once per call (round to nearest even,
  * num_f32_to_bf16), and every variant computes Y[t][o] = sum_k bf16(X[t][k]) * W[o][k] with
  * the exact products accumulated in f32; variants differ only in summation order. (The
- * AVX-512 variant uses vdpbf16ps, which treats bf16 subnormals as zero; activations and
- * weights of a real model are far from 1e-38, so this does not show.) */
+ * AVX-512 variant uses vdpbf16ps for prefill and decode below 8 tokens, which treats bf16
+ * subnormals as zero; activations and weights of a real model are far from 1e-38, so this
+ * does not show. Its 8..31-token decode tiles widen to f32 and use FMAs instead.) */
 #ifndef OPTSTUDIO_KERNELS_H
 #define OPTSTUDIO_KERNELS_H
 
@@ -91,6 +92,10 @@ typedef struct cpu_kernel_set {
 	 * with (a, b) = (x[2i], x[2i+1]) for NORM and (x[i], x[i + head_dim/2]) for NEOX. */
 	void (*rope_rotate)(float *x, size_t n_heads, size_t head_dim, const float *cos_t,
 			    const float *sin_t, cpu_rope_layout layout);
+	/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (an exact copy, transposed;
+	 * nothing else of dst is written). dst must not overlap src. Attention's key blocks. */
+	void (*transpose)(float *dst, size_t ldd, const float *src, size_t lds, size_t rows,
+			  size_t cols);
 	/* y[i] = bf16 -> f32 of x[i] (exact). */
 	void (*bf16_to_f32)(float *y, const uint16_t *x, size_t n);
 	/* y[i] = bf16 of x[i], round to nearest even (num_f32_to_bf16). */

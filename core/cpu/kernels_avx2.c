@@ -439,6 +439,15 @@ TGT static void f32_to_bf16_avx2(uint16_t *y, const float *x, size_t n)
 		y[i] = num_f32_to_bf16(x[i]);
 }
 
+/* Scalar: only the AVX-512 set has a register transpose; the copies are a few KiB. */
+static void transpose_avx2(float *dst, size_t ldd, const float *src, size_t lds, size_t rows,
+			   size_t cols)
+{
+	for (size_t r = 0; r < rows; r++)
+		for (size_t c = 0; c < cols; c++)
+			dst[c * ldd + r] = src[r * lds + c];
+}
+
 const cpu_kernel_set cpu_kernels_avx2 = {
 	.name = "avx2",
 	.isa = CPU_ISA_AVX2,
@@ -454,6 +463,7 @@ const cpu_kernel_set cpu_kernels_avx2 = {
 	.exp_sum = exp_sum_avx2,
 	.swiglu = swiglu_avx2,
 	.rope_rotate = rope_rotate_avx2,
+	.transpose = transpose_avx2,
 	.bf16_to_f32 = bf16_to_f32_avx2,
 	.f32_to_bf16 = f32_to_bf16_avx2,
 };

@@ -1,6 +1,6 @@
 /* kernels_avx512.c: the AVX-512 kernel set (F, BW, VL, BF16): f32 FMA and bf16 vdpbf16ps
- * matmuls (dot-product tiles for decode, F32 outer-product tiles for decode batches of 8..31,
- * a packed-panel GEMM for prefill), vector exp for
+ * matmuls (dot-product tiles for decode, outer-product tiles for decode batches of 8..31 with
+ * BF16 weights widened to f32 on the fly, a packed-panel GEMM for prefill), vector exp for
  * softmax / SwiGLU. Compiled with function-level target attributes,
  * so this file builds with plain flags and its code only runs when cpuid says it may. */
 #include "core/cpu/kernels.h"
@@ -138,12 +138,15 @@ INLINE void tile_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t n_i
 		x[t] = X + (t0 + (size_t)t) * n_in;
 	size_t k = 0;
 	for (; k + 32 <= n_in; k += 32) {
-		/* 512 bytes ahead in each weight row: decode streams W from memory, and the 8
-		 * interleaved row streams of a tile outrun the hardware prefetcher (measured:
-		 * BF16 decode +5-50% of bandwidth; the same for F32 was a wash, so it is off there) */
+		/* the same line of the next tile's rows: decode streams W from memory, and the 8
+		 * interleaved row streams of a tile outrun the hardware prefetcher. A whole tile
+		 * ahead (rows are contiguous, so a linear 8-row distance) also covers the start of
+		 * each tile, which a fixed distance within the row (512 bytes, used before) left
+		 * to demand misses (measured: BF16 batch 1 +5-15% over 512 bytes ahead; that was
+		 * +5-50% over none; for F32 it was a wash, so it is off there) */
 #pragma GCC unroll 8
 		for (int r = 0; r < R; r++)
-			_mm_prefetch((const char *)(w[r] + k) + 512, _MM_HINT_T0);
+			_mm_prefetch((const char *)(w[r] + k + TILE_R * n_in), _MM_HINT_T0);
 		__m512bh xv[TILE_T];
 #pragma GCC unroll 3
 		for (int t = 0; t < T; t++)
@@ -467,7 +470,8 @@ TGT static void gemm_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t
  * tile is shifted back to end at o1 (recomputing rows it does not store; needs o1 >= 16).
  * Measured on SmolLM2-135M, 2 threads: batch-16 decode ~225 -> 250-280 tok/s; below 8 tokens
  * the 16 lanes are mostly idle (batch 4 lost 20%), so those keep the dot tiles. The same
- * with vdpbf16ps for BF16 was slower than the dot tiles (which are compute-bound there too). */
+ * with vdpbf16ps for BF16 was slower than the dot tiles (which are compute-bound there too);
+ * BF16 widens its weights to f32 instead (dec_bf16 below). */
 
 enum { D_KC = 1024, D_MIN_TOK = 8, D_PF = 512 };
 
@@ -558,6 +562,149 @@ TGT static void dec_f32(float *Y, const float *X, const float *W, size_t n_tok, 
 	}
 }
 
+/* ---- BF16 decode with f32 FMAs: weights widened on the fly ------------------------------ */
+/* vdpbf16ps retires at a quarter of the FMA instruction rate here (half its FLOP rate), which
+ * made BF16 decode of 8..31 tokens compute-bound at that rate. A bf16 is the top half of an
+ * f32, so a weight widens exactly (zero-extend, shift left 16) and the products bf16(x) * w
+ * are exact in f32 either way: these tiles read half the bytes of F32 and multiply at the f32
+ * FMA rate. Below 8 tokens the widening costs more issue slots than it saves (measured: the
+ * vdpbf16ps dot tiles were ~20% faster at 1 and 4 tokens), and prefill keeps vdpbf16ps in
+ * the packed GEMM, the instruction the BF16 prefill roofline is measured with. */
+
+/* A 32-bit lane holding bf16 elements (2i, 2i+1) gives element 2i as f32 by a shift left of
+ * 16 and element 2i+1 by clearing the low 16 bits: one load and two integer ops widen 32
+ * weights, as 16 even then 16 odd ones. The tiles therefore take the inputs of each 32-input
+ * chunk in that order (k = 2i at position i, k = 2i + 1 at 16 + i), weights and activations
+ * alike, zero past kc; a sum in another order is still the same sum for every row. */
+INLINE __m512 bf16_even(__m512i v)
+{
+	return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+INLINE __m512 bf16_odd(__m512i v)
+{
+	return _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* Outer-product decode tiles for 8..31 tokens, as dec_f32 (D_KC-input blocks of transposed
+ * activations, 16-row tiles with the tokens in the lanes): a tile widens its 16 weight rows
+ * DW_KB inputs at a time into an f32 block Wf (L1-sized, then the FMA loop broadcasts from
+ * it exactly as dec_tile_f32 does from an F32 matrix), keeping its accumulators in registers
+ * over the whole D_KC block so each row streams from memory in one piece. Rows of Wf are
+ * DW_LD floats apart (not a multiple of 4 KiB, or the 16 rows would share L1 sets); with a
+ * second group of 16 tokens the second tile reuses the widened rows. */
+enum { DW_KB = 256, DW_LD = D_KC + 16 };
+
+/* Xp[p][j] = f32 of X[j][k0 + k] (bf16, rows n_in apart) at the chunk position p of k (see
+ * bf16_even) for k < kc, j < nt; 0 for j >= nt and for the positions of k >= kc up to the
+ * next multiple of 32. */
+TGT static void dec_pack_xb(float *Xp, const uint16_t *X, size_t n_in, size_t k0, size_t kc,
+			    size_t nt)
+{
+	for (size_t l = 0; l < kc; l += 32) {
+		__mmask32 m = tail32(kc - l);
+		for (int odd = 0; odd < 2; odd++) {
+			__m512 r[16];
+#pragma GCC unroll 16
+			for (size_t i = 0; i < 16; i++) {
+				__m512i v = i < nt ? _mm512_maskz_loadu_epi16(m, X + i * n_in + k0 + l)
+						   : _mm512_setzero_si512();
+				r[i] = odd ? bf16_odd(v) : bf16_even(v);
+			}
+			transpose16(r);
+#pragma GCC unroll 16
+			for (size_t c = 0; c < 16; c++)
+				_mm512_store_ps(Xp + (l + 16 * (size_t)odd + c) * 16, r[c]);
+		}
+	}
+}
+
+/* Wf[r][p] (rows DW_LD apart) = f32 of W[r][k] (rows n_in apart) at the chunk position p of k
+ * for r < 16, k < kc (0 up to the next multiple of 32); meanwhile the same lines of the 16
+ * rows at pf (the block the tile widens next, or the next tile's first) are prefetched into
+ * L2: the FMA loop between two widenings is about as long as the memory takes to deliver a
+ * block, so fetching one block ahead keeps both busy (measured: prefetching within the row
+ * instead left the widening stalled on memory ~40% of the time). */
+INLINE void dec_widen16(float *Wf, const uint16_t *W, size_t n_in, size_t kc, const uint16_t *pf)
+{
+	for (size_t r = 0; r < 16; r++) {
+		const uint16_t *w = W + r * n_in;
+		float *f = Wf + r * DW_LD;
+#pragma GCC unroll 8
+		for (size_t j = 0; j < DW_KB; j += 32)
+			_mm_prefetch((const char *)(pf + r * n_in + j), _MM_HINT_T1);
+		for (size_t k = 0; k < kc; k += 32) {
+			__m512i v = _mm512_maskz_loadu_epi16(tail32(kc - k), w + k);
+			_mm512_store_ps(f + k, bf16_even(v));
+			_mm512_store_ps(f + k + 16, bf16_odd(v));
+		}
+	}
+}
+
+/* One tile: rows s..s+15 (W at row s, column k0 already applied), tokens 0..nt-1 of Xp, k <
+ * kc; widen: fill Wf from W first (else Wf already holds these rows). Y as dec_tile_f32. */
+__attribute__((noinline)) TGT static void dec_tile_bf16(float *Y, size_t n_out,
+							 const uint16_t *W, size_t n_in, float *Wf,
+							 const float *Xp, size_t kc, __mmask16 rm,
+							 size_t nt, int first, int widen)
+{
+	__m512 acc[16];
+	if (first) {
+#pragma GCC unroll 16
+		for (int r = 0; r < 16; r++)
+			acc[r] = _mm512_setzero_ps();
+	} else {
+#pragma GCC unroll 16
+		for (size_t t = 0; t < 16; t++)
+			acc[t] = t < nt ? _mm512_maskz_loadu_ps(rm, Y + t * n_out)
+					: _mm512_setzero_ps();
+		transpose16(acc);
+	}
+	for (size_t kb = 0; kb < kc; kb += DW_KB) {
+		size_t ke = kc - kb < DW_KB ? kc : kb + DW_KB;
+		/* prefetch addresses need not be valid: past the rows or the matrix they are
+		 * dropped */
+		if (widen)
+			dec_widen16(Wf + kb, W + kb, n_in, ke - kb,
+				    ke < kc ? W + ke : W + 16 * n_in);
+		size_t kp = kb + (ke - kb + 31) / 32 * 32; /* positions, zero past ke */
+		for (size_t k = kb; k < kp; k++) {
+			__m512 xv = _mm512_load_ps(Xp + 16 * k);
+			const float *w = Wf + k;
+#pragma GCC unroll 16
+			for (int r = 0; r < 16; r++)
+				acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(w[r * DW_LD]), xv, acc[r]);
+		}
+	}
+	transpose16(acc);
+	for (size_t t = 0; t < nt; t++)
+		_mm512_mask_storeu_ps(Y + t * n_out, rm, acc[t]);
+}
+
+TGT static void dec_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t n_tok,
+			 size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	_Alignas(64) float Xp[2][D_KC * 16];
+	_Alignas(64) float Wf[16 * DW_LD];
+	size_t n_g = (n_tok + 15) / 16;
+	for (size_t k0 = 0; k0 < n_in; k0 += D_KC) {
+		size_t kc = n_in - k0 < D_KC ? n_in - k0 : D_KC;
+		for (size_t g = 0; g < n_g; g++)
+			dec_pack_xb(Xp[g], X + g * 16 * n_in, n_in, k0, kc,
+				    n_tok - 16 * g < 16 ? n_tok - 16 * g : 16);
+		for (size_t o = o0; o < o1;) {
+			size_t s = o1 - o >= 16 ? o : o1 - 16;
+			__mmask16 rm = (__mmask16)(0xffffu & ~((1u << (o - s)) - 1u));
+			for (size_t g = 0; g < n_g; g++) {
+				size_t nt = n_tok - 16 * g < 16 ? n_tok - 16 * g : 16;
+				dec_tile_bf16(Y + g * 16 * n_out + s, n_out, W + s * n_in + k0, n_in,
+					      Wf, Xp[g], kc, rm, nt, k0 == 0, g == 0);
+			}
+			o = s + 16;
+		}
+	}
+}
+
 /* Prefill-sized batches take the GEMM, decode batches of 8..31 tokens the outer-product
  * tiles (when o1 >= 16), fewer tokens and tiny outputs the dot-product tiles. */
 TGT static void matmul_f32_avx512(float *Y, const float *X, const float *W, size_t n_tok,
@@ -579,6 +726,10 @@ TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t 
 {
 	if (n_tok >= GEMM_MIN_TOK && n_in % 2 == 0 && (size_t)n_in * G_NR <= INT32_MAX) {
 		gemm_bf16(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
+		return;
+	}
+	if (n_tok >= D_MIN_TOK && n_tok < 32 && o1 >= 16) {
+		dec_bf16(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 		return;
 	}
 	MATMUL_DRIVER(tile_bf16, Y, Xb, W, n_tok, n_in, n_out, o0, o1, 2, 2);
@@ -874,6 +1025,28 @@ TGT static void rope_rotate_avx512(float *x, size_t n_heads, size_t head_dim, co
 	}
 }
 
+/* 16 x 16 blocks through transpose16, the edges masked. */
+TGT static void transpose_avx512(float *dst, size_t ldd, const float *src, size_t lds,
+				 size_t rows, size_t cols)
+{
+	for (size_t r0 = 0; r0 < rows; r0 += 16) {
+		size_t nr = rows - r0 < 16 ? rows - r0 : 16;
+		__mmask16 mr = tail16(nr);
+		for (size_t c0 = 0; c0 < cols; c0 += 16) {
+			size_t nc = cols - c0 < 16 ? cols - c0 : 16;
+			__mmask16 mc = tail16(nc);
+			__m512 v[16];
+#pragma GCC unroll 16
+			for (size_t i = 0; i < 16; i++)
+				v[i] = i < nr ? _mm512_maskz_loadu_ps(mc, src + (r0 + i) * lds + c0)
+					      : _mm512_setzero_ps();
+			transpose16(v);
+			for (size_t c = 0; c < nc; c++)
+				_mm512_mask_storeu_ps(dst + (c0 + c) * ldd + r0, mr, v[c]);
+		}
+	}
+}
+
 TGT static void bf16_to_f32_avx512(float *y, const uint16_t *x, size_t n)
 {
 	size_t i = 0;
@@ -928,6 +1101,7 @@ const cpu_kernel_set cpu_kernels_avx512 = {
 	.exp_sum = exp_sum_avx512,
 	.swiglu = swiglu_avx512,
 	.rope_rotate = rope_rotate_avx512,
+	.transpose = transpose_avx512,
 	.bf16_to_f32 = bf16_to_f32_avx512,
 	.f32_to_bf16 = f32_to_bf16_avx512,
 };

@@ -144,6 +144,14 @@ static void rope_rotate_generic(float *x, size_t n_heads, size_t head_dim, const
 	}
 }
 
+static void transpose_generic(float *dst, size_t ldd, const float *src, size_t lds, size_t rows,
+			      size_t cols)
+{
+	for (size_t r = 0; r < rows; r++)
+		for (size_t c = 0; c < cols; c++)
+			dst[c * ldd + r] = src[r * lds + c];
+}
+
 static void bf16_to_f32_generic(float *y, const uint16_t *x, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -171,6 +179,7 @@ const cpu_kernel_set cpu_kernels_generic = {
 	.exp_sum = exp_sum_generic,
 	.swiglu = swiglu_generic,
 	.rope_rotate = rope_rotate_generic,
+	.transpose = transpose_generic,
 	.bf16_to_f32 = bf16_to_f32_generic,
 	.f32_to_bf16 = f32_to_bf16_generic,
 };

@@ -2,7 +2,9 @@
  * FMA and bf16 dot-product rates), then decode matvecs (GB/s of weights, % of bandwidth)
  * and prefill GEMMs (GFLOP/s, % of peak) on SmolLM2 shapes, all in the same run. Times are
  * the fastest call of many, which filters out other processes sharing the cores.
- * Usage: bench_kernels [threads]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a kernel set) */
+ * Usage: bench_kernels [threads] [gemm|decode]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a
+ * kernel set); "gemm" times only the prefill GEMMs of every SmolLM2 projection shape, "decode"
+ * only the 8..31-token decode matmuls, both on hot weights, for quick kernel tuning. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,62 @@ struct shape {
 	size_t n_out, n_in;
 };
 
+/* GFLOP/s of cpu_matmul for n_tok tokens on every projection shape of SmolLM2-135M with hot
+ * weights (the fastest call of at least 3 and 0.2 s), then the FLOP-weighted total. */
+static int bench_shapes(threadpool *pool, const cpu_kernel_set *ks, size_t n_tok, double pk_f32,
+			double pk_bf16)
+{
+	static const struct shape sh[] = {
+		{"q/o 576x576", 576, 576}, {"k/v 192x576", 192, 576},
+		{"gate/up 1536x576", 1536, 576}, {"down 576x1536", 576, 1536},
+	};
+	static const double per_layer[] = {2, 2, 2, 1}; /* how often each shape occurs */
+	for (int f = 0; f < CPU_WFMT_COUNT; f++) {
+		double tot_fl = 0, tot_s = 0;
+		for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++) {
+			size_t n_in = sh[si].n_in, n_out = sh[si].n_out;
+			size_t elem = f == CPU_WFMT_F32 ? 4 : 2;
+			unsigned char *W = cpu_alloc_aligned(n_out * n_in * elem);
+			float *X = cpu_alloc_aligned(n_tok * n_in * sizeof(float));
+			float *Y = cpu_alloc_aligned(n_tok * n_out * sizeof(float));
+			if (!W || !X || !Y) {
+				cpu_free_aligned(W), cpu_free_aligned(X), cpu_free_aligned(Y);
+				fprintf(stderr, "bench_kernels: out of memory\n");
+				return 1;
+			}
+			for (size_t i = 0; i < n_tok * n_in; i++)
+				X[i] = (float)((i * 2654435761u) % 997) / 997.0f - 0.5f;
+			for (size_t i = 0; i < n_out * n_in; i++) {
+				float v = (float)((i * 40503u) % 1000) / 1000.0f - 0.5f;
+				if (f == CPU_WFMT_F32)
+					((float *)(void *)W)[i] = v;
+				else
+					((uint16_t *)(void *)W)[i] = num_f32_to_bf16(v);
+			}
+			size_t calls = 0;
+			double t00 = now_s(), per = 1e30;
+			do {
+				double t0 = now_s();
+				cpu_matmul(pool, ks, Y, X, W, (cpu_wfmt)f, n_tok, n_in, n_out);
+				double dt = now_s() - t0;
+				per = dt < per ? dt : per;
+				calls++;
+			} while (calls < 3 || now_s() - t00 < 0.2);
+			double fl = 2.0 * (double)n_tok * (double)n_in * (double)n_out;
+			double pk = f == CPU_WFMT_F32 ? pk_f32 : pk_bf16;
+			printf("%-20s %-5s %5zu %9.1f us %8.1f GFLOP/s %5.1f%% of peak\n", sh[si].name,
+			       f == CPU_WFMT_F32 ? "F32" : "BF16", n_tok, per * 1e6, fl / per * 1e-9,
+			       pk > 0 ? 100.0 * fl / per * 1e-9 / pk : 0.0);
+			tot_fl += per_layer[si] * fl;
+			tot_s += per_layer[si] * per;
+			cpu_free_aligned(W), cpu_free_aligned(X), cpu_free_aligned(Y);
+		}
+		printf("%-20s %-5s %5zu %12s %8.1f GFLOP/s (a layer's mix)\n", "total",
+		       f == CPU_WFMT_F32 ? "F32" : "BF16", n_tok, "", tot_fl / tot_s * 1e-9);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t n_threads = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 0;
@@ -57,6 +115,16 @@ int main(int argc, char **argv)
 	printf("roofline  peak f32 FMA   %8.1f GFLOP/s\n", pk_f32);
 	printf("roofline  peak bf16 dp   %8.1f GFLOP/s%s\n", pk_bf16,
 	       pk_bf16 > 0 ? "" : " (no AVX-512 BF16)");
+	if (argc > 2 && (!strcmp(argv[2], "gemm") || !strcmp(argv[2], "decode"))) {
+		int rc = 0;
+		if (!strcmp(argv[2], "gemm"))
+			rc = bench_shapes(pool, ks, 512, pk_f32, pk_bf16);
+		else
+			for (size_t n = 1; n <= 16 && !rc; n *= 4)
+				rc = bench_shapes(pool, ks, n, pk_f32, pk_bf16);
+		threadpool_free(pool);
+		return rc;
+	}
 
 	{
 		/* dispatch: one empty task per thread; the median of back-to-back runs */

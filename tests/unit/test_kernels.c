@@ -241,17 +241,21 @@ TEST(test_matmul_rows_vs_generic)
 	check_matmul_vs_generic(CPU_WFMT_BF16);
 }
 
-/* Prefill-sized batches (the AVX-512 set's packed-panel GEMM from 32 tokens on): shapes that
- * cross its blocks (12-token tiles, 528-token blocks, 256/512-input blocks, 32-row panels,
- * 256-row blocks) and odd n_in (BF16 falls back to the tiles), each set vs float64 and vs
- * generic, 3 threads bit-identical to one, and a row range off the panel grid (rows 5 to
- * n_out - 3) within tolerance inside and untouched outside. */
+/* Batches the AVX-512 set blocks: prefill (the packed-panel GEMM from 32 tokens on) and
+ * decode of 8..31 tokens (outer-product tiles; BF16 widens 256-input weight blocks inside
+ * 1024-input activation blocks). Shapes that cross the blocks (12-token tiles, 528-token
+ * blocks, 256/512/1024-input blocks, 16-token groups, 16- and 32-row tiles, 256-row blocks)
+ * and odd n_in (BF16 prefill falls back to the tiles), each set vs float64 and vs generic,
+ * 3 threads bit-identical to one, and a row range off the tile grid (rows 5 to n_out - 3)
+ * within tolerance inside and untouched outside. */
 TEST(test_matmul_prefill_shapes)
 {
 	static const size_t cases[][3] = {
 		/* n_tok, n_in, n_out */
 		{32, 256, 33},   {47, 257, 70},   {64, 512, 300}, {545, 96, 40},
 		{35, 1030, 45},  {40, 513, 287},  {33, 1, 17},    {100, 31, 64},
+		{8, 1030, 45},   {9, 2311, 37},   {16, 257, 19},  {17, 1025, 70},
+		{24, 513, 287},  {31, 1299, 33},
 	};
 	threadpool *pool = NULL;
 	CHECK(threadpool_new(&pool, 3, NULL) == OS_OK);
@@ -515,6 +519,42 @@ TEST(test_gemm_nn)
 				}
 }
 
+/* transpose: every set copies exactly (also the masked edges of 16 x 16 blocks) and writes
+ * nothing outside the rows x cols it is given. */
+TEST(test_transpose)
+{
+	uint64_t s = seed0 ^ 0x7a05;
+	static const size_t dims[] = {1, 3, 15, 16, 17, 31, 33, 64, 70};
+	enum { MAXD = 70, PAD = 5 };
+	static float src[MAXD * (MAXD + PAD)], dst[(MAXD + PAD) * (MAXD + PAD)],
+		dst0[(MAXD + PAD) * (MAXD + PAD)];
+	for (size_t a = 0; a < COUNT(dims) && !test_case_failed; a++)
+		for (size_t b = 0; b < COUNT(dims) && !test_case_failed; b++) {
+			size_t rows = dims[a], cols = dims[b], lds = cols + PAD, ldd = rows + 3;
+			fill(src, COUNT(src), &s);
+			fill(dst0, COUNT(dst0), &s);
+			for (int v = 0; v < CPU_ISA_COUNT; v++) {
+				const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+				if (!ks)
+					continue;
+				memcpy(dst, dst0, sizeof dst);
+				ks->transpose(dst, ldd, src, lds, rows, cols);
+				size_t bad = SIZE_MAX;
+				for (size_t c = 0; c < cols + 2 && bad == SIZE_MAX; c++)
+					for (size_t r = 0; r < ldd; r++) {
+						size_t e = c * ldd + r;
+						float want = r < rows && c < cols ? src[r * lds + c] : dst0[e];
+						if (memcmp(&dst[e], &want, sizeof want) != 0) {
+							bad = e;
+							break;
+						}
+					}
+				CHECK_MSG(bad == SIZE_MAX, "transpose %s rows %zu cols %zu: dst[%zu] wrong",
+					  ks->name, rows, cols, bad);
+			}
+		}
+}
+
 /* f32 -> bf16 rounding is bit-exact with numerics.h on special values: NaN, Inf,
  * subnormals, exact halfway cases (ties to even), the largest finite values. */
 TEST(test_bf16_rounding_special)
@@ -658,6 +698,7 @@ int main(void)
 	RUN(test_matmul_prefill_shapes);
 	RUN(test_elementwise_vs_generic);
 	RUN(test_gemm_nn);
+	RUN(test_transpose);
 	RUN(test_bf16_rounding_special);
 	RUN(test_rope);
 	RUN(test_rope_wide_head);
