@@ -48,6 +48,11 @@ static const char quantize_help[] =
 	"      --head H        the embedding / output head: bf16 (default; 16-bit weights, as\n"
 	"                      AWQ and TensorRT-LLM keep lm_head), f32 (unchanged) or method\n"
 	"                      (the method's format, like the blocks)\n"
+	"      --scale-search  choose scales by a search weighted by calibration activations\n"
+	"                      (FP8: per-row scale; INT4: per-group scale and zero point, for\n"
+	"                      int4-awq inside its search) instead of from each range;\n"
+	"                      on by default for int4-awq (--no-scale-search: AWQ as in the\n"
+	"                      paper, plain round to nearest); not for the INT8 methods\n"
 	"      --calib FILE    calibration text (default <data home>/text/calibration.txt)\n"
 	"      --samples N     calibration samples (default 32)\n"
 	"      --seq-len L     tokens per calibration sample (default 256)\n"
@@ -66,7 +71,7 @@ typedef struct quantize_args {
 } quantize_args;
 
 enum { OPT_ALPHA = 256, OPT_GROUP, OPT_KV, OPT_HEAD, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN, OPT_NAME,
-       OPT_THREADS, OPT_JSON };
+       OPT_THREADS, OPT_JSON, OPT_SEARCH, OPT_NO_SEARCH };
 
 static int parse_args(int argc, char **argv, quantize_args *a)
 {
@@ -83,12 +88,15 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 		{"name", required_argument, NULL, OPT_NAME},
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"json", no_argument, NULL, OPT_JSON},
+		{"scale-search", no_argument, NULL, OPT_SEARCH},
+		{"no-scale-search", no_argument, NULL, OPT_NO_SEARCH},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	/* options may come before the method: collect them, then apply to its defaults */
 	const char *alpha = NULL, *group = NULL, *kv = NULL, *samples = NULL, *seq_len = NULL;
 	const char *calib = NULL, *method = NULL, *head = NULL;
+	int search = -1; /* -1: the method's default */
 	memset(a, 0, sizeof *a);
 	optind = 1;
 	opterr = 0;
@@ -113,6 +121,8 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 						       "--threads wants a count in 1..1024, got '%s'", optarg);
 			break;
 		case OPT_JSON: a->json = true; break;
+		case OPT_SEARCH: search = 1; break;
+		case OPT_NO_SEARCH: search = 0; break;
 		case '?':
 			if (optopt)
 				return cli_usage_error("quantize", "option '%s' needs a value", opt);
@@ -135,6 +145,11 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 		return cli_usage_error("quantize", "%s", err.msg);
 	a->r = quant_recipe_default(m);
 	a->r.calib_path = calib;
+	if (search >= 0)
+		a->r.scale_search = search == 1;
+	if (a->r.scale_search && (m == QUANT_INT8_SQ || m == QUANT_INT8_RTN))
+		return cli_usage_error("quantize", "--scale-search is for the fp8 and int4 methods, "
+				       "not %s", method);
 	if (alpha && (!cli_parse_float(alpha, &a->r.alpha) || a->r.alpha < 0 || a->r.alpha > 1))
 		return cli_usage_error("quantize", "--alpha wants a number in 0..1, got '%s'", alpha);
 	if (group && (!cli_parse_size(group, &a->r.group) ||
@@ -253,9 +268,13 @@ static int calibrate_and_transform(model *m, const tokenizer *tok, backend *be,
 	int rc;
 	if (a->r.method == QUANT_INT8_SQ) {
 		rc = smoothquant_apply(m, st, a->r.alpha, &err);
-	} else {
-		awq_opts ao = {.group = a->r.group, .be = be, .progress = on_awq, .cb_ctx = bar};
+	} else if (a->r.method == QUANT_INT4_AWQ) {
+		/* with scale search, awq_apply leaves the blocks quantized (awq.h) */
+		awq_opts ao = {.group = a->r.group, .weighted = a->r.scale_search, .be = be,
+			       .progress = on_awq, .cb_ctx = bar};
 		rc = awq_apply(m, st, &ao, rep, &err);
+	} else {
+		rc = quant_model_apply_search(m, &a->r, st, on_quant, bar, &err);
 	}
 	if (rc) {
 		progress_finish(bar->bar), bar->bar = NULL, bar->stage = NULL;
@@ -360,7 +379,7 @@ int cmd_quantize(int argc, char **argv)
 		cli_fail(&err, "cannot start the CPU backend");
 		goto done;
 	}
-	if (quant_method_calibrates(a.r.method)) {
+	if (quant_recipe_calibrates(&a.r)) {
 		if (tokenizer_open(&tok, src, &err) != OS_OK) {
 			cli_fail(&err, "cannot read the tokenizer of '%s'", a.model);
 			goto done;

@@ -9,6 +9,10 @@
 #include "core/optimize/quant_formats.h"
 #include "core/optimize/smoothquant.h"
 
+/* The INT4 grid search inside the scale search (weighted): 5 of the 21 scales, a
+ * quarter of the final search's cost per candidate alpha; the final quantization uses all. */
+#define AWQ_SEARCH_STEPS 4
+
 static float *alloc_f(size_t n)
 {
 	void *p = NULL;
@@ -85,7 +89,7 @@ static void scales_for(float *s, const float *mean, size_t cols, float alpha)
 /* Sum over the rows of ||Y - (X / s) Q(W diag(s))^T||^2 for one matrix; Xs = X / s given.
  * Wq (rows, cols) and Yq (n_x, rows) are scratch. */
 static int matrix_error(const awq_opts *o, const be_weight *w, const float *Y, const float *Xs,
-			size_t n_x, const float *s, float *Wq, float *Yq, double *e)
+			size_t n_x, const float *s, const float *imp, float *Wq, float *Yq, double *e)
 {
 	size_t rows = w->rows, cols = w->cols;
 	const float *W = w->data;
@@ -93,7 +97,10 @@ static int matrix_error(const awq_opts *o, const be_weight *w, const float *Y, c
 		float *q = Wq + r * cols;
 		for (size_t j = 0; j < cols; j++)
 			q[j] = W[r * cols + j] * s[j];
-		quant_fake_int4_row(q, q, cols, o->group, 1.0f);
+		if (imp)
+			quant_fake_int4_row_weighted(q, q, cols, o->group, imp, AWQ_SEARCH_STEPS);
+		else
+			quant_fake_int4_row(q, q, cols, o->group, 1.0f);
 	}
 	int rc = mm(o, Yq, Xs, n_x, Wq, rows, cols);
 	if (rc)
@@ -126,7 +133,9 @@ int awq_search(const be_weight *const *mats, size_t n_mats, const float *X, size
 	int rc = OS_OK;
 	float *Y = alloc_f(n_x * sum_rows), *Yq = alloc_f(n_x * max_rows);
 	float *Wq = alloc_f(max_rows * cols), *Xs = alloc_f(n_x * cols), *st = alloc_f(cols);
-	if (!Y || !Yq || !Wq || !Xs || !st) {
+	bool weighted = o.weighted && o.importance;
+	float *imp = weighted ? alloc_f(cols) : NULL;
+	if (!Y || !Yq || !Wq || !Xs || !st || (weighted && !imp)) {
 		rc = os_error_set(err, OS_ENOMEM, "awq: out of memory");
 		goto done;
 	}
@@ -145,10 +154,13 @@ int awq_search(const be_weight *const *mats, size_t n_mats, const float *X, size
 		for (size_t i = 0; i < n_x; i++)
 			for (size_t j = 0; j < cols; j++)
 				Xs[i * cols + j] = X[i * cols + j] / st[j];
+		if (weighted) /* the scaled activations' mean square */
+			for (size_t j = 0; j < cols; j++)
+				imp[j] = o.importance[j] / (st[j] * st[j]);
 		double e = 0;
 		for (size_t k = 0, off = 0; k < n_mats; off += n_x * mats[k]->rows, k++) {
 			double ek;
-			if ((rc = matrix_error(&o, mats[k], Y + off, Xs, n_x, st, Wq, Yq, &ek)))
+			if ((rc = matrix_error(&o, mats[k], Y + off, Xs, n_x, st, imp, Wq, Yq, &ek)))
 				goto backend_fail;
 			e += ek;
 		}
@@ -171,6 +183,7 @@ done:
 	free(Wq);
 	free(Xs);
 	free(st);
+	free(imp);
 	return rc;
 }
 
@@ -247,7 +260,7 @@ done:
 /* Output error of mats reading X against Y0 = X W0^T (the f32 outputs before any change),
  * the matrices now scaled by s and (maybe) clipped: sum ||Y0 - (X/s) Q(W)^T||^2. */
 static int site_error(const awq_opts *o, be_weight *const *mats, size_t n_mats, const float *Xs,
-		      const float *Y0, size_t n_x, double *e, os_error *err)
+		      const float *Y0, size_t n_x, const float *imp, double *e, os_error *err)
 {
 	size_t max_rows = 0, cols = mats[0]->cols;
 	for (size_t k = 0; k < n_mats; k++)
@@ -262,7 +275,12 @@ static int site_error(const awq_opts *o, be_weight *const *mats, size_t n_mats, 
 	for (size_t k = 0, off = 0; k < n_mats; off += n_x * mats[k]->rows, k++) {
 		const float *W = mats[k]->data;
 		for (size_t r = 0; r < mats[k]->rows; r++)
-			quant_fake_int4_row(Wq + r * cols, W + r * cols, cols, o->group, 1.0f);
+			if (imp)
+				quant_fake_int4_row_weighted(Wq + r * cols, W + r * cols, cols,
+							     o->group, imp, QUANT_SEARCH_STEPS);
+			else
+				quant_fake_int4_row(Wq + r * cols, W + r * cols, cols, o->group,
+						    1.0f);
 		if ((rc = mm(o, Yq, Xs, n_x, Wq, mats[k]->rows, cols))) {
 			rc = os_error_set(err, rc, "awq: backend matmul failed: %s", os_strerror(rc));
 			goto done;
@@ -273,6 +291,47 @@ done:
 	free(Wq);
 	free(Yq);
 	return rc;
+}
+
+/* Replaces the matrices of layer l by their INT4 quantization with the weighted grid, the
+ * importance of site k being mean_sq / s_k^2 (s_k at lay_s + k * stride); imp is scratch
+ * of stride floats. */
+static int quantize_layer(model *m, const calib_stats *st, size_t l, const awq_opts *o,
+			  const float *lay_s, size_t stride, float *imp, os_error *err)
+{
+	for (int site = 0; site < ENGINE_N_SITES; site++) {
+		const calib_site *cs = calib_get(st, l, site);
+		const float *s = lay_s + (size_t)site * stride;
+		for (size_t j = 0; j < cs->dim; j++)
+			imp[j] = cs->mean_sq[j] / (s[j] * s[j]);
+		be_weight *mats[3];
+		size_t n = smooth_site_matrices(model_weights_mut(m), l, site, mats);
+		for (size_t k = 0; k < n; k++) {
+			size_t idx = model_n_tensors(m);
+			for (size_t i = 0; i < model_n_tensors(m); i++)
+				if (model_tensor_at(m, i).mat == mats[k])
+					idx = i;
+			size_t g = awq_group_for(o->group, cs->dim);
+			quant_matrix q;
+			int rc = quant_matrix_new_weighted(&q, QUANT_INT4, mats[k]->data, mats[k]->rows,
+							   mats[k]->cols, g, imp, err);
+			if (rc)
+				return rc;
+			be_weight w = {.fmt = BE_WFMT_I4, .rows = q.rows, .cols = q.cols,
+				       .data = q.data, .scales = q.scales, .zeros = q.zeros,
+				       .group = g};
+			if (idx == model_n_tensors(m))
+				rc = os_error_set(err, OS_EINTERNAL, "awq: layer %zu %s: matrix not "
+						  "found in the model", l, calib_site_name(site));
+			else
+				rc = model_set_matrix(m, idx, &w, err);
+			if (rc) {
+				quant_matrix_free(&q);
+				return rc;
+			}
+		}
+	}
+	return OS_OK;
 }
 
 size_t awq_group_for(size_t group, size_t cols)
@@ -329,13 +388,14 @@ int awq_apply(model *m, const calib_stats *st, const awq_opts *o_in, awq_report 
 	int rc = OS_OK;
 	float *s = alloc_f(maxdim), *mean = alloc_f(maxdim), *Xs = alloc_f(n_x * maxdim);
 	float *Y0 = alloc_f(n_x * max_out);
-	if (!s || !mean || !Xs || !Y0) {
+	float *lay_s = o.weighted ? alloc_f(ENGINE_N_SITES * maxdim) : NULL; /* the layer's s */
+	if (!s || !mean || !Xs || !Y0 || (o.weighted && !lay_s)) {
 		rc = os_error_set(err, OS_ENOMEM, "awq: out of memory");
 		goto done;
 	}
 	size_t total = c->n_layers * ENGINE_N_SITES, done_n = 0;
 	double sum_alpha = 0;
-	for (size_t l = 0; l < c->n_layers; l++)
+	for (size_t l = 0; l < c->n_layers; l++) {
 		for (int site = 0; site < ENGINE_N_SITES; site++) {
 			if (o.should_stop && o.should_stop(o.cb_ctx)) {
 				rc = os_error_set(err, OS_ESTOPPED, "awq stopped after %zu of %zu "
@@ -346,6 +406,7 @@ int awq_apply(model *m, const calib_stats *st, const awq_opts *o_in, awq_report 
 			size_t d = cs->dim;
 			awq_opts so = o;
 			so.group = awq_group_for(o.group, d);
+			so.importance = cs->mean_sq;
 			be_weight *mats[3];
 			size_t n = smooth_site_matrices(model_weights_mut(m), l, site, mats);
 			memcpy(mean, cs->mean_abs, d * sizeof *mean);
@@ -356,7 +417,8 @@ int awq_apply(model *m, const calib_stats *st, const awq_opts *o_in, awq_report 
 			if ((rc = awq_search((const be_weight *const *)mats, n, cs->rows, n_x, mean, &so,
 					     s, &alpha, &e_rtn, &e_best, &en, err)))
 				goto done;
-			if (o.clip)
+			bool clip = o.clip && !o.weighted;
+			if (clip)
 				/* the f32 outputs before the change, for the final error */
 				for (size_t k = 0, off = 0; k < n; off += n_x * mats[k]->rows, k++)
 					if ((rc = mm(&so, Y0 + off, cs->rows, n_x, mats[k]->data,
@@ -367,14 +429,16 @@ int awq_apply(model *m, const calib_stats *st, const awq_opts *o_in, awq_report 
 			if ((rc = smooth_fold(m, l, site, s, err)))
 				goto done;
 			double e_clip = e_best;
-			if (o.clip) {
+			if (o.weighted)
+				memcpy(lay_s + (size_t)site * maxdim, s, d * sizeof *s);
+			if (clip) {
 				for (size_t i = 0; i < n_x; i++)
 					for (size_t j = 0; j < d; j++)
 						Xs[i * d + j] = cs->rows[i * d + j] / s[j];
 				for (size_t k = 0; k < n; k++)
 					if ((rc = clip_search(&so, mats[k], Xs, n_x, err)))
 						goto done;
-				if ((rc = site_error(&so, mats, n, Xs, Y0, n_x, &e_clip, err)))
+				if ((rc = site_error(&so, mats, n, Xs, Y0, n_x, NULL, &e_clip, err)))
 					goto done;
 			}
 			r.err_rtn += e_rtn;
@@ -387,6 +451,10 @@ int awq_apply(model *m, const calib_stats *st, const awq_opts *o_in, awq_report 
 			if (o.progress)
 				o.progress(o.cb_ctx, done_n, total);
 		}
+		/* after the layer's last fold: v and up (producers of later sites) are final */
+		if (o.weighted && (rc = quantize_layer(m, st, l, &o, lay_s, maxdim, mean, err)))
+			goto done;
+	}
 	r.mean_alpha = r.n_sites ? sum_alpha / (double)r.n_sites : 0;
 	if (rep)
 		*rep = r;
@@ -395,5 +463,6 @@ done:
 	free(mean);
 	free(Xs);
 	free(Y0);
+	free(lay_s);
 	return rc;
 }

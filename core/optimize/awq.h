@@ -35,6 +35,11 @@ typedef struct awq_opts {
 	bool clip;                /* also search a clipping ratio per (row, group) */
 	size_t n_clip_grid;       /* clip ratios 1 - i * (1 - min_clip) / n_clip_grid [20] */
 	float min_clip;           /* smallest ratio tried [0.5] */
+	bool weighted;            /* INT4 grid by importance (quant_matrix_new_weighted) in the
+	                           * searches, the importance being calibrate.h's mean_sq of the
+	                           * scaled activations, mean_sq / s^2; awq_apply then also
+	                           * quantizes each finished layer to INT4 itself (see there) */
+	const float *importance;  /* awq_search with weighted: mean x^2 per channel of X (cols) */
 	backend *be;              /* matmuls of the search (host memory: a CPU backend); NULL:
 	                           * plain C loops */
 	awq_progress_fn progress;
@@ -46,7 +51,8 @@ typedef struct awq_opts {
  * sum ||y - y'||^2 for plain RTN and for the chosen scales (and clipping), and the sum of
  * ||y||^2 to make them relative. */
 typedef struct awq_report {
-	double err_rtn;
+	double err_rtn;        /* alpha = 0: plain RTN; with weighted, the search's weighted
+	                        * grid without scaling */
 	double err_awq;        /* after the scale search */
 	double err_clip;       /* after the clipping search (= err_awq when clip is off) */
 	double energy;         /* sum ||y||^2 */
@@ -73,6 +79,12 @@ size_t awq_group_for(size_t group, size_t cols);
  * on this same model (st must hold kept rows; layer count and widths must match:
  * OS_EUSAGE). rep (may be NULL) receives the errors. Each site uses
  * awq_group_for(group, width) (OS_EUSAGE naming the site when that is 0). */
+/* With o->weighted the searches quantize with the importance-weighted grid, the clipping
+ * search is skipped (the grid search already trades range for resolution), and each layer
+ * ends with its matrices replaced (model_set_matrix) by INT4 at awq_group_for(group, cols)
+ * made by quant_matrix_new_weighted with importance mean_sq / s^2 of the folded model: m
+ * then holds exactly what quant_write_gguf writes for int4-awq (it keeps matrices already
+ * in their target format). */
 int awq_apply(model *m, const calib_stats *st, const awq_opts *o, awq_report *rep,
 	      os_error *err);
 

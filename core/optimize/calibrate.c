@@ -11,6 +11,7 @@
 typedef struct site_acc {
 	calib_site pub;
 	double *sum_abs;     /* (dim) */
+	double *sum_sq;      /* (dim) */
 	size_t n_seen;       /* tokens seen so far */
 	size_t next_keep;    /* index into keep[] of the next kept token */
 } site_acc;
@@ -50,8 +51,10 @@ void calib_stats_free(calib_stats *s)
 		for (size_t i = 0; i < s->n_layers * ENGINE_N_SITES; i++) {
 			free(s->sites[i].pub.max_abs);
 			free(s->sites[i].pub.mean_abs);
+			free(s->sites[i].pub.mean_sq);
 			free(s->sites[i].pub.rows);
 			free(s->sites[i].sum_abs);
+			free(s->sites[i].sum_sq);
 		}
 	free(s->sites);
 	free(s->keep);
@@ -121,9 +124,10 @@ static void observe(void *ctx, size_t layer, int site, const float *x, size_t n_
 	if (!a->sum_abs) {
 		a->pub.dim = dim;
 		a->sum_abs = calloc(dim, sizeof *a->sum_abs);
+		a->sum_sq = calloc(dim, sizeof *a->sum_sq);
 		a->pub.max_abs = calloc(dim, sizeof *a->pub.max_abs);
 		a->pub.rows = malloc((s->n_keep ? s->n_keep : 1) * dim * sizeof *a->pub.rows);
-		if (!a->sum_abs || !a->pub.max_abs || !a->pub.rows) {
+		if (!a->sum_abs || !a->sum_sq || !a->pub.max_abs || !a->pub.rows) {
 			s->failed = 1;
 			return;
 		}
@@ -137,6 +141,7 @@ static void observe(void *ctx, size_t layer, int site, const float *x, size_t n_
 		for (size_t j = 0; j < dim; j++) {
 			float v = r[j] < 0 ? -r[j] : r[j];
 			a->sum_abs[j] += v;
+			a->sum_sq[j] += (double)v * v;
 			if (v > a->pub.max_abs[j])
 				a->pub.max_abs[j] = v;
 		}
@@ -250,15 +255,20 @@ int calib_run_tokens(engine *e, const int32_t *tokens, size_t n_tokens, const ca
 			goto fail;
 		}
 		a->pub.mean_abs = malloc(a->pub.dim * sizeof *a->pub.mean_abs);
-		if (!a->pub.mean_abs) {
+		a->pub.mean_sq = malloc(a->pub.dim * sizeof *a->pub.mean_sq);
+		if (!a->pub.mean_abs || !a->pub.mean_sq) {
 			rc = os_error_set(err, OS_ENOMEM, "calibration: out of memory");
 			goto fail;
 		}
-		for (size_t j = 0; j < a->pub.dim; j++)
+		for (size_t j = 0; j < a->pub.dim; j++) {
 			a->pub.mean_abs[j] = (float)(a->sum_abs[j] / (double)s->n_tokens);
+			a->pub.mean_sq[j] = (float)(a->sum_sq[j] / (double)s->n_tokens);
+		}
 		a->pub.n_rows = s->n_keep;
 		free(a->sum_abs);
+		free(a->sum_sq);
 		a->sum_abs = NULL;
+		a->sum_sq = NULL;
 	}
 	free(tok);
 	free(pos);

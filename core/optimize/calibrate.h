@@ -44,6 +44,9 @@ typedef struct calib_site {
 	size_t dim;          /* input channels */
 	float *max_abs;      /* (dim) max over calibration tokens of |x_j| */
 	float *mean_abs;     /* (dim) mean over calibration tokens of |x_j| */
+	float *mean_sq;      /* (dim) mean over calibration tokens of x_j^2: the diagonal of
+	                      * E[x x^T], the weight each input column's error gets in the
+	                      * expected output error (quant_formats.h's importance) */
 	float *rows;         /* (n_rows, dim) kept activation rows, in token order */
 	size_t n_rows;
 } calib_site;

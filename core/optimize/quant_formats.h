@@ -38,6 +38,20 @@ const char *quant_fmt_name(quant_fmt fmt);
 int quant_matrix_new(quant_matrix *m, quant_fmt fmt, const float *W, size_t rows, size_t cols,
 		     size_t group, os_error *err);
 
+/* quant_matrix_new with each scale chosen by a search instead of taken from the range: the
+ * one minimising the importance-weighted squared error sum_k imp[k] (w[k] - value[k])^2 of
+ * its row (FP8: among absmax / 448 * 2^(j / 32), j < 32, which covers every alignment with
+ * the E4M3 grid and never saturates) or group (INT4: scale and zero point among the plain
+ * range's and 21 x 4 candidates around it, the scale refit by weighted least squares).
+ * The plain choice is a candidate and wins ties, so the weighted error is never above
+ * quant_matrix_new's. imp (cols, >= 0, finite) is the mean x_k^2 of the activations the
+ * matrix reads (calibrate.h's mean_sq): the sum is then the expected output error of the row
+ * when input channels are uncorrelated (the objective of llama.cpp's importance matrix and
+ * of MSE calibration). imp NULL weighs all columns alike. INT8 ignores imp (plain absmax).
+ * The codes use the same formats and kernels as quant_matrix_new's. Fails like it. */
+int quant_matrix_new_weighted(quant_matrix *m, quant_fmt fmt, const float *W, size_t rows,
+			      size_t cols, size_t group, const float *imp, os_error *err);
+
 /* Frees the buffers of m and zeroes it. NULL and a zeroed struct are fine. */
 void quant_matrix_free(quant_matrix *m);
 
@@ -53,5 +67,16 @@ size_t quant_matrix_bytes(const quant_matrix *m);
  * scales and clipping that measure the output error without building a matrix. group
  * divides n. */
 void quant_fake_int4_row(float *out, const float *w, size_t n, size_t group, float clip);
+
+/* Scale steps of quant_matrix_new_weighted's INT4 search (21 scales, 4 zero points each,
+ * two least-squares refits). */
+#define QUANT_SEARCH_STEPS 20
+
+/* quant_fake_int4_row with the INT4 search (imp: n weights or NULL). steps =
+ * QUANT_SEARCH_STEPS gives exactly quant_matrix_new_weighted's values; fewer (a divisor of
+ * it, >= 1) is a cheaper search over steps + 1 scales, 2 zero points and one refit, for
+ * inner loops such as AWQ's scale search (0: the plain range only, as RTN). */
+void quant_fake_int4_row_weighted(float *out, const float *w, size_t n, size_t group,
+				  const float *imp, size_t steps);
 
 #endif

@@ -44,6 +44,11 @@ bool quant_method_calibrates(quant_method m)
 	return m == QUANT_INT8_SQ || m == QUANT_INT4_AWQ;
 }
 
+bool quant_recipe_calibrates(const quant_recipe *r)
+{
+	return quant_method_calibrates(r->method) || r->scale_search;
+}
+
 const char *quant_kv_name(quant_kv kv)
 {
 	return kv == QUANT_KV_MODEL ? "model" : kv == QUANT_KV_FP8 ? "fp8" :
@@ -94,6 +99,7 @@ quant_recipe quant_recipe_default(quant_method m)
 		.calib_path = NULL,
 		.calib_samples = CALIB_DEFAULT_SAMPLES,
 		.calib_seq_len = CALIB_DEFAULT_SEQ_LEN,
+		.scale_search = m == QUANT_INT4_AWQ,
 	};
 }
 
@@ -112,7 +118,11 @@ int quant_recipe_check(const quant_recipe *r, os_error *err)
 	if ((unsigned)r->head > QUANT_HEAD_METHOD)
 		return os_error_set(err, OS_EUSAGE, "recipe: head policy %d is unknown",
 				    (int)r->head);
-	if (quant_method_calibrates(r->method) && (!r->calib_samples || !r->calib_seq_len))
+	if (r->scale_search && (r->method == QUANT_INT8_SQ || r->method == QUANT_INT8_RTN))
+		return os_error_set(err, OS_EUSAGE,
+				    "recipe: scale search is for the fp8 and int4 methods, not %s",
+				    quant_method_name(r->method));
+	if (quant_recipe_calibrates(r) && (!r->calib_samples || !r->calib_seq_len))
 		return os_error_set(err, OS_EUSAGE,
 				    "recipe: calibration needs samples and seq_len > 0 (got %zu, "
 				    "%zu)",
@@ -133,7 +143,9 @@ char *quant_recipe_to_json(const quant_recipe *r)
 		ok = cJSON_AddNumberToObject(o, "group", (double)r->group) != NULL;
 	if (ok && r->method == QUANT_INT8_SQ)
 		ok = cJSON_AddNumberToObject(o, "alpha", (double)r->alpha) != NULL;
-	if (ok && quant_method_calibrates(r->method))
+	if (ok && r->scale_search)
+		ok = cJSON_AddBoolToObject(o, "scale_search", 1) != NULL;
+	if (ok && quant_recipe_calibrates(r))
 		ok = (r->calib_path ? cJSON_AddStringToObject(o, "calib", r->calib_path)
 				    : cJSON_AddNullToObject(o, "calib")) &&
 		     cJSON_AddNumberToObject(o, "samples", (double)r->calib_samples) &&
@@ -264,6 +276,83 @@ int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progres
 			be_weight q;
 			if ((rc = quantize_weight(t.mat, t.name, target, group, &q, err)))
 				return rc;
+			if ((rc = model_set_matrix(m, i, &q, err))) {
+				weight_free(&q);
+				return rc;
+			}
+		}
+		if (progress && !progress(progress_ctx, "quantize", ++done, total))
+			return os_error_set(err, OS_ESTOPPED, "quantization stopped");
+	}
+	return OS_OK;
+}
+
+/* The calibration site a block matrix reads, from its GGUF name; -1 for other tensors. */
+static int site_of_name(const char *name, size_t *layer)
+{
+	static const struct {
+		const char *suffix;
+		int site;
+	} map[] = {
+		{".attn_q.weight", ENGINE_SITE_ATTN_IN},   {".attn_k.weight", ENGINE_SITE_ATTN_IN},
+		{".attn_v.weight", ENGINE_SITE_ATTN_IN},   {".attn_output.weight", ENGINE_SITE_ATTN_OUT},
+		{".ffn_gate.weight", ENGINE_SITE_FFN_IN},  {".ffn_up.weight", ENGINE_SITE_FFN_IN},
+		{".ffn_down.weight", ENGINE_SITE_FFN_DOWN_IN},
+	};
+	char *end;
+	if (strncmp(name, "blk.", 4) != 0)
+		return -1;
+	*layer = strtoul(name + 4, &end, 10);
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (strcmp(end, map[i].suffix) == 0)
+			return map[i].site;
+	return -1;
+}
+
+int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats *st,
+			     quant_progress_fn progress, void *progress_ctx, os_error *err)
+{
+	int rc = quant_recipe_check(r, err);
+	if (rc)
+		return rc;
+	if (!r->scale_search)
+		return os_error_set(err, OS_EUSAGE, "quantize: the recipe has no scale search");
+	if (calib_n_layers(st) != model_get_config(m)->n_layers)
+		return os_error_set(err, OS_EUSAGE, "calibration has %zu layers, the model %zu",
+				    calib_n_layers(st), model_get_config(m)->n_layers);
+	size_t total = count_matrices(m), done = 0;
+	for (size_t i = 0; i < model_n_tensors(m); i++) {
+		model_tensor t = model_tensor_at(m, i);
+		if (!t.mat)
+			continue;
+		int target;
+		size_t group, layer = 0;
+		bool convert;
+		if ((rc = plan_matrix(r, &t, &target, &group, &convert, err)))
+			return rc;
+		int site = site_of_name(t.name, &layer);
+		if (convert) {
+			be_weight q;
+			if (site >= 0 && be_wfmt_quantized(target)) {
+				const calib_site *cs =
+					layer < calib_n_layers(st) ? calib_get(st, layer, site) : NULL;
+				if (!cs || cs->dim != t.mat->cols || !cs->mean_sq)
+					return os_error_set(err, OS_EUSAGE,
+							    "tensor %s: the calibration of its input "
+							    "does not match its %zu columns",
+							    t.name, t.mat->cols);
+				quant_matrix qm;
+				os_error e2;
+				if ((rc = quant_matrix_new_weighted(&qm, to_quant_fmt(target), t.mat->data,
+								    t.mat->rows, t.mat->cols, group,
+								    cs->mean_sq, &e2)))
+					return os_error_set(err, rc, "tensor %s: %s", t.name, e2.msg);
+				q = (be_weight){.fmt = target, .rows = qm.rows, .cols = qm.cols,
+						.data = qm.data, .scales = qm.scales, .zeros = qm.zeros,
+						.group = target == BE_WFMT_I4 ? group : 0};
+			} else if ((rc = quantize_weight(t.mat, t.name, target, group, &q, err))) {
+				return rc;
+			}
 			if ((rc = model_set_matrix(m, i, &q, err))) {
 				weight_free(&q);
 				return rc;

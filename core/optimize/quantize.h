@@ -62,6 +62,7 @@
 #include "core/engine/model.h"
 #include "core/errors.h"
 #include "core/format/gguf.h"
+#include "core/optimize/calibrate.h"
 
 typedef enum quant_method {
 	QUANT_FP8 = 0,        /* FP8 E4M3 W8A16, per-output-channel scales */
@@ -96,6 +97,11 @@ typedef struct quant_recipe {
 	const char *calib_path;   /* calibration text; NULL: the data home's text/calibration.txt */
 	size_t calib_samples;     /* N samples ... */
 	size_t calib_seq_len;     /* ... of L tokens each */
+	bool scale_search;        /* scales by an importance-weighted search on calibration
+	                           * (quant_matrix_new_weighted) instead of from the range:
+	                           * FP8 per-row scale, INT4 per-group scale and zero point (for
+	                           * int4-awq inside the AWQ search too). Needs calibration;
+	                           * not for the INT8 methods. Default: on for int4-awq only */
 } quant_recipe;
 
 /* "fp8", "fp8-w8a8", "int8-smoothquant", "int4-awq", "int4-rtn", "int8" <-> enum
@@ -104,6 +110,8 @@ const char *quant_method_name(quant_method m);
 int quant_method_parse(const char *name, quant_method *out, os_error *err);
 /* True for the methods that need calibration (int8-smoothquant, int4-awq). */
 bool quant_method_calibrates(quant_method m);
+/* True when r needs calibration: a calibrating method, or scale_search. */
+bool quant_recipe_calibrates(const quant_recipe *r);
 /* "model" (keep), "fp8", "int8" <-> enum; parse also takes "f32" / "none" for the model's. */
 const char *quant_kv_name(quant_kv kv);
 int quant_kv_parse(const char *name, quant_kv *out, os_error *err);
@@ -117,8 +125,8 @@ quant_recipe quant_recipe_default(quant_method m);
 int quant_recipe_check(const quant_recipe *r, os_error *err);
 /* The recipe as a JSON object text (malloc'd; free it; NULL when out of memory), stored in
  * the output file and hub: {"method": ..., "kv": ..., "group": G (INT4), "alpha": A
- * (SmoothQuant), "calib", "samples", "seq_len" (calibrating methods), "head": "bf16" |
- * "f32" | "method"}. */
+ * (SmoothQuant), "calib", "samples", "seq_len" (calibrating recipes), "head": "bf16" |
+ * "f32" | "method", "scale_search": true (only when on)}. */
 char *quant_recipe_to_json(const quant_recipe *r);
 
 /* The run-time format (enum be_wfmt) and INT4 group (0 otherwise) that r gives the matrix
@@ -139,6 +147,14 @@ typedef bool (*quant_progress_fn)(void *ctx, const char *stage, size_t done, siz
  * a valid model). */
 int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progress,
 		      void *progress_ctx, os_error *err);
+
+/* quant_model_apply with scale_search: every block matrix (F32) is quantized by
+ * quant_matrix_new_weighted with the importance of its input, st's mean_sq of its layer and
+ * site (st gathered on m as it is now: transforms after calibration change the importance);
+ * the head follows the head policy as in quant_model_apply. OS_EUSAGE when st does not
+ * match m (layers, widths) or r has no scale_search. */
+int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats *st,
+			     quant_progress_fn progress, void *progress_ctx, os_error *err);
 
 /* Writes m's weights, quantized as r says, to out_path as GGUF (the format at the top of
  * this file): metadata copied from src (the file m was loaded from), plus optstudio.recipe

@@ -253,6 +253,59 @@ TEST(test_fixture_model)
 	CHECK(isfinite(rep.err_clip) && rep.err_clip <= rep.err_rtn);
 	run_close(&c);
 
+	/* with the weighted grid: the layers come back as INT4 (what int4-awq writes), and
+	 * their logits are closer to the float model's than plain RTN's */
+	run d, e;
+	CHECK(run_open(&d, path) == 0);
+	CHECK(run_open(&e, path) == 0);
+	uint64_t st4 = seed, st5 = seed;
+	add_outliers(d.m, &st4);
+	add_outliers(e.m, &st5);
+	awq_opts wo = {.group = 128, .weighted = true, .be = d.be};
+	CHECK_MSG(awq_apply(d.m, cs, &wo, &rep, &err) == OS_OK, "%s", err.msg);
+	size_t n_i4 = 0;
+	for (size_t i = 0; i < model_n_tensors(d.m); i++) {
+		model_tensor t = model_tensor_at(d.m, i);
+		if (t.mat && strncmp(t.name, "blk.", 4) == 0) {
+			CHECK_MSG(t.mat->fmt == BE_WFMT_I4 &&
+					  t.mat->group == awq_group_for(128, t.mat->cols),
+				  "%s is %s group %zu", t.name, be_wfmt_name(t.mat->fmt), t.mat->group);
+			n_i4++;
+		}
+	}
+	CHECK_EQ_INT(n_i4, 2 * 7);
+	for (size_t i = 0; i < model_n_tensors(e.m); i++) {
+		model_tensor t = model_tensor_at(e.m, i);
+		if (!t.mat || strncmp(t.name, "blk.", 4) != 0)
+			continue;
+		quant_matrix q;
+		size_t g = awq_group_for(128, t.mat->cols);
+		CHECK(quant_matrix_new(&q, QUANT_INT4, t.mat->data, t.mat->rows, t.mat->cols, g,
+				       &err) == OS_OK);
+		be_weight w = {.fmt = BE_WFMT_I4, .rows = q.rows, .cols = q.cols, .data = q.data,
+			       .scales = q.scales, .zeros = q.zeros, .group = g};
+		CHECK(model_set_matrix(e.m, i, &w, &err) == OS_OK);
+	}
+	engine_free(d.e), d.e = NULL;
+	engine_free(e.e), e.e = NULL;
+	engine_opts eo = {.max_batch = 64, .kv_bytes = 1u << 20};
+	CHECK(engine_new(&d.e, d.m, d.be, &eo, &err) == OS_OK);
+	CHECK(engine_new(&e.e, e.m, e.be, &eo, &err) == OS_OK);
+	float *ld = malloc(29 * vocab * sizeof *ld), *le = malloc(29 * vocab * sizeof *le);
+	CHECK(logits_all(d.e, toks, 29, ld) == 0);
+	CHECK(logits_all(e.e, toks, 29, le) == 0);
+	double ed = 0, ee = 0;
+	for (size_t i = 0; i < 29 * vocab; i++) {
+		ed += ((double)ld[i] - la[i]) * ((double)ld[i] - la[i]);
+		ee += ((double)le[i] - la[i]) * ((double)le[i] - la[i]);
+	}
+	printf("  fixture: logit squared error vs f32: INT4 RTN %.4g, AWQ weighted %.4g\n", ee, ed);
+	CHECK(ed < ee);
+	free(ld);
+	free(le);
+	run_close(&d);
+	run_close(&e);
+
 	/* a stats record from another shape is refused */
 	calib_stats_free(cs);
 	free(la);

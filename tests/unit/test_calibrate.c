@@ -125,17 +125,20 @@ TEST(test_rows_are_layer_inputs)
 	}
 	printf("  worst relative error of the rebuilt layer inputs: %.3g\n", worst);
 	CHECK(worst < 1e-4);
-	/* max and mean |x| are those of the rows (all kept) */
+	/* max and mean |x| and mean x^2 are those of the rows (all kept) */
 	for (size_t l = 0; l < c->n_layers; l++)
 		for (int site = 0; site < ENGINE_N_SITES; site++) {
 			const calib_site *s = calib_get(cs, l, site);
 			for (size_t j = 0; j < s->dim; j++) {
-				double mx = 0, sum = 0;
+				double mx = 0, sum = 0, sq = 0;
 				for (size_t i = 0; i < s->n_rows; i++) {
 					double v = fabs(s->rows[i * s->dim + j]);
 					mx = fmax(mx, v);
 					sum += v;
+					sq += v * v;
 				}
+				CHECK_NEAR(s->mean_sq[j], sq / (double)s->n_rows,
+					   1e-5 * (1 + sq / (double)s->n_rows));
 				CHECK(s->max_abs[j] == (float)mx);
 				CHECK_NEAR(s->mean_abs[j], sum / (double)s->n_rows,
 					   1e-6 * (1 + sum / (double)s->n_rows));

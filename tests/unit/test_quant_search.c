@@ -1,0 +1,215 @@
+/* test_quant_search.c: quant_matrix_new_weighted (importance-weighted FP8 row scales and INT4
+ * group parameters): never worse than the plain scales on its objective, the same formats
+ * (the kernels read the codes as they read plain ones), and the fake-quant twin agrees. */
+#include "tests/test.h"
+
+#include "core/cpu/kernels_quant.h"
+#include "core/numerics.h"
+#include "core/optimize/quant_formats.h"
+
+static uint64_t seed = 20261123;
+
+/* Rows with heavy-tailed values and importances spanning 6 decades, a few channels dominant
+ * (as activations with outlier channels give). */
+static void fill(float *W, float *imp, size_t rows, size_t cols, uint64_t *st)
+{
+	for (size_t i = 0; i < rows * cols; i++) {
+		float u = test_rand_float(st);
+		W[i] = u * u * u * 0.2f + 0.01f * test_rand_float(st);
+	}
+	for (size_t j = 0; j < cols; j++)
+		imp[j] = powf(10.0f, 3.0f * test_rand_float(st));
+}
+
+static double wsq(const float *a, const float *b, const float *imp, size_t n)
+{
+	double e = 0;
+	for (size_t k = 0; k < n; k++) {
+		double d = (double)a[k] - b[k];
+		e += (imp ? imp[k] : 1.0) * d * d;
+	}
+	return e;
+}
+
+/* Per row (FP8) or per group (INT4): weighted error of the search <= plain's, and lower in
+ * total; the scales keep their invariants. */
+static void check_never_worse(quant_fmt fmt, size_t rows, size_t cols, size_t group, bool use_imp)
+{
+	uint64_t st = seed + rows * 31 + cols;
+	float *W = malloc(rows * cols * sizeof *W), *imp = malloc(cols * sizeof *imp);
+	float *Dp = malloc(rows * cols * sizeof *Dp), *Dw = malloc(rows * cols * sizeof *Dw);
+	fill(W, imp, rows, cols, &st);
+	const float *im = use_imp ? imp : NULL;
+	quant_matrix p, w;
+	os_error err;
+	CHECK(quant_matrix_new(&p, fmt, W, rows, cols, group, &err) == OS_OK);
+	CHECK_MSG(quant_matrix_new_weighted(&w, fmt, W, rows, cols, group, im, &err) == OS_OK, "%s",
+		  err.msg);
+	CHECK(w.fmt == fmt && w.rows == rows && w.cols == cols && w.group == p.group);
+	CHECK(quant_matrix_bytes(&w) == quant_matrix_bytes(&p));
+	quant_matrix_dequantize(&p, Dp);
+	quant_matrix_dequantize(&w, Dw);
+	size_t unit = fmt == QUANT_INT4 ? group : cols;
+	double tp = 0, tw = 0;
+	for (size_t i = 0; i < rows * cols; i += unit) {
+		const float *iu = im ? im + i % cols : NULL;
+		double ep = wsq(W + i, Dp + i, iu, unit), ew = wsq(W + i, Dw + i, iu, unit);
+		CHECK_MSG(ew <= ep * (1 + 1e-12), "unit %zu: weighted %g > plain %g", i / unit, ew,
+			  ep);
+		tp += ep, tw += ew;
+	}
+	printf("  %s %zux%zu%s: weighted error plain %.4g -> search %.4g (%.1f%% lower)\n",
+	       quant_fmt_name(fmt), rows, cols, use_imp ? " (importance)" : "", tp, tw,
+	       100 * (1 - tw / tp));
+	CHECK(tw < tp);
+	for (size_t r = 0; r < rows && fmt == QUANT_FP8_E4M3; r++) {
+		float amax = 0;
+		for (size_t k = 0; k < cols; k++)
+			amax = fmaxf(amax, fabsf(W[r * cols + k]));
+		float s0 = num_e4m3_scale(amax);
+		/* never saturating: the scale only grows, by less than 2x */
+		CHECK(w.scales[r] >= s0 && w.scales[r] < 2 * s0);
+	}
+	for (size_t g = 0; fmt == QUANT_INT4 && g < rows * cols / group; g++)
+		CHECK(w.zeros[g] <= 15 && w.scales[g] > 0);
+	quant_matrix_free(&p);
+	quant_matrix_free(&w);
+	free(W);
+	free(imp);
+	free(Dp);
+	free(Dw);
+}
+
+TEST(test_fp8_never_worse)
+{
+	check_never_worse(QUANT_FP8_E4M3, 13, 301, 0, true);
+	check_never_worse(QUANT_FP8_E4M3, 7, 77, 0, false);
+}
+
+TEST(test_int4_never_worse)
+{
+	check_never_worse(QUANT_INT4, 11, 192, 64, true);
+	check_never_worse(QUANT_INT4, 5, 384, 128, true);
+	check_never_worse(QUANT_INT4, 9, 96, 32, false);
+}
+
+/* An important column gets a smaller error from the search than from plain RTN, summed over
+ * many rows (the point of weighting). */
+TEST(test_importance_moves_error)
+{
+	size_t rows = 64, cols = 128, G = 64;
+	uint64_t st = seed;
+	float *W = malloc(rows * cols * sizeof *W), *imp = malloc(cols * sizeof *imp);
+	float *Dp = malloc(rows * cols * sizeof *Dp), *Dw = malloc(rows * cols * sizeof *Dw);
+	fill(W, imp, rows, cols, &st);
+	for (size_t j = 0; j < cols; j++)
+		imp[j] = 1e-3f;
+	imp[5] = imp[70] = 1e3f;
+	quant_matrix p, w;
+	os_error err;
+	CHECK(quant_matrix_new(&p, QUANT_INT4, W, rows, cols, G, &err) == OS_OK);
+	CHECK(quant_matrix_new_weighted(&w, QUANT_INT4, W, rows, cols, G, imp, &err) == OS_OK);
+	quant_matrix_dequantize(&p, Dp);
+	quant_matrix_dequantize(&w, Dw);
+	double ep = 0, ew = 0;
+	for (size_t r = 0; r < rows; r++)
+		for (size_t j = 5; j < cols; j += 65) {
+			double a = W[r * cols + j] - Dp[r * cols + j], b = W[r * cols + j] - Dw[r * cols + j];
+			ep += a * a, ew += b * b;
+		}
+	printf("  important columns: squared error plain %.4g, search %.4g\n", ep, ew);
+	CHECK(ew < 0.5 * ep);
+	quant_matrix_free(&p);
+	quant_matrix_free(&w);
+	free(W);
+	free(imp);
+	free(Dp);
+	free(Dw);
+}
+
+/* quant_fake_int4_row_weighted gives exactly the values the matrix holds. */
+TEST(test_fake_twin)
+{
+	size_t rows = 3, cols = 320, G = 32;
+	uint64_t st = seed + 7;
+	float *W = malloc(rows * cols * sizeof *W), *imp = malloc(cols * sizeof *imp);
+	float *D = malloc(rows * cols * sizeof *D), *F = malloc(cols * sizeof *F);
+	fill(W, imp, rows, cols, &st);
+	quant_matrix q;
+	os_error err;
+	CHECK(quant_matrix_new_weighted(&q, QUANT_INT4, W, rows, cols, G, imp, &err) == OS_OK);
+	quant_matrix_dequantize(&q, D);
+	for (size_t r = 0; r < rows; r++) {
+		quant_fake_int4_row_weighted(F, W + r * cols, cols, G, imp, QUANT_SEARCH_STEPS);
+		CHECK(memcmp(F, D + r * cols, cols * sizeof *F) == 0);
+	}
+	quant_matrix_free(&q);
+	free(W);
+	free(imp);
+	free(D);
+	free(F);
+}
+
+/* The kernels read searched codes like plain ones: generic and SIMD INT4 / FP8 matmuls
+ * against the dequantized matrix at awkward token counts. */
+TEST(test_kernels_read_searched)
+{
+	size_t rows = 37, cols = 192, G = 64, n_tok = 5;
+	uint64_t st = seed + 11;
+	float *W = malloc(rows * cols * sizeof *W), *imp = malloc(cols * sizeof *imp);
+	float *D = malloc(rows * cols * sizeof *D), *X = malloc(n_tok * cols * sizeof *X);
+	float *Y = malloc(n_tok * rows * sizeof *Y);
+	fill(W, imp, rows, cols, &st);
+	for (size_t i = 0; i < n_tok * cols; i++)
+		X[i] = test_rand_float(&st);
+	const cpu_qkernel_set *sets[2] = {cpu_qkernels_get(CPU_ISA_GENERIC),
+					  cpu_qkernels_get(CPU_ISA_AVX512)};
+	for (int f = 0; f < 2; f++) {
+		quant_fmt fmt = f ? QUANT_INT4 : QUANT_FP8_E4M3;
+		quant_matrix q;
+		os_error err;
+		CHECK(quant_matrix_new_weighted(&q, fmt, W, rows, cols, G, imp, &err) == OS_OK);
+		quant_matrix_dequantize(&q, D);
+		for (int k = 0; k < 2; k++) {
+			if (!sets[k])
+				continue;
+			int rc = fmt == QUANT_INT4
+					 ? cpu_qmatmul_i4(NULL, sets[k], Y, X, q.data, q.scales, q.zeros, G,
+							  n_tok, cols, rows)
+					 : cpu_qmatmul_fp8(NULL, sets[k], Y, X, q.data, q.scales, n_tok,
+							   cols, rows, false);
+			CHECK(rc == OS_OK);
+			for (size_t t = 0; t < n_tok; t++)
+				for (size_t o = 0; o < rows; o++) {
+					double ref = 0, mag = 0;
+					for (size_t j = 0; j < cols; j++) {
+						ref += (double)X[t * cols + j] * D[o * cols + j];
+						mag += fabs((double)X[t * cols + j] * D[o * cols + j]);
+					}
+					CHECK_MSG(fabs(Y[t * rows + o] - ref) <= 1e-5 * (1 + mag),
+						  "%s %s t %zu o %zu: %g vs %g", sets[k]->name,
+						  quant_fmt_name(fmt), t, o, Y[t * rows + o], ref);
+				}
+		}
+		quant_matrix_free(&q);
+	}
+	free(W);
+	free(imp);
+	free(D);
+	free(X);
+	free(Y);
+}
+
+int main(void)
+{
+	const char *env = getenv("TEST_SEED");
+	if (env)
+		seed = strtoull(env, NULL, 10);
+	printf("seed %llu\n", (unsigned long long)seed);
+	RUN(test_fp8_never_worse);
+	RUN(test_int4_never_worse);
+	RUN(test_importance_moves_error);
+	RUN(test_fake_twin);
+	RUN(test_kernels_read_searched);
+	return test_summary();
+}
