@@ -85,7 +85,7 @@ expect_rc "jobs log" 0 "$BIN" jobs log "$id"
 expect_out "log names the stage" "quantize: writing"
 
 # ---- following: `jobs log -f` and `jobs --watch` run from submission to the job's end ------
-fid=$("$BIN" optimize fx --quantize int8-smoothquant --calib "$TMP/calib.txt" --samples 200 --seq-len 32 --name follow --json | jget id)
+fid=$("$BIN" optimize fx --quantize int8-smoothquant --calib "$TMP/calib.txt" --samples 3000 --seq-len 32 --name follow --json | jget id)
 timeout 120 "$BIN" jobs --watch >"$TMP/watch.out" 2>&1 &
 watch_pid=$!
 if timeout 120 "$BIN" jobs log "$fid" -f >"$TMP/follow.out" 2>&1; then
