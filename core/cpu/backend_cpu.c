@@ -2,7 +2,8 @@
  * kernels_quant.h for FP8 / INT8 / INT4 weights), attention split by (tile of up to 16 query
  * tokens of one sequence, kv head) over the pool with a blockwise online softmax as small
  * matrix products (FP8 / INT8 KV decoded a block at a time), rope from a cached cos / sin
- * table, the small elementwise ops on the calling thread unless they are large. */
+ * table, the small elementwise and per-token ops (rmsnorm, rope, kv_store) on the calling
+ * thread unless the batch is large (prefill). */
 #include "backend_cpu.h"
 
 #include <math.h>
@@ -89,11 +90,59 @@ static int cpu_swiglu(void *ctx, float *gate, const float *up, size_t n)
 	return OS_OK;
 }
 
+/* Token-row ops (rmsnorm, rope, kv_store) of a prefill: rows are independent, so they go
+ * over the pool in chunks of ROW_CHUNK tokens (no bit changes) once a batch has
+ * ROW_POOL_MIN tokens; a decode batch stays on the calling thread. */
+#define ROW_CHUNK 32
+#define ROW_POOL_MIN 64
+
+typedef void (*row_fn)(void *job, size_t t0, size_t t1);
+
+typedef struct row_split {
+	row_fn fn;
+	void *job;
+	size_t n;
+} row_split;
+
+static void row_task(void *p, size_t task, size_t thread)
+{
+	(void)thread;
+	row_split *r = p;
+	size_t t0 = task * ROW_CHUNK, t1 = r->n - t0 < ROW_CHUNK ? r->n : t0 + ROW_CHUNK;
+	r->fn(r->job, t0, t1);
+}
+
+static void rows_run(cpu_ctx *c, size_t n, row_fn fn, void *job)
+{
+	if (n < ROW_POOL_MIN || c->n_threads < 2) {
+		fn(job, 0, n);
+		return;
+	}
+	row_split r = {fn, job, n};
+	threadpool_run(c->pool, (n + ROW_CHUNK - 1) / ROW_CHUNK, row_task, &r);
+}
+
+typedef struct rmsnorm_job {
+	const cpu_kernel_set *ks;
+	float *out;
+	const float *x, *w;
+	size_t dim;
+	float eps;
+} rmsnorm_job;
+
+static void rmsnorm_rows(void *p, size_t t0, size_t t1)
+{
+	rmsnorm_job *j = p;
+	cpu_rmsnorm(j->ks, j->out + t0 * j->dim, j->x + t0 * j->dim, j->w, t1 - t0, j->dim,
+		    j->eps);
+}
+
 static int cpu_rmsnorm_op(void *ctx, float *out, const float *x, const float *w, size_t n,
 			  size_t dim, float eps)
 {
 	cpu_ctx *c = ctx;
-	cpu_rmsnorm(c->ks, out, x, w, n, dim, eps);
+	rmsnorm_job j = {c->ks, out, x, w, dim, eps};
+	rows_run(c, n, rmsnorm_rows, &j);
 	return OS_OK;
 }
 
@@ -268,40 +317,56 @@ static const struct rope_table *rope_table_cover(cpu_ctx *c, size_t head_dim, fl
 	return t;
 }
 
+typedef struct rope_job {
+	const cpu_kernel_set *ks;
+	const struct rope_table *tab; /* NULL: angles computed per token */
+	float *q, *k;
+	size_t n_q_heads, n_k_heads, head_dim;
+	const int32_t *pos;
+	float base;
+} rope_job;
+
+static void rope_rows(void *p, size_t t0, size_t t1)
+{
+	rope_job *j = p;
+	float cos_t[512], sin_t[512];
+	size_t hd = j->head_dim, half = hd / 2;
+	for (size_t t = t0; t < t1; t++) {
+		const float *ct = cos_t, *st = sin_t;
+		if (j->tab && j->pos[t] >= 0) {
+			ct = j->tab->tab + (size_t)j->pos[t] * hd;
+			st = ct + half;
+		} else {
+			for (size_t i = 0; i < half; i++) {
+				double a = cpu_rope_angle(j->pos[t], i, hd, j->base);
+				cos_t[i] = (float)cos(a);
+				sin_t[i] = (float)sin(a);
+			}
+		}
+		j->ks->rope_rotate(j->q + t * j->n_q_heads * hd, j->n_q_heads, hd, ct, st,
+				   CPU_ROPE_NORM);
+		j->ks->rope_rotate(j->k + t * j->n_k_heads * hd, j->n_k_heads, hd, ct, st,
+				   CPU_ROPE_NORM);
+	}
+}
+
 /* cos / sin per (position, pair) come from a table in the context, built once per
- * (head_dim, base) and grown to the largest position seen; the same row serves q and k.
- * Positions the table cannot hold (negative, or past ROPE_TAB_MAX_BYTES) get their angles
- * computed here, with the same values. */
+ * (head_dim, base) and grown to the largest position seen (on the calling thread, before
+ * the tokens are split); the same row serves q and k. Positions the table cannot hold
+ * (negative, or past ROPE_TAB_MAX_BYTES) get their angles computed, with the same values. */
 static int cpu_rope_op(void *ctx, float *q, size_t n_q_heads, float *k, size_t n_k_heads,
 		       size_t n, size_t head_dim, const int32_t *pos, float base)
 {
 	cpu_ctx *c = ctx;
-	float cos_t[512], sin_t[512];
-	size_t half = head_dim / 2;
-	if (half > 512 || head_dim % 2)
+	if (head_dim / 2 > 512 || head_dim % 2)
 		return OS_EUNSUPPORTED;
 	int32_t maxpos = -1;
 	for (size_t t = 0; t < n; t++)
 		maxpos = pos[t] > maxpos ? pos[t] : maxpos;
 	const struct rope_table *tab =
 		maxpos >= 0 ? rope_table_cover(c, head_dim, base, (size_t)maxpos + 1) : NULL;
-	for (size_t t = 0; t < n; t++) {
-		const float *ct = cos_t, *st = sin_t;
-		if (tab && pos[t] >= 0) {
-			ct = tab->tab + (size_t)pos[t] * head_dim;
-			st = ct + half;
-		} else {
-			for (size_t i = 0; i < half; i++) {
-				double a = cpu_rope_angle(pos[t], i, head_dim, base);
-				cos_t[i] = (float)cos(a);
-				sin_t[i] = (float)sin(a);
-			}
-		}
-		c->ks->rope_rotate(q + t * n_q_heads * head_dim, n_q_heads, head_dim, ct, st,
-				   CPU_ROPE_NORM);
-		c->ks->rope_rotate(k + t * n_k_heads * head_dim, n_k_heads, head_dim, ct, st,
-				   CPU_ROPE_NORM);
-	}
+	rope_job j = {c->ks, tab, q, k, n_q_heads, n_k_heads, head_dim, pos, base};
+	rows_run(c, n, rope_rows, &j);
 	return OS_OK;
 }
 
@@ -330,28 +395,46 @@ static void kv_quantize_row(const be_kv *kv, size_t row, const float *x)
 	}
 }
 
+typedef struct kv_store_job {
+	const be_kv *kv;
+	size_t layer;
+	const float *k, *v;
+	const be_attn_batch *b;
+} kv_store_job;
+
+static void kv_store_rows(void *p, size_t t0, size_t t1)
+{
+	kv_store_job *j = p;
+	const be_kv *kv = j->kv;
+	size_t d = kv->kv_dim, bt = kv->block_tokens;
+	for (size_t i = t0; i < t1; i++) {
+		size_t pp = (size_t)j->b->pos[i];
+		size_t blk = (size_t)j->b->block_table[i][pp / bt];
+		size_t rk = be_kv_row(kv, blk, j->layer, 0, pp % bt);
+		size_t rv = be_kv_row(kv, blk, j->layer, 1, pp % bt);
+		if (kv->fmt == BE_KV_F32) {
+			float *data = kv->data;
+			memcpy(data + rk, j->k + i * d, d * sizeof(float));
+			memcpy(data + rv, j->v + i * d, d * sizeof(float));
+		} else {
+			kv_quantize_row(kv, rk, j->k + i * d);
+			kv_quantize_row(kv, rv, j->v + i * d);
+		}
+	}
+}
+
+/* Each token writes its own slot (positions of a batch are distinct per sequence), so the
+ * tokens split over the pool without overlap. */
 static int cpu_kv_store(void *ctx, const be_kv *kv, size_t layer, const float *k,
 			const float *v, const be_attn_batch *b)
 {
-	(void)ctx;
-	size_t d = kv->kv_dim, bt = kv->block_tokens;
+	size_t d = kv->kv_dim;
 	if (kv->fmt != BE_KV_F32 &&
 	    ((kv->fmt != BE_KV_FP8 && kv->fmt != BE_KV_I8) || !kv->scales || !kv->head_dim ||
 	     d % kv->head_dim))
 		return OS_EUNSUPPORTED;
-	for (size_t i = 0; i < b->n; i++) {
-		size_t p = (size_t)b->pos[i];
-		size_t blk = (size_t)b->block_table[i][p / bt];
-		size_t rk = be_kv_row(kv, blk, layer, 0, p % bt), rv = be_kv_row(kv, blk, layer, 1, p % bt);
-		if (kv->fmt == BE_KV_F32) {
-			float *data = kv->data;
-			memcpy(data + rk, k + i * d, d * sizeof(float));
-			memcpy(data + rv, v + i * d, d * sizeof(float));
-		} else {
-			kv_quantize_row(kv, rk, k + i * d);
-			kv_quantize_row(kv, rv, v + i * d);
-		}
-	}
+	kv_store_job j = {kv, layer, k, v, b};
+	rows_run(ctx, b->n, kv_store_rows, &j);
 	return OS_OK;
 }
 
@@ -499,21 +582,7 @@ static void attn_task(void *p, size_t task, size_t thread)
 			float *sr = S + r * bt;
 			size_t pos = (size_t)b->pos[i0 + r / n_rep];
 			size_t nv = pos < slot0 ? 0 : pos - slot0 + 1 < n_t ? pos - slot0 + 1 : n_t;
-			if (nv) {
-				float bm = sr[0];
-				for (size_t t = 1; t < nv; t++)
-					bm = sr[t] > bm ? sr[t] : bm;
-				float mn = bm > m[r] ? bm : m[r];
-				float corr = expf(m[r] - mn); /* 0 on the first block (m = -inf) */
-				if (corr != 1.0f) {
-					ks->scale(acc + r * hd, corr, hd);
-					l[r] *= corr;
-				}
-				l[r] += ks->exp_sum(sr, nv, mn);
-				m[r] = mn;
-			}
-			for (size_t t = nv; t < n_t; t++)
-				sr[t] = 0.0f;
+			ks->online_softmax(sr, n_t, nv, &m[r], &l[r], acc + r * hd, hd);
 		}
 		ks->gemm_nn(acc, hd, S, bt, V, ldv, R, n_t, hd, 1);
 	}

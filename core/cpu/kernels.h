@@ -84,6 +84,14 @@ typedef struct cpu_kernel_set {
 	 * differs between sets). -INFINITY entries become 0; m finite. Softmax without the
 	 * division, for the online softmax of attention. */
 	float (*exp_sum)(float *x, size_t n, float m);
+	/* One row of attention's blockwise online softmax: s holds the n_t scores of a key
+	 * block, the first nv (<= n_t) visible to the row, m and l its running max and sum,
+	 * acc (hd) its running weighted values. When nv > 0: mn = max(*m, s[0..nv)), c =
+	 * e^(*m - mn) (0 when *m is -INFINITY); if c != 1, acc *= c and *l *= c; then s[t] =
+	 * e^(s[t] - mn) for t < nv, *l += their f32 sum, *m = mn. Always s[t] = 0 for nv <= t <
+	 * n_t. One call per row replaces a scalar max, expf and three kernel calls per row. */
+	void (*online_softmax)(float *s, size_t n_t, size_t nv, float *m, float *l, float *acc,
+			       size_t hd);
 	/* y[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + e^-g); y may equal gate or up. */
 	void (*swiglu)(float *y, const float *gate, const float *up, size_t n);
 	/* Rotates every head of one token in place: x is (n_heads, head_dim), head_dim even;

@@ -311,6 +311,28 @@ TGT static float exp_sum_avx2(float *x, size_t n, float m)
 	return st;
 }
 
+/* online_softmax with this set's scale and exp_sum; the max is a plain loop (the AVX2 set
+ * is the fallback, not the tuned path). */
+TGT static void online_softmax_avx2(float *s, size_t n_t, size_t nv, float *m, float *l,
+				    float *acc, size_t hd)
+{
+	if (nv) {
+		float bm = s[0];
+		for (size_t t = 1; t < nv; t++)
+			bm = s[t] > bm ? s[t] : bm;
+		float mn = bm > *m ? bm : *m;
+		float c = expf(*m - mn);
+		if (c != 1.0f) {
+			scale_avx2(acc, c, hd);
+			*l *= c;
+		}
+		*l += exp_sum_avx2(s, nv, mn);
+		*m = mn;
+	}
+	for (size_t t = nv; t < n_t; t++)
+		s[t] = 0.0f;
+}
+
 /* Rows [0, R) x columns [0, 8 NV) of Y = X B (+ Y), the last column vector masked by mk. */
 INLINE void gemm_tile256(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
 			 size_t ldb, size_t k, int acc, const int R, const int NV, __m256i mk)
@@ -461,6 +483,7 @@ const cpu_kernel_set cpu_kernels_avx2 = {
 	.softmax = softmax_avx2,
 	.gemm_nn = gemm_nn_avx2,
 	.exp_sum = exp_sum_avx2,
+	.online_softmax = online_softmax_avx2,
 	.swiglu = swiglu_avx2,
 	.rope_rotate = rope_rotate_avx2,
 	.transpose = transpose_avx2,

@@ -881,6 +881,44 @@ TGT static float exp_sum_avx512(float *x, size_t n, float m)
 	return _mm512_reduce_add_ps(s);
 }
 
+/* The max, the correction factor, the exponentials and their sum, the rescale of acc and
+ * the zeroed tail in one pass of 16-lane vectors; c comes from exp512 like the s[t] do. */
+TGT static void online_softmax_avx512(float *s, size_t n_t, size_t nv, float *m, float *l,
+				      float *acc, size_t hd)
+{
+	if (!nv) {
+		for (size_t i = 0; i < n_t; i += 16)
+			_mm512_mask_storeu_ps(s + i, n_t - i >= 16 ? 0xffff : tail16(n_t - i),
+					      _mm512_setzero_ps());
+		return;
+	}
+	__m512 mx = _mm512_set1_ps(*m);
+	size_t i = 0;
+	for (; i + 16 <= nv; i += 16)
+		mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + i));
+	if (i < nv)
+		mx = _mm512_mask_max_ps(mx, tail16(nv - i), mx,
+					_mm512_maskz_loadu_ps(tail16(nv - i), s + i));
+	float mn = _mm512_reduce_max_ps(mx);
+	__m512 mnv = _mm512_set1_ps(mn);
+	float c = _mm512_cvtss_f32(exp512(_mm512_set1_ps(*m - mn))); /* 0 when *m = -inf */
+	if (c != 1.0f) {
+		scale_avx512(acc, c, hd);
+		*l *= c;
+	}
+	__m512 sum = _mm512_setzero_ps();
+	for (i = 0; i < n_t; i += 16) {
+		__mmask16 st = n_t - i >= 16 ? 0xffff : tail16(n_t - i);
+		__mmask16 vis = i >= nv ? 0 : nv - i >= 16 ? 0xffff : tail16(nv - i);
+		__m512 e = _mm512_maskz_mov_ps(
+			vis, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(vis, s + i), mnv)));
+		_mm512_mask_storeu_ps(s + i, st, e);
+		sum = _mm512_add_ps(sum, e);
+	}
+	*l += _mm512_reduce_add_ps(sum);
+	*m = mn;
+}
+
 /* Rows [0, R) x columns [0, 16 NV) of Y = X B (+ Y), the last column vector masked by mk:
  * R x NV accumulators, per p one broadcast of X per row and NV loads of B. */
 INLINE void gemm_tile512(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
@@ -1099,6 +1137,7 @@ const cpu_kernel_set cpu_kernels_avx512 = {
 	.softmax = softmax_avx512,
 	.gemm_nn = gemm_nn_avx512,
 	.exp_sum = exp_sum_avx512,
+	.online_softmax = online_softmax_avx512,
 	.swiglu = swiglu_avx512,
 	.rope_rotate = rope_rotate_avx512,
 	.transpose = transpose_avx512,

@@ -120,6 +120,26 @@ static float exp_sum_generic(float *x, size_t n, float m)
 	return s;
 }
 
+static void online_softmax_generic(float *s, size_t n_t, size_t nv, float *m, float *l,
+				   float *acc, size_t hd)
+{
+	if (nv) {
+		float bm = s[0];
+		for (size_t t = 1; t < nv; t++)
+			bm = s[t] > bm ? s[t] : bm;
+		float mn = bm > *m ? bm : *m;
+		float c = expf(*m - mn);
+		if (c != 1.0f) {
+			scale_generic(acc, c, hd);
+			*l *= c;
+		}
+		*l += exp_sum_generic(s, nv, mn);
+		*m = mn;
+	}
+	for (size_t t = nv; t < n_t; t++)
+		s[t] = 0.0f;
+}
+
 static void swiglu_generic(float *y, const float *gate, const float *up, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -177,6 +197,7 @@ const cpu_kernel_set cpu_kernels_generic = {
 	.softmax = softmax_generic,
 	.gemm_nn = gemm_nn_generic,
 	.exp_sum = exp_sum_generic,
+	.online_softmax = online_softmax_generic,
 	.swiglu = swiglu_generic,
 	.rope_rotate = rope_rotate_generic,
 	.transpose = transpose_generic,

@@ -218,9 +218,110 @@ TEST(test_attention_op)
 	free(vin);
 }
 
+/* Prefill-sized batches (the row ops then split over the pool): rmsnorm, rope and kv_store
+ * on 2 threads give the same bits as on 1 thread (the plain loop), rmsnorm also the same as
+ * cpu_rmsnorm, at an awkward token count, for every KV format (shuffled blocks). */
+TEST(test_row_ops_pooled)
+{
+	uint64_t rng = seed + 2;
+	enum { N = 133, D = 40, RH = 3, RK = 1, RD = 16, RB = 7, RBLK = N / RB + 1 };
+	static float x[N * D], w[D], y1[N * D], y2[N * D], yr[N * D];
+	static float q1[N * RH * RD], q2[N * RH * RD], k1[N * RK * RD], k2[N * RK * RD];
+	static float kin[N * RK * RD], vin[N * RK * RD];
+	int32_t pos[N], table[RBLK];
+	const int32_t *tb[N];
+	for (size_t e = 0; e < N * D; e++)
+		x[e] = test_rand_float(&rng) * 3.0f + 0.01f;
+	for (size_t e = 0; e < D; e++)
+		w[e] = test_rand_float(&rng) + 1.5f;
+	for (size_t e = 0; e < N * RH * RD; e++)
+		q1[e] = q2[e] = test_rand_float(&rng);
+	for (size_t e = 0; e < N * RK * RD; e++) {
+		k1[e] = k2[e] = test_rand_float(&rng);
+		kin[e] = test_rand_float(&rng);
+		vin[e] = test_rand_float(&rng);
+	}
+	for (int i = 0; i < RBLK; i++)
+		table[i] = (int32_t)((i * 3 + 7) % RBLK); /* a permutation: 3 is prime to RBLK = 20 */
+	for (size_t t = 0; t < N; t++) {
+		pos[t] = (int32_t)t;
+		tb[t] = table;
+	}
+	for (int v = 0; v < CPU_ISA_COUNT; v++) {
+		const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+		if (!ks)
+			continue;
+		backend *b1 = NULL, *b2 = NULL;
+		backend_cpu_opts o1 = {.n_threads = 1, .kernels = ks};
+		backend_cpu_opts o2 = {.n_threads = 2, .kernels = ks};
+		CHECK(backend_cpu_new(&b1, &o1, NULL) == OS_OK);
+		CHECK(backend_cpu_new(&b2, &o2, NULL) == OS_OK);
+		if (!b1 || !b2) {
+			backend_free(b1);
+			backend_free(b2);
+			return;
+		}
+		CHECK(b1->ops->rmsnorm(b1->ctx, y1, x, w, N, D, 1e-5f) == OS_OK);
+		CHECK(b2->ops->rmsnorm(b2->ctx, y2, x, w, N, D, 1e-5f) == OS_OK);
+		cpu_rmsnorm(ks, yr, x, w, N, D, 1e-5f);
+		CHECK(memcmp(y1, y2, sizeof y1) == 0 && memcmp(y1, yr, sizeof y1) == 0);
+
+		float qa[N * RH * RD], qb[N * RH * RD], ka[N * RK * RD], kb[N * RK * RD];
+		memcpy(qa, q1, sizeof qa);
+		memcpy(qb, q2, sizeof qb);
+		memcpy(ka, k1, sizeof ka);
+		memcpy(kb, k2, sizeof kb);
+		CHECK(b1->ops->rope(b1->ctx, qa, RH, ka, RK, N, RD, pos, 10000.0f) == OS_OK);
+		CHECK(b2->ops->rope(b2->ctx, qb, RH, kb, RK, N, RD, pos, 10000.0f) == OS_OK);
+		CHECK(memcmp(qa, qb, sizeof qa) == 0 && memcmp(ka, kb, sizeof ka) == 0);
+		CHECK(memcmp(qa, q1, sizeof qa) != 0); /* it did rotate */
+
+		for (int fmt = BE_KV_F32; fmt <= BE_KV_I8; fmt++) {
+			be_kv kv[2];
+			backend *bes[2] = {b1, b2};
+			for (int i = 0; i < 2; i++) {
+				kv[i] = (be_kv){.fmt = fmt, .n_blocks = RBLK, .n_layers = 2,
+						.kv_dim = RK * RD, .head_dim = RD, .block_tokens = RB};
+				size_t elems = RBLK * be_kv_block_elems(&kv[i]);
+				size_t bytes = elems * be_kvfmt_elem_bytes(fmt);
+				kv[i].data = calloc(1, bytes);
+				kv[i].scales = fmt == BE_KV_F32 ? NULL : calloc(elems / RD, sizeof(float));
+				CHECK(kv[i].data && (fmt == BE_KV_F32 || kv[i].scales));
+				if (!kv[i].data || (fmt != BE_KV_F32 && !kv[i].scales))
+					break;
+				be_attn_batch fb = {N, pos, tb, RH, RK, RD};
+				CHECK(bes[i]->ops->kv_store(bes[i]->ctx, &kv[i], 1, kin, vin, &fb) ==
+				      OS_OK);
+			}
+			if (kv[0].data && kv[1].data) {
+				size_t elems = RBLK * be_kv_block_elems(&kv[0]);
+				CHECK_MSG(memcmp(kv[0].data, kv[1].data,
+						 elems * be_kvfmt_elem_bytes(fmt)) == 0,
+					  "%s kv %s: pooled kv_store differs", ks->name,
+					  be_kvfmt_name(fmt));
+				if (fmt == BE_KV_F32) /* token 100's K at its slot */
+					CHECK(memcmp((float *)kv[1].data +
+							     be_kv_row(&kv[1], (size_t)table[100 / RB], 1,
+								       0, 100 % RB),
+						     kin + 100 * RK * RD, RK * RD * sizeof(float)) == 0);
+				if (fmt != BE_KV_F32)
+					CHECK(memcmp(kv[0].scales, kv[1].scales,
+						     elems / RD * sizeof(float)) == 0);
+			}
+			for (int i = 0; i < 2; i++) {
+				free(kv[i].data);
+				free(kv[i].scales);
+			}
+		}
+		backend_free(b1);
+		backend_free(b2);
+	}
+}
+
 int main(void)
 {
 	RUN(test_rope_op);
 	RUN(test_attention_op);
+	RUN(test_row_ops_pooled);
 	return test_summary();
 }

@@ -519,6 +519,87 @@ TEST(test_gemm_nn)
 				}
 }
 
+/* online_softmax: every set against the generic one at awkward block widths, visible counts
+ * (none, one, some, all) and running maxima (none yet, above and below the block's); the
+ * guard elements after s and acc must not change. Then a whole row fed block by block
+ * through each set must give softmax(scores) V as computed in float64. */
+TEST(test_online_softmax)
+{
+	const cpu_kernel_set *gen = cpu_kernels_get(CPU_ISA_GENERIC);
+	uint64_t s = seed0 ^ 0x50f7;
+	static const size_t widths[] = {1, 5, 16, 17, 33, 64};
+	static const size_t hds[] = {7, 16, 64, 80};
+	enum { NT = 64 + 1, HD = 80 + 1 };
+	float s0[NT], s1[NT], s2[NT], a0[HD], a1[HD], a2[HD];
+	for (size_t v = 0; v < n_simd_sets; v++) {
+		const cpu_kernel_set *ks = simd_sets[v];
+		for (size_t wi = 0; wi < COUNT(widths); wi++)
+			for (size_t hi = 0; hi < COUNT(hds); hi++)
+				for (int mcase = 0; mcase < 3; mcase++) {
+					size_t n_t = widths[wi], hd = hds[hi];
+					size_t nvs[] = {0, 1, (n_t + 1) / 2, n_t};
+					for (size_t c = 0; c < COUNT(nvs); c++) {
+						size_t nv = nvs[c];
+						fill(s0, NT, &s);
+						for (size_t i = 0; i < NT; i++)
+							s0[i] *= 6.0f;
+						fill(a0, HD, &s);
+						float m0 = mcase == 0 ? -INFINITY : mcase == 1 ? 7.0f : -7.0f;
+						float l0 = mcase == 0 ? 0.0f : 1.0f + fabsf(rnd(&s)) * 5.0f;
+						float m1 = m0, m2 = m0, l1 = l0, l2 = l0;
+						memcpy(s1, s0, sizeof s0);
+						memcpy(s2, s0, sizeof s0);
+						memcpy(a1, a0, sizeof a0);
+						memcpy(a2, a0, sizeof a0);
+						gen->online_softmax(s1, n_t, nv, &m1, &l1, a1, hd);
+						ks->online_softmax(s2, n_t, nv, &m2, &l2, a2, hd);
+						CHECK_VEC("online_softmax s", ks, s2, s1, n_t + 1, 1e-5, 1e-9);
+						CHECK_VEC("online_softmax acc", ks, a2, a1, hd + 1, 1e-5, 1e-6);
+						CHECK_MSG(m1 == m2 && fabsf(l1 - l2) <= 1e-5f * (l1 + 1e-6f),
+							  "online_softmax %s n_t %zu nv %zu: m %g l %.9g vs "
+							  "m %g l %.9g", ks->name, n_t, nv, m2, l2, m1, l1);
+						CHECK(s2[n_t] == s0[n_t] && a2[hd] == a0[hd]);
+						for (size_t t = nv; t < n_t; t++)
+							CHECK(s2[t] == 0.0f);
+					}
+				}
+	}
+
+	enum { T = 83, D = 19, BT = 16 };
+	float sc[T], V[T * D];
+	fill(sc, T, &s);
+	fill(V, T * D, &s);
+	for (size_t i = 0; i < T; i++)
+		sc[i] *= 9.0f;
+	double mx = sc[0], den = 0, want[D] = {0};
+	for (size_t t = 1; t < T; t++)
+		mx = sc[t] > mx ? sc[t] : mx;
+	for (size_t t = 0; t < T; t++) {
+		double e = exp(sc[t] - mx);
+		den += e;
+		for (size_t d = 0; d < D; d++)
+			want[d] += e * V[t * D + d];
+	}
+	for (int v = 0; v < CPU_ISA_COUNT; v++) {
+		const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+		if (!ks)
+			continue;
+		float acc[D] = {0}, blk[BT], m = -INFINITY, l = 0.0f;
+		for (size_t t0 = 0; t0 < T; t0 += BT) {
+			size_t n_t = T - t0 < BT ? T - t0 : BT;
+			memcpy(blk, sc + t0, n_t * sizeof *blk);
+			ks->online_softmax(blk, n_t, n_t, &m, &l, acc, D);
+			for (size_t t = 0; t < n_t; t++)
+				for (size_t d = 0; d < D; d++)
+					acc[d] += blk[t] * V[(t0 + t) * D + d];
+		}
+		for (size_t d = 0; d < D; d++)
+			CHECK_MSG(fabs(acc[d] / l - want[d] / den) <= 1e-5 * (fabs(want[d] / den) + 0.1),
+				  "online_softmax %s blockwise: out[%zu] %.9g vs %.9g", ks->name, d,
+				  acc[d] / l, want[d] / den);
+	}
+}
+
 /* transpose: every set copies exactly (also the masked edges of 16 x 16 blocks) and writes
  * nothing outside the rows x cols it is given. */
 TEST(test_transpose)
@@ -698,6 +779,7 @@ int main(void)
 	RUN(test_matmul_prefill_shapes);
 	RUN(test_elementwise_vs_generic);
 	RUN(test_gemm_nn);
+	RUN(test_online_softmax);
 	RUN(test_transpose);
 	RUN(test_bf16_rounding_special);
 	RUN(test_rope);
