@@ -26,7 +26,10 @@ static const char optimize_help[] =
 	"      --alpha A             SmoothQuant strength, 0..1\n"
 	"      --group-size G        INT4 group size: 32, 64, 128\n"
 	"      --kv-cache T          model | fp8 | int8\n"
-	"      --calib FILE          calibration text (int8-smoothquant, int4-awq)\n"
+	"      --scale-search        importance-weighted scale search (fp8, int4; default on\n"
+	"                            for fp8 with calibration text, and for int4-awq)\n"
+	"      --no-scale-search     scales from each range (fp8 without calibration)\n"
+	"      --calib FILE          calibration text (int8-smoothquant, int4-awq, the search)\n"
 	"      --samples N           calibration samples\n"
 	"      --seq-len L           tokens per calibration sample\n"
 	"      --draft X             speculative draft: recommended | ngram | hub name | path\n"
@@ -78,7 +81,8 @@ static char *read_all(FILE *f, size_t *len)
 enum {
 	OPT_QUANTIZE = 256, OPT_ALPHA, OPT_GROUP, OPT_KV, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN,
 	OPT_DRAFT, OPT_SPEC_K, OPT_EVAL_C, OPT_NAME, OPT_JSON, OPT_EVAL_IN, OPT_EVAL_OUT,
-	OPT_EVAL_REQ, OPT_EVAL_INST, OPT_EVAL_DISC, OPT_EVAL_BASE, OPT_EVAL_TEXT
+	OPT_EVAL_REQ, OPT_EVAL_INST, OPT_EVAL_DISC, OPT_EVAL_BASE, OPT_EVAL_TEXT, OPT_SEARCH,
+	OPT_NO_SEARCH
 };
 
 /* Adds a number given as text on the command line (kept as the text's value; the spec's
@@ -105,6 +109,8 @@ static char *spec_from_flags(const char *model, int argc, char **argv, bool *jso
 		{"group-size", required_argument, NULL, OPT_GROUP},
 		{"kv-cache", required_argument, NULL, OPT_KV},
 		{"calib", required_argument, NULL, OPT_CALIB},
+		{"scale-search", no_argument, NULL, OPT_SEARCH},
+		{"no-scale-search", no_argument, NULL, OPT_NO_SEARCH},
 		{"samples", required_argument, NULL, OPT_SAMPLES},
 		{"seq-len", required_argument, NULL, OPT_SEQ_LEN},
 		{"draft", required_argument, NULL, OPT_DRAFT},
@@ -138,6 +144,12 @@ static char *spec_from_flags(const char *model, int argc, char **argv, bool *jso
 		case OPT_ALPHA: ok = add_number_arg(OBJ(q, root, "quantization"), "alpha", optarg, "--alpha"); break;
 		case OPT_GROUP: ok = add_number_arg(OBJ(q, root, "quantization"), "group_size", optarg, "--group-size"); break;
 		case OPT_KV: cJSON_AddStringToObject(OBJ(q, root, "quantization"), "kv_cache", optarg); break;
+		case OPT_SEARCH:
+		case OPT_NO_SEARCH:
+			OBJ(q, root, "quantization");
+			cJSON_DeleteItemFromObjectCaseSensitive(q, "scale_search");
+			cJSON_AddBoolToObject(q, "scale_search", c == OPT_SEARCH);
+			break;
 		case OPT_CALIB:
 			OBJ(q, root, "quantization");
 			cJSON_AddStringToObject(OBJ(cal, q, "calibration"), "file", optarg);

@@ -50,9 +50,12 @@ static const char quantize_help[] =
 	"                      (the method's format, like the blocks)\n"
 	"      --scale-search  choose scales by a search weighted by calibration activations\n"
 	"                      (FP8: per-row scale; INT4: per-group scale and zero point, for\n"
-	"                      int4-awq inside its search) instead of from each range;\n"
-	"                      on by default for int4-awq (--no-scale-search: AWQ as in the\n"
-	"                      paper, plain round to nearest); not for the INT8 methods\n"
+	"                      int4-awq inside its search) instead of from each range. On by\n"
+	"                      default for int4-awq, and for fp8 when calibration text exists\n"
+	"                      (without it fp8 notes the fallback and uses plain scales); not\n"
+	"                      for the INT8 methods\n"
+	"      --no-scale-search  scales from each range: fp8 without calibration, int4-awq as\n"
+	"                      in the paper (plain round to nearest inside the search)\n"
 	"      --calib FILE    calibration text (default <data home>/text/calibration.txt)\n"
 	"      --samples N     calibration samples (default 32)\n"
 	"      --seq-len L     tokens per calibration sample (default 256)\n"
@@ -68,6 +71,7 @@ typedef struct quantize_args {
 	bool have_method;
 	size_t n_threads;
 	bool json;
+	int search;       /* --scale-search 1, --no-scale-search 0, neither -1 */
 } quantize_args;
 
 enum { OPT_ALPHA = 256, OPT_GROUP, OPT_KV, OPT_HEAD, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN, OPT_NAME,
@@ -145,8 +149,9 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 		return cli_usage_error("quantize", "%s", err.msg);
 	a->r = quant_recipe_default(m);
 	a->r.calib_path = calib;
-	if (search >= 0)
-		a->r.scale_search = search == 1;
+	a->search = search;
+	/* fp8's default search may still fall back to plain without calibration text (below) */
+	a->r.scale_search = search >= 0 ? search == 1 : quant_method_search_default(m);
 	if (a->r.scale_search && (m == QUANT_INT8_SQ || m == QUANT_INT8_RTN))
 		return cli_usage_error("quantize", "--scale-search is for the fp8 and int4 methods, "
 				       "not %s", method);
@@ -173,6 +178,7 @@ typedef struct bar_ctx {
 	progress *bar;
 	const char *stage;
 	bool quiet;
+	double t_calib, t_transform; /* seconds of the calibration pass and of the transform */
 } bar_ctx;
 
 static void bar_stage(bar_ctx *b, const char *stage, const char *unit, size_t total)
@@ -253,6 +259,7 @@ static int calibrate_and_transform(model *m, const tokenizer *tok, backend *be,
 		cli_fail(&err, "cannot start the calibration engine");
 		goto done;
 	}
+	double t0 = cli_now_s();
 	calib_opts co = calib_opts_default();
 	co.n_samples = a->r.calib_samples;
 	co.seq_len = L;
@@ -265,17 +272,21 @@ static int calibrate_and_transform(model *m, const tokenizer *tok, backend *be,
 	}
 	engine_free(e); /* the transforms change the weights the engine reads */
 	e = NULL;
+	double t1 = cli_now_s();
+	bar->t_calib = t1 - t0;
 	int rc;
 	if (a->r.method == QUANT_INT8_SQ) {
 		rc = smoothquant_apply(m, st, a->r.alpha, &err);
 	} else if (a->r.method == QUANT_INT4_AWQ) {
 		/* with scale search, awq_apply leaves the blocks quantized (awq.h) */
 		awq_opts ao = {.group = a->r.group, .weighted = a->r.scale_search, .be = be,
-			       .progress = on_awq, .cb_ctx = bar};
+			       .pool = backend_cpu_pool(be), .progress = on_awq, .cb_ctx = bar};
 		rc = awq_apply(m, st, &ao, rep, &err);
 	} else {
-		rc = quant_model_apply_search(m, &a->r, st, on_quant, bar, &err);
+		rc = quant_model_apply_search(m, &a->r, st, backend_cpu_pool(be), on_quant, bar,
+					      &err);
 	}
+	bar->t_transform = cli_now_s() - t1;
 	if (rc) {
 		progress_finish(bar->bar), bar->bar = NULL, bar->stage = NULL;
 		cli_fail(&err, "%s failed", quant_method_name(a->r.method));
@@ -374,6 +385,20 @@ int cmd_quantize(int argc, char **argv)
 			goto done;
 		}
 	}
+	/* fp8 searches by default when there is calibration text; without, plain scales */
+	if (a.r.scale_search && a.search < 0 && !quant_method_calibrates(a.r.method) &&
+	    !a.r.calib_path) {
+		char cal[PATH_MAX];
+		if (home)
+			snprintf(cal, sizeof cal, "%s/text/calibration.txt", home);
+		if (!home || access(cal, R_OK) != 0) {
+			a.r.scale_search = false;
+			fprintf(stderr, "optstudio: note: no calibration text%s%s%s; %s uses plain "
+					"per-channel scales (--calib FILE enables the scale search)\n",
+				home ? " at '" : "", home ? cal : "", home ? "'" : "",
+				quant_method_name(a.r.method));
+		}
+	}
 	backend_cpu_opts bo = {.n_threads = a.n_threads};
 	if (backend_cpu_new(&be, &bo, &err) != OS_OK) {
 		cli_fail(&err, "cannot start the CPU backend");
@@ -387,6 +412,7 @@ int cmd_quantize(int argc, char **argv)
 		if (calibrate_and_transform(m, tok, be, &a, home, &bar, &rep) != EXIT_OK)
 			goto done;
 	}
+	double t_write = cli_now_s();
 	if (quant_write_gguf(m, src, &a.r, parent_name, parent_sha[0] ? parent_sha : NULL, out,
 			     on_quant, &bar, &err) != OS_OK) {
 		progress_finish(bar.bar);
@@ -396,6 +422,7 @@ int cmd_quantize(int argc, char **argv)
 	}
 	progress_finish(bar.bar);
 	bar.bar = NULL;
+	t_write = cli_now_s() - t_write;
 	double secs = cli_now_s() - t0;
 	json = quant_recipe_to_json(&a.r);
 
@@ -429,6 +456,12 @@ int cmd_quantize(int argc, char **argv)
 		cJSON_AddNumberToObject(o, "bytes", (double)bytes);
 		cJSON_AddNumberToObject(o, "step_bytes_f32", (double)model_step_bytes(m));
 		cJSON_AddNumberToObject(o, "seconds", secs);
+		cJSON *ph = cJSON_AddObjectToObject(o, "phase_seconds");
+		if (ph) {
+			cJSON_AddNumberToObject(ph, "calibrate", bar.t_calib);
+			cJSON_AddNumberToObject(ph, "transform", bar.t_transform);
+			cJSON_AddNumberToObject(ph, "write", t_write);
+		}
 		if (hub_name[0] && hub_rc == OS_OK)
 			cJSON_AddStringToObject(o, "hub_name", hub_name);
 		else
@@ -446,6 +479,12 @@ int cmd_quantize(int argc, char **argv)
 		char sz[32];
 		hub_format_bytes(bytes, sz, sizeof sz);
 		printf("wrote %s (%s, %s) in %.1f s\n", out, quant_method_name(a.r.method), sz, secs);
+		if (quant_recipe_calibrates(&a.r))
+			printf("time: calibration %.1f s, %s %.1f s, writing %.1f s\n", bar.t_calib,
+			       a.r.method == QUANT_INT8_SQ	 ? "smoothing"
+			       : a.r.method == QUANT_INT4_AWQ ? "awq search"
+							      : "scale search",
+			       bar.t_transform, t_write);
 		if (a.r.method == QUANT_INT4_AWQ && rep.energy > 0)
 			printf("awq: relative output error %.3g (round to nearest: %.3g), mean alpha "
 			       "%.2f\n",

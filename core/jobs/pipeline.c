@@ -159,7 +159,7 @@ static void run_free(job_run *r)
 
 static bool wants_calibrate(const job_spec *s)
 {
-	return s->has_quantization && job_spec_method_calibrates(s->quantization.method);
+	return job_spec_calibrates(s);
 }
 
 static bool wants_quantize(const job_spec *s)
@@ -204,6 +204,13 @@ static int stage_calibrate(job_run *r, os_error *err)
 	const char *file = r->spec->quantization.calib_file;
 	if (!file) {
 		snprintf(path, sizeof path, "%s/text/calibration.txt", store_home(r->s));
+		if (access(path, R_OK) != 0 && !job_spec_method_calibrates(r->spec->quantization.method) &&
+		    !r->spec->quantization.has_scale_search) {
+			/* fp8's default search falls back to the calibration-free plain scales */
+			job_run_event(r, "info", "no calibration text at '%s': %s uses plain scales "
+				      "(no scale search)", path, r->spec->quantization.method);
+			return OS_OK;
+		}
 		if (access(path, R_OK) != 0)
 			return os_error_set(err, OS_ENOTFOUND,
 					    "no calibration text: give quantization.calibration.file "
@@ -309,6 +316,9 @@ static int stage_quantize(job_run *r, os_error *err)
 		r->recipe.calib_samples = (size_t)sp->quantization.calib_samples;
 	if (sp->quantization.calib_seq_len)
 		r->recipe.calib_seq_len = (size_t)sp->quantization.calib_seq_len;
+	/* without statistics here the calibrate stage fell back to plain scales (fp8) */
+	r->recipe.scale_search = job_spec_scale_search(sp) &&
+				 (r->stats || quant_method_calibrates(method));
 	if ((rc = quant_recipe_check(&r->recipe, err)))
 		return rc;
 
@@ -321,14 +331,21 @@ static int stage_quantize(job_run *r, os_error *err)
 	} else if (method == QUANT_INT4_AWQ) {
 		if (!r->stats)
 			return os_error_set(err, OS_EINTERNAL, "no calibration statistics");
-		awq_opts ao = {.group = r->recipe.group, .be = r->be, .progress = awq_progress_cb,
-			       .should_stop = calib_stop_cb, .cb_ctx = r};
+		/* with the scale search, awq_apply leaves the blocks quantized (awq.h) */
+		awq_opts ao = {.group = r->recipe.group, .weighted = r->recipe.scale_search,
+			       .be = r->be, .pool = backend_cpu_pool(r->be),
+			       .progress = awq_progress_cb, .should_stop = calib_stop_cb, .cb_ctx = r};
 		awq_report rep;
 		job_run_event(r, "info", "searching activation-aware scales (group %zu)", r->recipe.group);
 		if ((rc = awq_apply(r->m, r->stats, &ao, &rep, err)))
 			return r->stopped ? OS_ESTOPPED : rc;
 		job_run_event(r, "info", "AWQ output error %.4g (round to nearest %.4g)", rep.err_clip,
 			  rep.err_rtn);
+	} else if (r->recipe.scale_search) {
+		job_run_event(r, "info", "searching importance-weighted scales");
+		if ((rc = quant_model_apply_search(r->m, &r->recipe, r->stats, backend_cpu_pool(r->be),
+						   quant_progress_cb, r, err)))
+			return r->stopped ? OS_ESTOPPED : rc;
 	}
 	if (r->stopped)
 		return OS_ESTOPPED;

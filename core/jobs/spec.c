@@ -106,6 +106,31 @@ bool job_spec_method_calibrates(const char *method)
 	return method && quant_method_parse(method, &m, NULL) == OS_OK && quant_method_calibrates(m);
 }
 
+/* The methods the scale search applies to (not the INT8 ones). */
+static bool method_searches(const char *method)
+{
+	quant_method m;
+	return method && quant_method_parse(method, &m, NULL) == OS_OK && m != QUANT_INT8_RTN &&
+	       m != QUANT_INT8_SQ;
+}
+
+bool job_spec_scale_search(const job_spec *s)
+{
+	quant_method m;
+	if (!s->has_quantization || !s->quantization.method ||
+	    quant_method_parse(s->quantization.method, &m, NULL) != OS_OK)
+		return false;
+	if (s->quantization.has_scale_search)
+		return s->quantization.scale_search && method_searches(s->quantization.method);
+	return quant_method_search_default(m);
+}
+
+bool job_spec_calibrates(const job_spec *s)
+{
+	return s->has_quantization && (job_spec_method_calibrates(s->quantization.method) ||
+				       job_spec_scale_search(s));
+}
+
 static bool method_is_int4(const char *method)
 {
 	return method && (strcmp(method, quant_method_name(QUANT_INT4_AWQ)) == 0 ||
@@ -237,6 +262,22 @@ static void get_double(const cJSON *obj, const char *path, const char *key, bool
 	*dst = v->valuedouble;
 }
 
+static void get_bool(const cJSON *obj, const char *path, const char *key, bool *has,
+		     bool *dst, job_problems *pr)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+	if (!v)
+		return;
+	char p[128];
+	child_path(p, sizeof p, path, key);
+	if (!cJSON_IsBool(v)) {
+		job_problems_add(pr, p, "expected true or false, got %s", json_type_name(v));
+		return;
+	}
+	*has = true;
+	*dst = cJSON_IsTrue(v);
+}
+
 /* obj.key must be an object if present; returns it or NULL. */
 static const cJSON *get_object(const cJSON *obj, const char *path, const char *key,
 			       job_problems *pr)
@@ -256,7 +297,7 @@ static const cJSON *get_object(const cJSON *obj, const char *path, const char *k
 static void parse_quantization(const cJSON *q, job_spec *s, job_problems *pr, bool *oom)
 {
 	static const char *const known[] = {"method", "alpha", "group_size", "kv_cache",
-					    "calibration", NULL};
+					    "calibration", "scale_search", NULL};
 	static const char *const known_calib[] = {"file", "samples", "seq_len", NULL};
 	const char *path = "quantization";
 	s->has_quantization = true;
@@ -265,6 +306,8 @@ static void parse_quantization(const cJSON *q, job_spec *s, job_problems *pr, bo
 	get_double(q, path, "alpha", &s->quantization.has_alpha, &s->quantization.alpha, pr);
 	get_int(q, path, "group_size", 32, 128, &s->quantization.group_size, pr);
 	get_string(q, path, "kv_cache", &s->quantization.kv_cache, pr, oom);
+	get_bool(q, path, "scale_search", &s->quantization.has_scale_search,
+		 &s->quantization.scale_search, pr);
 	const cJSON *c = get_object(q, path, "calibration", pr);
 	if (c) {
 		const char *cp = "quantization.calibration";
@@ -519,11 +562,16 @@ int job_spec_validate(const job_spec *s, const job_spec_env *env, job_problems *
 			job_problems_add(pr, "quantization.kv_cache", "unknown KV cache type '%s'; "
 					 "one of %s", s->quantization.kv_cache,
 					 join_list(kv_cache_names, list, sizeof list));
+		if (s->quantization.has_scale_search && s->quantization.scale_search && known &&
+		    !method_searches(m))
+			job_problems_add(pr, "quantization.scale_search",
+					 "the scale search is for the fp8 and int4 methods, not %s", m);
 		if (s->quantization.has_calibration) {
-			if (known && !job_spec_method_calibrates(m))
+			if (known && !job_spec_calibrates(s))
 				job_problems_add(pr, "quantization.calibration",
-						 "%s needs no calibration; only int8-smoothquant "
-						 "and int4-awq calibrate", m);
+						 "%s needs no calibration; only int8-smoothquant, "
+						 "int4-awq and the scale search (fp8, int4-rtn) "
+						 "calibrate", m);
 			check_range(s->quantization.calib_samples, "quantization.calibration.samples",
 				    1, JOB_SPEC_MAX_SAMPLES, pr);
 			check_range(s->quantization.calib_seq_len, "quantization.calibration.seq_len",
@@ -776,6 +824,9 @@ char *job_spec_print(const job_spec *s, bool pretty)
 		add_num(o, "alpha", s->quantization.has_alpha, s->quantization.alpha, &ok);
 		add_int(o, "group_size", s->quantization.group_size, &ok);
 		add_str(o, "kv_cache", s->quantization.kv_cache, &ok);
+		if (s->quantization.has_scale_search &&
+		    !cJSON_AddBoolToObject(o, "scale_search", s->quantization.scale_search))
+			ok = false;
 		cJSON *c;
 		if (s->quantization.has_calibration && (c = add_obj(o, "calibration", &ok))) {
 			add_str(c, "file", s->quantization.calib_file, &ok);
@@ -839,7 +890,8 @@ bool job_spec_equal(const job_spec *a, const job_spec *b)
 	    (qa->has_alpha && qa->alpha != qb->alpha) || qa->group_size != qb->group_size ||
 	    !str_eq(qa->kv_cache, qb->kv_cache) || qa->has_calibration != qb->has_calibration ||
 	    !str_eq(qa->calib_file, qb->calib_file) || qa->calib_samples != qb->calib_samples ||
-	    qa->calib_seq_len != qb->calib_seq_len)
+	    qa->calib_seq_len != qb->calib_seq_len || qa->has_scale_search != qb->has_scale_search ||
+	    (qa->has_scale_search && qa->scale_search != qb->scale_search))
 		return false;
 	if (!str_eq(a->speculative.draft, b->speculative.draft) ||
 	    a->speculative.k != b->speculative.k)

@@ -39,6 +39,10 @@ typedef struct job_spec {
 		char *calib_file;    /* calibration text (path) */
 		int64_t calib_samples; /* N samples ... */
 		int64_t calib_seq_len; /* ... of L tokens */
+		bool has_scale_search;
+		bool scale_search;   /* importance-weighted scale search (quantize.h's
+		                      * scale_search); absent: the method's default
+		                      * (quant_method_search_default); fp8 and int4 only */
 	} quantization;
 
 	bool has_speculative;
@@ -139,6 +143,14 @@ void job_spec_free(job_spec *s);
 
 /* The quantization methods that need a calibration pass (int8-smoothquant, int4-awq). */
 bool job_spec_method_calibrates(const char *method);
+/* Whether s's quantization uses the scale search: quantization.scale_search when given (and
+ * the method takes it), else the method's default (fp8, int4-awq). False without a known
+ * method. */
+bool job_spec_scale_search(const job_spec *s);
+/* Whether s's quantization calibrates: a calibrating method or the scale search. (For fp8
+ * by default the pipeline still falls back to plain scales when there is no calibration
+ * text.) */
+bool job_spec_calibrates(const job_spec *s);
 
 /* The OverrideEnvironment keys understood, NULL-terminated, for help texts. */
 extern const char *const job_spec_option_keys[];

@@ -86,22 +86,41 @@ static void scales_for(float *s, const float *mean, size_t cols, float alpha)
 		s[j] /= norm;
 }
 
+/* Rows of Wq = Q(W diag(s)) for a pool: the INT4 search dominates AWQ's time, rows are
+ * independent. */
+typedef struct fake_job {
+	const float *W, *s, *imp;
+	float *Wq;
+	size_t rows, cols, group;
+} fake_job;
+
+#define AWQ_TASK_ROWS 8
+
+static void fake_task(void *ctx, size_t task, size_t thread)
+{
+	const fake_job *j = ctx;
+	size_t r1 = (task + 1) * AWQ_TASK_ROWS < j->rows ? (task + 1) * AWQ_TASK_ROWS : j->rows;
+	for (size_t r = task * AWQ_TASK_ROWS; r < r1; r++) {
+		float *q = j->Wq + r * j->cols;
+		for (size_t c = 0; c < j->cols; c++)
+			q[c] = j->W[r * j->cols + c] * j->s[c];
+		if (j->imp)
+			quant_fake_int4_row_weighted(q, q, j->cols, j->group, j->imp,
+						     AWQ_SEARCH_STEPS);
+		else
+			quant_fake_int4_row(q, q, j->cols, j->group, 1.0f);
+	}
+}
+
 /* Sum over the rows of ||Y - (X / s) Q(W diag(s))^T||^2 for one matrix; Xs = X / s given.
  * Wq (rows, cols) and Yq (n_x, rows) are scratch. */
 static int matrix_error(const awq_opts *o, const be_weight *w, const float *Y, const float *Xs,
 			size_t n_x, const float *s, const float *imp, float *Wq, float *Yq, double *e)
 {
 	size_t rows = w->rows, cols = w->cols;
-	const float *W = w->data;
-	for (size_t r = 0; r < rows; r++) {
-		float *q = Wq + r * cols;
-		for (size_t j = 0; j < cols; j++)
-			q[j] = W[r * cols + j] * s[j];
-		if (imp)
-			quant_fake_int4_row_weighted(q, q, cols, o->group, imp, AWQ_SEARCH_STEPS);
-		else
-			quant_fake_int4_row(q, q, cols, o->group, 1.0f);
-	}
+	fake_job j = {.W = w->data, .s = s, .imp = imp, .Wq = Wq, .rows = rows, .cols = cols,
+		      .group = o->group};
+	threadpool_run(o->pool, (rows + AWQ_TASK_ROWS - 1) / AWQ_TASK_ROWS, fake_task, &j);
 	int rc = mm(o, Yq, Xs, n_x, Wq, rows, cols);
 	if (rc)
 		return rc;
@@ -314,7 +333,7 @@ static int quantize_layer(model *m, const calib_stats *st, size_t l, const awq_o
 			size_t g = awq_group_for(o->group, cs->dim);
 			quant_matrix q;
 			int rc = quant_matrix_new_weighted(&q, QUANT_INT4, mats[k]->data, mats[k]->rows,
-							   mats[k]->cols, g, imp, err);
+							   mats[k]->cols, g, imp, o->pool, err);
 			if (rc)
 				return rc;
 			be_weight w = {.fmt = BE_WFMT_I4, .rows = q.rows, .cols = q.cols,

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/cpu/threadpool.h"
 #include "core/engine/backend.h"
 #include "core/engine/model.h"
 #include "core/errors.h"
@@ -40,6 +41,9 @@ typedef struct awq_opts {
 	                           * scaled activations, mean_sq / s^2; awq_apply then also
 	                           * quantizes each finished layer to INT4 itself (see there) */
 	const float *importance;  /* awq_search with weighted: mean x^2 per channel of X (cols) */
+	threadpool *pool;         /* the INT4 searches, row-parallel (the CPU backend's:
+	                           * backend_cpu_pool); NULL: the caller's thread. Results do
+	                           * not depend on it */
 	backend *be;              /* matmuls of the search (host memory: a CPU backend); NULL:
 	                           * plain C loops */
 	awq_progress_fn progress;

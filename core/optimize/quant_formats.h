@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/cpu/threadpool.h"
 #include "core/errors.h"
 
 typedef enum quant_fmt {
@@ -49,8 +50,11 @@ int quant_matrix_new(quant_matrix *m, quant_fmt fmt, const float *W, size_t rows
  * when input channels are uncorrelated (the objective of llama.cpp's importance matrix and
  * of MSE calibration). imp NULL weighs all columns alike. INT8 ignores imp (plain absmax).
  * The codes use the same formats and kernels as quant_matrix_new's. Fails like it. */
+/* The rows are searched in parallel on pool (NULL: on the caller's thread); the result does
+ * not depend on the pool. */
 int quant_matrix_new_weighted(quant_matrix *m, quant_fmt fmt, const float *W, size_t rows,
-			      size_t cols, size_t group, const float *imp, os_error *err);
+			      size_t cols, size_t group, const float *imp, threadpool *pool,
+			      os_error *err);
 
 /* Frees the buffers of m and zeroes it. NULL and a zeroed struct are fine. */
 void quant_matrix_free(quant_matrix *m);
@@ -78,5 +82,21 @@ void quant_fake_int4_row(float *out, const float *w, size_t n, size_t group, flo
  * inner loops such as AWQ's scale search (0: the plain range only, as RTN). */
 void quant_fake_int4_row_weighted(float *out, const float *w, size_t n, size_t group,
 				  const float *imp, size_t steps);
+
+/* One pass of the INT4 search over a group w (n) with scale s > 0 and zero z: with c_k the
+ * centred code num_i4_quantize(w_k, s, z) - z and wt_k = imp[k] (1 when imp is NULL),
+ * a = sum wt c w, b = sum wt c^2 and e = sum wt (w - s c)^2, s c rounded to f32 as
+ * num_i4_dequantize does. Summed in double over 16 lanes (element k in lane k % 16) added in
+ * order, so every implementation gives the same bits. */
+typedef struct i4_sums {
+	double a, b, e;
+} i4_sums;
+typedef void (*i4_pass_fn)(const float *w, const float *imp, size_t n, float s, uint8_t z,
+			   i4_sums *out);
+/* The portable pass. */
+void quant_i4_pass_scalar(const float *w, const float *imp, size_t n, float s, uint8_t z,
+			  i4_sums *out);
+/* The fastest pass this CPU runs (AVX-512 when it has it), bit-identical to the scalar one. */
+i4_pass_fn quant_i4_pass_pick(void);
 
 #endif

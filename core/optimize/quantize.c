@@ -44,6 +44,11 @@ bool quant_method_calibrates(quant_method m)
 	return m == QUANT_INT8_SQ || m == QUANT_INT4_AWQ;
 }
 
+bool quant_method_search_default(quant_method m)
+{
+	return m == QUANT_FP8 || m == QUANT_INT4_AWQ;
+}
+
 bool quant_recipe_calibrates(const quant_recipe *r)
 {
 	return quant_method_calibrates(r->method) || r->scale_search;
@@ -310,7 +315,8 @@ static int site_of_name(const char *name, size_t *layer)
 }
 
 int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats *st,
-			     quant_progress_fn progress, void *progress_ctx, os_error *err)
+			     threadpool *pool, quant_progress_fn progress, void *progress_ctx,
+			     os_error *err)
 {
 	int rc = quant_recipe_check(r, err);
 	if (rc)
@@ -345,7 +351,7 @@ int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats 
 				os_error e2;
 				if ((rc = quant_matrix_new_weighted(&qm, to_quant_fmt(target), t.mat->data,
 								    t.mat->rows, t.mat->cols, group,
-								    cs->mean_sq, &e2)))
+								    cs->mean_sq, pool, &e2)))
 					return os_error_set(err, rc, "tensor %s: %s", t.name, e2.msg);
 				q = (be_weight){.fmt = target, .rows = qm.rows, .cols = qm.cols,
 						.data = qm.data, .scales = qm.scales, .zeros = qm.zeros,

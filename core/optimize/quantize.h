@@ -59,6 +59,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/cpu/threadpool.h"
 #include "core/engine/model.h"
 #include "core/errors.h"
 #include "core/format/gguf.h"
@@ -110,6 +111,11 @@ const char *quant_method_name(quant_method m);
 int quant_method_parse(const char *name, quant_method *out, os_error *err);
 /* True for the methods that need calibration (int8-smoothquant, int4-awq). */
 bool quant_method_calibrates(quant_method m);
+/* True for the methods whose front ends (quantize, jobs, wizard) turn scale_search on unless
+ * told otherwise: int4-awq (which calibrates anyway) and fp8 (when calibration text is
+ * available; without it fp8 falls back to the calibration-free plain scales).
+ * quant_recipe_default itself stays calibration-free for fp8 (self-drafts rely on that). */
+bool quant_method_search_default(quant_method m);
 /* True when r needs calibration: a calibrating method, or scale_search. */
 bool quant_recipe_calibrates(const quant_recipe *r);
 /* "model" (keep), "fp8", "int8" <-> enum; parse also takes "f32" / "none" for the model's. */
@@ -152,9 +158,11 @@ int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progres
  * quant_matrix_new_weighted with the importance of its input, st's mean_sq of its layer and
  * site (st gathered on m as it is now: transforms after calibration change the importance);
  * the head follows the head policy as in quant_model_apply. OS_EUSAGE when st does not
- * match m (layers, widths) or r has no scale_search. */
+ * match m (layers, widths) or r has no scale_search. The searches run row-parallel on pool
+ * (NULL: the caller's thread; the result does not depend on it). */
 int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats *st,
-			     quant_progress_fn progress, void *progress_ctx, os_error *err);
+			     threadpool *pool, quant_progress_fn progress, void *progress_ctx,
+			     os_error *err);
 
 /* Writes m's weights, quantized as r says, to out_path as GGUF (the format at the top of
  * this file): metadata copied from src (the file m was loaded from), plus optstudio.recipe

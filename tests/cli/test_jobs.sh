@@ -84,6 +84,19 @@ expect_out "result has its parent's recipe" "fp8"
 expect_rc "jobs log" 0 "$BIN" jobs log "$id"
 expect_out "log names the stage" "quantize: writing"
 
+# ---- the scale search through a job: calibrate runs, the result's recipe records it --------
+J=$("$BIN" optimize fx --quantize int4-rtn --scale-search --calib "$TMP/calib.txt" --samples 4 --seq-len 32 --name searched --json)
+sid=$(echo "$J" | jget id)
+wait_for "$sid" state '^completed$' && ok "scale-search job completes" || fail "scale-search job completes" "$("$BIN" jobs show "$sid")"
+expect_rc "scale-search job log" 0 "$BIN" jobs log "$sid"
+expect_out "the job calibrated and searched" "searching importance-weighted scales"
+expect_rc "scale-search result in the hub" 0 "$BIN" hub show fx-int4-rtn --json
+rpath=$(echo "$OUT" | jget path)
+# optstudio.recipe (JSON in the GGUF metadata) records it
+[ -f "$rpath" ] && grep -aq '"scale_search":true' "$rpath" && ok "the recipe records the scale search" || fail "the recipe records the scale search" "$rpath"
+expect_rc "--scale-search with int8 is refused" 2 "$BIN" optimize fx --quantize int8 --scale-search
+expect_out "int8 search refusal names the field" "quantization.scale_search"
+
 # ---- following: `jobs log -f` and `jobs --watch` run from submission to the job's end ------
 fid=$("$BIN" optimize fx --quantize int8-smoothquant --calib "$TMP/calib.txt" --samples 3000 --seq-len 32 --name follow --json | jget id)
 timeout 120 "$BIN" jobs --watch >"$TMP/watch.out" 2>&1 &

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `optstudio quantize`: usage errors, every round-to-nearest method on the fixture (the file
-# loads and `run` generates, JSON fields, recipe and hub import with parent), and, when
-# present, SmolLM2 in fp8 and int4-rtn.
+# loads and `run` generates, JSON fields, recipe and hub import with parent), the scale
+# search's defaults and fallback, and, when present, SmolLM2 in fp8 and int4-rtn.
 . "$(dirname "$0")/lib.sh"
 FIX=$BUILD_DIR/tests/make_fixture
 "$FIX" "$TMP/fx.gguf" --seed 21 >/dev/null || { fail "make_fixture" "cannot build the fixture"; test_summary; exit; }
@@ -36,7 +36,7 @@ expect_out "unwritable output message" "cannot write"
 for m in fp8 fp8-w8a8 int8 int4-rtn; do
 	out="$TMP/fx-$m.gguf"
 	expect_rc "quantize $m" 0 "$BIN" quantize "$TMP/fx.gguf" --method $m --kv fp8 -o "$out" --json
-	J=$OUT
+	J=$(printf '%s\n' "$OUT" | sed -n '/^{/,$p') # after fp8's note (no calibration text here)
 	if [ "$(jfield method 2>/dev/null)" = "$m" ] && [ "$(jfield output 2>/dev/null)" = "$out" ]; then
 		ok "$m json"
 	else
@@ -53,6 +53,25 @@ for m in int8-smoothquant int4-awq; do
 	expect_rc "quantize $m" 0 "$BIN" quantize "$TMP/fx.gguf" --method $m --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-$m.gguf"
 	expect_rc "run $m" 0 "$BIN" run "$TMP/fx-$m.gguf" -p "hello" -n 8
 done
+# the scale search: fp8 searches by default when there is calibration text, else falls back
+# to plain scales with a note; --scale-search insists; the INT8 methods refuse it
+rfield() { python3 -c 'import json,sys; print(json.load(sys.stdin)["recipe"].get(sys.argv[1]))' "$1" 2>/dev/null; }
+expect_rc "fp8 without calibration text" 0 "$BIN" quantize "$TMP/fx.gguf" --method fp8 -o "$TMP/fx-fp8-plain.gguf" --json
+expect_out "fp8 notes the fallback" "no calibration text.*plain"
+[ "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | rfield scale_search)" = None ] && ok "fp8 fallback recipe has no search" || fail "fp8 fallback recipe has no search" "$OUT"
+expect_rc "fp8 with calibration text" 0 "$BIN" quantize "$TMP/fx.gguf" --method fp8 --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-fp8-search.gguf" --json
+J=$(printf '%s' "$OUT" | sed -n '/^{/,$p')
+[ "$(printf '%s' "$J" | rfield scale_search)" = True ] && [ "$(printf '%s' "$J" | rfield samples)" = 4 ] && ok "fp8 searches by default" || fail "fp8 searches by default" "$J"
+if printf '%s' "$J" | python3 -c 'import json,sys; p=json.load(sys.stdin)["phase_seconds"]; sys.exit(not (p["calibrate"] > 0 and p["transform"] > 0))'; then ok "json has phase times"; else fail "json has phase times" "$J"; fi
+expect_rc "run fp8 searched" 0 "$BIN" run "$TMP/fx-fp8-search.gguf" -p "hello" -n 8
+expect_rc "fp8 --no-scale-search" 0 "$BIN" quantize "$TMP/fx.gguf" --method fp8 --no-scale-search --calib "$TMP/cal.txt" -o "$TMP/fx-fp8-ns.gguf" --json
+[ "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | rfield scale_search)" = None ] && ok "--no-scale-search records none" || fail "--no-scale-search records none" "$OUT"
+expect_rc "fp8 --scale-search without calibration text" 1 "$BIN" quantize "$TMP/fx.gguf" --method fp8 --scale-search -o "$TMP/z.gguf"
+expect_out "missing calibration message" "no calibration text"
+expect_rc "int8 --scale-search" 2 "$BIN" quantize "$TMP/fx.gguf" --method int8 --scale-search -o "$TMP/z.gguf"
+expect_out "int8 search message" "not int8"
+expect_rc "int4-rtn --scale-search" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-rtn --scale-search --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-rtn-search.gguf" --json
+[ "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | rfield scale_search)" = True ] && ok "int4-rtn search recorded" || fail "int4-rtn search recorded" "$OUT"
 expect_rc "quantize int4-awq without calibration text" 1 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --calib "$TMP/nosuch.txt" -o "$TMP/z.gguf"
 
 # a hub model: the result is imported as <parent>-<method>, with its parent and recipe

@@ -95,7 +95,7 @@ TEST(test_semantic_problems)
 	job_spec *s = NULL;
 	job_problems p = {0};
 	const char *doc =
-		"{\"model\": \"ghost\", \"quantization\": {\"method\": \"fp8\", \"alpha\": 0.5,"
+		"{\"model\": \"ghost\", \"quantization\": {\"method\": \"int8\", \"alpha\": 0.5,"
 		" \"group_size\": 64, \"calibration\": {\"file\": \"nope.txt\"}},"
 		" \"speculative_decoding\": {\"draft\": \"ghost2\"},"
 		" \"evaluation\": {\"concurrency\": [4, 4, 32], \"input_tokens\": 100,"
@@ -115,6 +115,46 @@ TEST(test_semantic_problems)
 	CHECK(has_problem(&p, "evaluation.concurrency", "exceeds runtime.max_batch_size"));
 	CHECK(has_problem(&p, "runtime.max_model_len", "less than"));
 	job_problems_free(&p);
+
+	/* the scale search: a boolean, not for the INT8 methods; fp8 (which searches by default)
+	 * and int4-rtn with it take calibration settings, fp8 without it does not */
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"int8-smoothquant\", "
+			   "\"scale_search\": true}}", &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "quantization.scale_search", "not int8-smoothquant"));
+	job_problems_free(&p);
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"fp8\", "
+			   "\"scale_search\": \"yes\"}}", &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "quantization.scale_search", "expected true or false"));
+	job_problems_free(&p);
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"fp8\", "
+			   "\"scale_search\": false, \"calibration\": {\"samples\": 4}}}", &s, &p),
+		     OS_EFORMAT);
+	CHECK(has_problem(&p, "quantization.calibration", "needs no calibration"));
+	job_problems_free(&p);
+	static const struct {
+		const char *doc;
+		bool search, calibrates;
+	} cases[] = {
+		{"{\"method\": \"fp8\"}", true, true},
+		{"{\"method\": \"fp8\", \"scale_search\": false}", false, false},
+		{"{\"method\": \"int4-rtn\"}", false, false},
+		{"{\"method\": \"int4-rtn\", \"scale_search\": true, \"calibration\": {\"samples\": 4}}",
+		 true, true},
+		{"{\"method\": \"int4-awq\", \"scale_search\": false}", false, true},
+		{"{\"method\": \"int8\", \"scale_search\": false}", false, false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char d[300];
+		snprintf(d, sizeof d, "{\"model\": \"m\", \"quantization\": %s}", cases[i].doc);
+		job_spec *c = NULL;
+		CHECK_MSG(parse(d, &c, &p) == OS_OK, "%s", d);
+		if (c) {
+			CHECK_MSG(job_spec_scale_search(c) == cases[i].search, "%s", d);
+			CHECK_MSG(job_spec_calibrates(c) == cases[i].calibrates, "%s", d);
+		}
+		job_spec_free(c);
+		job_problems_free(&p);
+	}
 
 	/* with GPUs, a degree above their count is refused, at or below is fine */
 	job_spec *ok = NULL;
@@ -235,7 +275,11 @@ static job_spec *rand_spec(uint64_t *rng)
 			s->quantization.group_size = groups[test_rand_next(rng) % 3];
 		if (test_rand_next(rng) % 2)
 			s->quantization.kv_cache = strdup(kvs[test_rand_next(rng) % 3]);
-		if (job_spec_method_calibrates(m) && test_rand_next(rng) % 2) {
+		if (strncmp(m, "int8", 4) != 0 && test_rand_next(rng) % 2) {
+			s->quantization.has_scale_search = true;
+			s->quantization.scale_search = test_rand_next(rng) % 2;
+		}
+		if (job_spec_calibrates(s) && test_rand_next(rng) % 2) {
 			s->quantization.has_calibration = true;
 			if (test_rand_next(rng) % 2)
 				s->quantization.calib_file = rand_name(rng);

@@ -1,6 +1,8 @@
 /* test_quant_search.c: quant_matrix_new_weighted (importance-weighted FP8 row scales and INT4
  * group parameters): never worse than the plain scales on its objective, the same formats
- * (the kernels read the codes as they read plain ones), and the fake-quant twin agrees. */
+ * (the kernels read the codes as they read plain ones), and the fake-quant twin agrees; the
+ * SIMD pass equals its scalar twin, a pool changes nothing, and the search is as good as a
+ * straightforward one over the same candidates. */
 #include "tests/test.h"
 
 #include "core/cpu/kernels_quant.h"
@@ -43,7 +45,7 @@ static void check_never_worse(quant_fmt fmt, size_t rows, size_t cols, size_t gr
 	quant_matrix p, w;
 	os_error err;
 	CHECK(quant_matrix_new(&p, fmt, W, rows, cols, group, &err) == OS_OK);
-	CHECK_MSG(quant_matrix_new_weighted(&w, fmt, W, rows, cols, group, im, &err) == OS_OK, "%s",
+	CHECK_MSG(quant_matrix_new_weighted(&w, fmt, W, rows, cols, group, im, NULL, &err) == OS_OK, "%s",
 		  err.msg);
 	CHECK(w.fmt == fmt && w.rows == rows && w.cols == cols && w.group == p.group);
 	CHECK(quant_matrix_bytes(&w) == quant_matrix_bytes(&p));
@@ -108,7 +110,7 @@ TEST(test_importance_moves_error)
 	quant_matrix p, w;
 	os_error err;
 	CHECK(quant_matrix_new(&p, QUANT_INT4, W, rows, cols, G, &err) == OS_OK);
-	CHECK(quant_matrix_new_weighted(&w, QUANT_INT4, W, rows, cols, G, imp, &err) == OS_OK);
+	CHECK(quant_matrix_new_weighted(&w, QUANT_INT4, W, rows, cols, G, imp, NULL, &err) == OS_OK);
 	quant_matrix_dequantize(&p, Dp);
 	quant_matrix_dequantize(&w, Dw);
 	double ep = 0, ew = 0;
@@ -137,7 +139,7 @@ TEST(test_fake_twin)
 	fill(W, imp, rows, cols, &st);
 	quant_matrix q;
 	os_error err;
-	CHECK(quant_matrix_new_weighted(&q, QUANT_INT4, W, rows, cols, G, imp, &err) == OS_OK);
+	CHECK(quant_matrix_new_weighted(&q, QUANT_INT4, W, rows, cols, G, imp, NULL, &err) == OS_OK);
 	quant_matrix_dequantize(&q, D);
 	for (size_t r = 0; r < rows; r++) {
 		quant_fake_int4_row_weighted(F, W + r * cols, cols, G, imp, QUANT_SEARCH_STEPS);
@@ -168,7 +170,7 @@ TEST(test_kernels_read_searched)
 		quant_fmt fmt = f ? QUANT_INT4 : QUANT_FP8_E4M3;
 		quant_matrix q;
 		os_error err;
-		CHECK(quant_matrix_new_weighted(&q, fmt, W, rows, cols, G, imp, &err) == OS_OK);
+		CHECK(quant_matrix_new_weighted(&q, fmt, W, rows, cols, G, imp, NULL, &err) == OS_OK);
 		quant_matrix_dequantize(&q, D);
 		for (int k = 0; k < 2; k++) {
 			if (!sets[k])
@@ -200,6 +202,138 @@ TEST(test_kernels_read_searched)
 	free(Y);
 }
 
+/* The picked (SIMD) pass and the scalar one give the same bits, at awkward lengths, with
+ * and without importance, at scales that clamp codes at both ends. */
+TEST(test_pass_twin)
+{
+	static const size_t lens[] = {1, 15, 16, 17, 32, 64, 100, 128, 131};
+	uint64_t st = seed + 3;
+	float w[131], imp[131];
+	i4_pass_fn fast = quant_i4_pass_pick();
+	for (size_t t = 0; t < sizeof lens / sizeof lens[0]; t++) {
+		size_t n = lens[t];
+		fill(w, imp, 1, n, &st);
+		for (int c = 0; c < 6; c++) {
+			float s = 0.002f * (float)(1 + c * c) * (1 + test_rand_float(&st) * 0.5f);
+			uint8_t z = (uint8_t)(c * 3);
+			for (int ui = 0; ui < 2; ui++) {
+				i4_sums a, b;
+				quant_i4_pass_scalar(w, ui ? imp : NULL, n, s, z, &a);
+				fast(w, ui ? imp : NULL, n, s, z, &b);
+				CHECK_MSG(memcmp(&a, &b, sizeof a) == 0,
+					  "n %zu s %g z %u: scalar (%.17g %.17g %.17g) simd (%.17g %.17g "
+					  "%.17g)", n, s, z, a.a, a.b, a.e, b.a, b.b, b.e);
+				/* e is the objective computed directly */
+				double e = 0;
+				for (size_t k = 0; k < n; k++) {
+					double d = (double)w[k] -
+						   num_i4_dequantize(num_i4_quantize(w[k], s, z), s, z);
+					e += (ui ? imp[k] : 1.0) * d * d;
+				}
+				CHECK_NEAR(a.e, e, 1e-12 * (1 + e));
+			}
+		}
+	}
+}
+
+/* The same matrix with and without a pool (3 threads: uneven task shares). */
+TEST(test_pool_same)
+{
+	size_t rows = 45, cols = 256, G = 64;
+	uint64_t st = seed + 5;
+	float *W = malloc(rows * cols * sizeof *W), *imp = malloc(cols * sizeof *imp);
+	fill(W, imp, rows, cols, &st);
+	threadpool *pool = NULL;
+	os_error err;
+	CHECK(threadpool_new(&pool, 3, &err) == OS_OK);
+	for (int f = 0; f < 2; f++) {
+		quant_fmt fmt = f ? QUANT_INT4 : QUANT_FP8_E4M3;
+		quant_matrix a, b;
+		CHECK(quant_matrix_new_weighted(&a, fmt, W, rows, cols, G, imp, NULL, &err) == OS_OK);
+		CHECK(quant_matrix_new_weighted(&b, fmt, W, rows, cols, G, imp, pool, &err) == OS_OK);
+		size_t ng = f ? rows * cols / G : rows;
+		CHECK(memcmp(a.data, b.data, f ? rows * cols / 2 : rows * cols) == 0);
+		CHECK(memcmp(a.scales, b.scales, ng * sizeof(float)) == 0);
+		CHECK(!f || memcmp(a.zeros, b.zeros, ng) == 0);
+		quant_matrix_free(&a);
+		quant_matrix_free(&b);
+	}
+	threadpool_free(pool);
+	free(W);
+	free(imp);
+}
+
+/* A plain implementation of the search's candidates (range, then 21 scales x zero points
+ * zc-1..zc+2 with two refits each), evaluating every candidate in full: the fast search
+ * (which skips repeated passes) must reach the same weighted error per group. */
+static double ref_group_error(const float *w, const float *imp, size_t n)
+{
+	float lo = 0, hi = 0, s;
+	uint8_t z0;
+	for (size_t k = 0; k < n; k++)
+		lo = fminf(lo, w[k]), hi = fmaxf(hi, w[k]);
+	num_i4_params(lo, hi, &s, &z0);
+	double best = 0;
+	for (size_t k = 0; k < n; k++) {
+		double d = (double)w[k] - num_i4_dequantize(num_i4_quantize(w[k], s, z0), s, z0);
+		best += imp[k] * d * d;
+	}
+	for (int i = 0; i <= QUANT_SEARCH_STEPS; i++) {
+		float s0 = (hi - lo) / (14.0f + 0.1f * (float)i);
+		int zc = (int)floorf(-lo / s0);
+		for (int z = zc - 1; z <= zc + 2; z++) {
+			if (z < 0 || z > 15)
+				continue;
+			float sc = s0;
+			for (int it = 0; it < 2; it++) {
+				double num = 0, den = 0;
+				for (size_t k = 0; k < n; k++) {
+					double c = (double)num_i4_quantize(w[k], sc, (uint8_t)z) - z;
+					num += imp[k] * c * w[k];
+					den += imp[k] * c * c;
+				}
+				if (den > 0 && num > 0)
+					sc = (float)(num / den);
+			}
+			double e = 0;
+			for (size_t k = 0; k < n; k++) {
+				double d = (double)w[k] -
+					   num_i4_dequantize(num_i4_quantize(w[k], sc, (uint8_t)z), sc,
+							     (uint8_t)z);
+				e += imp[k] * d * d;
+			}
+			best = e < best ? e : best;
+		}
+	}
+	return best;
+}
+
+TEST(test_search_matches_reference)
+{
+	size_t rows = 17, cols = 384, G = 128;
+	uint64_t st = seed + 9;
+	float *W = malloc(rows * cols * sizeof *W), *imp = malloc(cols * sizeof *imp);
+	float *D = malloc(rows * cols * sizeof *D);
+	fill(W, imp, rows, cols, &st);
+	quant_matrix q;
+	os_error err;
+	CHECK(quant_matrix_new_weighted(&q, QUANT_INT4, W, rows, cols, G, imp, NULL, &err) == OS_OK);
+	quant_matrix_dequantize(&q, D);
+	for (size_t i = 0; i < rows * cols; i += G) {
+		double ref = ref_group_error(W + i, imp + i % cols, G), e = 0;
+		for (size_t k = 0; k < G; k++) {
+			double d = (double)W[i + k] - D[i + k];
+			e += imp[i % cols + k] * d * d;
+		}
+		CHECK_MSG(e <= ref * (1 + 1e-9), "group %zu: search %.17g, reference %.17g", i / G, e,
+			  ref);
+	}
+	quant_matrix_free(&q);
+	free(W);
+	free(imp);
+	free(D);
+}
+
 int main(void)
 {
 	const char *env = getenv("TEST_SEED");
@@ -211,5 +345,8 @@ int main(void)
 	RUN(test_importance_moves_error);
 	RUN(test_fake_twin);
 	RUN(test_kernels_read_searched);
+	RUN(test_pass_twin);
+	RUN(test_pool_same);
+	RUN(test_search_matches_reference);
 	return test_summary();
 }
