@@ -141,8 +141,10 @@ static void choose_row(opt_screen *o, ui *u, wrow *r, int opt)
 		wz_set_model(o, u, o->models[r->arg].name);
 		break;
 	case RID_METHOD:
-		if (w->method != r->arg)
+		if (w->method != r->arg) {
 			o->changed = true;
+			w->search = -1; /* each method has its own default */
+		}
 		w->method = r->arg;
 		for (int f = WF_ALPHA; f <= WF_CALIB; f++)
 			wiz_field_check(w, f, o->home);
@@ -158,6 +160,12 @@ static void choose_row(opt_screen *o, ui *u, wrow *r, int opt)
 		o->changed = true;
 		break;
 	}
+	case RID_SEARCH:
+		w->search = !wiz_search_on(w);
+		for (int f = WF_ALPHA; f <= WF_CALIB; f++)
+			wiz_field_check(w, f, o->home);
+		o->changed = true;
+		break;
 	case RID_SPEC:
 		w->spec = !w->spec;
 		o->changed = true;

@@ -52,6 +52,7 @@ void wiz_settings_init(wiz_settings *w)
 	memset(w, 0, sizeof *w);
 	w->method = -1;
 	w->group = 128;
+	w->search = -1;
 	w->draft = WD_RECOMMENDED;
 	w->eval = true;
 }
@@ -71,9 +72,22 @@ static bool method_is(const wiz_settings *w, quant_method m)
 	return w->method == (int)m;
 }
 
+bool wiz_search_applies(const wiz_settings *w)
+{
+	return w->method >= 0 && w->method != QUANT_INT8_SQ && w->method != QUANT_INT8_RTN;
+}
+
+bool wiz_search_on(const wiz_settings *w)
+{
+	if (!wiz_search_applies(w))
+		return false;
+	return w->search >= 0 ? w->search == 1 : quant_method_search_default((quant_method)w->method);
+}
+
 bool wiz_field_relevant(const wiz_settings *w, int f)
 {
-	bool calib = w->method >= 0 && quant_method_calibrates((quant_method)w->method);
+	bool calib = w->method >= 0 && (quant_method_calibrates((quant_method)w->method) ||
+					wiz_search_on(w));
 	switch (f) {
 	case WF_ALPHA: return method_is(w, QUANT_INT8_SQ);
 	case WF_SAMPLES: case WF_SEQ_LEN: case WF_CALIB: return calib;
@@ -403,6 +417,10 @@ int wiz_build_spec(const wiz_settings *w, job_spec **out, os_error *err)
 		}
 		if (method_is(w, QUANT_INT4_AWQ) || method_is(w, QUANT_INT4_RTN))
 			s->quantization.group_size = w->group;
+		if (wiz_search_applies(w) && w->search >= 0) {
+			s->quantization.has_scale_search = true;
+			s->quantization.scale_search = w->search == 1;
+		}
 		if (field_int(w, WF_SAMPLES, &v))
 			s->quantization.calib_samples = v;
 		if (field_int(w, WF_SEQ_LEN, &v))
@@ -569,7 +587,8 @@ char **wiz_cli_words(const job_spec *s, size_t *n)
 	if (!ml || s->model[0] == '-' || (ml > 5 && !strcmp(s->model + ml - 5, ".json")) ||
 	    s->has_runtime ||
 	    (s->has_quantization && !s->quantization.method && !s->quantization.kv_cache &&
-	     !s->quantization.has_alpha && !s->quantization.group_size && !s->quantization.has_calibration) ||
+	     !s->quantization.has_alpha && !s->quantization.group_size && !s->quantization.has_calibration &&
+	     !s->quantization.has_scale_search) ||
 	    (s->has_speculative && !s->speculative.draft && !s->speculative.k))
 		return NULL;
 	const __typeof__(s->evaluation) *e = &s->evaluation;
@@ -587,6 +606,9 @@ char **wiz_cli_words(const job_spec *s, size_t *n)
 			words_add(&w, "--quantize", s->quantization.method);
 		words_double(&w, "--alpha", s->quantization.has_alpha, s->quantization.alpha);
 		words_int(&w, "--group-size", s->quantization.group_size);
+		if (s->quantization.has_scale_search)
+			words_add(&w, s->quantization.scale_search ? "--scale-search" : "--no-scale-search",
+				  NULL);
 		if (s->quantization.kv_cache)
 			words_add(&w, "--kv-cache", s->quantization.kv_cache);
 		if (s->quantization.calib_file)

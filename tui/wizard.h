@@ -31,6 +31,7 @@ typedef struct wiz_settings {
 	int method;                 /* a quant_method, or -1: no quantization */
 	int kv;                     /* 0 model precision, 1 fp8, 2 int8 */
 	int group;                  /* 32, 64 or 128 (int4 methods) */
+	int search;                 /* scale search: -1 the method's default, 0 off, 1 on */
 	bool spec;                  /* speculative decoding */
 	int draft;                  /* enum wiz_draft */
 	char hub_draft[WIZ_TEXT];   /* WD_HUB: the hub model's name */
@@ -46,6 +47,11 @@ typedef struct wiz_settings {
 /* The fresh wizard: no model, no quantization, no speculative decoding, evaluation on, no
  * baseline chosen, every field empty (defaults; WF_NAME empty: no name). */
 void wiz_settings_init(wiz_settings *w);
+
+/* True when the method can take the calibrated scale search (fp8 and int4 methods). */
+bool wiz_search_applies(const wiz_settings *w);
+/* Whether the scale search is on: the user's choice, else the method's default. */
+bool wiz_search_on(const wiz_settings *w);
 
 /* The spec JSON path a field fills ("quantization.alpha"). */
 const char *wiz_field_path(int f);

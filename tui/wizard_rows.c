@@ -111,7 +111,8 @@ const char *wz_method_name(int m)
 
 static bool method_has_options(int m)
 {
-	return m == QUANT_INT8_SQ || m == QUANT_INT4_AWQ || m == QUANT_INT4_RTN;
+	return m == QUANT_INT8_SQ || m == QUANT_INT4_AWQ || m == QUANT_INT4_RTN || m == QUANT_FP8 ||
+	       m == QUANT_FP8_W8A8;
 }
 
 bool wz_step_relevant(const opt_screen *o, int s)

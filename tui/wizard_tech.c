@@ -16,8 +16,9 @@ static const struct {
 	 "or to try speculative decoding alone."},
 	{QUANT_FP8, "FP8 E4M3", "W8A16 · ~2x fewer weight bytes than BF16",
 	 "FP8 weights with per-output-channel scales; activations keep their precision. Half the "
-	 "weight bytes of BF16 and no calibration. Decoding is bound by memory reads, so fewer "
-	 "bytes means faster tokens."},
+	 "weight bytes of BF16; the scales are fitted on a calibration text by default (off in "
+	 "Options: no calibration). Decoding is bound by memory reads, so fewer bytes means "
+	 "faster tokens. Next: scale search."},
 	{QUANT_FP8_W8A8, "FP8 E4M3 W8A8", "W8A8 · needs FP8 matrix units · emulated on CPU",
 	 "FP8 weights and dynamic per-token FP8 activations, for GPUs with FP8 matrix units "
 	 "(H100, L40S). On this CPU the FP8 products are emulated: expect accuracy figures more "
@@ -32,7 +33,7 @@ static const struct {
 	 "Next: group size and calibration."},
 	{QUANT_INT4_RTN, "INT4 RTN", "W4A16, groups · round to nearest, no calibration",
 	 "INT4 groups by plain rounding: as small as AWQ, quicker to make, usually less accurate. "
-	 "A baseline for AWQ. Next: group size."},
+	 "A baseline for AWQ. Next: group size (and, optionally, the scale search)."},
 	{QUANT_INT8_RTN, "INT8 RTN", "W8A8 · int8 without smoothing, no calibration",
 	 "INT8 weights and activations in SmoothQuant's format without smoothing: quick, no "
 	 "calibration; activation outliers cost accuracy. A baseline for SmoothQuant."},
@@ -80,7 +81,9 @@ void wz_rows_tech(opt_screen *o)
 
 void wz_rows_options(opt_screen *o)
 {
-	wz_row_add(o, R_HEAD, RID_NONE, 0, o->w.method == QUANT_INT8_SQ ? "Smoothing" : "Groups");
+	wz_row_add(o, R_HEAD, RID_NONE, 0, o->w.method == QUANT_INT8_SQ ? "Smoothing"
+				       : o->w.method == QUANT_FP8 || o->w.method == QUANT_FP8_W8A8 ? "Scales"
+				       : "Groups");
 	if (wiz_field_relevant(&o->w, WF_ALPHA))
 		wz_add_field(o, WF_ALPHA, false);
 	if (o->w.method == QUANT_INT4_AWQ || o->w.method == QUANT_INT4_RTN) {
@@ -93,6 +96,19 @@ void wz_rows_options(opt_screen *o)
 			SETF(r->hint, "Weights share one scale and zero point per group of this many "
 			     "values: smaller groups follow the weights more closely (more accurate) "
 			     "and add scale bytes; 128 is the usual choice.");
+		}
+	}
+	if (wiz_search_applies(&o->w)) {
+		wrow *r = wz_row_add(o, R_CHECK, RID_SEARCH, 0, "Scale search");
+		if (r) {
+			r->on = wiz_search_on(&o->w);
+			SETF(r->detail, "%s", r->on ? "scales fitted to calibration activations"
+						    : "scales from each range, no calibration");
+			SETF(r->hint, "Chooses each scale (and INT4 zero point) to minimise the error the "
+			     "calibration text's activations see, weighting every input channel by its "
+			     "mean square, instead of taking it from the weights' range. Measured on "
+			     "SmolLM2: FP8 perplexity +0.6%% instead of +1.7%%. Needs calibration text; "
+			     "on by default for FP8 and INT4 AWQ.");
 		}
 	}
 	if (wiz_field_relevant(&o->w, WF_CALIB)) {

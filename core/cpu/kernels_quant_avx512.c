@@ -11,14 +11,17 @@
 #define INLINE static inline __attribute__((always_inline)) TGT
 
 /* Register tiles of R output rows x T tokens: every weight vector decoded once per tile is
- * used by T tokens. As kernels_avx512.c. */
-enum { TILE_R = 4, TILE_T = 4 };
+ * used by T tokens. One token (decode) takes 8 rows a tile, more tokens 4 (the registers
+ * hold R x T accumulators): the rows' sums are reduced together (hsum_ps / hsum_epi32),
+ * which costs a fraction of reducing each row alone, and a matvec row is short. */
+enum { TILE_R = 8, TILE_T = 4 };
 
-/* Software prefetch distance, in weight rows: the same position one row tile ahead. Rows of
- * quantized weights are short (576 bytes for FP8 at n_in = 576), too short for the hardware
- * stream prefetcher to ramp up on each, so the next tile's rows are requested early. A
- * prefetch beyond the matrix is harmless (prefetches never fault). */
-enum { PREFETCH_ROWS = TILE_R };
+/* Software prefetch distance, in row tiles: each row's same position this many tiles ahead.
+ * Rows of quantized weights are short (288 bytes for INT4 at n_in = 576), so the stream of
+ * one task is many short rows read in an interleaved order the hardware prefetcher follows
+ * late; the next tiles' rows are requested early. A prefetch beyond the matrix is harmless
+ * (prefetches never fault). */
+enum { PREFETCH_TILES = 2 };
 
 static inline __mmask16 mask16(size_t n)
 {
@@ -39,8 +42,84 @@ static size_t block_rows(size_t row_bytes)
 	return rows < TILE_R ? TILE_R : rows;
 }
 
-/* For every row block, every token tile; inside, full row tiles then single rows. TILE is
- * called as TILE(o, t0, R, T) with R, T compile-time constants. */
+/* out[r] = the sum of the 16 lanes of acc[r] for r < R (R = 1, 4 or 8): the rows are
+ * folded together by 128-bit block shuffles, so R rows cost about as much as 3 of them
+ * reduced alone. */
+INLINE void hsum_ps(float *out, const __m512 *acc, const int R)
+{
+	if (R == 1) {
+		out[0] = _mm512_reduce_add_ps(acc[0]);
+		return;
+	}
+	__m512 b[4], c[2];
+	/* b[i]: rows 2i and 2i + 1 with their blocks 0 + 2 and 1 + 3 added */
+	for (int i = 0; i < R / 2; i++)
+		b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * i], acc[2 * i + 1], 0x44),
+				     _mm512_shuffle_f32x4(acc[2 * i], acc[2 * i + 1], 0xee));
+	/* c[i]: block j holds 4 partial sums of row 4i + j */
+	for (int i = 0; i < R / 4; i++)
+		c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+				     _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
+	if (R == 4) {
+		__m512 d = _mm512_add_ps(c[0], _mm512_permute_ps(c[0], 0x4e));
+		d = _mm512_add_ps(d, _mm512_permute_ps(d, 0xb1));
+		__m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+		_mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(idx, d)));
+		return;
+	}
+	/* block j: rows j and j + 4 interleaved, two pairs of partial sums each, then lanes
+	 * 0, 1 of block j = rows j, j + 4 */
+	__m512 d = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
+	d = _mm512_add_ps(d, _mm512_permute_ps(d, 0x4e));
+	__m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+	_mm256_storeu_ps(out, _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, d)));
+}
+
+/* hsum_ps for int32 lanes (sums modulo 2^32). */
+INLINE void hsum_epi32(int32_t *out, const __m512i *acc, const int R)
+{
+	if (R == 1) {
+		out[0] = _mm512_reduce_add_epi32(acc[0]);
+		return;
+	}
+	__m512i b[4], c[2];
+	for (int i = 0; i < R / 2; i++)
+		b[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(acc[2 * i], acc[2 * i + 1], 0x44),
+					_mm512_shuffle_i32x4(acc[2 * i], acc[2 * i + 1], 0xee));
+	for (int i = 0; i < R / 4; i++)
+		c[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0x88),
+					_mm512_shuffle_i32x4(b[2 * i], b[2 * i + 1], 0xdd));
+	if (R == 4) {
+		__m512i d = _mm512_add_epi32(c[0], _mm512_shuffle_epi32(c[0], 0x4e));
+		d = _mm512_add_epi32(d, _mm512_shuffle_epi32(d, 0xb1));
+		__m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+		_mm_storeu_si128((__m128i *)out,
+				 _mm512_castsi512_si128(_mm512_permutexvar_epi32(idx, d)));
+		return;
+	}
+	__m512i d = _mm512_add_epi32(_mm512_unpacklo_epi32(c[0], c[1]),
+				     _mm512_unpackhi_epi32(c[0], c[1]));
+	d = _mm512_add_epi32(d, _mm512_shuffle_epi32(d, 0x4e));
+	__m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+	_mm256_storeu_si256((__m256i *)out,
+			    _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, d)));
+}
+
+/* Rows [o, oe) for the T tokens from t: R-row tiles (R = 4 or 8), then 4-row ones, then
+ * single rows. */
+#define QROWS(TILE, o, oe, t, R, T)                                                          \
+	do {                                                                                 \
+		if ((R) == 8)                                                                \
+			for (; (o) + 8 <= (oe); (o) += 8)                                    \
+				TILE(o, t, 8, T);                                            \
+		for (; (o) + 4 <= (oe); (o) += 4)                                            \
+			TILE(o, t, 4, T);                                                    \
+		for (; (o) < (oe); (o)++)                                                    \
+			TILE(o, t, 1, T);                                                    \
+	} while (0)
+
+/* For every row block, every token tile; inside, row tiles as QROWS. TILE is called as
+ * TILE(o, t0, R, T) with R, T compile-time constants. */
 #define QDRIVER(TILE, n_tok, o0, o1, row_bytes)                                              \
 	do {                                                                                 \
 		size_t ob_ = block_rows(row_bytes);                                          \
@@ -51,28 +130,16 @@ static size_t block_rows(size_t row_bytes)
 				size_t o = ob;                                               \
 				switch (nt) {                                                \
 				case 4:                                                      \
-					for (; o + 4 <= oe; o += 4)                          \
-						TILE(o, t, 4, 4);                            \
-					for (; o < oe; o++)                                  \
-						TILE(o, t, 1, 4);                            \
+					QROWS(TILE, o, oe, t, 4, 4);                         \
 					break;                                               \
 				case 3:                                                      \
-					for (; o + 4 <= oe; o += 4)                          \
-						TILE(o, t, 4, 3);                            \
-					for (; o < oe; o++)                                  \
-						TILE(o, t, 1, 3);                            \
+					QROWS(TILE, o, oe, t, 4, 3);                         \
 					break;                                               \
 				case 2:                                                      \
-					for (; o + 4 <= oe; o += 4)                          \
-						TILE(o, t, 4, 2);                            \
-					for (; o < oe; o++)                                  \
-						TILE(o, t, 1, 2);                            \
+					QROWS(TILE, o, oe, t, 4, 2);                         \
 					break;                                               \
 				default:                                                     \
-					for (; o + 4 <= oe; o += 4)                          \
-						TILE(o, t, 4, 1);                            \
-					for (; o < oe; o++)                                  \
-						TILE(o, t, 1, 1);                            \
+					QROWS(TILE, o, oe, t, 8, 1);                         \
 					break;                                               \
 				}                                                            \
 			}                                                                    \
@@ -96,15 +163,16 @@ INLINE void e4m3x32(__m256i b, __m512 *lo, __m512 *hi)
 INLINE void tile_fp8(float *Y, const float *X, const uint8_t *W, const float *sw, size_t n_in,
 		     size_t n_out, size_t o, size_t t0, const int R, const int T)
 {
-	__m512 acc[TILE_R][TILE_T];
+	__m512 acc[TILE_T][TILE_R];
 	const uint8_t *w[TILE_R];
 	const float *x[TILE_T];
-#pragma GCC unroll 4
+	const size_t pf = PREFETCH_TILES * (size_t)R * n_in;
+#pragma GCC unroll 8
 	for (int r = 0; r < R; r++) {
 		w[r] = W + (o + (size_t)r) * n_in;
 #pragma GCC unroll 4
 		for (int t = 0; t < T; t++)
-			acc[r][t] = _mm512_setzero_ps();
+			acc[t][r] = _mm512_setzero_ps();
 	}
 #pragma GCC unroll 4
 	for (int t = 0; t < T; t++)
@@ -118,24 +186,27 @@ INLINE void tile_fp8(float *Y, const float *X, const uint8_t *W, const float *sw
 			x0[t] = _mm512_maskz_loadu_ps(m0, x[t] + k);
 			x1[t] = _mm512_maskz_loadu_ps(m1, x[t] + k + 16);
 		}
-#pragma GCC unroll 4
+#pragma GCC unroll 8
 		for (int r = 0; r < R; r++) {
 			__m512 w0, w1;
-			_mm_prefetch((const char *)(w[r] + k + PREFETCH_ROWS * n_in), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w[r] + k + pf), _MM_HINT_T0);
 			e4m3x32(_mm256_maskz_loadu_epi8(m, w[r] + k), &w0, &w1);
 #pragma GCC unroll 4
 			for (int t = 0; t < T; t++) {
-				acc[r][t] = _mm512_fmadd_ps(w0, x0[t], acc[r][t]);
-				acc[r][t] = _mm512_fmadd_ps(w1, x1[t], acc[r][t]);
+				acc[t][r] = _mm512_fmadd_ps(w0, x0[t], acc[t][r]);
+				acc[t][r] = _mm512_fmadd_ps(w1, x1[t], acc[t][r]);
 			}
 		}
 	}
 #pragma GCC unroll 4
-	for (int t = 0; t < T; t++)
-#pragma GCC unroll 4
+	for (int t = 0; t < T; t++) {
+		float sum[TILE_R];
+		hsum_ps(sum, acc[t], R);
+#pragma GCC unroll 8
 		for (int r = 0; r < R; r++) /* *256 undoes the 2^-8 of e4m3x32, exactly */
 			Y[(t0 + (size_t)t) * n_out + o + (size_t)r] =
-				sw[o + (size_t)r] * (_mm512_reduce_add_ps(acc[r][t]) * 256.0f);
+				sw[o + (size_t)r] * (sum[r] * 256.0f);
+	}
 }
 
 TGT static void matmul_fp8_avx512(float *Y, const float *X, const uint8_t *W, const float *sw,
@@ -155,15 +226,16 @@ INLINE void tile_i8(float *Y, const int8_t *X, const float *xs, const int32_t *x
 		    const int8_t *W, const float *sw, size_t n_in, size_t n_out, size_t o,
 		    size_t t0, const int R, const int T)
 {
-	__m512i acc[TILE_R][TILE_T];
+	__m512i acc[TILE_T][TILE_R];
 	const int8_t *w[TILE_R], *x[TILE_T];
 	const __m512i bias = _mm512_set1_epi8((char)0x80);
-#pragma GCC unroll 4
+	const size_t pf = PREFETCH_TILES * (size_t)R * n_in;
+#pragma GCC unroll 8
 	for (int r = 0; r < R; r++) {
 		w[r] = W + (o + (size_t)r) * n_in;
 #pragma GCC unroll 4
 		for (int t = 0; t < T; t++)
-			acc[r][t] = _mm512_setzero_si512();
+			acc[t][r] = _mm512_setzero_si512();
 	}
 #pragma GCC unroll 4
 	for (int t = 0; t < T; t++)
@@ -174,22 +246,24 @@ INLINE void tile_i8(float *Y, const int8_t *X, const float *xs, const int32_t *x
 #pragma GCC unroll 4
 		for (int t = 0; t < T; t++)
 			xv[t] = _mm512_maskz_loadu_epi8(m, x[t] + k); /* masked lanes: x = 0 */
-#pragma GCC unroll 4
+#pragma GCC unroll 8
 		for (int r = 0; r < R; r++) {
-			_mm_prefetch((const char *)(w[r] + k + PREFETCH_ROWS * n_in), _MM_HINT_T0);
+			_mm_prefetch((const char *)(w[r] + k + pf), _MM_HINT_T0);
 			__m512i wv = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, w[r] + k), bias);
 #pragma GCC unroll 4
 			for (int t = 0; t < T; t++)
-				acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv, xv[t]);
+				acc[t][r] = _mm512_dpbusd_epi32(acc[t][r], wv, xv[t]);
 		}
 	}
 #pragma GCC unroll 4
 	for (int t = 0; t < T; t++) {
 		size_t tt = t0 + (size_t)t;
-		uint32_t corr = (uint32_t)xsum[tt] << 7;
-#pragma GCC unroll 4
+		uint32_t corr = (uint32_t)xsum[tt] << 7; /* once per token and tile */
+		int32_t sum[TILE_R];
+		hsum_epi32(sum, acc[t], R);
+#pragma GCC unroll 8
 		for (int r = 0; r < R; r++) {
-			uint32_t s = (uint32_t)_mm512_reduce_add_epi32(acc[r][t]) - corr;
+			uint32_t s = (uint32_t)sum[r] - corr;
 			Y[tt * n_out + o + (size_t)r] = (float)(int32_t)s * (xs[tt] * sw[o + (size_t)r]);
 		}
 	}
@@ -236,21 +310,37 @@ INLINE __m512i i4_lanes(const uint8_t *w, const int E)
 	return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)w));
 }
 
+/* qz[z] = the 16 values q - z, q = 0..15: a group's table is qz[z] * s, one multiply with a
+ * broadcast scale (exactly num_i4_dequantize: q - z is exact in f32, then one rounding). */
+#define QZ_ROW(z)                                                                             \
+	{0 - (z), 1 - (z), 2 - (z), 3 - (z), 4 - (z), 5 - (z), 6 - (z), 7 - (z), 8 - (z),     \
+	 9 - (z), 10 - (z), 11 - (z), 12 - (z), 13 - (z), 14 - (z), 15 - (z)}
+static const float i4_qz[16][16] __attribute__((aligned(64))) = {
+	QZ_ROW(0),  QZ_ROW(1),  QZ_ROW(2),  QZ_ROW(3),  QZ_ROW(4),  QZ_ROW(5),
+	QZ_ROW(6),  QZ_ROW(7),  QZ_ROW(8),  QZ_ROW(9),  QZ_ROW(10), QZ_ROW(11),
+	QZ_ROW(12), QZ_ROW(13), QZ_ROW(14), QZ_ROW(15),
+};
+#undef QZ_ROW
+
+/* Per group and row: one table multiply and the lanes' load; per 16 weights: a shift
+ * (none for the low nibble), a vpermps and T fused multiply-adds. */
 INLINE void tile_i4(float *Y, const float *Xp, const uint8_t *W, const float *scales,
 		    const uint8_t *zeros, size_t n_in, size_t n_out, size_t o, size_t t0,
 		    const int R, const int T, const int E)
 {
 	const size_t G = 16 * (size_t)E, n_groups = n_in / G;
-	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-	__m512 acc[TILE_R][TILE_T];
-	const uint8_t *w[TILE_R];
-	const float *x[TILE_T];
-#pragma GCC unroll 4
+	const size_t pf = PREFETCH_TILES * (size_t)R * (n_in / 2);
+	__m512 acc[TILE_T][TILE_R];
+	const uint8_t *w[TILE_R], *z[TILE_R];
+	const float *s[TILE_R], *x[TILE_T];
+#pragma GCC unroll 8
 	for (int r = 0; r < R; r++) {
 		w[r] = W + (o + (size_t)r) * (n_in / 2);
+		s[r] = scales + (o + (size_t)r) * n_groups;
+		z[r] = zeros + (o + (size_t)r) * n_groups;
 #pragma GCC unroll 4
 		for (int t = 0; t < T; t++)
-			acc[r][t] = _mm512_setzero_ps();
+			acc[t][r] = _mm512_setzero_ps();
 	}
 #pragma GCC unroll 4
 	for (int t = 0; t < T; t++)
@@ -258,13 +348,11 @@ INLINE void tile_i4(float *Y, const float *Xp, const uint8_t *W, const float *sc
 	for (size_t g = 0; g < n_groups; g++) {
 		__m512 lut[TILE_R];
 		__m512i v[TILE_R];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
 		for (int r = 0; r < R; r++) {
-			size_t gi = (o + (size_t)r) * n_groups + g;
-			__m512i qz = _mm512_sub_epi32(iota, _mm512_set1_epi32(zeros[gi]));
-			lut[r] = _mm512_mul_ps(_mm512_cvtepi32_ps(qz), _mm512_set1_ps(scales[gi]));
-			_mm_prefetch((const char *)(w[r] + g * G / 2 + PREFETCH_ROWS * n_in / 2),
-				     _MM_HINT_T0);
+			lut[r] = _mm512_mul_ps(_mm512_load_ps(i4_qz[z[r][g] & 15]),
+					       _mm512_set1_ps(s[r][g]));
+			_mm_prefetch((const char *)(w[r] + g * G / 2 + pf), _MM_HINT_T0);
 			v[r] = i4_lanes(w[r] + g * G / 2, E);
 		}
 #pragma GCC unroll 8
@@ -273,21 +361,19 @@ INLINE void tile_i4(float *Y, const float *Xp, const uint8_t *W, const float *sc
 #pragma GCC unroll 4
 			for (int t = 0; t < T; t++)
 				xv[t] = _mm512_loadu_ps(x[t] + g * G + 16 * (size_t)m);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
 			for (int r = 0; r < R; r++) {
-				__m512i idx = _mm512_srli_epi32(v[r], (unsigned)(4 * m));
+				__m512i idx = m ? _mm512_srli_epi32(v[r], (unsigned)(4 * m)) : v[r];
 				__m512 d = _mm512_permutexvar_ps(idx, lut[r]);
 #pragma GCC unroll 4
 				for (int t = 0; t < T; t++)
-					acc[r][t] = _mm512_fmadd_ps(d, xv[t], acc[r][t]);
+					acc[t][r] = _mm512_fmadd_ps(d, xv[t], acc[t][r]);
 			}
 		}
 	}
 #pragma GCC unroll 4
 	for (int t = 0; t < T; t++)
-#pragma GCC unroll 4
-		for (int r = 0; r < R; r++)
-			Y[(t0 + (size_t)t) * n_out + o + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+		hsum_ps(Y + (t0 + (size_t)t) * n_out + o, acc[t], R);
 }
 
 TGT static void matmul_i4_avx512(float *Y, const float *Xp, const uint8_t *W,

@@ -301,8 +301,11 @@ static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
 static bool qjob_tiled_setup(threadpool *pool, struct qjob *j, size_t elem, void **heap)
 {
 	*heap = NULL;
+	if (j->n_tok < CPU_QTILE_MIN_TOK) /* decode: before cpu_kernels_get, whose cpuid traps
+					   * to the hypervisor in a VM (microseconds a call) */
+		return false;
 	const cpu_kernel_set *ks = cpu_kernels_get(j->qk->isa);
-	if (j->n_tok < CPU_QTILE_MIN_TOK || !ks)
+	if (!ks)
 		return false;
 	size_t rows = QTILE_BYTES / (j->n_in * elem + 1) / 32 * 32;
 	j->tile_rows = rows < 32 ? 32 : rows;

@@ -148,6 +148,25 @@ keys y
 wait_for "y discards" 'discarded'
 wait_for "back at the first step" 'Which model to optimize'
 
+# ---- FP8: the calibrated scale search is on by default and can be turned off ----------------
+keys Enter
+wait_for "⏎ takes the model" 'Techniques for alpha-fx'
+keys Down Space
+wait_for "FP8 chosen" '\(•\) FP8 E4M3 '
+keys Enter
+wait_for "FP8 has an options step" 'Options for alpha-fx · fp8'
+wait_for "with the scale search on by default" '\[x\] Scale search'
+wait_for "which brings the calibration fields" 'samples'
+keys Space
+wait_for "space turns it off" '\[ \] Scale search'
+wait_gone "and the calibration fields go" 'samples'
+keys Right Right
+wait_for "the review's spec says so" '"scale_search": *false'
+keys Escape
+wait_for "Esc asks before discarding" 'Discard this optimization setup'
+keys y
+wait_for "y discards" 'discarded'
+
 # ---- q with unsaved changes asks; any key but y keeps the studio ---------------------------
 keys Enter
 wait_for "⏎ takes the model again" 'Techniques for alpha-fx'
