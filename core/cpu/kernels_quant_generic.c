@@ -176,12 +176,25 @@ int cpu_qkernels_select(const cpu_qkernel_set **out, os_error *err)
 
 /* ---- threaded wrappers -------------------------------------------------------------------- */
 
-/* Output rows per task: a multiple of 16, several tasks per thread for balance, and not
- * below ~32 KiB of weights per task (the same policy as cpu_matmul). */
-static size_t rows_per_task(size_t n_out, size_t row_bytes, size_t n_threads)
+/* Output rows per task. The prefill path (tiled): a multiple of 16, several tasks per
+ * thread for balance, and not below ~32 KiB of weights per task (the same policy as
+ * cpu_matmul). The tile kernels (decode): ~32 KiB or more of weights a task, at most 4
+ * tasks a thread, and a task count that is a multiple of the thread count, so that a small
+ * matrix (a 192-row K projection is 3 tasks by the first policy) splits evenly; rows a
+ * multiple of 8, the one-token row tile of the SIMD kernels. */
+static size_t rows_per_task(size_t n_out, size_t row_bytes, size_t n_threads, bool tiled)
 {
 	if (n_threads <= 1)
 		return n_out;
+	if (!tiled) {
+		size_t n_tasks = n_out * row_bytes / 32768;
+		if (n_tasks > 4 * n_threads)
+			n_tasks = 4 * n_threads;
+		n_tasks = n_tasks < n_threads ? n_threads
+					      : (n_tasks + n_threads - 1) / n_threads * n_threads;
+		size_t rows = (n_out + n_tasks - 1) / n_tasks;
+		return (rows + 7) / 8 * 8;
+	}
 	size_t per = (n_out + 4 * n_threads - 1) / (4 * n_threads);
 	size_t min_rows = 32768 / (row_bytes + 1) + 1;
 	if (per < min_rows)
@@ -288,7 +301,8 @@ static void qjob_task(void *ctx, size_t task, size_t thread)
 
 static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
 {
-	j->rows_per_task = rows_per_task(j->n_out, row_bytes, threadpool_n_threads(pool));
+	j->rows_per_task = rows_per_task(j->n_out, row_bytes, threadpool_n_threads(pool),
+					 j->ks != NULL);
 	size_t n_tasks = (j->n_out + j->rows_per_task - 1) / j->rows_per_task;
 	threadpool_run(pool, n_tasks, qjob_task, j);
 }

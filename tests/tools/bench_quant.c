@@ -1,6 +1,6 @@
 /* bench_quant.c: decode matvec (one token) speed of every weight format on SmolLM2-shaped
  * matrices against the read bandwidth measured in the same run, as one table.
- *   bench_quant [--set-mib N] [--threads N] [--seconds S]
+ *   bench_quant [--set-mib N] [--threads N] [--seconds S] [--formats F,F,...]
  * Each matrix is copied until the copies span N MiB (default 1024, beyond the last-level
  * cache), and calls cycle through the copies, so weights come from memory as in a real
  * decode step. OPTSTUDIO_CPU forces a kernel set. */
@@ -21,14 +21,17 @@ static const char *const bfmt_names[B_COUNT] = {"F32", "BF16", "FP8", "FP8-A8", 
 typedef struct shape {
 	const char *what;
 	size_t n_out, n_in;
+	size_t per_step; /* matmuls of this shape in one SmolLM2-135M decode step (30 layers) */
 } shape;
 
 static const shape shapes[] = {
-	{"attn q/o", 576, 576},
-	{"mlp gate/up", 1536, 576},
-	{"mlp down", 576, 1536},
-	{"lm head", 49152, 576},
+	{"attn q/o", 576, 576, 60},
+	{"attn k/v", 192, 576, 60},
+	{"mlp gate/up", 1536, 576, 60},
+	{"mlp down", 576, 1536, 30},
+	{"lm head", 49152, 576, 1},
 };
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
 static double now_s(void)
 {
@@ -177,10 +180,27 @@ done:
 	return per_call;
 }
 
+/* Whether name is an item of the comma-separated list (NULL: every name). */
+static int format_listed(const char *list, const char *name)
+{
+	if (!list)
+		return 1;
+	size_t n = strlen(name);
+	for (const char *p = list; *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && !strncmp(p, name, n))
+			return 1;
+		p += len + (end ? 1 : 0);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t set_mib = 1024, n_threads = 0;
 	double seconds = 0.6;
+	const char *formats = NULL; /* comma-separated names of bfmt_names; NULL: all */
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--set-mib") && i + 1 < argc)
 			set_mib = strtoul(argv[++i], NULL, 10);
@@ -188,8 +208,11 @@ int main(int argc, char **argv)
 			n_threads = strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
 			seconds = strtod(argv[++i], NULL);
+		else if (!strcmp(argv[i], "--formats") && i + 1 < argc)
+			formats = argv[++i];
 		else {
-			fprintf(stderr, "usage: bench_quant [--set-mib N] [--threads N] [--seconds S]\n");
+			fprintf(stderr, "usage: bench_quant [--set-mib N] [--threads N] [--seconds S] "
+					"[--formats F32,BF16,FP8,FP8-A8,INT8,INT4]\n");
 			return 2;
 		}
 	}
@@ -212,7 +235,9 @@ int main(int argc, char **argv)
 
 	uint64_t seed = 0x6265;
 	int rc = 0;
-	for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+	double step_s[B_COUNT] = {0}, step_bytes[B_COUNT] = {0};
+	size_t step_shapes[B_COUNT] = {0};
+	for (size_t si = 0; si < N_SHAPES; si++) {
 		const shape *s = &shapes[si];
 		size_t n = s->n_out * s->n_in;
 		float *W = malloc(n * sizeof *W), *X = malloc(s->n_in * sizeof *X);
@@ -233,6 +258,8 @@ int main(int argc, char **argv)
 		snprintf(dims, sizeof dims, "%zux%zu", s->n_out, s->n_in);
 		for (int f = 0; f < B_COUNT; f++) {
 			size_t bytes = 0;
+			if (f != B_F32 && !format_listed(formats, bfmt_names[f]))
+				continue; /* F32 always runs: the time/F32 column's reference */
 			double t = time_format(&b, (bfmt)f, W, X, Y, s, &bytes);
 			if (t < 0) {
 				fprintf(stderr, "bench_quant: %s %s failed (out of memory?)\n", dims,
@@ -242,6 +269,9 @@ int main(int argc, char **argv)
 			}
 			if (f == B_F32)
 				t_f32 = t;
+			step_s[f] += t * (double)s->per_step;
+			step_bytes[f] += (double)bytes * (double)s->per_step;
+			step_shapes[f]++;
 			double gbs = (double)bytes / t / 1e9;
 			char group[8] = "-";
 			if (f == B_INT4)
@@ -255,6 +285,15 @@ int main(int argc, char **argv)
 		free(X);
 		cpu_free_aligned(Y);
 	}
+	/* the matmuls of one decode step (every shape times its count), as the engine runs them
+	 * but without the rest of the step (norms, attention, activations) */
+	printf("\n%-24s %-7s %9s %9s %8s %7s\n", "decode step (matmuls)", "format", "MB",
+	       "ms/step", "GB/s", "% roof");
+	for (int f = 0; f < B_COUNT; f++)
+		if (step_shapes[f] == N_SHAPES)
+			printf("%-24s %-7s %9.1f %9.3f %8.1f %6.0f%%\n", "30 layers + lm head",
+			       bfmt_names[f], step_bytes[f] / 1e6, step_s[f] * 1e3,
+			       step_bytes[f] / step_s[f] / 1e9, 100.0 * step_bytes[f] / step_s[f] / 1e9 / bw);
 	/* other processes on the machine lower a single probe; take the better of two */
 	double bw_end = roofline_read_bandwidth(b.pool, b.set_bytes);
 	printf("\nread bandwidth at the end: %.1f GB/s%s\n", bw_end,

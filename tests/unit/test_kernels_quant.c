@@ -11,7 +11,8 @@
 #include "tests/test.h"
 
 static const size_t n_ins[] = {1, 3, 17, 33, 129, 576};
-static const size_t n_outs[] = {1, 3, 17, 129};
+/* 13 and 17 take the one-token tiles of 8 rows, 4 rows and single rows of the SIMD sets */
+static const size_t n_outs[] = {1, 3, 13, 17, 129};
 static const size_t n_toks[] = {1, 2, 7, 16, 33};
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -221,7 +222,7 @@ TEST(int8_extreme_sums)
 	free(W);
 }
 
-static const size_t i4_n_ins[] = {128, 256, 576, 1536};
+static const size_t i4_n_ins[] = {128, 192, 320, 576, 1536};
 static const size_t i4_groups[] = {32, 64, 128};
 
 static void fill_i4(uint8_t *W, float *sc, uint8_t *z, size_t n_out, size_t n_in, size_t group,
@@ -496,45 +497,113 @@ TEST(threads_do_not_change_results)
 	printf("  seed 0x%" PRIx64 "\n", seed);
 	const cpu_qkernel_set *qk;
 	CHECK(cpu_qkernels_select(&qk, NULL) == OS_OK);
-	size_t n_in = 576, n_out = 1003, n_tok = 5;
-	float *W = malloc(n_out * n_in * 4), *X = malloc(n_tok * n_in * 4);
-	float *Y1 = malloc(n_tok * n_out * 4), *Yn = malloc(n_tok * n_out * 4);
-	CHECK(W && X && Y1 && Yn);
-	fill_x(W, n_out * n_in, &seed);
-	fill_x(X, n_tok * n_in, &seed);
-	quant_matrix m[3];
-	for (int f = 0; f < 3; f++)
-		CHECK(quant_matrix_new(&m[f], (quant_fmt)f, W, n_out, n_in, 64, NULL) == OS_OK);
-	for (size_t nt = 2; nt <= 3; nt++) {
-		threadpool *pool;
-		CHECK(threadpool_new(&pool, nt, NULL) == OS_OK);
-		for (int v = 0; v < 4; v++) {
-			threadpool *pools[2] = {NULL, pool};
-			float *Ys[2] = {Y1, Yn};
-			for (int p = 0; p < 2; p++) {
-				int rc = v == 0 ? cpu_qmatmul_fp8(pools[p], qk, Ys[p], X, m[0].data,
-								  m[0].scales, n_tok, n_in, n_out, false)
-				       : v == 1 ? cpu_qmatmul_fp8(pools[p], qk, Ys[p], X, m[0].data,
-								  m[0].scales, n_tok, n_in, n_out, true)
-				       : v == 2 ? cpu_qmatmul_i8(pools[p], qk, Ys[p], X, m[1].data,
-								 m[1].scales, n_tok, n_in, n_out)
-						: cpu_qmatmul_i4(pools[p], qk, Ys[p], X, m[2].data,
-								 m[2].scales, m[2].zeros, 64, n_tok, n_in,
-								 n_out);
-				CHECK(rc == OS_OK);
+	/* a batch, and one decode token on a 200-row matrix (a few tasks of unequal size) */
+	static const size_t shapes[][2] = {{1003, 5}, {200, 1}};
+	for (size_t sh = 0; sh < N_OF(shapes); sh++) {
+		size_t n_in = 576, n_out = shapes[sh][0], n_tok = shapes[sh][1];
+		float *W = malloc(n_out * n_in * 4), *X = malloc(n_tok * n_in * 4);
+		float *Y1 = malloc(n_tok * n_out * 4), *Yn = malloc(n_tok * n_out * 4);
+		CHECK(W && X && Y1 && Yn);
+		fill_x(W, n_out * n_in, &seed);
+		fill_x(X, n_tok * n_in, &seed);
+		quant_matrix m[3];
+		for (int f = 0; f < 3; f++)
+			CHECK(quant_matrix_new(&m[f], (quant_fmt)f, W, n_out, n_in, 64, NULL) == OS_OK);
+		for (size_t nt = 2; nt <= 3; nt++) {
+			threadpool *pool;
+			CHECK(threadpool_new(&pool, nt, NULL) == OS_OK);
+			for (int v = 0; v < 4; v++) {
+				threadpool *pools[2] = {NULL, pool};
+				float *Ys[2] = {Y1, Yn};
+				for (int p = 0; p < 2; p++) {
+					int rc = v == 0 ? cpu_qmatmul_fp8(pools[p], qk, Ys[p], X, m[0].data,
+									  m[0].scales, n_tok, n_in, n_out, false)
+					       : v == 1 ? cpu_qmatmul_fp8(pools[p], qk, Ys[p], X, m[0].data,
+									  m[0].scales, n_tok, n_in, n_out, true)
+					       : v == 2 ? cpu_qmatmul_i8(pools[p], qk, Ys[p], X, m[1].data,
+									 m[1].scales, n_tok, n_in, n_out)
+							: cpu_qmatmul_i4(pools[p], qk, Ys[p], X, m[2].data,
+									 m[2].scales, m[2].zeros, 64, n_tok, n_in,
+									 n_out);
+					CHECK(rc == OS_OK);
+				}
+				CHECK_MSG(memcmp(Y1, Yn, n_tok * n_out * 4) == 0,
+					  "variant %d, %zu threads, %zux%zu tok %zu", v, nt, n_out, n_in,
+					  n_tok);
 			}
-			CHECK_MSG(memcmp(Y1, Yn, n_tok * n_out * 4) == 0, "variant %d, %zu threads", v,
-				  nt);
+			threadpool_free(pool);
 		}
-		threadpool_free(pool);
+		CHECK(cpu_qmatmul_i4(NULL, qk, Y1, X, m[2].data, m[2].scales, m[2].zeros, 48, n_tok, n_in,
+				     n_out) == OS_EUSAGE);
+		CHECK(cpu_qmatmul_i8(NULL, qk, Y1, X, m[1].data, m[1].scales, 1, CPU_QI8_MAX_IN + 1, 1) ==
+		      OS_EUSAGE);
+		for (int f = 0; f < 3; f++)
+			quant_matrix_free(&m[f]);
+		free(W), free(X), free(Y1), free(Yn);
 	}
-	CHECK(cpu_qmatmul_i4(NULL, qk, Y1, X, m[2].data, m[2].scales, m[2].zeros, 48, n_tok, n_in,
-			     n_out) == OS_EUSAGE);
-	CHECK(cpu_qmatmul_i8(NULL, qk, Y1, X, m[1].data, m[1].scales, 1, CPU_QI8_MAX_IN + 1, 1) ==
-	      OS_EUSAGE);
-	for (int f = 0; f < 3; f++)
-		quant_matrix_free(&m[f]);
-	free(W), free(X), free(Y1), free(Yn);
+}
+
+/* Every set's matmuls over row ranges [o0, o1) that start anywhere (tasks and the row tiles
+ * inside them do not line up with 0): the pieces give the whole call's Y bit for bit, and
+ * rows outside the range are not written. */
+TEST(row_ranges)
+{
+	uint64_t seed = 0x9a11a0;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	const size_t n_in = 192, n_out = 61, G = 64, ng = n_in / G;
+	const cpu_qkernel_set *sets[CPU_ISA_COUNT + 1];
+	size_t n_sets = simd_sets(sets);
+	sets[n_sets++] = &cpu_qkernels_generic;
+	uint8_t *W8 = malloc(n_out * n_in), *W4 = malloc(n_out * n_in / 2), *z = malloc(n_out * ng);
+	float *sw = malloc(n_out * 4), *sc = malloc(n_out * ng * 4), *xs = malloc(2 * 4);
+	float *X = malloc(2 * n_in * 4), *Xp = malloc(2 * n_in * 4);
+	float *Yw = malloc(2 * n_out * 4), *Yp = malloc(2 * n_out * 4);
+	int8_t *Xq = malloc(2 * n_in);
+	int32_t *xsum = malloc(2 * 4);
+	CHECK(W8 && W4 && z && sw && sc && xs && X && Xp && Yw && Yp && Xq && xsum);
+	fill_e4m3(W8, n_out * n_in, &seed);
+	fill_scales(sw, n_out, &seed);
+	fill_i4(W4, sc, z, n_out, n_in, G, &seed);
+	fill_x(X, 2 * n_in, &seed);
+	for (size_t si = 0; si < n_sets; si++) {
+		const cpu_qkernel_set *qk = sets[si];
+		qk->quantize_i8_act(Xq, xs, xsum, X, 2, n_in);
+		qk->prepare_i4(Xp, X, 2, n_in, G);
+		for (size_t n_tok = 1; n_tok <= 2; n_tok++)
+			for (int v = 0; v < 3; v++) {
+				for (int whole = 1; whole >= 0; whole--) {
+					float *Y = whole ? Yw : Yp;
+					for (size_t i = 0; i < 2 * n_out; i++)
+						Y[i] = -7.0f; /* sentinel */
+					/* whole: [0, n_out); pieces: [5, 9), [9, 22), [22, 39), the
+					 * rest untouched but for [50, 61) */
+					static const size_t cuts[][2] = {{5, 9}, {9, 22}, {22, 39}, {50, 61}};
+					for (size_t c = 0; c < (whole ? 1 : N_OF(cuts)); c++) {
+						size_t o0 = whole ? 0 : cuts[c][0];
+						size_t o1 = whole ? n_out : cuts[c][1];
+						if (v == 0)
+							qk->matmul_fp8(Y, X, W8, sw, n_tok, n_in, n_out, o0, o1);
+						else if (v == 1)
+							qk->matmul_i8(Y, Xq, xs, xsum, (const int8_t *)W8, sw,
+								      n_tok, n_in, n_out, o0, o1);
+						else
+							qk->matmul_i4(Y, Xp, W4, sc, z, G, n_tok, n_in, n_out,
+								      o0, o1);
+					}
+				}
+				for (size_t t = 0; t < n_tok; t++)
+					for (size_t o = 0; o < n_out; o++) {
+						size_t i = t * n_out + o;
+						bool in = (o >= 5 && o < 39) || o >= 50;
+						CHECK_MSG(in ? !memcmp(&Yp[i], &Yw[i], 4) : Yp[i] == -7.0f,
+							  "%s variant %d tok %zu/%zu row %zu: %.9g vs %.9g",
+							  qk->name, v, t, n_tok, o, (double)Yp[i],
+							  (double)Yw[i]);
+					}
+			}
+	}
+	free(W8), free(W4), free(z), free(sw), free(sc), free(xs), free(X), free(Xp);
+	free(Yw), free(Yp), free(Xq), free(xsum);
 }
 
 /* ---- the prefill path (n_tok >= CPU_QTILE_MIN_TOK) ------------------------------------------ */
@@ -741,6 +810,7 @@ int main(void)
 	RUN(activation_quantizers_bit_exact);
 	RUN(generic_vs_float64);
 	RUN(threads_do_not_change_results);
+	RUN(row_ranges);
 	RUN(prefill_path_vs_twin);
 	RUN(quantize_error_bounds);
 	return test_summary();
