@@ -162,6 +162,12 @@ wait_for "space turns it off" '\[ \] Scale search'
 wait_gone "and the calibration fields go" 'samples'
 keys Right Right
 wait_for "the review's spec says so" '"scale_search": *false'
+keys Left
+wait_for "back to the evaluation" 'Evaluation of the result'
+keys Home Space
+wait_for "evaluation off" '\[ \] Evaluate the result'
+keys Right
+wait_for "the review's command line says it too" 'optimize alpha-fx --quantize fp8 --no-scale-search'
 keys Escape
 wait_for "Esc asks before discarding" 'Discard this optimization setup'
 keys y
