@@ -4,6 +4,7 @@
 #define OPTSTUDIO_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "core/errors.h"
 
@@ -24,6 +25,15 @@ int cli_fail(const os_error *err, const char *what_fmt, ...) __attribute__((form
 int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True when argv holds -h or --help. */
 bool cli_wants_help(int argc, char **argv);
+
+struct cJSON;
+/* Prints doc (pretty) on stdout and frees it. EXIT_OK, or EXIT_FAIL with a message when doc
+ * is NULL or cannot be printed (out of memory while building or formatting it). */
+int cli_print_json(struct cJSON *doc);
+/* Reads the text file at path whole (malloc'd, NUL-terminated, *len bytes) for a command
+ * that scores or calibrates on it. EXIT_OK, or EXIT_FAIL with the message printed: the
+ * file cannot be read, or it is empty. */
+int cli_read_text(const char *path, char **buf, size_t *len);
 
 /* Command entry points, one per tui/cmd_*.c. */
 int cmd_hub(int argc, char **argv);

@@ -433,16 +433,8 @@ int cmd_doctor(int argc, char **argv)
 
 	int rc = EXIT_OK;
 	if (json) {
-		cJSON *doc = report_json(r);
-		char *text = doc ? cJSON_Print(doc) : NULL;
-		if (text) {
-			printf("%s\n", text);
-		} else {
-			cli_error("doctor: out of memory building the JSON report");
+		if (cli_print_json(report_json(r)) != EXIT_OK)
 			rc = EXIT_FAIL;
-		}
-		free(text);
-		cJSON_Delete(doc);
 	} else {
 		print_table(r);
 	}

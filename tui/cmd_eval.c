@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "core/format/textfile.h"
 #include "core/eval/accuracy.h"
 #include "core/eval/perplexity.h"
 #include "hub_ops.h"
@@ -112,16 +111,6 @@ static int parse_eval_args(int argc, char **argv, eval_args *a)
 	return EXIT_OK;
 }
 
-/* Reads the whole text file (up to 1 TiB) into *buf (malloc'd, NUL-terminated); prints the
- * error itself. */
-static int read_text(const char *path, char **buf, size_t *len)
-{
-	os_error err = {0};
-	if (format_read_text_file(path, (size_t)1 << 40, buf, len, &err) != OS_OK)
-		return cli_fail(&err, "cannot read text '%s'", path);
-	return EXIT_OK;
-}
-
 typedef struct eval_progress {
 	progress *bar;
 	size_t ctx;
@@ -167,7 +156,7 @@ static int print_result(const eval_args *a, const cli_session *m, const cli_sess
 	}
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
-		goto oom;
+		return cli_print_json(NULL);
 	cJSON_AddStringToObject(o, "model", a->model);
 	cJSON_AddStringToObject(o, "baseline", a->baseline);
 	cJSON_AddStringToObject(o, "model_path", m->path);
@@ -188,16 +177,7 @@ static int print_result(const eval_args *a, const cli_session *m, const cli_sess
 	cJSON_AddNumberToObject(o, "ctx", (double)a->ctx);
 	cJSON_AddNumberToObject(o, "text_tokens", (double)n_text_tokens);
 	cJSON_AddNumberToObject(o, "seconds", r->seconds);
-	char *text = cJSON_Print(o);
-	cJSON_Delete(o);
-	if (!text)
-		goto oom;
-	puts(text);
-	cJSON_free(text);
-	return EXIT_OK;
-oom:
-	cli_error("out of memory formatting JSON");
-	return EXIT_FAIL;
+	return cli_print_json(o);
 }
 
 int cmd_eval(int argc, char **argv)
@@ -212,13 +192,8 @@ int cmd_eval(int argc, char **argv)
 		return ex;
 	char *text = NULL;
 	size_t text_len = 0;
-	if ((ex = read_text(a.text, &text, &text_len)) != EXIT_OK)
+	if ((ex = cli_read_text(a.text, &text, &text_len)) != EXIT_OK)
 		return ex;
-	if (text_len == 0) {
-		cli_error("text '%s' is empty", a.text);
-		free(text);
-		return EXIT_FAIL;
-	}
 	cli_session sm = {0}, sb = {0};
 	cli_session_opts om = {.model_arg = a.model, .n_threads = a.n_threads};
 	cli_session_opts ob = {.model_arg = a.baseline, .n_threads = a.n_threads};

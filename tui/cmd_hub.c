@@ -114,20 +114,6 @@ static cJSON *model_to_json(const store_model *m)
 	return o;
 }
 
-/* Prints a JSON document and frees it; EXIT_FAIL if it could not be built. */
-static int print_json(cJSON *doc)
-{
-	char *text = doc ? cJSON_Print(doc) : NULL;
-	cJSON_Delete(doc);
-	if (!text) {
-		cli_error("out of memory formatting JSON");
-		return EXIT_FAIL;
-	}
-	puts(text);
-	cJSON_free(text);
-	return EXIT_OK;
-}
-
 static const char *or_dash(const char *s)
 {
 	return s && *s ? s : "—";
@@ -145,7 +131,7 @@ static int hub_import_cmd(store *s, const hub_args *a)
 		cJSON *o = model_to_json(&m);
 		if (o)
 			cJSON_AddBoolToObject(o, "already_imported", existed);
-		rc = print_json(o);
+		rc = cli_print_json(o);
 	} else if (existed) {
 		printf("'%s' is already in the hub as %s\n", a->positional, m.name);
 	} else {
@@ -171,7 +157,7 @@ static int hub_list_cmd(store *s, const hub_args *a)
 		cJSON *arr = cJSON_CreateArray();
 		for (size_t i = 0; arr && i < n; i++)
 			cJSON_AddItemToArray(arr, model_to_json(&v[i]));
-		rc = print_json(arr);
+		rc = cli_print_json(arr);
 	} else if (n == 0) {
 		printf("The hub is empty. Add a model with 'optstudio hub import PATH', or fetch the "
 		       "demo model with 'make models'.\n");
@@ -229,7 +215,7 @@ static int hub_show_cmd(store *s, const hub_args *a)
 		cJSON *arr = o ? cJSON_AddArrayToObject(o, "compatible_drafts") : NULL;
 		for (size_t i = 0; arr && i < n_drafts; i++)
 			cJSON_AddItemToArray(arr, cJSON_CreateString(drafts[i].name));
-		rc = print_json(o);
+		rc = cli_print_json(o);
 	} else {
 		char params[32], size[32];
 		hub_format_params(m.n_params, params, sizeof params);
@@ -302,7 +288,7 @@ static int hub_drafts_cmd(store *s, const hub_args *a)
 		cJSON *arr = cJSON_CreateArray();
 		for (size_t i = 0; arr && i < n; i++)
 			cJSON_AddItemToArray(arr, model_to_json(&v[i]));
-		rc = print_json(arr);
+		rc = cli_print_json(arr);
 	} else if (n == 0) {
 		printf("No other hub model shares %s's vocabulary (%.12s); import one, or use a "
 		       "quantized copy of the model itself as its draft.\n",

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "core/format/textfile.h"
 #include "core/eval/perplexity.h"
 #include "progress.h"
 #include "session.h"
@@ -109,16 +108,6 @@ static int parse_ppl_args(int argc, char **argv, ppl_args *a)
 	return EXIT_OK;
 }
 
-/* Reads the whole text file (up to 1 TiB) into *buf (malloc'd, NUL-terminated); prints the
- * error itself. */
-static int read_text(const char *path, char **buf, size_t *len)
-{
-	os_error err = {0};
-	if (format_read_text_file(path, (size_t)1 << 40, buf, len, &err) != OS_OK)
-		return cli_fail(&err, "cannot read text '%s'", path);
-	return EXIT_OK;
-}
-
 /* The progress callback: tokens through the model so far. */
 typedef struct ppl_progress {
 	progress *bar;
@@ -149,7 +138,7 @@ static int print_result(const ppl_args *a, const cli_session *s, const perplexit
 	}
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
-		goto oom;
+		return cli_print_json(NULL);
 	cJSON_AddNumberToObject(o, "perplexity", r->ppl);
 	cJSON_AddNumberToObject(o, "perplexity_stderr", r->ppl_stderr);
 	cJSON_AddNumberToObject(o, "mean_nll", r->mean_nll);
@@ -163,16 +152,7 @@ static int print_result(const ppl_args *a, const cli_session *s, const perplexit
 	cJSON_AddStringToObject(o, "weight_format", wfmt);
 	cJSON_AddStringToObject(o, "model", s->path);
 	cJSON_AddStringToObject(o, "file", a->file);
-	char *text = cJSON_Print(o);
-	cJSON_Delete(o);
-	if (!text)
-		goto oom;
-	puts(text);
-	cJSON_free(text);
-	return EXIT_OK;
-oom:
-	cli_error("out of memory formatting JSON");
-	return EXIT_FAIL;
+	return cli_print_json(o);
 }
 
 int cmd_perplexity(int argc, char **argv)
@@ -188,13 +168,8 @@ int cmd_perplexity(int argc, char **argv)
 	char *text = NULL;
 	size_t text_len = 0;
 	/* the text first: a bad path should not cost a model load */
-	if ((ex = read_text(a.file, &text, &text_len)) != EXIT_OK)
+	if ((ex = cli_read_text(a.file, &text, &text_len)) != EXIT_OK)
 		return ex;
-	if (text_len == 0) {
-		cli_error("text '%s' is empty", a.file);
-		free(text);
-		return EXIT_FAIL;
-	}
 
 	cli_session s;
 	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16};

@@ -161,7 +161,7 @@ int cmd_price(int argc, char **argv)
 	if (json) {
 		cJSON *o = cJSON_CreateObject();
 		if (!o)
-			goto oom;
+			return cli_print_json(NULL);
 		cJSON_AddNumberToObject(o, "blended_usd_per_1m", blended);
 		if (instance)
 			cJSON_AddStringToObject(o, "instance", instance);
@@ -172,13 +172,7 @@ int cmd_price(int argc, char **argv)
 		cJSON_AddNumberToObject(o, "throughput_tok_s", tok_s);
 		cJSON_AddStringToObject(o, "input_output_ratio", PRICE_INPUT_OUTPUT_RATIO);
 		cJSON_AddStringToObject(o, "formula", price_formula());
-		char *text = cJSON_Print(o);
-		cJSON_Delete(o);
-		if (!text)
-			goto oom;
-		puts(text);
-		cJSON_free(text);
-		return EXIT_OK;
+		return cli_print_json(o);
 	}
 	printf("blended price: $%.4f per 1M tokens\n", blended);
 	printf("  %s%s at $%.4g/hour, %.4g%% discount, %.4g tok/s total throughput\n",
@@ -186,7 +180,4 @@ int cmd_price(int argc, char **argv)
 	       tok_s);
 	printf("  formula: %s\n", price_formula());
 	return EXIT_OK;
-oom:
-	cli_error("out of memory formatting JSON");
-	return EXIT_FAIL;
 }

@@ -470,11 +470,8 @@ int cmd_quantize(int argc, char **argv)
 			cJSON_AddNumberToObject(o, "awq_rel_err_rtn", rep.err_rtn / rep.energy);
 			cJSON_AddNumberToObject(o, "awq_rel_err", rep.err_clip / rep.energy);
 		}
-		char *s = cJSON_Print(o);
-		if (s)
-			puts(s);
-		cJSON_free(s);
-		cJSON_Delete(o);
+		if (cli_print_json(o) != EXIT_OK)
+			goto done;
 	} else {
 		char sz[32];
 		hub_format_bytes(bytes, sz, sizeof sz);

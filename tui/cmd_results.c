@@ -50,19 +50,6 @@ static void format_date(int64_t t, char *buf, size_t len)
 		snprintf(buf, len, "%lld", (long long)t);
 }
 
-static int print_json(cJSON *o)
-{
-	char *text = o ? cJSON_Print(o) : NULL;
-	cJSON_Delete(o);
-	if (!text) {
-		cli_error("out of memory formatting JSON");
-		return EXIT_FAIL;
-	}
-	puts(text);
-	cJSON_free(text);
-	return EXIT_OK;
-}
-
 int cmd_results(int argc, char **argv)
 {
 	if (cli_wants_help(argc, argv)) {
@@ -98,7 +85,7 @@ int cmd_results(int argc, char **argv)
 			}
 			cJSON_AddItemToArray(arr, o);
 		}
-		ex = print_json(arr);
+		ex = cli_print_json(arr);
 	} else if (n == 0) {
 		printf("no benchmark runs yet; 'optstudio bench MODEL' makes one\n");
 	} else {
@@ -237,7 +224,7 @@ int cmd_compare(int argc, char **argv)
 		goto done;
 	}
 	if (strcmp(format, "json") == 0) {
-		ex = print_json(compare_to_json(c));
+		ex = cli_print_json(compare_to_json(c));
 		goto done;
 	}
 	compare_format fmt = strcmp(format, "csv") == 0  ? COMPARE_FORMAT_CSV

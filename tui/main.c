@@ -1,11 +1,14 @@
 /* main.c: optstudio's entry point. With no command on a terminal it opens the studio;
  * `optstudio <command> ...` runs one command of the command line. */
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "core/format/textfile.h"
 #include "studio.h"
 
 static const cli_command commands[] = {
@@ -67,6 +70,34 @@ bool cli_wants_help(int argc, char **argv)
 			return true;
 	}
 	return false;
+}
+
+int cli_print_json(cJSON *doc)
+{
+	char *text = doc ? cJSON_Print(doc) : NULL;
+	cJSON_Delete(doc);
+	if (!text) {
+		cli_error("out of memory formatting JSON");
+		return EXIT_FAIL;
+	}
+	puts(text);
+	cJSON_free(text);
+	return EXIT_OK;
+}
+
+int cli_read_text(const char *path, char **buf, size_t *len)
+{
+	os_error err = {0};
+	/* a text is any size the machine can hold: the cap only guards the size arithmetic */
+	if (format_read_text_file(path, (size_t)1 << 40, buf, len, &err) != OS_OK)
+		return cli_fail(&err, "cannot read text '%s'", path);
+	if (*len == 0) {
+		cli_error("text '%s' is empty", path);
+		free(*buf);
+		*buf = NULL;
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
 }
 
 static void print_main_help(FILE *out)
