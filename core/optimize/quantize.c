@@ -261,37 +261,6 @@ static size_t count_matrices(const model *m)
 	return n;
 }
 
-int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progress,
-		      void *progress_ctx, os_error *err)
-{
-	int rc = quant_recipe_check(r, err);
-	if (rc)
-		return rc;
-	size_t total = count_matrices(m), done = 0;
-	for (size_t i = 0; i < model_n_tensors(m); i++) {
-		model_tensor t = model_tensor_at(m, i);
-		if (!t.mat)
-			continue;
-		int target;
-		size_t group;
-		bool convert;
-		if ((rc = plan_matrix(r, &t, &target, &group, &convert, err)))
-			return rc;
-		if (convert) {
-			be_weight q;
-			if ((rc = quantize_weight(t.mat, t.name, target, group, &q, err)))
-				return rc;
-			if ((rc = model_set_matrix(m, i, &q, err))) {
-				weight_free(&q);
-				return rc;
-			}
-		}
-		if (progress && !progress(progress_ctx, "quantize", ++done, total))
-			return os_error_set(err, OS_ESTOPPED, "quantization stopped");
-	}
-	return OS_OK;
-}
-
 /* The calibration site a block matrix reads, from its GGUF name; -1 for other tensors. */
 static int site_of_name(const char *name, size_t *layer)
 {
@@ -314,6 +283,73 @@ static int site_of_name(const char *name, size_t *layer)
 	return -1;
 }
 
+/* Quantizes a block matrix by the importance-weighted search on its input's calibration
+ * statistics (st), into *q. */
+static int search_weight(const model_tensor *t, const calib_stats *st, size_t layer, int site,
+			 int target, size_t group, threadpool *pool, be_weight *q, os_error *err)
+{
+	const calib_site *cs = layer < calib_n_layers(st) ? calib_get(st, layer, site) : NULL;
+	if (!cs || cs->dim != t->mat->cols || !cs->mean_sq)
+		return os_error_set(err, OS_EUSAGE, "tensor %s: the calibration of its input does "
+				    "not match its %zu columns", t->name, t->mat->cols);
+	quant_matrix qm;
+	os_error e2;
+	int rc = quant_matrix_new_weighted(&qm, to_quant_fmt(target), t->mat->data, t->mat->rows,
+					   t->mat->cols, group, cs->mean_sq, pool, &e2);
+	if (rc)
+		return os_error_set(err, rc, "tensor %s: %s", t->name, e2.msg);
+	*q = (be_weight){.fmt = target, .rows = qm.rows, .cols = qm.cols, .data = qm.data,
+			 .scales = qm.scales, .zeros = qm.zeros,
+			 .group = target == BE_WFMT_I4 ? group : 0};
+	return OS_OK;
+}
+
+/* Converts every matrix r asks for: block matrices by the weighted search when st is given,
+ * everything else (and everything when st is NULL) by plain per-range scales. */
+static int apply_matrices(model *m, const quant_recipe *r, const calib_stats *st,
+			  threadpool *pool, quant_progress_fn progress, void *progress_ctx,
+			  os_error *err)
+{
+	int rc;
+	size_t total = count_matrices(m), done = 0;
+	for (size_t i = 0; i < model_n_tensors(m); i++) {
+		model_tensor t = model_tensor_at(m, i);
+		if (!t.mat)
+			continue;
+		int target;
+		size_t group, layer = 0;
+		bool convert;
+		if ((rc = plan_matrix(r, &t, &target, &group, &convert, err)))
+			return rc;
+		if (convert) {
+			be_weight q;
+			int site = st ? site_of_name(t.name, &layer) : -1;
+			if (site >= 0 && be_wfmt_quantized(target))
+				rc = search_weight(&t, st, layer, site, target, group, pool, &q, err);
+			else
+				rc = quantize_weight(t.mat, t.name, target, group, &q, err);
+			if (rc)
+				return rc;
+			if ((rc = model_set_matrix(m, i, &q, err))) {
+				weight_free(&q);
+				return rc;
+			}
+		}
+		if (progress && !progress(progress_ctx, "quantize", ++done, total))
+			return os_error_set(err, OS_ESTOPPED, "quantization stopped");
+	}
+	return OS_OK;
+}
+
+int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progress,
+		      void *progress_ctx, os_error *err)
+{
+	int rc = quant_recipe_check(r, err);
+	if (rc)
+		return rc;
+	return apply_matrices(m, r, NULL, NULL, progress, progress_ctx, err);
+}
+
 int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats *st,
 			     threadpool *pool, quant_progress_fn progress, void *progress_ctx,
 			     os_error *err)
@@ -326,48 +362,7 @@ int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats 
 	if (calib_n_layers(st) != model_get_config(m)->n_layers)
 		return os_error_set(err, OS_EUSAGE, "calibration has %zu layers, the model %zu",
 				    calib_n_layers(st), model_get_config(m)->n_layers);
-	size_t total = count_matrices(m), done = 0;
-	for (size_t i = 0; i < model_n_tensors(m); i++) {
-		model_tensor t = model_tensor_at(m, i);
-		if (!t.mat)
-			continue;
-		int target;
-		size_t group, layer = 0;
-		bool convert;
-		if ((rc = plan_matrix(r, &t, &target, &group, &convert, err)))
-			return rc;
-		int site = site_of_name(t.name, &layer);
-		if (convert) {
-			be_weight q;
-			if (site >= 0 && be_wfmt_quantized(target)) {
-				const calib_site *cs =
-					layer < calib_n_layers(st) ? calib_get(st, layer, site) : NULL;
-				if (!cs || cs->dim != t.mat->cols || !cs->mean_sq)
-					return os_error_set(err, OS_EUSAGE,
-							    "tensor %s: the calibration of its input "
-							    "does not match its %zu columns",
-							    t.name, t.mat->cols);
-				quant_matrix qm;
-				os_error e2;
-				if ((rc = quant_matrix_new_weighted(&qm, to_quant_fmt(target), t.mat->data,
-								    t.mat->rows, t.mat->cols, group,
-								    cs->mean_sq, pool, &e2)))
-					return os_error_set(err, rc, "tensor %s: %s", t.name, e2.msg);
-				q = (be_weight){.fmt = target, .rows = qm.rows, .cols = qm.cols,
-						.data = qm.data, .scales = qm.scales, .zeros = qm.zeros,
-						.group = target == BE_WFMT_I4 ? group : 0};
-			} else if ((rc = quantize_weight(t.mat, t.name, target, group, &q, err))) {
-				return rc;
-			}
-			if ((rc = model_set_matrix(m, i, &q, err))) {
-				weight_free(&q);
-				return rc;
-			}
-		}
-		if (progress && !progress(progress_ctx, "quantize", ++done, total))
-			return os_error_set(err, OS_ESTOPPED, "quantization stopped");
-	}
-	return OS_OK;
+	return apply_matrices(m, r, st, pool, progress, progress_ctx, err);
 }
 
 /* --- the writer ------------------------------------------------------------------------ */
