@@ -23,6 +23,9 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_fail(const os_error *err, const char *what_fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints a usage error with a pointer to --help and returns EXIT_USAGE. */
 int cli_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The usage error for an option getopt_long refused: opt as the user wrote it, and getopt's
+ * optopt (nonzero: the option is known but its value is missing). Returns EXIT_USAGE. */
+int cli_option_error(const char *command, const char *opt, int optopt_seen);
 /* True when argv holds -h or --help. */
 bool cli_wants_help(int argc, char **argv);
 

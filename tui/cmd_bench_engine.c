@@ -101,11 +101,9 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
 			a->json = true;
 			continue;
 		case '?':
-			if (optopt)
-				return cli_usage_error("bench-engine", "option '%s' needs a value", opt);
-			return cli_usage_error("bench-engine", "unknown option '%s'", opt);
+			return cli_option_error("bench-engine", opt, optopt);
 		default:
-			return cli_usage_error("bench-engine", "unknown option '%s'", opt);
+			return cli_option_error("bench-engine", opt, 0);
 		}
 		if (!cli_parse_size(optarg, target) || *target < lo || *target > hi)
 			return cli_usage_error("bench-engine", "%s wants a number in %zu..%zu, got '%s'",

@@ -90,11 +90,9 @@ static int parse_eval_args(int argc, char **argv, eval_args *a)
 			a->json = true;
 			break;
 		case '?':
-			if (optopt)
-				return cli_usage_error("eval", "option '%s' needs a value", opt);
-			return cli_usage_error("eval", "unknown option '%s'", opt);
+			return cli_option_error("eval", opt, optopt);
 		default:
-			return cli_usage_error("eval", "unknown option '%s'", opt);
+			return cli_option_error("eval", opt, 0);
 		}
 	}
 	int n_pos = argc - optind;

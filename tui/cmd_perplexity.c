@@ -90,11 +90,9 @@ static int parse_ppl_args(int argc, char **argv, ppl_args *a)
 			a->json = true;
 			break;
 		case '?':
-			if (optopt)
-				return cli_usage_error("perplexity", "option '%s' needs a value", opt);
-			return cli_usage_error("perplexity", "unknown option '%s'", opt);
+			return cli_option_error("perplexity", opt, optopt);
 		default:
-			return cli_usage_error("perplexity", "unknown option '%s'", opt);
+			return cli_option_error("perplexity", opt, 0);
 		}
 	}
 	int n_pos = argc - optind;

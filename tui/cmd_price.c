@@ -90,11 +90,9 @@ int cmd_price(int argc, char **argv)
 			target = &set_local;
 			break;
 		case '?':
-			if (optopt)
-				return cli_usage_error("price", "option '%s' needs a value", opt);
-			return cli_usage_error("price", "unknown option '%s'", opt);
+			return cli_option_error("price", opt, optopt);
 		default:
-			return cli_usage_error("price", "unknown option '%s'", opt);
+			return cli_option_error("price", opt, 0);
 		}
 		if (!parse_double(optarg, target))
 			return cli_usage_error("price", "%s wants a number, got '%s'", opt, optarg);

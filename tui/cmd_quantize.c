@@ -128,11 +128,9 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 		case OPT_SEARCH: search = 1; break;
 		case OPT_NO_SEARCH: search = 0; break;
 		case '?':
-			if (optopt)
-				return cli_usage_error("quantize", "option '%s' needs a value", opt);
-			return cli_usage_error("quantize", "unknown option '%s'", opt);
+			return cli_option_error("quantize", opt, optopt);
 		default:
-			return cli_usage_error("quantize", "unknown option '%s'", opt);
+			return cli_option_error("quantize", opt, 0);
 		}
 	}
 	if (argc - optind < 1)

@@ -172,11 +172,9 @@ int cmd_compare(int argc, char **argv)
 			format = optarg;
 			break;
 		case '?':
-			if (optopt)
-				return cli_usage_error("compare", "option '%s' needs a value", opt);
-			return cli_usage_error("compare", "unknown option '%s'", opt);
+			return cli_option_error("compare", opt, optopt);
 		default:
-			return cli_usage_error("compare", "unknown option '%s'", opt);
+			return cli_option_error("compare", opt, 0);
 		}
 	}
 	for (int i = optind; i < argc; i++) {

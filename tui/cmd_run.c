@@ -203,11 +203,9 @@ static int parse_run_args(int argc, char **argv, run_args *a)
 			a->no_baseline = true;
 			break;
 		case '?':
-			if (optopt)
-				return cli_usage_error("run", "option '%s' needs a value", opt);
-			return cli_usage_error("run", "unknown option '%s'", opt);
+			return cli_option_error("run", opt, optopt);
 		default:
-			return cli_usage_error("run", "unknown option '%s'", opt);
+			return cli_option_error("run", opt, 0);
 		}
 	}
 	int n_pos = argc - optind;

@@ -61,6 +61,13 @@ int cli_usage_error(const char *command, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int cli_option_error(const char *command, const char *opt, int optopt_seen)
+{
+	if (optopt_seen)
+		return cli_usage_error(command, "option '%s' needs a value", opt);
+	return cli_usage_error(command, "unknown option '%s'", opt);
+}
+
 bool cli_wants_help(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
