@@ -233,16 +233,9 @@ static int load_points(store *s, store_bench_run *r, os_error *err)
 	size_t cap = 0;
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (r->n_points == cap) {
-			size_t ncap = cap ? cap * 2 : 8;
-			store_bench_point *nv = realloc(r->points, ncap * sizeof *nv);
-			if (!nv) {
-				rc = os_error_set(err, OS_ENOMEM, "out of memory reading bench points");
-				goto done;
-			}
-			r->points = nv;
-			cap = ncap;
-		}
+		if ((rc = store_grow_rows(&r->points, r->n_points, &cap, sizeof *r->points,
+					  "reading bench points", err)))
+			goto done;
 		store_bench_point *p = &r->points[r->n_points++];
 		p->concurrency = sqlite3_column_int64(st, 0);
 		p->n_requests = sqlite3_column_int64(st, 1);
@@ -300,16 +293,8 @@ int store_bench_run_list(store *s, store_bench_run **out, size_t *n, os_error *e
 	size_t len = 0, cap = 0;
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			store_bench_run *nv = realloc(v, ncap * sizeof *nv);
-			if (!nv) {
-				rc = os_error_set(err, OS_ENOMEM, "out of memory listing bench runs");
-				goto fail;
-			}
-			v = nv;
-			cap = ncap;
-		}
+		if ((rc = store_grow_rows(&v, len, &cap, sizeof *v, "listing bench runs", err)))
+			goto fail;
 		if ((rc = row_to_run(st, &v[len], err)))
 			goto fail;
 		len++;
@@ -466,16 +451,8 @@ int store_eval_result_list(store *s, const char *model_name, int64_t job_id,
 	size_t len = 0, cap = 0;
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			store_eval_result *nv = realloc(v, ncap * sizeof *nv);
-			if (!nv) {
-				rc = os_error_set(err, OS_ENOMEM, "out of memory listing eval results");
-				goto fail;
-			}
-			v = nv;
-			cap = ncap;
-		}
+		if ((rc = store_grow_rows(&v, len, &cap, sizeof *v, "listing eval results", err)))
+			goto fail;
 		if ((rc = row_to_eval(st, &v[len], err)))
 			goto fail;
 		len++;

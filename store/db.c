@@ -250,6 +250,23 @@ int store_bind_text(sqlite3_stmt *st, int idx, const char *v)
 	return v ? sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, idx);
 }
 
+int store_grow_rows(void *array_ptr, size_t len, size_t *cap, size_t elem, const char *what,
+		    os_error *err)
+{
+	if (len < *cap)
+		return OS_OK;
+	/* array_ptr points at a T *, which may not be read through a void ** */
+	void *array;
+	memcpy(&array, array_ptr, sizeof array);
+	size_t ncap = *cap ? *cap * 2 : 16;
+	void *grown = realloc(array, ncap * elem);
+	if (!grown)
+		return os_error_set(err, OS_ENOMEM, "out of memory %s", what);
+	memcpy(array_ptr, &grown, sizeof grown);
+	*cap = ncap;
+	return OS_OK;
+}
+
 int store_column_strdup(sqlite3_stmt *st, int col, char **dst, os_error *err)
 {
 	*dst = NULL;

@@ -68,16 +68,8 @@ int store_instance_list(store *s, store_instance **out, size_t *n, os_error *err
 	size_t len = 0, cap = 0;
 	int step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			store_instance *nv = realloc(v, ncap * sizeof *nv);
-			if (!nv) {
-				rc = os_error_set(err, OS_ENOMEM, "out of memory listing instances");
-				goto fail;
-			}
-			v = nv;
-			cap = ncap;
-		}
+		if ((rc = store_grow_rows(&v, len, &cap, sizeof *v, "listing instances", err)))
+			goto fail;
 		if ((rc = row_to_instance(st, &v[len], err)))
 			goto fail;
 		len++;

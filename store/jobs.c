@@ -106,16 +106,8 @@ int store_job_list(store *s, store_job **out, size_t *n, os_error *err)
 	store_job *v = NULL;
 	size_t len = 0, cap = 0;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			store_job *nv = realloc(v, ncap * sizeof *nv);
-			if (!nv) {
-				rc = os_error_set(err, OS_ENOMEM, "out of memory listing jobs");
-				goto fail;
-			}
-			v = nv;
-			cap = ncap;
-		}
+		if ((rc = store_grow_rows(&v, len, &cap, sizeof *v, "listing jobs", err)))
+			goto fail;
 		if ((rc = row_to_job(st, &v[len], err)))
 			goto fail;
 		len++;
@@ -520,16 +512,8 @@ int store_job_event_list(store *s, int64_t job_id, int64_t after_id, store_job_e
 	store_job_event *v = NULL;
 	size_t len = 0, cap = 0;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			store_job_event *nv = realloc(v, ncap * sizeof *nv);
-			if (!nv) {
-				rc = os_error_set(err, OS_ENOMEM, "out of memory listing events");
-				goto fail;
-			}
-			v = nv;
-			cap = ncap;
-		}
+		if ((rc = store_grow_rows(&v, len, &cap, sizeof *v, "listing events", err)))
+			goto fail;
 		store_job_event *e = &v[len];
 		memset(e, 0, sizeof *e);
 		len++;

@@ -89,16 +89,8 @@ static int collect_models(store *s, sqlite3_stmt *st, store_model **out, size_t 
 	size_t len = 0, cap = 0;
 	int rc = OS_OK, step;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			store_model *nv = realloc(v, ncap * sizeof *nv);
-			if (!nv) {
-				rc = os_error_set(err, OS_ENOMEM, "out of memory listing models");
-				goto fail;
-			}
-			v = nv;
-			cap = ncap;
-		}
+		if ((rc = store_grow_rows(&v, len, &cap, sizeof *v, "listing models", err)))
+			goto fail;
 		memset(&v[len], 0, sizeof v[len]);
 		if ((rc = row_to_model(st, &v[len], err)))
 			goto fail;

@@ -37,6 +37,13 @@ int store_bind_text(sqlite3_stmt *st, int idx, const char *v);
 /* *dst = malloc'd copy of column col's text, NULL for SQL NULL. OS_ENOMEM on failure. */
 int store_column_strdup(sqlite3_stmt *st, int col, char **dst, os_error *err);
 
+/* Makes room for element len of a growing array of rows: when len == *cap, doubles the
+ * array (16 at first) whose pointer is at array_ptr (any T **; elem = sizeof (T)). On
+ * failure the array is left as it was and OS_ENOMEM names what was being read ("listing
+ * models"). */
+int store_grow_rows(void *array_ptr, size_t len, size_t *cap, size_t elem, const char *what,
+		    os_error *err);
+
 /* Seeds the instance catalog from the embedded JSON when the table is empty, and makes sure
  * the local row exists. Runs its own transaction. Called by store_open. */
 int store_instances_seed(store *s, os_error *err);
