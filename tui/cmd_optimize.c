@@ -29,6 +29,9 @@ static const char optimize_help[] =
 	"      --scale-search        importance-weighted scale search (fp8, int4; default on\n"
 	"                            for fp8 with calibration text, and for int4-awq)\n"
 	"      --no-scale-search     scales from each range (fp8 without calibration)\n"
+	"      --gptq                GPTQ error compensation from calibration Hessians\n"
+	"                            (int4-awq, int4-rtn, fp8; default off)\n"
+	"      --no-gptq             no GPTQ (the default)\n"
 	"      --calib FILE          calibration text (int8-smoothquant, int4-awq, the search)\n"
 	"      --samples N           calibration samples\n"
 	"      --seq-len L           tokens per calibration sample\n"
@@ -82,7 +85,7 @@ enum {
 	OPT_QUANTIZE = 256, OPT_ALPHA, OPT_GROUP, OPT_KV, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN,
 	OPT_DRAFT, OPT_SPEC_K, OPT_EVAL_C, OPT_NAME, OPT_JSON, OPT_EVAL_IN, OPT_EVAL_OUT,
 	OPT_EVAL_REQ, OPT_EVAL_INST, OPT_EVAL_DISC, OPT_EVAL_BASE, OPT_EVAL_TEXT, OPT_SEARCH,
-	OPT_NO_SEARCH
+	OPT_NO_SEARCH, OPT_GPTQ, OPT_NO_GPTQ
 };
 
 /* Adds a number given as text on the command line (kept as the text's value; the spec's
@@ -111,6 +114,8 @@ static char *spec_from_flags(const char *model, int argc, char **argv, bool *jso
 		{"calib", required_argument, NULL, OPT_CALIB},
 		{"scale-search", no_argument, NULL, OPT_SEARCH},
 		{"no-scale-search", no_argument, NULL, OPT_NO_SEARCH},
+		{"gptq", no_argument, NULL, OPT_GPTQ},
+		{"no-gptq", no_argument, NULL, OPT_NO_GPTQ},
 		{"samples", required_argument, NULL, OPT_SAMPLES},
 		{"seq-len", required_argument, NULL, OPT_SEQ_LEN},
 		{"draft", required_argument, NULL, OPT_DRAFT},
@@ -149,6 +154,12 @@ static char *spec_from_flags(const char *model, int argc, char **argv, bool *jso
 			OBJ(q, root, "quantization");
 			cJSON_DeleteItemFromObjectCaseSensitive(q, "scale_search");
 			cJSON_AddBoolToObject(q, "scale_search", c == OPT_SEARCH);
+			break;
+		case OPT_GPTQ:
+		case OPT_NO_GPTQ:
+			OBJ(q, root, "quantization");
+			cJSON_DeleteItemFromObjectCaseSensitive(q, "gptq");
+			cJSON_AddBoolToObject(q, "gptq", c == OPT_GPTQ);
 			break;
 		case OPT_CALIB:
 			OBJ(q, root, "quantization");

@@ -1,6 +1,7 @@
 /* cmd_quantize.c: `optstudio quantize MODEL --method M -o OUT`: quantizes a model into an
- * optstudio GGUF (core/optimize/quantize.h), calibrating first for SmoothQuant and AWQ, and
- * imports the result into the hub when the source came from it. */
+ * optstudio GGUF (core/optimize/quantize.h), calibrating first for SmoothQuant, AWQ, the
+ * scale search and GPTQ (core/optimize/quant_flow.h), and imports the result into the hub
+ * when the source came from it. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <limits.h>
@@ -13,10 +14,8 @@
 #include "cli.h"
 #include "core/cpu/backend_cpu.h"
 #include "core/format/sha256.h"
-#include "core/optimize/awq.h"
-#include "core/optimize/calibrate.h"
+#include "core/optimize/quant_flow.h"
 #include "core/optimize/quantize.h"
-#include "core/optimize/smoothquant.h"
 #include "hub_ops.h"
 #include "progress.h"
 #include "session.h"
@@ -56,6 +55,13 @@ static const char quantize_help[] =
 	"                      for the INT8 methods\n"
 	"      --no-scale-search  scales from each range: fp8 without calibration, int4-awq as\n"
 	"                      in the paper (plain round to nearest inside the search)\n"
+	"      --gptq          GPTQ: quantize the block matrices column by column, spreading\n"
+	"                      each column's rounding error over the columns not yet quantized\n"
+	"                      through the inverse of the input Hessian from calibration (after\n"
+	"                      AWQ's scales for int4-awq, on a second calibration pass). For\n"
+	"                      int4-awq, int4-rtn and fp8; the Hessians take dim^2 * 4 bytes\n"
+	"                      per layer input (about 400 MB for SmolLM2-135M). Default: off\n"
+	"      --no-gptq       round each matrix on its own (the default)\n"
 	"      --calib FILE    calibration text (default <data home>/text/calibration.txt)\n"
 	"      --samples N     calibration samples (default 32)\n"
 	"      --seq-len L     tokens per calibration sample (default 256)\n"
@@ -75,7 +81,7 @@ typedef struct quantize_args {
 } quantize_args;
 
 enum { OPT_ALPHA = 256, OPT_GROUP, OPT_KV, OPT_HEAD, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN, OPT_NAME,
-       OPT_THREADS, OPT_JSON, OPT_SEARCH, OPT_NO_SEARCH };
+       OPT_THREADS, OPT_JSON, OPT_SEARCH, OPT_NO_SEARCH, OPT_GPTQ, OPT_NO_GPTQ };
 
 static int parse_args(int argc, char **argv, quantize_args *a)
 {
@@ -94,6 +100,8 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 		{"json", no_argument, NULL, OPT_JSON},
 		{"scale-search", no_argument, NULL, OPT_SEARCH},
 		{"no-scale-search", no_argument, NULL, OPT_NO_SEARCH},
+		{"gptq", no_argument, NULL, OPT_GPTQ},
+		{"no-gptq", no_argument, NULL, OPT_NO_GPTQ},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -101,6 +109,7 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 	const char *alpha = NULL, *group = NULL, *kv = NULL, *samples = NULL, *seq_len = NULL;
 	const char *calib = NULL, *method = NULL, *head = NULL;
 	int search = -1; /* -1: the method's default */
+	bool gptq = false;
 	memset(a, 0, sizeof *a);
 	optind = 1;
 	opterr = 0;
@@ -127,6 +136,8 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 		case OPT_JSON: a->json = true; break;
 		case OPT_SEARCH: search = 1; break;
 		case OPT_NO_SEARCH: search = 0; break;
+		case OPT_GPTQ: gptq = true; break;
+		case OPT_NO_GPTQ: gptq = false; break;
 		case '?':
 			return cli_option_error("quantize", opt, optopt);
 		default:
@@ -153,6 +164,10 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 	if (a->r.scale_search && (m == QUANT_INT8_SQ || m == QUANT_INT8_RTN))
 		return cli_usage_error("quantize", "--scale-search is for the fp8 and int4 methods, "
 				       "not %s", method);
+	a->r.gptq = gptq;
+	if (gptq && !quant_method_gptq_ok(m))
+		return cli_usage_error("quantize", "--gptq is for int4-awq, int4-rtn and fp8, not %s",
+				       method);
 	if (alpha && (!cli_parse_float(alpha, &a->r.alpha) || a->r.alpha < 0 || a->r.alpha > 1))
 		return cli_usage_error("quantize", "--alpha wants a number in 0..1, got '%s'", alpha);
 	if (group && (!cli_parse_size(group, &a->r.group) ||
@@ -176,7 +191,6 @@ typedef struct bar_ctx {
 	progress *bar;
 	const char *stage;
 	bool quiet;
-	double t_calib, t_transform; /* seconds of the calibration pass and of the transform */
 } bar_ctx;
 
 static void bar_stage(bar_ctx *b, const char *stage, const char *unit, size_t total)
@@ -197,18 +211,17 @@ static bool on_quant(void *ctx, const char *stage, size_t done, size_t total)
 	return true;
 }
 
-static void on_calib(void *ctx, size_t done, size_t total)
+/* The flow's stages (quant_flow.h): one bar each. */
+static bool on_progress(void *ctx, const char *stage, size_t done, size_t total)
 {
 	bar_ctx *b = ctx;
-	bar_stage(b, "calibrate", "samples", total);
+	const char *unit = strcmp(stage, "calibrate") == 0 || strcmp(stage, "hessians") == 0
+				   ? "samples"
+			   : strcmp(stage, "awq search") == 0 ? "sites"
+							      : "tensors";
+	bar_stage(b, stage, unit, total);
 	progress_update(b->bar, done);
-}
-
-static void on_awq(void *ctx, size_t done, size_t total)
-{
-	bar_ctx *b = ctx;
-	bar_stage(b, "awq search", "sites", total);
-	progress_update(b->bar, done);
+	return true;
 }
 
 /* "dir/x.Q4_1.gguf" -> "x.Q4_1" into buf. */
@@ -221,10 +234,11 @@ static void base_name(const char *path, char *buf, size_t len)
 		buf[n - 5] = '\0';
 }
 
-/* SmoothQuant or AWQ on m (F32) from calibration over the recipe's text. Prints errors. */
+/* Calibration, the transform and the in-memory quantization of the block matrices
+ * (quant_flow.h) on m (F32) over the recipe's text. Prints errors. */
 static int calibrate_and_transform(model *m, const tokenizer *tok, backend *be,
 				   const quantize_args *a, const char *home, bar_ctx *bar,
-				   awq_report *rep)
+				   quant_flow_report *rep)
 {
 	os_error err = {0};
 	char calib_buf[PATH_MAX];
@@ -243,56 +257,23 @@ static int calibrate_and_transform(model *m, const tokenizer *tok, backend *be,
 			return EXIT_FAIL;
 		}
 	}
-	size_t L = a->r.calib_seq_len, bt = KV_DEFAULT_BLOCK_TOKENS;
-	engine_opts eo = {
-		.max_batch = L < 256 ? L : 256,
-		.kv_bytes = (L + bt - 1) / bt * bt * cli_session_kv_bytes_per_token(m),
-		.kv_block_tokens = bt,
-		.kv_type = ENGINE_KV_F32,
-	};
-	engine *e = NULL;
+	quant_flow_opts fo = {.be = be, .tok = tok, .calib_path = calib, .progress = on_progress,
+			      .progress_ctx = bar};
 	calib_stats *st = NULL;
 	int ex = EXIT_FAIL;
-	if (engine_new(&e, m, be, &eo, &err)) {
-		cli_fail(&err, "cannot start the calibration engine");
-		goto done;
-	}
-	double t0 = cli_now_s();
-	calib_opts co = calib_opts_default();
-	co.n_samples = a->r.calib_samples;
-	co.seq_len = L;
-	co.progress = on_calib;
-	co.cb_ctx = bar;
-	if (calib_run_file(e, tok, calib, &co, &st, &err)) {
+	if (quant_flow_calibrate(m, &a->r, &fo, &st, rep, &err)) {
 		progress_finish(bar->bar), bar->bar = NULL, bar->stage = NULL;
 		cli_fail(&err, "calibration on '%s' failed", calib);
 		goto done;
 	}
-	engine_free(e); /* the transforms change the weights the engine reads */
-	e = NULL;
-	double t1 = cli_now_s();
-	bar->t_calib = t1 - t0;
-	int rc;
-	if (a->r.method == QUANT_INT8_SQ) {
-		rc = smoothquant_apply(m, st, a->r.alpha, &err);
-	} else if (a->r.method == QUANT_INT4_AWQ) {
-		/* with scale search, awq_apply leaves the blocks quantized (awq.h) */
-		awq_opts ao = {.group = a->r.group, .weighted = a->r.scale_search, .be = be,
-			       .pool = backend_cpu_pool(be), .progress = on_awq, .cb_ctx = bar};
-		rc = awq_apply(m, st, &ao, rep, &err);
-	} else {
-		rc = quant_model_apply_search(m, &a->r, st, backend_cpu_pool(be), on_quant, bar,
-					      &err);
-	}
-	bar->t_transform = cli_now_s() - t1;
-	if (rc) {
+	if (quant_flow_transform(m, &a->r, st, &fo, rep, &err)) {
 		progress_finish(bar->bar), bar->bar = NULL, bar->stage = NULL;
-		cli_fail(&err, "%s failed", quant_method_name(a->r.method));
+		cli_fail(&err, "%s%s failed", quant_method_name(a->r.method),
+			 a->r.gptq ? " with gptq" : "");
 		goto done;
 	}
 	ex = EXIT_OK;
 done:
-	engine_free(e);
 	calib_stats_free(st);
 	return ex;
 }
@@ -318,7 +299,7 @@ int cmd_quantize(int argc, char **argv)
 	model *m = NULL;
 	backend *be = NULL;
 	bar_ctx bar = {.quiet = false};
-	awq_report rep = {0};
+	quant_flow_report rep = {0};
 	ex = EXIT_FAIL;
 	double t0 = cli_now_s();
 
@@ -385,7 +366,7 @@ int cmd_quantize(int argc, char **argv)
 	}
 	/* fp8 searches by default when there is calibration text; without, plain scales */
 	if (a.r.scale_search && a.search < 0 && !quant_method_calibrates(a.r.method) &&
-	    !a.r.calib_path) {
+	    !a.r.calib_path && !a.r.gptq) {
 		char cal[PATH_MAX];
 		if (home)
 			snprintf(cal, sizeof cal, "%s/text/calibration.txt", home);
@@ -456,17 +437,23 @@ int cmd_quantize(int argc, char **argv)
 		cJSON_AddNumberToObject(o, "seconds", secs);
 		cJSON *ph = cJSON_AddObjectToObject(o, "phase_seconds");
 		if (ph) {
-			cJSON_AddNumberToObject(ph, "calibrate", bar.t_calib);
-			cJSON_AddNumberToObject(ph, "transform", bar.t_transform);
+			cJSON_AddNumberToObject(ph, "calibrate", rep.t_calib);
+			cJSON_AddNumberToObject(ph, "transform", rep.t_transform);
+			if (rep.has_gptq)
+				cJSON_AddNumberToObject(ph, "gptq", rep.t_gptq);
 			cJSON_AddNumberToObject(ph, "write", t_write);
 		}
 		if (hub_name[0] && hub_rc == OS_OK)
 			cJSON_AddStringToObject(o, "hub_name", hub_name);
 		else
 			cJSON_AddNullToObject(o, "hub_name");
-		if (a.r.method == QUANT_INT4_AWQ && rep.energy > 0) {
-			cJSON_AddNumberToObject(o, "awq_rel_err_rtn", rep.err_rtn / rep.energy);
-			cJSON_AddNumberToObject(o, "awq_rel_err", rep.err_clip / rep.energy);
+		if (rep.has_awq && rep.awq.energy > 0) {
+			cJSON_AddNumberToObject(o, "awq_rel_err_rtn", rep.awq.err_rtn / rep.awq.energy);
+			cJSON_AddNumberToObject(o, "awq_rel_err", rep.awq.err_clip / rep.awq.energy);
+		}
+		if (rep.has_gptq && rep.gptq.energy > 0) {
+			cJSON_AddNumberToObject(o, "gptq_rel_err_rtn", rep.gptq.err_rtn / rep.gptq.energy);
+			cJSON_AddNumberToObject(o, "gptq_rel_err", rep.gptq.err_gptq / rep.gptq.energy);
 		}
 		if (cli_print_json(o) != EXIT_OK)
 			goto done;
@@ -475,15 +462,21 @@ int cmd_quantize(int argc, char **argv)
 		hub_format_bytes(bytes, sz, sizeof sz);
 		printf("wrote %s (%s, %s) in %.1f s\n", out, quant_method_name(a.r.method), sz, secs);
 		if (quant_recipe_calibrates(&a.r))
-			printf("time: calibration %.1f s, %s %.1f s, writing %.1f s\n", bar.t_calib,
+			printf("time: calibration %.1f s, %s %.1f s, writing %.1f s\n", rep.t_calib,
 			       a.r.method == QUANT_INT8_SQ	 ? "smoothing"
-			       : a.r.method == QUANT_INT4_AWQ ? "awq search"
-							      : "scale search",
-			       bar.t_transform, t_write);
-		if (a.r.method == QUANT_INT4_AWQ && rep.energy > 0)
+			       : a.r.method == QUANT_INT4_AWQ ? (a.r.gptq ? "awq search + gptq"
+								   : "awq search")
+			       : a.r.gptq ? "gptq"
+					  : "scale search",
+			       rep.t_transform, t_write);
+		if (rep.has_awq && rep.awq.energy > 0)
 			printf("awq: relative output error %.3g (round to nearest: %.3g), mean alpha "
 			       "%.2f\n",
-			       rep.err_clip / rep.energy, rep.err_rtn / rep.energy, rep.mean_alpha);
+			       rep.awq.err_clip / rep.awq.energy, rep.awq.err_rtn / rep.awq.energy,
+			       rep.awq.mean_alpha);
+		if (rep.has_gptq && rep.gptq.energy > 0)
+			printf("gptq: relative proxy error %.3g (without compensation: %.3g)\n",
+			       rep.gptq.err_gptq / rep.gptq.energy, rep.gptq.err_rtn / rep.gptq.energy);
 		if (hub_name[0] && hub_rc == OS_OK)
 			printf("imported into the hub as '%s'\n", hub_name);
 	}

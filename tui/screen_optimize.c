@@ -166,6 +166,12 @@ static void choose_row(opt_screen *o, ui *u, wrow *r, int opt)
 			wiz_field_check(w, f, o->home);
 		o->changed = true;
 		break;
+	case RID_GPTQ:
+		w->gptq = !wiz_gptq_on(w);
+		for (int f = WF_ALPHA; f <= WF_CALIB; f++)
+			wiz_field_check(w, f, o->home);
+		o->changed = true;
+		break;
 	case RID_SPEC:
 		w->spec = !w->spec;
 		o->changed = true;

@@ -84,10 +84,20 @@ bool wiz_search_on(const wiz_settings *w)
 	return w->search >= 0 ? w->search == 1 : quant_method_search_default((quant_method)w->method);
 }
 
+bool wiz_gptq_applies(const wiz_settings *w)
+{
+	return w->method >= 0 && quant_method_gptq_ok((quant_method)w->method);
+}
+
+bool wiz_gptq_on(const wiz_settings *w)
+{
+	return w->gptq && wiz_gptq_applies(w);
+}
+
 bool wiz_field_relevant(const wiz_settings *w, int f)
 {
 	bool calib = w->method >= 0 && (quant_method_calibrates((quant_method)w->method) ||
-					wiz_search_on(w));
+					wiz_search_on(w) || wiz_gptq_on(w));
 	switch (f) {
 	case WF_ALPHA: return method_is(w, QUANT_INT8_SQ);
 	case WF_SAMPLES: case WF_SEQ_LEN: case WF_CALIB: return calib;
@@ -421,6 +431,10 @@ int wiz_build_spec(const wiz_settings *w, job_spec **out, os_error *err)
 			s->quantization.has_scale_search = true;
 			s->quantization.scale_search = w->search == 1;
 		}
+		if (wiz_gptq_on(w)) {
+			s->quantization.has_gptq = true;
+			s->quantization.gptq = true;
+		}
 		if (field_int(w, WF_SAMPLES, &v))
 			s->quantization.calib_samples = v;
 		if (field_int(w, WF_SEQ_LEN, &v))
@@ -588,7 +602,7 @@ char **wiz_cli_words(const job_spec *s, size_t *n)
 	    s->has_runtime ||
 	    (s->has_quantization && !s->quantization.method && !s->quantization.kv_cache &&
 	     !s->quantization.has_alpha && !s->quantization.group_size && !s->quantization.has_calibration &&
-	     !s->quantization.has_scale_search) ||
+	     !s->quantization.has_scale_search && !s->quantization.has_gptq) ||
 	    (s->has_speculative && !s->speculative.draft && !s->speculative.k))
 		return NULL;
 	const __typeof__(s->evaluation) *e = &s->evaluation;
@@ -609,6 +623,8 @@ char **wiz_cli_words(const job_spec *s, size_t *n)
 		if (s->quantization.has_scale_search)
 			words_add(&w, s->quantization.scale_search ? "--scale-search" : "--no-scale-search",
 				  NULL);
+		if (s->quantization.has_gptq)
+			words_add(&w, s->quantization.gptq ? "--gptq" : "--no-gptq", NULL);
 		if (s->quantization.kv_cache)
 			words_add(&w, "--kv-cache", s->quantization.kv_cache);
 		if (s->quantization.calib_file)

@@ -24,7 +24,7 @@ enum { K_CHOOSE = 6, K_ENTER = 7, K_NEXT = 8, K_BROWSE = 10, N_KEYS = 12 };
 /* What a row of a step is and does. */
 enum { R_HEAD, R_TEXT, R_RADIO, R_CHECK, R_CYCLE, R_FIELD, R_PICK };
 enum { RID_NONE, RID_MODEL, RID_METHOD, RID_KV, RID_SPEC, RID_GROUP, RID_DRAFT, RID_FIELD,
-       RID_EVAL, RID_INSTANCE, RID_BASELINE, RID_SEARCH };
+       RID_EVAL, RID_INSTANCE, RID_BASELINE, RID_SEARCH, RID_GPTQ };
 
 #define MAX_OPTS 3
 typedef struct wrow {

@@ -111,6 +111,20 @@ void wz_rows_options(opt_screen *o)
 			     "on by default for FP8 and INT4 AWQ.");
 		}
 	}
+	if (wiz_gptq_applies(&o->w)) {
+		wrow *r = wz_row_add(o, R_CHECK, RID_GPTQ, 0, "GPTQ");
+		if (r) {
+			r->on = wiz_gptq_on(&o->w);
+			SETF(r->detail, "%s", r->on ? "rounding errors compensated (calibration)"
+						    : "each weight rounded on its own");
+			SETF(r->hint, "Quantizes each matrix column by column and spreads every "
+			     "column's rounding error over the columns still to come, through the "
+			     "inverse of the input Hessian gathered on the calibration text (for INT4 "
+			     "AWQ on a second pass, after its scales). Slower to quantize, more "
+			     "accurate at 4 bits; the Hessians take about 400 MB for SmolLM2. Off by "
+			     "default.");
+		}
+	}
 	if (wiz_field_relevant(&o->w, WF_CALIB)) {
 		wz_row_add(o, R_HEAD, RID_NONE, 0, "Calibration");
 		wz_add_field(o, WF_SAMPLES, false);

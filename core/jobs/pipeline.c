@@ -22,10 +22,9 @@
 #include "core/format/gguf.h"
 #include "core/format/model_info.h"
 #include "core/format/sha256.h"
-#include "core/optimize/awq.h"
 #include "core/optimize/calibrate.h"
+#include "core/optimize/quant_flow.h"
 #include "core/optimize/quantize.h"
-#include "core/optimize/smoothquant.h"
 #include "stage.h"
 
 double job_run_now(void)
@@ -124,23 +123,15 @@ static int run_load_model(job_run *r, os_error *err)
 	return OS_OK;
 }
 
-/* An engine and tokenizer over the loaded model (calibration runs the model). */
-static int run_engine(job_run *r, size_t seq_len, os_error *err)
+/* The backend and tokenizer calibration runs the loaded model with (quant_flow.h makes
+ * its engines). */
+static int run_tokenizer(job_run *r, os_error *err)
 {
 	int rc;
 	if (!r->be && (rc = backend_cpu_new(&r->be, NULL, err)))
 		return rc;
 	if (!r->tok && (rc = tokenizer_open(&r->tok, r->src, err)))
 		return rc;
-	if (!r->e) {
-		const model_config *c = model_get_config(r->m);
-		size_t kv_dim = c->n_kv_heads * c->head_dim;
-		/* K and V, f32, every layer, for one sequence of seq_len tokens plus a block */
-		engine_opts eo = {.kv_bytes = (seq_len + 64) * kv_dim * 2 * sizeof(float) *
-					      c->n_layers};
-		if ((rc = engine_new(&r->e, r->m, r->be, &eo, err)))
-			return rc;
-	}
 	return OS_OK;
 }
 
@@ -172,16 +163,45 @@ static bool wants_evaluate(const job_spec *s)
 	return s->has_evaluation;
 }
 
-static void calib_progress_cb(void *ctx, size_t done, size_t total)
+static bool flow_progress_cb(void *ctx, const char *stage, size_t done, size_t total)
 {
-	job_run_progress(ctx, done, total);
+	(void)stage;
+	return job_run_progress(ctx, done, total);
 }
 
-static bool calib_stop_cb(void *ctx)
+/* The recipe the spec asks for (scale_search as the spec says; the quantize stage turns it
+ * off when calibration fell back). */
+static int spec_recipe(const job_spec *sp, quant_recipe *out, os_error *err)
 {
-	job_run *r = ctx;
-	job_run_progress(r, 0, 1); /* throttled: reads the stop flag every JOB_PROGRESS_INTERVAL_S */
-	return r->stopped;
+	quant_method method;
+	int rc = quant_method_parse(sp->quantization.method, &method, err);
+	if (rc)
+		return rc;
+	*out = quant_recipe_default(method);
+	if (sp->quantization.has_alpha)
+		out->alpha = (float)sp->quantization.alpha;
+	if (sp->quantization.group_size)
+		out->group = (size_t)sp->quantization.group_size;
+	if (sp->quantization.kv_cache &&
+	    (rc = quant_kv_parse(sp->quantization.kv_cache, &out->kv, err)))
+		return rc;
+	out->calib_path = sp->quantization.calib_file;
+	if (sp->quantization.calib_samples)
+		out->calib_samples = (size_t)sp->quantization.calib_samples;
+	if (sp->quantization.calib_seq_len)
+		out->calib_seq_len = (size_t)sp->quantization.calib_seq_len;
+	out->scale_search = job_spec_scale_search(sp);
+	out->gptq = job_spec_gptq(sp);
+	return OS_OK;
+}
+
+/* The calibration text: the spec's, else <home>/text/calibration.txt (buf). */
+static const char *calib_text(job_run *r, char *buf, size_t len)
+{
+	if (r->spec->quantization.calib_file)
+		return r->spec->quantization.calib_file;
+	snprintf(buf, len, "%s/text/calibration.txt", store_home(r->s));
+	return buf;
 }
 
 /* calibrate: runs the model over the calibration text and keeps the statistics. */
@@ -190,36 +210,30 @@ static int stage_calibrate(job_run *r, os_error *err)
 	int rc = run_load_model(r, err);
 	if (rc)
 		return rc;
-	calib_opts co = calib_opts_default();
-	if (r->spec->quantization.calib_samples)
-		co.n_samples = (size_t)r->spec->quantization.calib_samples;
-	if (r->spec->quantization.calib_seq_len)
-		co.seq_len = (size_t)r->spec->quantization.calib_seq_len;
-	co.progress = calib_progress_cb;
-	co.should_stop = calib_stop_cb;
-	co.cb_ctx = r;
-	if ((rc = run_engine(r, co.seq_len, err)))
+	quant_recipe rec;
+	if ((rc = spec_recipe(r->spec, &rec, err)) || (rc = run_tokenizer(r, err)))
 		return rc;
 	char path[PATH_MAX];
-	const char *file = r->spec->quantization.calib_file;
-	if (!file) {
-		snprintf(path, sizeof path, "%s/text/calibration.txt", store_home(r->s));
-		if (access(path, R_OK) != 0 && !job_spec_method_calibrates(r->spec->quantization.method) &&
-		    !r->spec->quantization.has_scale_search) {
+	const char *file = calib_text(r, path, sizeof path);
+	if (!r->spec->quantization.calib_file && access(path, R_OK) != 0) {
+		if (!job_spec_method_calibrates(r->spec->quantization.method) &&
+		    !r->spec->quantization.has_scale_search && !rec.gptq) {
 			/* fp8's default search falls back to the calibration-free plain scales */
 			job_run_event(r, "info", "no calibration text at '%s': %s uses plain scales "
 				      "(no scale search)", path, r->spec->quantization.method);
 			return OS_OK;
 		}
-		if (access(path, R_OK) != 0)
-			return os_error_set(err, OS_ENOTFOUND,
-					    "no calibration text: give quantization.calibration.file "
-					    "or place one at '%s' (make models does)",
-					    path);
-		file = path;
+		return os_error_set(err, OS_ENOTFOUND,
+				    "no calibration text: give quantization.calibration.file "
+				    "or place one at '%s' (make models does)",
+				    path);
 	}
-	job_run_event(r, "info", "%zu samples of %zu tokens from '%s'", co.n_samples, co.seq_len, file);
-	rc = calib_run_file(r->e, r->tok, file, &co, &r->stats, err);
+	job_run_event(r, "info", "%zu samples of %zu tokens from '%s'%s", rec.calib_samples,
+		      rec.calib_seq_len, file,
+		      rec.gptq && rec.method != QUANT_INT4_AWQ ? " (with Hessians)" : "");
+	quant_flow_opts fo = {.be = r->be, .tok = r->tok, .calib_path = file,
+			      .progress = flow_progress_cb, .progress_ctx = r};
+	rc = quant_flow_calibrate(r->m, &rec, &fo, &r->stats, NULL, err);
 	if (rc == OS_OK)
 		job_run_progress(r, 1, 1);
 	return r->stopped ? OS_ESTOPPED : rc;
@@ -227,12 +241,8 @@ static int stage_calibrate(job_run *r, os_error *err)
 
 static bool quant_progress_cb(void *ctx, const char *label, size_t done, size_t total)
 {
+	(void)label;
 	return job_run_progress(ctx, done, total);
-}
-
-static void awq_progress_cb(void *ctx, size_t done, size_t total)
-{
-	job_run_progress(ctx, done, total);
 }
 
 /* "SmolLM2" + "int4-awq" -> a hub name not taken yet. */
@@ -300,52 +310,46 @@ static int stage_quantize(job_run *r, os_error *err)
 	if (rc)
 		return rc;
 	const job_spec *sp = r->spec;
-	quant_method method;
-	if ((rc = quant_method_parse(sp->quantization.method, &method, err)))
+	if ((rc = spec_recipe(sp, &r->recipe, err)))
 		return rc;
-	r->recipe = quant_recipe_default(method);
-	if (sp->quantization.has_alpha)
-		r->recipe.alpha = (float)sp->quantization.alpha;
-	if (sp->quantization.group_size)
-		r->recipe.group = (size_t)sp->quantization.group_size;
-	if (sp->quantization.kv_cache &&
-	    (rc = quant_kv_parse(sp->quantization.kv_cache, &r->recipe.kv, err)))
-		return rc;
-	r->recipe.calib_path = sp->quantization.calib_file;
-	if (sp->quantization.calib_samples)
-		r->recipe.calib_samples = (size_t)sp->quantization.calib_samples;
-	if (sp->quantization.calib_seq_len)
-		r->recipe.calib_seq_len = (size_t)sp->quantization.calib_seq_len;
+	quant_method method = r->recipe.method;
 	/* without statistics here the calibrate stage fell back to plain scales (fp8) */
-	r->recipe.scale_search = job_spec_scale_search(sp) &&
+	r->recipe.scale_search = r->recipe.scale_search &&
 				 (r->stats || quant_method_calibrates(method));
 	if ((rc = quant_recipe_check(&r->recipe, err)))
 		return rc;
 
-	if (method == QUANT_INT8_SQ) {
+	if (quant_flow_needed(&r->recipe)) {
 		if (!r->stats)
 			return os_error_set(err, OS_EINTERNAL, "no calibration statistics");
-		job_run_event(r, "info", "smoothing (alpha %.2f)", r->recipe.alpha);
-		if ((rc = smoothquant_apply(r->m, r->stats, r->recipe.alpha, err)))
+		if (method == QUANT_INT8_SQ)
+			job_run_event(r, "info", "smoothing (alpha %.2f)", r->recipe.alpha);
+		else if (method == QUANT_INT4_AWQ)
+			job_run_event(r, "info", "searching activation-aware scales (group %zu)",
+				      r->recipe.group);
+		else if (r->recipe.scale_search && !r->recipe.gptq)
+			job_run_event(r, "info", "searching importance-weighted scales");
+		if (r->recipe.gptq)
+			job_run_event(r, "info", "GPTQ error compensation%s",
+				      method == QUANT_INT4_AWQ ? " after a second calibration on "
+								 "the scaled model" : "");
+		char cpath[PATH_MAX];
+		if ((rc = run_tokenizer(r, err)))
 			return rc;
-	} else if (method == QUANT_INT4_AWQ) {
-		if (!r->stats)
-			return os_error_set(err, OS_EINTERNAL, "no calibration statistics");
-		/* with the scale search, awq_apply leaves the blocks quantized (awq.h) */
-		awq_opts ao = {.group = r->recipe.group, .weighted = r->recipe.scale_search,
-			       .be = r->be, .pool = backend_cpu_pool(r->be),
-			       .progress = awq_progress_cb, .should_stop = calib_stop_cb, .cb_ctx = r};
-		awq_report rep;
-		job_run_event(r, "info", "searching activation-aware scales (group %zu)", r->recipe.group);
-		if ((rc = awq_apply(r->m, r->stats, &ao, &rep, err)))
+		quant_flow_opts fo = {.be = r->be, .tok = r->tok,
+				      .calib_path = calib_text(r, cpath, sizeof cpath),
+				      .progress = flow_progress_cb, .progress_ctx = r};
+		quant_flow_report rep = {0};
+		if ((rc = quant_flow_transform(r->m, &r->recipe, r->stats, &fo, &rep, err)))
 			return r->stopped ? OS_ESTOPPED : rc;
-		job_run_event(r, "info", "AWQ output error %.4g (round to nearest %.4g)", rep.err_clip,
-			  rep.err_rtn);
-	} else if (r->recipe.scale_search) {
-		job_run_event(r, "info", "searching importance-weighted scales");
-		if ((rc = quant_model_apply_search(r->m, &r->recipe, r->stats, backend_cpu_pool(r->be),
-						   quant_progress_cb, r, err)))
-			return r->stopped ? OS_ESTOPPED : rc;
+		if (rep.has_awq)
+			job_run_event(r, "info", "AWQ output error %.4g (round to nearest %.4g)",
+				      rep.awq.err_clip, rep.awq.err_rtn);
+		if (rep.has_gptq && rep.gptq.energy > 0)
+			job_run_event(r, "info", "GPTQ relative proxy error %.4g (without "
+				      "compensation %.4g) in %.1f s",
+				      rep.gptq.err_gptq / rep.gptq.energy,
+				      rep.gptq.err_rtn / rep.gptq.energy, rep.t_gptq);
 	}
 	if (r->stopped)
 		return OS_ESTOPPED;

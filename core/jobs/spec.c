@@ -125,10 +125,22 @@ bool job_spec_scale_search(const job_spec *s)
 	return quant_method_search_default(m);
 }
 
+bool job_spec_gptq(const job_spec *s)
+{
+	return s->has_quantization && s->quantization.has_gptq && s->quantization.gptq;
+}
+
 bool job_spec_calibrates(const job_spec *s)
 {
 	return s->has_quantization && (job_spec_method_calibrates(s->quantization.method) ||
-				       job_spec_scale_search(s));
+				       job_spec_scale_search(s) || job_spec_gptq(s));
+}
+
+/* The methods GPTQ applies to. */
+static bool method_gptq(const char *method)
+{
+	quant_method m;
+	return method && quant_method_parse(method, &m, NULL) == OS_OK && quant_method_gptq_ok(m);
 }
 
 static bool method_is_int4(const char *method)
@@ -297,7 +309,7 @@ static const cJSON *get_object(const cJSON *obj, const char *path, const char *k
 static void parse_quantization(const cJSON *q, job_spec *s, job_problems *pr, bool *oom)
 {
 	static const char *const known[] = {"method", "alpha", "group_size", "kv_cache",
-					    "calibration", "scale_search", NULL};
+					    "calibration", "scale_search", "gptq", NULL};
 	static const char *const known_calib[] = {"file", "samples", "seq_len", NULL};
 	const char *path = "quantization";
 	s->has_quantization = true;
@@ -308,6 +320,7 @@ static void parse_quantization(const cJSON *q, job_spec *s, job_problems *pr, bo
 	get_string(q, path, "kv_cache", &s->quantization.kv_cache, pr, oom);
 	get_bool(q, path, "scale_search", &s->quantization.has_scale_search,
 		 &s->quantization.scale_search, pr);
+	get_bool(q, path, "gptq", &s->quantization.has_gptq, &s->quantization.gptq, pr);
 	const cJSON *c = get_object(q, path, "calibration", pr);
 	if (c) {
 		const char *cp = "quantization.calibration";
@@ -566,12 +579,15 @@ int job_spec_validate(const job_spec *s, const job_spec_env *env, job_problems *
 		    !method_searches(m))
 			job_problems_add(pr, "quantization.scale_search",
 					 "the scale search is for the fp8 and int4 methods, not %s", m);
+		if (job_spec_gptq(s) && known && !method_gptq(m))
+			job_problems_add(pr, "quantization.gptq",
+					 "gptq is for int4-awq, int4-rtn and fp8, not %s", m);
 		if (s->quantization.has_calibration) {
 			if (known && !job_spec_calibrates(s))
 				job_problems_add(pr, "quantization.calibration",
 						 "%s needs no calibration; only int8-smoothquant, "
-						 "int4-awq and the scale search (fp8, int4-rtn) "
-						 "calibrate", m);
+						 "int4-awq, the scale search (fp8, int4-rtn) and "
+						 "gptq calibrate", m);
 			check_range(s->quantization.calib_samples, "quantization.calibration.samples",
 				    1, JOB_SPEC_MAX_SAMPLES, pr);
 			check_range(s->quantization.calib_seq_len, "quantization.calibration.seq_len",
@@ -827,6 +843,9 @@ char *job_spec_print(const job_spec *s, bool pretty)
 		if (s->quantization.has_scale_search &&
 		    !cJSON_AddBoolToObject(o, "scale_search", s->quantization.scale_search))
 			ok = false;
+		if (s->quantization.has_gptq &&
+		    !cJSON_AddBoolToObject(o, "gptq", s->quantization.gptq))
+			ok = false;
 		cJSON *c;
 		if (s->quantization.has_calibration && (c = add_obj(o, "calibration", &ok))) {
 			add_str(c, "file", s->quantization.calib_file, &ok);
@@ -891,7 +910,8 @@ bool job_spec_equal(const job_spec *a, const job_spec *b)
 	    !str_eq(qa->kv_cache, qb->kv_cache) || qa->has_calibration != qb->has_calibration ||
 	    !str_eq(qa->calib_file, qb->calib_file) || qa->calib_samples != qb->calib_samples ||
 	    qa->calib_seq_len != qb->calib_seq_len || qa->has_scale_search != qb->has_scale_search ||
-	    (qa->has_scale_search && qa->scale_search != qb->scale_search))
+	    (qa->has_scale_search && qa->scale_search != qb->scale_search) ||
+	    qa->has_gptq != qb->has_gptq || (qa->has_gptq && qa->gptq != qb->gptq))
 		return false;
 	if (!str_eq(a->speculative.draft, b->speculative.draft) ||
 	    a->speculative.k != b->speculative.k)

@@ -43,6 +43,9 @@ typedef struct job_spec {
 		bool scale_search;   /* importance-weighted scale search (quantize.h's
 		                      * scale_search); absent: the method's default
 		                      * (quant_method_search_default); fp8 and int4 only */
+		bool has_gptq;
+		bool gptq;           /* GPTQ error compensation (quantize.h's gptq); absent:
+		                      * off; int4-awq, int4-rtn and fp8 only */
 	} quantization;
 
 	bool has_speculative;
@@ -147,7 +150,9 @@ bool job_spec_method_calibrates(const char *method);
  * the method takes it), else the method's default (fp8, int4-awq). False without a known
  * method. */
 bool job_spec_scale_search(const job_spec *s);
-/* Whether s's quantization calibrates: a calibrating method or the scale search. (For fp8
+/* Whether s's quantization uses GPTQ: quantization.gptq given true. */
+bool job_spec_gptq(const job_spec *s);
+/* Whether s's quantization calibrates: a calibrating method, the scale search or GPTQ. (For fp8
  * by default the pipeline still falls back to plain scales when there is no calibration
  * text.) */
 bool job_spec_calibrates(const job_spec *s);

@@ -471,7 +471,7 @@ int awq_apply(model *m, const calib_stats *st, const awq_opts *o_in, awq_report 
 				o.progress(o.cb_ctx, done_n, total);
 		}
 		/* after the layer's last fold: v and up (producers of later sites) are final */
-		if (o.weighted && (rc = quantize_layer(m, st, l, &o, lay_s, maxdim, mean, err)))
+		if (o.weighted && !o.keep_f32 && (rc = quantize_layer(m, st, l, &o, lay_s, maxdim, mean, err)))
 			goto done;
 	}
 	r.mean_alpha = r.n_sites ? sum_alpha / (double)r.n_sites : 0;

@@ -40,6 +40,9 @@ typedef struct awq_opts {
 	                           * searches, the importance being calibrate.h's mean_sq of the
 	                           * scaled activations, mean_sq / s^2; awq_apply then also
 	                           * quantizes each finished layer to INT4 itself (see there) */
+	bool keep_f32;            /* awq_apply only folds the scales (and clips): the layers
+	                           * stay F32 even with weighted, for a quantizer that must
+	                           * see the folded model whole (GPTQ recalibrates on it) */
 	const float *importance;  /* awq_search with weighted: mean x^2 per channel of X (cols) */
 	threadpool *pool;         /* the INT4 searches, row-parallel (the CPU backend's:
 	                           * backend_cpu_pool); NULL: the caller's thread. Results do
@@ -88,7 +91,8 @@ size_t awq_group_for(size_t group, size_t cols);
  * ends with its matrices replaced (model_set_matrix) by INT4 at awq_group_for(group, cols)
  * made by quant_matrix_new_weighted with importance mean_sq / s^2 of the folded model: m
  * then holds exactly what quant_write_gguf writes for int4-awq (it keeps matrices already
- * in their target format). */
+ * in their target format). With o->keep_f32 that last step is skipped: m is the folded F32
+ * model. */
 int awq_apply(model *m, const calib_stats *st, const awq_opts *o, awq_report *rep,
 	      os_error *err);
 

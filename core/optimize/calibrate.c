@@ -1,5 +1,5 @@
 /* calibrate.c: activation statistics of an F32 model over calibration text (calibrate.h),
- * gathered through the engine's observer hook. */
+ * gathered through the engine's observer hook; Hessians as X^T X of each pass's rows. */
 #include "calibrate.h"
 
 #include <errno.h>
@@ -14,6 +14,7 @@ typedef struct site_acc {
 	double *sum_sq;      /* (dim) */
 	size_t n_seen;       /* tokens seen so far */
 	size_t next_keep;    /* index into keep[] of the next kept token */
+	float *hess;         /* (dim, dim) sum of x x^T, then the mean; NULL: not collected */
 } site_acc;
 
 struct calib_stats {
@@ -23,6 +24,11 @@ struct calib_stats {
 	size_t *keep;        /* sorted global token indices whose rows are kept */
 	size_t n_keep;
 	int failed;          /* an allocation failed inside the observer */
+	backend *be;         /* the Hessians' matmuls; NULL: loops */
+	float *xt;           /* (dim, n_tok) scratch: a pass's rows transposed */
+	size_t xt_cap;       /* floats */
+	float *prod;         /* (dim, dim) scratch: one pass's X^T X from the backend */
+	size_t prod_cap;     /* floats */
 };
 
 calib_opts calib_opts_default(void)
@@ -55,9 +61,12 @@ void calib_stats_free(calib_stats *s)
 			free(s->sites[i].pub.rows);
 			free(s->sites[i].sum_abs);
 			free(s->sites[i].sum_sq);
+			free(s->sites[i].hess);
 		}
 	free(s->sites);
 	free(s->keep);
+	free(s->xt);
+	free(s->prod);
 	free(s);
 }
 
@@ -74,6 +83,95 @@ size_t calib_n_tokens(const calib_stats *s)
 const calib_site *calib_get(const calib_stats *s, size_t layer, int site)
 {
 	return &s->sites[layer * ENGINE_N_SITES + (size_t)site].pub;
+}
+
+const float *calib_hessian(const calib_stats *s, size_t layer, int site)
+{
+	if (layer >= s->n_layers || site < 0 || site >= ENGINE_N_SITES)
+		return NULL;
+	return s->sites[layer * ENGINE_N_SITES + (size_t)site].hess;
+}
+
+/* The input width of a site (engine.h's enum engine_site). */
+static size_t site_dim(const model_config *c, int site)
+{
+	switch (site) {
+	case ENGINE_SITE_ATTN_OUT: return c->n_heads * c->head_dim;
+	case ENGINE_SITE_FFN_DOWN_IN: return c->ffn_dim;
+	default: return c->dim;
+	}
+}
+
+size_t calib_hessian_bytes(const model_config *c, size_t layer_begin, size_t layer_end)
+{
+	size_t end = layer_end ? layer_end : c->n_layers;
+	if (end > c->n_layers)
+		end = c->n_layers;
+	size_t per_layer = 0;
+	for (int site = 0; site < ENGINE_N_SITES; site++)
+		per_layer += site_dim(c, site) * site_dim(c, site) * sizeof(float);
+	return layer_begin < end ? (end - layer_begin) * per_layer : 0;
+}
+
+/* Grows *buf to hold n floats (64-byte aligned: the backend's matmul operands). */
+static int scratch_reserve(float **buf, size_t *cap, size_t n)
+{
+	if (n <= *cap)
+		return 0;
+	void *p = NULL;
+	if (posix_memalign(&p, 64, n * sizeof(float)) != 0)
+		return -1;
+	free(*buf);
+	*buf = p;
+	*cap = n;
+	return 0;
+}
+
+/* The upper triangle of H += X^T X for rows X (n_tok, dim), without a backend: rank-1
+ * updates over blocks of H's rows so a block stays in cache while the tokens stream by; the
+ * inner loop over j has no reduction, so it vectorises. */
+static void hess_add_loops(float *H, const float *X, size_t n_tok, size_t dim)
+{
+	enum { RB = 32 };
+	for (size_t i0 = 0; i0 < dim; i0 += RB) {
+		size_t i1 = i0 + RB < dim ? i0 + RB : dim;
+		for (size_t t = 0; t < n_tok; t++) {
+			const float *x = X + t * dim;
+			for (size_t i = i0; i < i1; i++) {
+				float xi = x[i];
+				float *h = H + i * dim;
+				for (size_t j = i; j < dim; j++)
+					h[j] += xi * x[j];
+			}
+		}
+	}
+}
+
+/* H += X^T X for one pass (only the upper triangle is meant: the mean mirrors it). Through
+ * the backend's F32 matmul as (X^T) (X^T)^T: X^T is (dim, n_tok), read as dim "tokens" of
+ * n_tok inputs times a weight of dim rows. */
+static int hess_add(calib_stats *s, float *H, const float *X, size_t n_tok, size_t dim)
+{
+	if (!s->be || !s->be->ops->matmul[BE_WFMT_F32]) {
+		hess_add_loops(H, X, n_tok, dim);
+		return 0;
+	}
+	if (scratch_reserve(&s->xt, &s->xt_cap, dim * n_tok) ||
+	    scratch_reserve(&s->prod, &s->prod_cap, dim * dim))
+		return -1;
+	for (size_t t = 0; t < n_tok; t++)
+		for (size_t j = 0; j < dim; j++)
+			s->xt[j * n_tok + t] = X[t * dim + j];
+	be_weight w = {.fmt = BE_WFMT_F32, .rows = dim, .cols = n_tok, .data = s->xt};
+	if (s->be->ops->matmul[BE_WFMT_F32](s->be->ctx, s->prod, s->xt, dim, &w) != OS_OK)
+		return -1;
+	for (size_t i = 0; i < dim; i++) {
+		float *h = H + i * dim;
+		const float *p = s->prod + i * dim;
+		for (size_t j = i; j < dim; j++)
+			h[j] += p[j];
+	}
+	return 0;
 }
 
 static uint64_t rng_next(uint64_t *st)
@@ -136,6 +234,10 @@ static void observe(void *ctx, size_t layer, int site, const float *x, size_t n_
 		s->failed = 1;
 		return;
 	}
+	if (a->hess && hess_add(s, a->hess, x, n_tok, dim)) {
+		s->failed = 1;
+		return;
+	}
 	for (size_t i = 0; i < n_tok; i++) {
 		const float *r = x + i * dim;
 		for (size_t j = 0; j < dim; j++) {
@@ -158,11 +260,11 @@ int calib_run_tokens(engine *e, const int32_t *tokens, size_t n_tokens, const ca
 		     calib_stats **out, os_error *err)
 {
 	*out = NULL;
-	calib_opts d = calib_opts_default();
-	size_t N = o && o->n_samples ? o->n_samples : d.n_samples;
-	size_t L = o && o->seq_len ? o->seq_len : d.seq_len;
-	size_t K = o && o->keep_rows ? o->keep_rows : d.keep_rows;
-	uint64_t seed = o && o->seed ? o->seed : d.seed;
+	calib_opts dflt = calib_opts_default();
+	size_t N = o && o->n_samples ? o->n_samples : dflt.n_samples;
+	size_t L = o && o->seq_len ? o->seq_len : dflt.seq_len;
+	size_t K = o && o->keep_rows ? o->keep_rows : dflt.keep_rows;
+	uint64_t seed = o && o->seed ? o->seed : dflt.seed;
 	int32_t bos = o && o->add_bos ? o->bos : -1;
 	const model_config *c = model_get_config(engine_model(e));
 	if (N > ((size_t)1 << 20) || L > ((size_t)1 << 20))
@@ -182,6 +284,23 @@ int calib_run_tokens(engine *e, const int32_t *tokens, size_t n_tokens, const ca
 				    n_tokens, N, L, N * L);
 	if (K > N * L)
 		K = N * L;
+	bool hess = o && o->hessian;
+	size_t h_begin = hess ? o->layer_begin : 0;
+	size_t h_end = hess && o->layer_end ? o->layer_end : c->n_layers;
+	if (hess && (h_end > c->n_layers || h_begin >= h_end))
+		return os_error_set(err, OS_EUSAGE, "calibration: Hessian layers [%zu, %zu) are not "
+				    "a range inside the model's %zu layers", h_begin, h_end,
+				    c->n_layers);
+	if (hess) {
+		size_t budget = o->hessian_budget ? o->hessian_budget : CALIB_DEFAULT_HESSIAN_BUDGET;
+		size_t need = calib_hessian_bytes(c, h_begin, h_end);
+		if (need > budget)
+			return os_error_set(err, OS_ENOMEM,
+					    "calibration: the Hessians of layers [%zu, %zu) need %.1f "
+					    "MiB, over the budget of %.1f MiB; collect fewer layers "
+					    "per pass", h_begin, h_end, (double)need / (1 << 20),
+					    (double)budget / (1 << 20));
+	}
 
 	int rc = OS_OK;
 	int32_t *tok = NULL, *pos = NULL, *seq = NULL;
@@ -193,6 +312,19 @@ int calib_run_tokens(engine *e, const int32_t *tokens, size_t n_tokens, const ca
 	s->sites = calloc(c->n_layers * ENGINE_N_SITES, sizeof *s->sites);
 	s->keep = pick_sorted(N * L, K, seed);
 	s->n_keep = K;
+	s->be = o ? o->be : NULL;
+	for (size_t l = h_begin; hess && s->sites && l < h_end; l++)
+		for (int site = 0; site < ENGINE_N_SITES; site++) {
+			size_t d = site_dim(c, site);
+			site_acc *a = &s->sites[l * ENGINE_N_SITES + (size_t)site];
+			if (!(a->hess = calloc(d * d, sizeof *a->hess))) {
+				rc = os_error_set(err, OS_ENOMEM, "calibration: out of memory for the "
+						  "Hessians (%.1f MiB)",
+						  (double)calib_hessian_bytes(c, h_begin, h_end) /
+							  (1 << 20));
+				goto fail;
+			}
+		}
 	tok = malloc(L * sizeof *tok);
 	pos = malloc(L * sizeof *pos);
 	seq = malloc(L * sizeof *seq);
@@ -263,6 +395,16 @@ int calib_run_tokens(engine *e, const int32_t *tokens, size_t n_tokens, const ca
 		for (size_t j = 0; j < a->pub.dim; j++) {
 			a->pub.mean_abs[j] = (float)(a->sum_abs[j] / (double)s->n_tokens);
 			a->pub.mean_sq[j] = (float)(a->sum_sq[j] / (double)s->n_tokens);
+		}
+		if (a->hess) { /* the mean, the lower triangle mirrored from the upper */
+			size_t d = a->pub.dim;
+			float inv = (float)(1.0 / (double)s->n_tokens);
+			for (size_t r = 0; r < d; r++) {
+				for (size_t j = r; j < d; j++)
+					a->hess[r * d + j] *= inv;
+				for (size_t j = 0; j < r; j++)
+					a->hess[r * d + j] = a->hess[j * d + r];
+			}
 		}
 		a->pub.n_rows = s->n_keep;
 		free(a->sum_abs);

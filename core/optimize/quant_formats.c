@@ -218,8 +218,7 @@ i4_pass_fn quant_i4_pass_pick(void)
  * alignment of the row with the E4M3 grid; larger scales never saturate. */
 #define FP8_SCALE_STEPS 32
 
-static void fp8_row(uint8_t *q, float *scale, const float *w, size_t n, const float *imp,
-		    bool search)
+static float fp8_scale(const float *w, size_t n, const float *imp, bool search)
 {
 	float s0 = num_e4m3_scale(row_absmax(w, n)), best_s = s0;
 	if (search && s0 > 0.0f) {
@@ -236,6 +235,13 @@ static void fp8_row(uint8_t *q, float *scale, const float *w, size_t n, const fl
 				best = e, best_s = s;
 		}
 	}
+	return best_s;
+}
+
+static void fp8_row(uint8_t *q, float *scale, const float *w, size_t n, const float *imp,
+		    bool search)
+{
+	float best_s = fp8_scale(w, n, imp, search);
 	*scale = best_s;
 	float inv = num_inv_scale(best_s);
 	for (size_t k = 0; k < n; k++)
@@ -473,4 +479,20 @@ void quant_fake_int4_row_weighted(float *out, const float *w, size_t n, size_t g
 		else
 			int4_fake(out + g, w + g, group, s, z);
 	}
+}
+
+void quant_int4_group_choose(const float *w, size_t n, const float *imp, size_t steps,
+			     float *scale, uint8_t *zero)
+{
+	if (steps == 0) {
+		int4_group_params(w, n, 1.0f, scale, zero);
+		return;
+	}
+	i4_kernels ker = i4_kernels_pick();
+	int4_group_search(&ker, w, n, imp, steps, scale, zero);
+}
+
+float quant_fp8_row_scale(const float *w, size_t n, const float *imp, int search)
+{
+	return fp8_scale(w, n, imp, search != 0);
 }

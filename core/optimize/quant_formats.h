@@ -83,6 +83,17 @@ void quant_fake_int4_row(float *out, const float *w, size_t n, size_t group, flo
 void quant_fake_int4_row_weighted(float *out, const float *w, size_t n, size_t group,
 				  const float *imp, size_t steps);
 
+/* Scale and zero point of one INT4 group of n >= 1 values w: steps 0 the plain range (as
+ * quant_matrix_new), else the search of quant_fake_int4_row_weighted with importances imp (n,
+ * or NULL) and that many steps (QUANT_SEARCH_STEPS: quant_matrix_new_weighted's choice).
+ * For callers that quantize group by group themselves (GPTQ). */
+void quant_int4_group_choose(const float *w, size_t n, const float *imp, size_t steps,
+			     float *scale, uint8_t *zero);
+
+/* FP8 E4M3 scale of one row of n values: absmax / 448, or with search the weighted choice
+ * quant_matrix_new_weighted makes (imp: n importances or NULL). */
+float quant_fp8_row_scale(const float *w, size_t n, const float *imp, int search);
+
 /* One pass of the INT4 search over a group w (n) with scale s > 0 and zero z: with c_k the
  * centred code num_i4_quantize(w_k, s, z) - z and wt_k = imp[k] (1 when imp is NULL),
  * a = sum wt c w, b = sum wt c^2 and e = sum wt (w - s c)^2, s c rounded to f32 as

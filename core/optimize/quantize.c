@@ -10,6 +10,7 @@
 #include "core/numerics.h"
 #include "core/optimize/awq.h"
 #include "core/optimize/calibrate.h"
+#include "core/optimize/gptq.h"
 #include "core/optimize/quant_formats.h"
 
 static const char *const method_names[QUANT_N_METHODS] = {
@@ -51,7 +52,12 @@ bool quant_method_search_default(quant_method m)
 
 bool quant_recipe_calibrates(const quant_recipe *r)
 {
-	return quant_method_calibrates(r->method) || r->scale_search;
+	return quant_method_calibrates(r->method) || r->scale_search || r->gptq;
+}
+
+bool quant_method_gptq_ok(quant_method m)
+{
+	return m == QUANT_INT4_AWQ || m == QUANT_INT4_RTN || m == QUANT_FP8;
 }
 
 const char *quant_kv_name(quant_kv kv)
@@ -127,6 +133,10 @@ int quant_recipe_check(const quant_recipe *r, os_error *err)
 		return os_error_set(err, OS_EUSAGE,
 				    "recipe: scale search is for the fp8 and int4 methods, not %s",
 				    quant_method_name(r->method));
+	if (r->gptq && !quant_method_gptq_ok(r->method))
+		return os_error_set(err, OS_EUSAGE,
+				    "recipe: gptq is for int4-awq, int4-rtn and fp8, not %s",
+				    quant_method_name(r->method));
 	if (quant_recipe_calibrates(r) && (!r->calib_samples || !r->calib_seq_len))
 		return os_error_set(err, OS_EUSAGE,
 				    "recipe: calibration needs samples and seq_len > 0 (got %zu, "
@@ -150,6 +160,8 @@ char *quant_recipe_to_json(const quant_recipe *r)
 		ok = cJSON_AddNumberToObject(o, "alpha", (double)r->alpha) != NULL;
 	if (ok && r->scale_search)
 		ok = cJSON_AddBoolToObject(o, "scale_search", 1) != NULL;
+	if (ok && r->gptq)
+		ok = cJSON_AddBoolToObject(o, "gptq", 1) != NULL;
 	if (ok && quant_recipe_calibrates(r))
 		ok = (r->calib_path ? cJSON_AddStringToObject(o, "calib", r->calib_path)
 				    : cJSON_AddNullToObject(o, "calib")) &&
@@ -304,11 +316,44 @@ static int search_weight(const model_tensor *t, const calib_stats *st, size_t la
 	return OS_OK;
 }
 
-/* Converts every matrix r asks for: block matrices by the weighted search when st is given,
- * everything else (and everything when st is NULL) by plain per-range scales. */
-static int apply_matrices(model *m, const quant_recipe *r, const calib_stats *st,
+/* Quantizes a block matrix by GPTQ with its input's Hessian in st, into *q; the proxy
+ * errors are added to *rep. */
+static int gptq_weight(const model_tensor *t, const quant_recipe *r, const calib_stats *st,
+		       size_t layer, int site, int target, size_t group, threadpool *pool,
+		       be_weight *q, gptq_report *rep, os_error *err)
+{
+	const calib_site *cs = layer < calib_n_layers(st) ? calib_get(st, layer, site) : NULL;
+	const float *H = cs ? calib_hessian(st, layer, site) : NULL;
+	if (!cs || cs->dim != t->mat->cols || !H)
+		return os_error_set(err, OS_EUSAGE, "tensor %s: no Hessian of its input matching "
+				    "its %zu columns (calibrate with Hessians on this model)",
+				    t->name, t->mat->cols);
+	gptq_opts go = gptq_opts_default();
+	go.group = target == BE_WFMT_I4 ? group : go.group;
+	go.weighted = r->scale_search;
+	go.pool = pool;
+	gptq_report gr = {0};
+	quant_matrix qm;
+	os_error e2;
+	int rc = gptq_quantize(&qm, to_quant_fmt(target), t->mat->data, t->mat->rows, t->mat->cols,
+			       H, &go, &gr, &e2);
+	if (rc)
+		return os_error_set(err, rc, "tensor %s: gptq: %s", t->name, e2.msg);
+	rep->err_rtn += gr.err_rtn;
+	rep->err_gptq += gr.err_gptq;
+	rep->energy += gr.energy;
+	*q = (be_weight){.fmt = target, .rows = qm.rows, .cols = qm.cols, .data = qm.data,
+			 .scales = qm.scales, .zeros = qm.zeros,
+			 .group = target == BE_WFMT_I4 ? group : 0};
+	return OS_OK;
+}
+
+/* Converts every matrix r asks for: block matrices by GPTQ (gptq) or the weighted search
+ * when st is given, everything else (and everything when st is NULL) by plain per-range
+ * scales. */
+static int apply_matrices(model *m, const quant_recipe *r, const calib_stats *st, bool gptq,
 			  threadpool *pool, quant_progress_fn progress, void *progress_ctx,
-			  os_error *err)
+			  gptq_report *rep, os_error *err)
 {
 	int rc;
 	size_t total = count_matrices(m), done = 0;
@@ -324,7 +369,10 @@ static int apply_matrices(model *m, const quant_recipe *r, const calib_stats *st
 		if (convert) {
 			be_weight q;
 			int site = st ? site_of_name(t.name, &layer) : -1;
-			if (site >= 0 && be_wfmt_quantized(target))
+			if (site >= 0 && be_wfmt_quantized(target) && gptq)
+				rc = gptq_weight(&t, r, st, layer, site, target, group, pool, &q, rep,
+						 err);
+			else if (site >= 0 && be_wfmt_quantized(target))
 				rc = search_weight(&t, st, layer, site, target, group, pool, &q, err);
 			else
 				rc = quantize_weight(t.mat, t.name, target, group, &q, err);
@@ -335,7 +383,7 @@ static int apply_matrices(model *m, const quant_recipe *r, const calib_stats *st
 				return rc;
 			}
 		}
-		if (progress && !progress(progress_ctx, "quantize", ++done, total))
+		if (progress && !progress(progress_ctx, gptq ? "gptq" : "quantize", ++done, total))
 			return os_error_set(err, OS_ESTOPPED, "quantization stopped");
 	}
 	return OS_OK;
@@ -347,7 +395,7 @@ int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progres
 	int rc = quant_recipe_check(r, err);
 	if (rc)
 		return rc;
-	return apply_matrices(m, r, NULL, NULL, progress, progress_ctx, err);
+	return apply_matrices(m, r, NULL, false, NULL, progress, progress_ctx, NULL, err);
 }
 
 int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats *st,
@@ -362,7 +410,28 @@ int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats 
 	if (calib_n_layers(st) != model_get_config(m)->n_layers)
 		return os_error_set(err, OS_EUSAGE, "calibration has %zu layers, the model %zu",
 				    calib_n_layers(st), model_get_config(m)->n_layers);
-	return apply_matrices(m, r, st, pool, progress, progress_ctx, err);
+	return apply_matrices(m, r, st, false, pool, progress, progress_ctx, NULL, err);
+}
+
+int quant_model_apply_gptq(model *m, const quant_recipe *r, const calib_stats *st,
+			   threadpool *pool, quant_progress_fn progress, void *progress_ctx,
+			   gptq_report *rep, os_error *err)
+{
+	gptq_report sum = {0};
+	if (rep)
+		*rep = sum;
+	int rc = quant_recipe_check(r, err);
+	if (rc)
+		return rc;
+	if (!r->gptq)
+		return os_error_set(err, OS_EUSAGE, "quantize: the recipe has no gptq");
+	if (calib_n_layers(st) != model_get_config(m)->n_layers)
+		return os_error_set(err, OS_EUSAGE, "calibration has %zu layers, the model %zu",
+				    calib_n_layers(st), model_get_config(m)->n_layers);
+	rc = apply_matrices(m, r, st, true, pool, progress, progress_ctx, &sum, err);
+	if (rep)
+		*rep = sum;
+	return rc;
 }
 
 /* --- the writer ------------------------------------------------------------------------ */

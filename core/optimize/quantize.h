@@ -103,6 +103,12 @@ typedef struct quant_recipe {
 	                           * FP8 per-row scale, INT4 per-group scale and zero point (for
 	                           * int4-awq inside the AWQ search too). Needs calibration;
 	                           * not for the INT8 methods. Default: on for int4-awq only */
+	bool gptq;                /* block matrices by GPTQ error compensation (gptq.h) with
+	                           * the input Hessians of calibration (on the model as
+	                           * transformed: int4-awq folds its scales first), group
+	                           * scales by the weighted search when scale_search. For
+	                           * int4-awq, int4-rtn and fp8; needs calibration. Default
+	                           * off */
 } quant_recipe;
 
 /* "fp8", "fp8-w8a8", "int8-smoothquant", "int4-awq", "int4-rtn", "int8" <-> enum
@@ -116,7 +122,7 @@ bool quant_method_calibrates(quant_method m);
  * available; without it fp8 falls back to the calibration-free plain scales).
  * quant_recipe_default itself stays calibration-free for fp8 (self-drafts rely on that). */
 bool quant_method_search_default(quant_method m);
-/* True when r needs calibration: a calibrating method, or scale_search. */
+/* True when r needs calibration: a calibrating method, scale_search or gptq. */
 bool quant_recipe_calibrates(const quant_recipe *r);
 /* "model" (keep), "fp8", "int8" <-> enum; parse also takes "f32" / "none" for the model's. */
 const char *quant_kv_name(quant_kv kv);
@@ -126,13 +132,16 @@ const char *quant_head_name(quant_head h);
 int quant_head_parse(const char *name, quant_head *out, os_error *err);
 /* Defaults for a method (alpha 0.5, group 128, samples/seq_len sized for a small model). */
 quant_recipe quant_recipe_default(quant_method m);
-/* Checks alpha in [0, 1], group in {32, 64, 128}, method, kv and head in range, samples and
- * seq_len > 0 for calibrating methods; OS_EUSAGE naming the field. */
+/* True for the methods gptq works with: int4-awq, int4-rtn, fp8. */
+bool quant_method_gptq_ok(quant_method m);
+/* Checks alpha in [0, 1], group in {32, 64, 128}, method, kv and head in range, gptq only
+ * for the methods quant_method_gptq_ok, samples and seq_len > 0 for calibrating recipes;
+ * OS_EUSAGE naming the field. */
 int quant_recipe_check(const quant_recipe *r, os_error *err);
 /* The recipe as a JSON object text (malloc'd; free it; NULL when out of memory), stored in
  * the output file and hub: {"method": ..., "kv": ..., "group": G (INT4), "alpha": A
  * (SmoothQuant), "calib", "samples", "seq_len" (calibrating recipes), "head": "bf16" |
- * "f32" | "method", "scale_search": true (only when on)}. */
+ * "f32" | "method", "scale_search": true (only when on), "gptq": true (only when on)}. */
 char *quant_recipe_to_json(const quant_recipe *r);
 
 /* The run-time format (enum be_wfmt) and INT4 group (0 otherwise) that r gives the matrix
@@ -163,6 +172,19 @@ int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progres
 int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats *st,
 			     threadpool *pool, quant_progress_fn progress, void *progress_ctx,
 			     os_error *err);
+
+/* quant_model_apply with gptq: every block matrix (F32) is quantized by gptq_quantize with
+ * the Hessian of its input, calib_hessian of its layer and site in st (gathered on m as it
+ * is now, with the hessian option), in the method's format (INT4 at awq_group_for(group,
+ * cols), FP8 per row), group scales by the weighted search when r->scale_search; the head
+ * follows the head policy as in quant_model_apply. OS_EUSAGE when r has no gptq, st does
+ * not match m (layers, widths) or a block matrix's Hessian is missing. Rows run in parallel
+ * on pool (NULL: the caller's thread; the result does not depend on it). progress gets the
+ * stage "gptq" per matrix. rep (may be NULL) receives the sums over the block matrices. */
+typedef struct gptq_report gptq_report;
+int quant_model_apply_gptq(model *m, const quant_recipe *r, const calib_stats *st,
+			   threadpool *pool, quant_progress_fn progress, void *progress_ctx,
+			   gptq_report *rep, os_error *err);
 
 /* Writes m's weights, quantized as r says, to out_path as GGUF (the format at the top of
  * this file): metadata copied from src (the file m was loaded from), plus optstudio.recipe

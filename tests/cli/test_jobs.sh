@@ -97,6 +97,18 @@ rpath=$(echo "$OUT" | jget path)
 expect_rc "--scale-search with int8 is refused" 2 "$BIN" optimize fx --quantize int8 --scale-search
 expect_out "int8 search refusal names the field" "quantization.scale_search"
 
+# ---- GPTQ through a job: AWQ, a second calibration, GPTQ; the result's recipe records it ----
+J=$("$BIN" optimize fx --quantize int4-awq --gptq --calib "$TMP/calib.txt" --samples 4 --seq-len 32 --name gptq --json)
+gid=$(echo "$J" | jget id)
+wait_for "$gid" state '^completed$' && ok "gptq job completes" || fail "gptq job completes" "$("$BIN" jobs show "$gid")"
+expect_rc "gptq job log" 0 "$BIN" jobs log "$gid"
+expect_out "the job ran AWQ then GPTQ" "GPTQ relative proxy error"
+expect_rc "gptq result in the hub" 0 "$BIN" hub show fx-int4-awq --json
+rpath=$(echo "$OUT" | jget path)
+[ -f "$rpath" ] && grep -aq '"gptq":true' "$rpath" && ok "the recipe records gptq" || fail "the recipe records gptq" "$rpath"
+expect_rc "--gptq with int8-smoothquant is refused" 2 "$BIN" optimize fx --quantize int8-smoothquant --gptq
+expect_out "int8 gptq refusal names the field" "quantization.gptq"
+
 # ---- following: `jobs log -f` and `jobs --watch` run from submission to the job's end ------
 fid=$("$BIN" optimize fx --quantize int8-smoothquant --calib "$TMP/calib.txt" --samples 3000 --seq-len 32 --name follow --json | jget id)
 timeout 120 "$BIN" jobs --watch >"$TMP/watch.out" 2>&1 &

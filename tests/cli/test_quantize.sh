@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `optstudio quantize`: usage errors, every round-to-nearest method on the fixture (the file
 # loads and `run` generates, JSON fields, recipe and hub import with parent), the scale
-# search's defaults and fallback, and, when present, SmolLM2 in fp8 and int4-rtn.
+# search's defaults and fallback, GPTQ on the calibrating methods, and, when present, SmolLM2
+# in fp8 and int4-rtn.
 . "$(dirname "$0")/lib.sh"
 FIX=$BUILD_DIR/tests/make_fixture
 "$FIX" "$TMP/fx.gguf" --seed 21 >/dev/null || { fail "make_fixture" "cannot build the fixture"; test_summary; exit; }
@@ -73,6 +74,35 @@ expect_out "int8 search message" "not int8"
 expect_rc "int4-rtn --scale-search" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-rtn --scale-search --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-rtn-search.gguf" --json
 [ "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | rfield scale_search)" = True ] && ok "int4-rtn search recorded" || fail "int4-rtn search recorded" "$OUT"
 expect_rc "quantize int4-awq without calibration text" 1 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --calib "$TMP/nosuch.txt" -o "$TMP/z.gguf"
+
+# GPTQ: int4-awq (a second calibration on the scaled model), int4-rtn and fp8 take it, the
+# recipe records it, the result loads and generates; the INT8 methods refuse it; it needs
+# calibration text; --no-gptq after it turns it off again
+expect_rc "quantize --help" 0 "$BIN" quantize --help
+expect_out "help lists --gptq" "--gptq"
+for m in int4-awq int4-rtn fp8; do
+	expect_rc "$m --gptq" 0 "$BIN" quantize "$TMP/fx.gguf" --method $m --gptq --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-$m-gptq.gguf" --json
+	J=$(printf '%s' "$OUT" | sed -n '/^{/,$p')
+	[ "$(printf '%s' "$J" | rfield gptq)" = True ] && ok "$m gptq recorded" || fail "$m gptq recorded" "$J"
+	if printf '%s' "$J" | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(not (0 <= j["gptq_rel_err"] <= j["gptq_rel_err_rtn"] * 1.0001 and j["phase_seconds"]["gptq"] > 0))'; then
+		ok "$m gptq error reported, not above rounding's"
+	else
+		fail "$m gptq error reported, not above rounding's" "$J"
+	fi
+	grep -aq '"gptq":true' "$TMP/fx-$m-gptq.gguf" && ok "$m file recipe says gptq" || fail "$m file recipe says gptq" "$TMP/fx-$m-gptq.gguf"
+	expect_rc "run $m gptq" 0 "$BIN" run "$TMP/fx-$m-gptq.gguf" -p "hello" -n 8
+done
+expect_rc "int4-awq --gptq text output" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --gptq --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-awq-gptq2.gguf"
+expect_out "gptq line in the report" "gptq: relative proxy error"
+expect_out "awq line in the report" "awq: relative output error"
+cmp -s "$TMP/fx-int4-awq.gguf" "$TMP/fx-awq-gptq2.gguf" && fail "gptq changes the codes" "same file" || ok "gptq changes the codes"
+expect_rc "int4-awq --gptq --no-gptq" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --gptq --no-gptq --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-awq-nogptq.gguf" --json
+[ "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | rfield gptq)" = None ] && ok "--no-gptq records none" || fail "--no-gptq records none" "$OUT"
+expect_rc "int8 --gptq" 2 "$BIN" quantize "$TMP/fx.gguf" --method int8 --gptq -o "$TMP/z.gguf"
+expect_out "int8 gptq message" "gptq is for int4-awq, int4-rtn and fp8, not int8"
+expect_rc "fp8-w8a8 --gptq" 2 "$BIN" quantize "$TMP/fx.gguf" --method fp8-w8a8 --gptq -o "$TMP/z.gguf"
+expect_rc "int4-rtn --gptq without calibration text" 1 "$BIN" quantize "$TMP/fx.gguf" --method int4-rtn --gptq -o "$TMP/z.gguf"
+expect_out "gptq missing calibration message" "no calibration text"
 
 # a hub model: the result is imported as <parent>-<method>, with its parent and recipe
 expect_rc "hub import fixture" 0 "$BIN" hub import "$TMP/fx.gguf" --name fx

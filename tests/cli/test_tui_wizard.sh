@@ -160,14 +160,22 @@ wait_for "which brings the calibration fields" 'samples'
 keys Space
 wait_for "space turns it off" '\[ \] Scale search'
 wait_gone "and the calibration fields go" 'samples'
+wait_for "GPTQ is offered, off by default" '\[ \] GPTQ'
+keys Down Space
+wait_for "space turns GPTQ on" '\[x\] GPTQ'
+wait_for "which brings the calibration fields back" 'samples'
+keys Down Down Down
+keys Enter; typed "$TMP/calib.txt"; keys Enter
+wait_for "GPTQ's calibration text is checked" '✓ text, [0-9.]+ KiB'
 keys Right Right
 wait_for "the review's spec says so" '"scale_search": *false'
+wait_for "the review's spec has gptq" '"gptq": *true'
 keys Left
 wait_for "back to the evaluation" 'Evaluation of the result'
 keys Home Space
 wait_for "evaluation off" '\[ \] Evaluate the result'
 keys Right
-wait_for "the review's command line says it too" 'optimize alpha-fx --quantize fp8 --no-scale-search'
+wait_for "the review's command line says it too" 'optimize alpha-fx --quantize fp8 --no-scale-search --gptq'
 keys Escape
 wait_for "Esc asks before discarding" 'Discard this optimization setup'
 keys y

@@ -174,6 +174,70 @@ TEST(test_semantic_problems)
 	job_problems_free(&p);
 }
 
+/* quantization.gptq: a boolean for int4-awq, int4-rtn and fp8 that makes the spec calibrate;
+ * absent and false print back as given. */
+TEST(test_gptq)
+{
+	job_spec *s = NULL;
+	job_problems p = {0};
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"int8-smoothquant\", "
+			   "\"gptq\": true}}", &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "quantization.gptq", "not int8-smoothquant"));
+	job_problems_free(&p);
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"fp8-w8a8\", "
+			   "\"gptq\": true}}", &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "quantization.gptq", "not fp8-w8a8"));
+	job_problems_free(&p);
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"int4-rtn\", "
+			   "\"gptq\": 1}}", &s, &p), OS_EFORMAT);
+	CHECK(has_problem(&p, "quantization.gptq", "expected true or false"));
+	job_problems_free(&p);
+	/* false is fine for any method, and needs no calibration by itself */
+	CHECK_EQ_INT(parse("{\"model\": \"m\", \"quantization\": {\"method\": \"int8\", "
+			   "\"gptq\": false, \"calibration\": {\"samples\": 4}}}", &s, &p),
+		     OS_EFORMAT);
+	CHECK(has_problem(&p, "quantization.calibration", "needs no calibration"));
+	job_problems_free(&p);
+	static const struct {
+		const char *doc;
+		bool gptq, calibrates;
+		const char *printed; /* a fragment of the canonical JSON, or NULL: no "gptq" */
+	} cases[] = {
+		{"{\"method\": \"int4-rtn\"}", false, false, NULL},
+		{"{\"method\": \"int4-rtn\", \"gptq\": true, \"calibration\": {\"samples\": 4}}",
+		 true, true, "\"gptq\":true"},
+		{"{\"method\": \"int4-rtn\", \"gptq\": false}", false, false, "\"gptq\":false"},
+		{"{\"method\": \"fp8\", \"scale_search\": false, \"gptq\": true}", true, true,
+		 "\"gptq\":true"},
+		{"{\"method\": \"int4-awq\", \"gptq\": true}", true, true, "\"gptq\":true"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char d[300];
+		snprintf(d, sizeof d, "{\"model\": \"m\", \"quantization\": %s}", cases[i].doc);
+		job_spec *c = NULL;
+		CHECK_MSG(parse(d, &c, &p) == OS_OK, "%s", d);
+		if (c) {
+			CHECK_MSG(job_spec_gptq(c) == cases[i].gptq, "%s", d);
+			CHECK_MSG(job_spec_calibrates(c) == cases[i].calibrates, "%s", d);
+			char *txt = job_spec_print(c, false);
+			CHECK(txt != NULL);
+			if (txt && cases[i].printed)
+				CHECK_MSG(strstr(txt, cases[i].printed), "%s", txt);
+			else if (txt)
+				CHECK_MSG(!strstr(txt, "gptq"), "%s", txt);
+			job_spec *back = NULL;
+			if (txt) {
+				CHECK(parse(txt, &back, &p) == OS_OK);
+				CHECK(back && job_spec_equal(c, back));
+			}
+			job_spec_free(back);
+			free(txt);
+		}
+		job_spec_free(c);
+		job_problems_free(&p);
+	}
+}
+
 TEST(test_nothing_asked_and_bad_json)
 {
 	job_spec *s = NULL;
@@ -278,6 +342,10 @@ static job_spec *rand_spec(uint64_t *rng)
 		if (strncmp(m, "int8", 4) != 0 && test_rand_next(rng) % 2) {
 			s->quantization.has_scale_search = true;
 			s->quantization.scale_search = test_rand_next(rng) % 2;
+		}
+		if ((!strcmp(m, "fp8") || !strncmp(m, "int4", 4)) && test_rand_next(rng) % 2) {
+			s->quantization.has_gptq = true;
+			s->quantization.gptq = test_rand_next(rng) % 2;
 		}
 		if (job_spec_calibrates(s) && test_rand_next(rng) % 2) {
 			s->quantization.has_calibration = true;
@@ -410,6 +478,7 @@ int main(void)
 	RUN(test_minimal_spec);
 	RUN(test_every_problem_listed);
 	RUN(test_semantic_problems);
+	RUN(test_gptq);
 	RUN(test_nothing_asked_and_bad_json);
 	RUN(test_override_environment);
 	RUN(test_parse_print_roundtrip);
