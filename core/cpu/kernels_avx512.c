@@ -303,7 +303,8 @@ TGT static void pack_bf16(uint32_t *Wp, const uint16_t *W, size_t n_in, size_t k
 /* C tile of NT tokens x 32 rows at Y (rows n_out apart): C (= 0 if first, else Y) +=
  * X[t][0..kc) . Wp; m0, m1 mask the two 16-row halves that exist. */
 INLINE void gemm_f32_micro(float *Y, size_t n_out, const float *X, size_t n_in, const float *Wp,
-			   size_t kc, __mmask16 m0, __mmask16 m1, int first, const int NT)
+			   size_t kc, __mmask16 m0, __mmask16 m1, int first, const float *pf,
+			   size_t pf_off, const int NT)
 {
 	__m512 c0[G_MR], c1[G_MR];
 #pragma GCC unroll 12
@@ -317,17 +318,24 @@ INLINE void gemm_f32_micro(float *Y, size_t n_out, const float *X, size_t n_in, 
 #pragma GCC unroll 4
 	for (int i = 0; i < 4; i++)
 		xr[i] = X + (size_t)(3 * i) * n_in;
-	for (size_t k = 0; k < kc; k++) {
-		__m512 w0 = _mm512_load_ps(Wp + G_NR * k), w1 = _mm512_load_ps(Wp + G_NR * k + 16);
+	for (size_t kb = 0; kb < kc; kb += 16) {
+		/* one line of each of the two weight rows the caller wants in L2 per 16 k */
+		_mm_prefetch((const char *)(pf + kb), _MM_HINT_T1);
+		_mm_prefetch((const char *)(pf + pf_off + kb), _MM_HINT_T1);
+		size_t ke = kc - kb < 16 ? kc : kb + 16;
+		for (size_t k = kb; k < ke; k++) {
+			__m512 w0 = _mm512_load_ps(Wp + G_NR * k);
+			__m512 w1 = _mm512_load_ps(Wp + G_NR * k + 16);
 #pragma GCC unroll 12
-		for (int t = 0; t < NT; t++) {
-			__m512 xb = _mm512_set1_ps(xr[t / 3][(size_t)(t % 3) * n_in]);
-			c0[t] = _mm512_fmadd_ps(w0, xb, c0[t]);
-			c1[t] = _mm512_fmadd_ps(w1, xb, c1[t]);
-		}
+			for (int t = 0; t < NT; t++) {
+				__m512 xb = _mm512_set1_ps(xr[t / 3][(size_t)(t % 3) * n_in]);
+				c0[t] = _mm512_fmadd_ps(w0, xb, c0[t]);
+				c1[t] = _mm512_fmadd_ps(w1, xb, c1[t]);
+			}
 #pragma GCC unroll 4
-		for (int i = 0; i < 4; i++)
-			xr[i]++;
+			for (int i = 0; i < 4; i++)
+				xr[i]++;
+		}
 	}
 #pragma GCC unroll 12
 	for (int t = 0; t < NT; t++) {
@@ -393,9 +401,9 @@ INLINE void gemm_bf16_micro(float *Y, size_t n_out, const uint16_t *X, size_t n_
 __attribute__((noinline)) TGT static void gemm_f32_tile(float *Y, size_t n_out, const float *X,
 							 size_t n_in, const float *Wp, size_t kc,
 							 __mmask16 m0, __mmask16 m1, int first,
-							 size_t nt)
+							 const float *pf, size_t pf_off, size_t nt)
 {
-	GEMM_CASES(gemm_f32_micro, Y, n_out, X, n_in, Wp, kc, m0, m1, first)
+	GEMM_CASES(gemm_f32_micro, Y, n_out, X, n_in, Wp, kc, m0, m1, first, pf, pf_off)
 }
 
 __attribute__((noinline)) TGT static void gemm_bf16_tile(float *Y, size_t n_out,
@@ -407,12 +415,33 @@ __attribute__((noinline)) TGT static void gemm_bf16_tile(float *Y, size_t n_out,
 	GEMM_CASES(gemm_bf16_micro, Y, n_out, X, n_in, Wp, kc, m0, m1, first)
 }
 
+/* The panel gemm_f32 packs after the one at (o, k0) of the row block [ob, oe) (row blocks
+ * of G_OB from o0 up to o1): the block's next panel, else its first at the next k block,
+ * else the next block's first. Returns its first weight (rows n_in apart) and sets *nr to
+ * its rows (0: none left). */
+static const float *next_panel_f32(const float *W, size_t n_in, size_t o1, size_t ob,
+				   size_t oe, size_t o, size_t k0, size_t *nr)
+{
+	size_t no = o + G_NR, nk = k0, ne = oe;
+	if (no >= oe && k0 + G_KC_F32 < n_in) {
+		no = ob;
+		nk = k0 + G_KC_F32;
+	} else if (no >= oe) {
+		no = oe;
+		nk = 0;
+		ne = o1 - oe < G_OB ? o1 : oe + G_OB;
+	}
+	*nr = no < ne ? (ne - no < G_NR ? ne - no : G_NR) : 0;
+	return W + no * n_in + nk;
+}
+
 TGT static void gemm_f32(float *Y, const float *X, const float *W, size_t n_tok, size_t n_in,
 			 size_t n_out, size_t o0, size_t o1)
 {
 	_Alignas(64) float Wp[G_KC_F32 * G_NR];
 	for (size_t tb = 0; tb < n_tok; tb += G_TB) {
 		size_t te = tb + G_TB < n_tok ? tb + G_TB : n_tok;
+		size_t n_tiles = (te - tb + G_MR - 1) / G_MR;
 		for (size_t ob = o0; ob < o1; ob += G_OB) {
 			size_t oe = o1 - ob < G_OB ? o1 : ob + G_OB;
 			for (size_t k0 = 0; k0 < n_in; k0 += G_KC_F32) {
@@ -422,10 +451,22 @@ TGT static void gemm_f32(float *Y, const float *X, const float *W, size_t n_tok,
 					pack_f32(Wp, W + o * n_in + k0, n_in, kc, nr);
 					__mmask16 m0 = nr >= 16 ? 0xffff : tail16(nr);
 					__mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? tail16(nr - 16) : 0;
-					for (size_t t = tb; t < te; t += G_MR) {
+					/* the next panel's weights come from memory, and its pack
+					 * stalled on them (~6% of the GEMM's time): token tile i
+					 * fetches that panel's rows i and i + n_tiles into L2, a line
+					 * per 16 k, so the pack finds them there; tiles past its rows
+					 * prefetch this panel, a no-op. Measured, one thread, weights
+					 * streamed from memory: +1-2% on every SmolLM2 shape (all
+					 * the lines prefetched at once per tile stalled on the fill
+					 * buffers and gained nothing). */
+					size_t pnr;
+					const float *pw = next_panel_f32(W, n_in, o1, ob, oe, o, k0, &pnr);
+					for (size_t t = tb, i = 0; t < te; t += G_MR, i++) {
 						size_t nt = te - t < G_MR ? te - t : G_MR;
+						const float *pf = i < pnr ? pw + i * n_in : Wp;
+						size_t pf_off = i + n_tiles < pnr ? n_tiles * n_in : 0;
 						gemm_f32_tile(Y + t * n_out + o, n_out, X + t * n_in + k0,
-							      n_in, Wp, kc, m0, m1, k0 == 0, nt);
+							      n_in, Wp, kc, m0, m1, k0 == 0, pf, pf_off, nt);
 					}
 				}
 			}

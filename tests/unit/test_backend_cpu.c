@@ -73,9 +73,11 @@ TEST(test_rope_op)
 }
 
 /* The sequences of the attention test: seq s holds positions [0, len[s]) in the cache;
- * the query batch is tokens of the sequences in the order below. */
-enum { HD = 24, NH = 6, NKV = 2, BT = 5, NSEQ = 3, MAXLEN = 60, NBLK = 40 };
-static const size_t seq_len[NSEQ] = {41, 23, 60};
+ * the query batch is tokens of the sequences in the order below. Seq 2 is longer than two
+ * of the backend's online-softmax steps (256 keys, whole blocks of BT: 255), so a query
+ * late in it combines three steps. */
+enum { HD = 24, NH = 6, NKV = 2, BT = 5, NSEQ = 3, MAXLEN = 533, NBLK = 3 * (MAXLEN / BT + 1) };
+static const size_t seq_len[NSEQ] = {41, 23, MAXLEN};
 
 /* float64 attention for token (seq, pos), head h, from the values the cache holds:
  * out[c] = sum_t softmax_t(q . K_t / sqrt(HD)) V_t[c] over t <= pos. */
@@ -132,7 +134,9 @@ TEST(test_attention_op)
 			tables[s][b] = perm[n++];
 	/* the query batch: seq 0 prefill of its last 35 tokens (more than one tile), seq 1 one
 	 * decode token, seq 2 its last 3 tokens, then seq 0's position 7 again (a repeat is
-	 * fine: attention only reads the cache) */
+	 * fine: attention only reads the cache), seq 2's last 19 tokens (a full tile, then a tile
+	 * of its last 3 with positions 300, 254 and 255 around a step edge), seq 0 position 40
+	 * and seq 2 position 400 alone (decode-sized tiles: one block per step) */
 	int32_t qseq[64], qpos[64];
 	size_t n = 0;
 	for (size_t p = seq_len[0] - 35; p < seq_len[0]; p++)
@@ -141,6 +145,13 @@ TEST(test_attention_op)
 	for (size_t p = seq_len[2] - 3; p < seq_len[2]; p++)
 		qseq[n] = 2, qpos[n++] = (int32_t)p;
 	qseq[n] = 0, qpos[n++] = 7;
+	for (size_t p = seq_len[2] - 19; p < seq_len[2]; p++)
+		qseq[n] = 2, qpos[n++] = (int32_t)p;
+	qseq[n] = 2, qpos[n++] = 300;
+	qseq[n] = 2, qpos[n++] = 254;
+	qseq[n] = 2, qpos[n++] = 255;
+	qseq[n] = 0, qpos[n++] = 40;
+	qseq[n] = 2, qpos[n++] = 400;
 	const int32_t *qtab[64];
 	for (size_t i = 0; i < n; i++)
 		qtab[i] = tables[qseq[i]];
