@@ -143,7 +143,8 @@ static void choose_row(opt_screen *o, ui *u, wrow *r, int opt)
 	case RID_METHOD:
 		if (w->method != r->arg) {
 			o->changed = true;
-			w->search = -1; /* each method has its own default */
+			w->search = -1; /* each method has its own defaults */
+			w->gptq = -1;
 		}
 		w->method = r->arg;
 		for (int f = WF_ALPHA; f <= WF_CALIB; f++)

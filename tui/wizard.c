@@ -53,6 +53,7 @@ void wiz_settings_init(wiz_settings *w)
 	w->method = -1;
 	w->group = 128;
 	w->search = -1;
+	w->gptq = -1;
 	w->draft = WD_RECOMMENDED;
 	w->eval = true;
 }
@@ -91,7 +92,9 @@ bool wiz_gptq_applies(const wiz_settings *w)
 
 bool wiz_gptq_on(const wiz_settings *w)
 {
-	return w->gptq && wiz_gptq_applies(w);
+	if (!wiz_gptq_applies(w))
+		return false;
+	return w->gptq >= 0 ? w->gptq == 1 : quant_method_gptq_default((quant_method)w->method);
 }
 
 bool wiz_field_relevant(const wiz_settings *w, int f)
@@ -431,9 +434,9 @@ int wiz_build_spec(const wiz_settings *w, job_spec **out, os_error *err)
 			s->quantization.has_scale_search = true;
 			s->quantization.scale_search = w->search == 1;
 		}
-		if (wiz_gptq_on(w)) {
+		if (wiz_gptq_applies(w) && w->gptq >= 0) {
 			s->quantization.has_gptq = true;
-			s->quantization.gptq = true;
+			s->quantization.gptq = w->gptq == 1;
 		}
 		if (field_int(w, WF_SAMPLES, &v))
 			s->quantization.calib_samples = v;

@@ -32,7 +32,8 @@ typedef struct wiz_settings {
 	int kv;                     /* 0 model precision, 1 fp8, 2 int8 */
 	int group;                  /* 32, 64 or 128 (int4 methods) */
 	int search;                 /* scale search: -1 the method's default, 0 off, 1 on */
-	bool gptq;                  /* GPTQ error compensation (off by default) */
+	int gptq;                   /* GPTQ error compensation: -1 the method's default (on for
+				     * int4-awq), 0 off, 1 on */
 	bool spec;                  /* speculative decoding */
 	int draft;                  /* enum wiz_draft */
 	char hub_draft[WIZ_TEXT];   /* WD_HUB: the hub model's name */
@@ -55,7 +56,8 @@ bool wiz_search_applies(const wiz_settings *w);
 bool wiz_search_on(const wiz_settings *w);
 /* True when the method can take GPTQ (int4-awq, int4-rtn, fp8). */
 bool wiz_gptq_applies(const wiz_settings *w);
-/* Whether GPTQ is on: chosen, and the method takes it. */
+/* Whether GPTQ is on: the method takes it, and the user's choice, else the method's
+ * default. */
 bool wiz_gptq_on(const wiz_settings *w);
 
 /* The spec JSON path a field fills ("quantization.alpha"). */

@@ -127,7 +127,15 @@ bool job_spec_scale_search(const job_spec *s)
 
 bool job_spec_gptq(const job_spec *s)
 {
-	return s->has_quantization && s->quantization.has_gptq && s->quantization.gptq;
+	quant_method m;
+	if (!s->has_quantization)
+		return false;
+	/* given: as given (validation refuses true on a method that cannot take it) */
+	if (s->quantization.has_gptq)
+		return s->quantization.gptq;
+	return s->quantization.method &&
+	       quant_method_parse(s->quantization.method, &m, NULL) == OS_OK &&
+	       quant_method_gptq_default(m);
 }
 
 bool job_spec_calibrates(const job_spec *s)
@@ -579,7 +587,7 @@ int job_spec_validate(const job_spec *s, const job_spec_env *env, job_problems *
 		    !method_searches(m))
 			job_problems_add(pr, "quantization.scale_search",
 					 "the scale search is for the fp8 and int4 methods, not %s", m);
-		if (job_spec_gptq(s) && known && !method_gptq(m))
+		if (s->quantization.has_gptq && s->quantization.gptq && known && !method_gptq(m))
 			job_problems_add(pr, "quantization.gptq",
 					 "gptq is for int4-awq, int4-rtn and fp8, not %s", m);
 		if (s->quantization.has_calibration) {

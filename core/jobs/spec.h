@@ -45,7 +45,8 @@ typedef struct job_spec {
 		                      * (quant_method_search_default); fp8 and int4 only */
 		bool has_gptq;
 		bool gptq;           /* GPTQ error compensation (quantize.h's gptq); absent:
-		                      * off; int4-awq, int4-rtn and fp8 only */
+		                      * the method's default (quant_method_gptq_default: on
+		                      * for int4-awq); int4-awq, int4-rtn and fp8 only */
 	} quantization;
 
 	bool has_speculative;
@@ -150,7 +151,8 @@ bool job_spec_method_calibrates(const char *method);
  * the method takes it), else the method's default (fp8, int4-awq). False without a known
  * method. */
 bool job_spec_scale_search(const job_spec *s);
-/* Whether s's quantization uses GPTQ: quantization.gptq given true. */
+/* Whether s's quantization uses GPTQ: quantization.gptq when given, else the method's
+ * default (int4-awq). False without a known method. */
 bool job_spec_gptq(const job_spec *s);
 /* Whether s's quantization calibrates: a calibrating method, the scale search or GPTQ. (For fp8
  * by default the pipeline still falls back to plain scales when there is no calibration

@@ -50,6 +50,11 @@ bool quant_method_search_default(quant_method m)
 	return m == QUANT_FP8 || m == QUANT_INT4_AWQ;
 }
 
+bool quant_method_gptq_default(quant_method m)
+{
+	return m == QUANT_INT4_AWQ;
+}
+
 bool quant_recipe_calibrates(const quant_recipe *r)
 {
 	return quant_method_calibrates(r->method) || r->scale_search || r->gptq;
@@ -111,6 +116,7 @@ quant_recipe quant_recipe_default(quant_method m)
 		.calib_samples = CALIB_DEFAULT_SAMPLES,
 		.calib_seq_len = CALIB_DEFAULT_SEQ_LEN,
 		.scale_search = m == QUANT_INT4_AWQ,
+		.gptq = quant_method_gptq_default(m),
 	};
 }
 

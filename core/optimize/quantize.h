@@ -107,8 +107,8 @@ typedef struct quant_recipe {
 	                           * the input Hessians of calibration (on the model as
 	                           * transformed: int4-awq folds its scales first), group
 	                           * scales by the weighted search when scale_search. For
-	                           * int4-awq, int4-rtn and fp8; needs calibration. Default
-	                           * off */
+	                           * int4-awq, int4-rtn and fp8; needs calibration. Default:
+	                           * on for int4-awq only (quant_method_gptq_default) */
 } quant_recipe;
 
 /* "fp8", "fp8-w8a8", "int8-smoothquant", "int4-awq", "int4-rtn", "int8" <-> enum
@@ -122,6 +122,12 @@ bool quant_method_calibrates(quant_method m);
  * available; without it fp8 falls back to the calibration-free plain scales).
  * quant_recipe_default itself stays calibration-free for fp8 (self-drafts rely on that). */
 bool quant_method_search_default(quant_method m);
+/* True for the methods whose front ends (quantize, jobs, wizard) turn gptq on unless told
+ * otherwise: int4-awq only (it calibrates anyway; GPTQ after its scales takes SmolLM2's INT4
+ * perplexity cost from +19% to about +6-8%, for a second calibration pass and the GPTQ
+ * stage). quant_recipe_default follows it, as it does the search for int4-awq: fp8 and
+ * int4-rtn stay calibration-free there (self-drafts rely on that). */
+bool quant_method_gptq_default(quant_method m);
 /* True when r needs calibration: a calibrating method, scale_search or gptq. */
 bool quant_recipe_calibrates(const quant_recipe *r);
 /* "model" (keep), "fp8", "int8" <-> enum; parse also takes "f32" / "none" for the model's. */
@@ -130,7 +136,8 @@ int quant_kv_parse(const char *name, quant_kv *out, os_error *err);
 /* "bf16", "f32", "method" <-> enum (name: "?" out of range). */
 const char *quant_head_name(quant_head h);
 int quant_head_parse(const char *name, quant_head *out, os_error *err);
-/* Defaults for a method (alpha 0.5, group 128, samples/seq_len sized for a small model). */
+/* Defaults for a method (alpha 0.5, group 128, samples/seq_len sized for a small model;
+ * scale_search and gptq on for int4-awq). */
 quant_recipe quant_recipe_default(quant_method m);
 /* True for the methods gptq works with: int4-awq, int4-rtn, fp8. */
 bool quant_method_gptq_ok(quant_method m);

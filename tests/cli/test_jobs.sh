@@ -98,14 +98,26 @@ expect_rc "--scale-search with int8 is refused" 2 "$BIN" optimize fx --quantize 
 expect_out "int8 search refusal names the field" "quantization.scale_search"
 
 # ---- GPTQ through a job: AWQ, a second calibration, GPTQ; the result's recipe records it ----
-J=$("$BIN" optimize fx --quantize int4-awq --gptq --calib "$TMP/calib.txt" --samples 4 --seq-len 32 --name gptq --json)
+# int4-awq takes it by default: the spec leaves gptq out (the method's default)
+J=$("$BIN" optimize fx --quantize int4-awq --calib "$TMP/calib.txt" --samples 4 --seq-len 32 --name gptq --json)
 gid=$(echo "$J" | jget id)
+echo "$J" | grep -q '"gptq":' && fail "the default spec leaves gptq out" "$J" || ok "the default spec leaves gptq out"
 wait_for "$gid" state '^completed$' && ok "gptq job completes" || fail "gptq job completes" "$("$BIN" jobs show "$gid")"
 expect_rc "gptq job log" 0 "$BIN" jobs log "$gid"
-expect_out "the job ran AWQ then GPTQ" "GPTQ relative proxy error"
+expect_out "the job ran AWQ then GPTQ by default" "GPTQ relative proxy error"
 expect_rc "gptq result in the hub" 0 "$BIN" hub show fx-int4-awq --json
 rpath=$(echo "$OUT" | jget path)
 [ -f "$rpath" ] && grep -aq '"gptq":true' "$rpath" && ok "the recipe records gptq" || fail "the recipe records gptq" "$rpath"
+# --no-gptq: the spec keeps an explicit false, the job stops after AWQ
+J=$("$BIN" optimize fx --quantize int4-awq --no-gptq --calib "$TMP/calib.txt" --samples 4 --seq-len 32 --name nogptq --json)
+nid=$(echo "$J" | jget id)
+echo "$J" | grep -q '"gptq":false' && ok "--no-gptq is kept in the spec" || fail "--no-gptq is kept in the spec" "$J"
+wait_for "$nid" state '^completed$' && ok "no-gptq job completes" || fail "no-gptq job completes" "$("$BIN" jobs show "$nid")"
+expect_rc "no-gptq job log" 0 "$BIN" jobs log "$nid"
+echo "$OUT" | grep -q "GPTQ" && fail "the no-gptq job ran no GPTQ" "$OUT" || ok "the no-gptq job ran no GPTQ"
+expect_out "the no-gptq job ran AWQ" "activation-aware scales"
+rpath=$("$BIN" hub show "fx-int4-awq-job$nid" --json | jget path)
+[ -f "$rpath" ] && ! grep -aq '"gptq"' "$rpath" && ok "its recipe has no gptq" || fail "its recipe has no gptq" "$rpath"
 expect_rc "--gptq with int8-smoothquant is refused" 2 "$BIN" optimize fx --quantize int8-smoothquant --gptq
 expect_out "int8 gptq refusal names the field" "quantization.gptq"
 

@@ -63,6 +63,7 @@ expect_out "fp8 notes the fallback" "no calibration text.*plain"
 expect_rc "fp8 with calibration text" 0 "$BIN" quantize "$TMP/fx.gguf" --method fp8 --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-fp8-search.gguf" --json
 J=$(printf '%s' "$OUT" | sed -n '/^{/,$p')
 [ "$(printf '%s' "$J" | rfield scale_search)" = True ] && [ "$(printf '%s' "$J" | rfield samples)" = 4 ] && ok "fp8 searches by default" || fail "fp8 searches by default" "$J"
+[ "$(printf '%s' "$J" | rfield gptq)" = None ] && ok "fp8 takes no gptq by default" || fail "fp8 takes no gptq by default" "$J"
 if printf '%s' "$J" | python3 -c 'import json,sys; p=json.load(sys.stdin)["phase_seconds"]; sys.exit(not (p["calibrate"] > 0 and p["transform"] > 0))'; then ok "json has phase times"; else fail "json has phase times" "$J"; fi
 expect_rc "run fp8 searched" 0 "$BIN" run "$TMP/fx-fp8-search.gguf" -p "hello" -n 8
 expect_rc "fp8 --no-scale-search" 0 "$BIN" quantize "$TMP/fx.gguf" --method fp8 --no-scale-search --calib "$TMP/cal.txt" -o "$TMP/fx-fp8-ns.gguf" --json
@@ -77,7 +78,7 @@ expect_rc "quantize int4-awq without calibration text" 1 "$BIN" quantize "$TMP/f
 
 # GPTQ: int4-awq (a second calibration on the scaled model), int4-rtn and fp8 take it, the
 # recipe records it, the result loads and generates; the INT8 methods refuse it; it needs
-# calibration text; --no-gptq after it turns it off again
+# calibration text; on by default for int4-awq only; --no-gptq (also after --gptq) turns it off
 expect_rc "quantize --help" 0 "$BIN" quantize --help
 expect_out "help lists --gptq" "--gptq"
 for m in int4-awq int4-rtn fp8; do
@@ -95,9 +96,24 @@ done
 expect_rc "int4-awq --gptq text output" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --gptq --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-awq-gptq2.gguf"
 expect_out "gptq line in the report" "gptq: relative proxy error"
 expect_out "awq line in the report" "awq: relative output error"
-cmp -s "$TMP/fx-int4-awq.gguf" "$TMP/fx-awq-gptq2.gguf" && fail "gptq changes the codes" "same file" || ok "gptq changes the codes"
-expect_rc "int4-awq --gptq --no-gptq" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --gptq --no-gptq --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-awq-nogptq.gguf" --json
-[ "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | rfield gptq)" = None ] && ok "--no-gptq records none" || fail "--no-gptq records none" "$OUT"
+# int4-awq without a flag: GPTQ (with the scale search), the same file as --gptq
+expect_rc "int4-awq default" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-awq-default.gguf" --json
+J=$(printf '%s' "$OUT" | sed -n '/^{/,$p')
+[ "$(printf '%s' "$J" | rfield gptq)" = True ] && [ "$(printf '%s' "$J" | rfield scale_search)" = True ] && ok "int4-awq takes gptq by default" || fail "int4-awq takes gptq by default" "$J"
+if printf '%s' "$J" | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit(not (j["phase_seconds"]["gptq"] > 0 and "gptq_rel_err" in j))'; then ok "the default int4-awq ran GPTQ"; else fail "the default int4-awq ran GPTQ" "$J"; fi
+grep -aq '"gptq":true' "$TMP/fx-awq-default.gguf" && ok "default int4-awq file recipe says gptq" || fail "default int4-awq file recipe says gptq" "$TMP/fx-awq-default.gguf"
+cmp -s "$TMP/fx-awq-default.gguf" "$TMP/fx-int4-awq-gptq.gguf" && ok "default int4-awq is --gptq" || fail "default int4-awq is --gptq" "the files differ"
+expect_rc "int4-awq --no-gptq" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --no-gptq --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-awq-nogptq.gguf" --json
+J=$(printf '%s' "$OUT" | sed -n '/^{/,$p')
+[ "$(printf '%s' "$J" | rfield gptq)" = None ] && [ "$(printf '%s' "$J" | rfield scale_search)" = True ] && ok "--no-gptq records none, keeps the search" || fail "--no-gptq records none, keeps the search" "$J"
+if printf '%s' "$J" | python3 -c 'import json,sys; j=json.load(sys.stdin); sys.exit("gptq" in j["phase_seconds"] or "gptq_rel_err" in j)'; then ok "--no-gptq runs no GPTQ"; else fail "--no-gptq runs no GPTQ" "$J"; fi
+grep -aq '"gptq"' "$TMP/fx-awq-nogptq.gguf" && fail "--no-gptq file recipe has no gptq" "$TMP/fx-awq-nogptq.gguf" || ok "--no-gptq file recipe has no gptq"
+cmp -s "$TMP/fx-awq-nogptq.gguf" "$TMP/fx-awq-default.gguf" && fail "gptq changes the codes" "same file" || ok "gptq changes the codes"
+expect_rc "int4-awq --gptq --no-gptq" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-awq --gptq --no-gptq --calib "$TMP/cal.txt" --samples 4 --seq-len 64 -o "$TMP/fx-awq-nogptq2.gguf" --json
+[ "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | rfield gptq)" = None ] && ok "--gptq --no-gptq records none" || fail "--gptq --no-gptq records none" "$OUT"
+expect_rc "int4-rtn default with calibration text" 0 "$BIN" quantize "$TMP/fx.gguf" --method int4-rtn --calib "$TMP/cal.txt" -o "$TMP/fx-rtn-default.gguf" --json
+[ "$(printf '%s' "$OUT" | sed -n '/^{/,$p' | rfield gptq)" = None ] && ok "int4-rtn takes no gptq by default" || fail "int4-rtn takes no gptq by default" "$OUT"
+expect_rc "int8 --no-gptq" 0 "$BIN" quantize "$TMP/fx.gguf" --method int8 --no-gptq -o "$TMP/fx-int8-nogptq.gguf"
 expect_rc "int8 --gptq" 2 "$BIN" quantize "$TMP/fx.gguf" --method int8 --gptq -o "$TMP/z.gguf"
 expect_out "int8 gptq message" "gptq is for int4-awq, int4-rtn and fp8, not int8"
 expect_rc "fp8-w8a8 --gptq" 2 "$BIN" quantize "$TMP/fx.gguf" --method fp8-w8a8 --gptq -o "$TMP/z.gguf"

@@ -181,6 +181,38 @@ wait_for "Esc asks before discarding" 'Discard this optimization setup'
 keys y
 wait_for "y discards" 'discarded'
 
+# ---- INT4 AWQ: GPTQ starts on; turned off, the spec and the command line say so ------------
+keys Enter
+wait_for "⏎ takes the model" 'Techniques for alpha-fx'
+keys Down Down Down Down Space
+wait_for "INT4 AWQ chosen" '\(•\) INT4 AWQ'
+keys Enter
+wait_for "INT4 AWQ has an options step" 'Options for alpha-fx · int4-awq'
+wait_for "with the scale search on by default" '\[x\] Scale search'
+wait_for "and GPTQ on by default" '\[x\] GPTQ'
+wait_for "which says what it does" 'rounding errors compensated'
+keys Down Down Space
+wait_for "space turns GPTQ off" '\[ \] GPTQ'
+wait_for "and says so" 'each weight rounded on its own'
+keys Down Down Down
+keys Enter; typed "$TMP/calib.txt"; keys Enter
+wait_for "the calibration text is checked" '✓ text, [0-9.]+ KiB'
+keys Right Right
+wait_for "the review's spec keeps gptq off" '"gptq": *false'
+keys Left
+wait_for "back to the evaluation" 'Evaluation of the result'
+keys Home Space
+wait_for "evaluation off" '\[ \] Evaluate the result'
+keys Right
+wait_for "the review shows the command line" 'optimize alpha-fx --quantize int4-awq'
+cli=$(pane | sed -n '/Same from the command line:/,$p' | sed '1d' | awk '{ sub(/^ +/, ""); print; if ($0 !~ /\\$/) exit }' |
+	sed 's/ \\$//' | tr '\n' ' ')
+case "$cli" in *--quantize\ int4-awq*--no-gptq*) ok "the review's command line says --no-gptq" ;; *) fail "the review's command line says --no-gptq" "got: $cli" ;; esac
+keys Escape
+wait_for "Esc asks before discarding" 'Discard this optimization setup'
+keys y
+wait_for "y discards" 'discarded'
+
 # ---- q with unsaved changes asks; any key but y keeps the studio ---------------------------
 keys Enter
 wait_for "⏎ takes the model again" 'Techniques for alpha-fx'

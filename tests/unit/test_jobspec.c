@@ -175,7 +175,8 @@ TEST(test_semantic_problems)
 }
 
 /* quantization.gptq: a boolean for int4-awq, int4-rtn and fp8 that makes the spec calibrate;
- * absent and false print back as given. */
+ * absent means the method's default (on for int4-awq only); absent and false print back as
+ * given. */
 TEST(test_gptq)
 {
 	job_spec *s = NULL;
@@ -210,6 +211,14 @@ TEST(test_gptq)
 		{"{\"method\": \"fp8\", \"scale_search\": false, \"gptq\": true}", true, true,
 		 "\"gptq\":true"},
 		{"{\"method\": \"int4-awq\", \"gptq\": true}", true, true, "\"gptq\":true"},
+		{"{\"method\": \"int4-awq\"}", true, true, NULL},
+		{"{\"method\": \"int4-awq\", \"group_size\": 64, \"scale_search\": false}", true,
+		 true, NULL},
+		{"{\"method\": \"int4-awq\", \"gptq\": false}", false, true, "\"gptq\":false"},
+		{"{\"method\": \"fp8\"}", false, true, NULL},
+		{"{\"method\": \"fp8\", \"scale_search\": false}", false, false, NULL},
+		{"{\"method\": \"fp8-w8a8\"}", false, false, NULL},
+		{"{\"method\": \"int8-smoothquant\"}", false, true, NULL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char d[300];
@@ -236,6 +245,17 @@ TEST(test_gptq)
 		job_spec_free(c);
 		job_problems_free(&p);
 	}
+	/* no method, or one not known: no default to take */
+	job_spec bare;
+	memset(&bare, 0, sizeof bare);
+	bare.has_quantization = true;
+	CHECK(!job_spec_gptq(&bare));
+	bare.quantization.method = (char *)"int5-awq";
+	CHECK(!job_spec_gptq(&bare));
+	bare.quantization.method = (char *)"int4-awq";
+	CHECK(job_spec_gptq(&bare));
+	bare.has_quantization = false;
+	CHECK(!job_spec_gptq(&bare));
 }
 
 TEST(test_nothing_asked_and_bad_json)
@@ -466,6 +486,10 @@ static void test_examples_accepted(void)
 		CHECK_MSG(has_eval == s->has_evaluation, "%s: evaluate stage planned %d", path,
 			  (int)has_eval);
 		n_eval += s->has_evaluation;
+		/* an int4-awq example that does not say otherwise gets GPTQ */
+		if (s->has_quantization && s->quantization.method &&
+		    !strcmp(s->quantization.method, "int4-awq") && !s->quantization.has_gptq)
+			CHECK_MSG(job_spec_gptq(s), "%s: int4-awq without gptq", path);
 		job_spec_free(s);
 	}
 	closedir(d);

@@ -25,10 +25,19 @@ TEST(test_recipe_gptq)
 {
 	os_error err;
 	for (int m = 0; m < QUANT_N_METHODS; m++) {
+		/* on by default for int4-awq only: the others keep their calibration-free default */
+		bool dflt = m == QUANT_INT4_AWQ;
+		CHECK_EQ_INT(quant_method_gptq_default((quant_method)m), dflt);
 		quant_recipe r = quant_recipe_default((quant_method)m);
-		CHECK(!r.gptq);
+		CHECK_MSG(r.gptq == dflt, "%s", quant_method_name((quant_method)m));
+		CHECK_MSG(quant_recipe_calibrates(&r) == quant_method_calibrates((quant_method)m),
+			  "%s", quant_method_name((quant_method)m));
 		char *js = quant_recipe_to_json(&r);
-		CHECK(js && !strstr(js, "gptq"));
+		CHECK(js && (strstr(js, "\"gptq\":true") != NULL) == dflt);
+		cJSON_free(js);
+		r.gptq = false;
+		js = quant_recipe_to_json(&r);
+		CHECK(js && !strstr(js, "gptq")); /* off: absent */
 		cJSON_free(js);
 		r.gptq = true;
 		bool ok = m == QUANT_INT4_AWQ || m == QUANT_INT4_RTN || m == QUANT_FP8;
