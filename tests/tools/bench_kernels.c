@@ -2,9 +2,11 @@
  * FMA and bf16 dot-product rates), then decode matvecs (GB/s of weights, % of bandwidth)
  * and prefill GEMMs (GFLOP/s, % of peak) on SmolLM2 shapes, all in the same run. Times are
  * the fastest call of many, which filters out other processes sharing the cores.
- * Usage: bench_kernels [threads] [gemm|decode]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a
+ * Usage: bench_kernels [threads] [gemm|decode|step]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a
  * kernel set); "gemm" times only the prefill GEMMs of every SmolLM2 projection shape, "decode"
- * only the 8..31-token decode matmuls, both on hot weights, for quick kernel tuning. */
+ * only the 8..31-token decode matmuls, both on hot weights, for quick kernel tuning; "step"
+ * times every matmul of one SmolLM2 F32 decode step (30 layers and the tied head, 538 MB of
+ * distinct cold weights) at batch 1, 4 and 16, the cost decode actually pays. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,67 @@ static int bench_shapes(threadpool *pool, const cpu_kernel_set *ks, size_t n_tok
 	return 0;
 }
 
+/* One SmolLM2-135M F32 decode step's matmuls (every layer's own weights, so they stream
+ * from memory as in the engine), at batch 1, 4 and 16: the fastest and the median of the
+ * steps run in at least 3 s per batch, against the bandwidth (the weights once) and FMA
+ * (2 x n_tok x parameters) rooflines. */
+static int bench_step(threadpool *pool, const cpu_kernel_set *ks, double bw, double pk)
+{
+	enum { LAYERS = 30, DIM = 576, FFN = 1536, KV = 192, VOCAB = 49152, MAXTOK = 16 };
+	static const size_t sh[][2] = {
+		{DIM, DIM}, {KV, DIM}, {KV, DIM}, {DIM, DIM}, {FFN, DIM}, {FFN, DIM}, {DIM, FFN},
+	};
+	enum { NSH = sizeof sh / sizeof sh[0] };
+	size_t per_layer = 0;
+	for (size_t i = 0; i < NSH; i++)
+		per_layer += sh[i][0] * sh[i][1];
+	size_t n_par = LAYERS * per_layer + (size_t)VOCAB * DIM;
+	float *W = cpu_alloc_aligned(n_par * sizeof(float));
+	float *X = cpu_alloc_aligned((size_t)MAXTOK * FFN * sizeof(float));
+	float *Y = cpu_alloc_aligned((size_t)MAXTOK * VOCAB * sizeof(float));
+	if (!W || !X || !Y) {
+		fprintf(stderr, "bench_kernels: out of memory\n");
+		cpu_free_aligned(W), cpu_free_aligned(X), cpu_free_aligned(Y);
+		return 1;
+	}
+	for (size_t i = 0; i < n_par; i++)
+		W[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+	for (size_t i = 0; i < (size_t)MAXTOK * FFN; i++)
+		X[i] = (float)((i * 40503u) % 997) / 997.0f - 0.5f;
+	printf("\n%-22s %5s %9s %9s %8s %8s %8s\n", "decode step (F32)", "n_tok", "best ms",
+	       "median", "% bw", "% fma", "head ms");
+	for (size_t n_tok = 1; n_tok <= MAXTOK; n_tok *= 4) {
+		enum { MAXSTEPS = 1000 };
+		static double times[MAXSTEPS];
+		double head_best = 1e30;
+		size_t steps = 0;
+		double t00 = now_s();
+		do {
+			double t0 = now_s();
+			const float *w = W;
+			for (size_t l = 0; l < LAYERS; l++)
+				for (size_t i = 0; i < NSH; i++) {
+					cpu_matmul(pool, ks, Y, X, w, CPU_WFMT_F32, n_tok, sh[i][1],
+						   sh[i][0]);
+					w += sh[i][0] * sh[i][1];
+				}
+			double th = now_s();
+			cpu_matmul(pool, ks, Y, X, w, CPU_WFMT_F32, n_tok, DIM, VOCAB);
+			double t1 = now_s();
+			times[steps++] = t1 - t0;
+			head_best = t1 - th < head_best ? t1 - th : head_best;
+		} while (steps < MAXSTEPS && (steps < 5 || now_s() - t00 < 3.0));
+		qsort(times, steps, sizeof times[0], cmp_double);
+		double best = times[0], bytes = (double)n_par * sizeof(float);
+		double fl = 2.0 * (double)n_tok * (double)n_par;
+		printf("%-22s %5zu %9.2f %9.2f %7.1f%% %7.1f%% %8.2f\n", "30 layers + head", n_tok,
+		       best * 1e3, times[steps / 2] * 1e3, 100.0 * bytes / best * 1e-9 / bw,
+		       100.0 * fl / best * 1e-9 / pk, head_best * 1e3);
+	}
+	cpu_free_aligned(W), cpu_free_aligned(X), cpu_free_aligned(Y);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t n_threads = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 0;
@@ -115,6 +178,11 @@ int main(int argc, char **argv)
 	printf("roofline  peak f32 FMA   %8.1f GFLOP/s\n", pk_f32);
 	printf("roofline  peak bf16 dp   %8.1f GFLOP/s%s\n", pk_bf16,
 	       pk_bf16 > 0 ? "" : " (no AVX-512 BF16)");
+	if (argc > 2 && !strcmp(argv[2], "step")) {
+		int rc = bench_step(pool, ks, bw, pk_f32);
+		threadpool_free(pool);
+		return rc;
+	}
 	if (argc > 2 && (!strcmp(argv[2], "gemm") || !strcmp(argv[2], "decode"))) {
 		int rc = 0;
 		if (!strcmp(argv[2], "gemm"))

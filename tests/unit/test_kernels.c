@@ -242,9 +242,10 @@ TEST(test_matmul_rows_vs_generic)
 }
 
 /* Batches the AVX-512 set blocks: prefill (the packed-panel GEMM from 32 tokens on) and
- * decode of 8..31 tokens (outer-product tiles; BF16 widens 256-input weight blocks inside
- * 1024-input activation blocks). Shapes that cross the blocks (12-token tiles, 528-token
- * blocks, 256/512/1024-input blocks, 16-token groups, 16- and 32-row tiles, 256-row blocks)
+ * decode of 8..31 tokens (outer-product tiles over 1536-input activation blocks for F32, each
+ * prefetching the next tile's weights; BF16 widens 256-input weight blocks inside 1024-input
+ * activation blocks). Shapes that cross the blocks (12-token tiles, 528-token
+ * blocks, 256/512/1024/1536-input blocks, 16-token groups, 16- and 32-row tiles, 256-row blocks)
  * and odd n_in (BF16 prefill falls back to the tiles), each set vs float64 and vs generic,
  * 3 threads bit-identical to one, and a row range off the tile grid (rows 5 to n_out - 3)
  * within tolerance inside and untouched outside. */
@@ -255,7 +256,8 @@ TEST(test_matmul_prefill_shapes)
 		{32, 256, 33},   {47, 257, 70},   {64, 512, 300}, {545, 96, 40},
 		{35, 1030, 45},  {40, 513, 287},  {33, 1, 17},    {100, 31, 64},
 		{8, 1030, 45},   {9, 2311, 37},   {16, 257, 19},  {17, 1025, 70},
-		{24, 513, 287},  {31, 1299, 33},
+		{24, 513, 287},  {31, 1299, 33},  {15, 1537, 50}, {16, 576, 77},
+		{8, 100, 31},    {31, 1536, 49},  {17, 77, 1550},
 	};
 	threadpool *pool = NULL;
 	CHECK(threadpool_new(&pool, 3, NULL) == OS_OK);
