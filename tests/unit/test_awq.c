@@ -9,6 +9,7 @@
 #include "core/optimize/awq.h"
 #include "core/optimize/calibrate.h"
 #include "core/optimize/quant_formats.h"
+#include "tests/engine_run.h"
 #include "tests/test.h"
 
 #include <unistd.h>
@@ -141,47 +142,6 @@ TEST(test_group_for)
 	CHECK_EQ_INT(awq_group_for(128, 40), 0);
 }
 
-typedef struct run {
-	model *m;
-	backend *be;
-	engine *e;
-} run;
-
-static int run_open(run *r, const char *path)
-{
-	os_error err;
-	memset(r, 0, sizeof *r);
-	engine_opts eo = {.max_batch = 64, .kv_bytes = 1u << 20};
-	if (model_open(&r->m, path, NULL, &err) || backend_cpu_new(&r->be, NULL, &err) ||
-	    engine_new(&r->e, r->m, r->be, &eo, &err)) {
-		printf("  open: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static void run_close(run *r)
-{
-	engine_free(r->e);
-	backend_free(r->be);
-	model_close(r->m);
-}
-
-static int logits_all(engine *e, const int32_t *toks, size_t n, float *out)
-{
-	os_error err;
-	int32_t s, pos[64], seq[64];
-	uint8_t want[64];
-	if (n > 64 || kv_seq_new(engine_kv(e), &s, &err))
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		pos[i] = (int32_t)i, seq[i] = s, want[i] = 1;
-	engine_batch b = {.n = n, .tokens = toks, .pos = pos, .seq = seq, .want = want};
-	int rc = engine_forward(e, &b, out, &err);
-	kv_seq_free(engine_kv(e), s);
-	return rc;
-}
-
 static void add_outliers(model *m, uint64_t *st)
 {
 	const model_config *c = model_get_config(m);
@@ -202,9 +162,9 @@ TEST(test_fixture_model)
 				.n_kv_heads = 2, .ffn_dim = 160, .ctx = 256};
 	os_error err;
 	CHECK_MSG(gguf_fixture_write(path, &fo, &err) == OS_OK, "%s", err.msg);
-	run a, b;
-	CHECK(run_open(&a, path) == 0);
-	CHECK(run_open(&b, path) == 0);
+	test_run a, b;
+	CHECK(test_run_open(&a, path, NULL, 64) == 0);
+	CHECK(test_run_open(&b, path, NULL, 64) == 0);
 	uint64_t st = seed, st2 = seed;
 	add_outliers(a.m, &st);
 	add_outliers(b.m, &st2);
@@ -230,8 +190,8 @@ TEST(test_fixture_model)
 	CHECK(rep.err_awq < rep.err_rtn); /* outlier channels: strictly better */
 	CHECK(rep.err_clip == rep.err_awq);
 	float *la = malloc(29 * vocab * sizeof *la), *lb = malloc(29 * vocab * sizeof *lb);
-	CHECK(logits_all(a.e, toks, 29, la) == 0);
-	CHECK(logits_all(b.e, toks, 29, lb) == 0);
+	CHECK(test_logits_all(a.e, toks, 29, la) == 0);
+	CHECK(test_logits_all(b.e, toks, 29, lb) == 0);
 	double maxd = 0, maxa = 0;
 	for (size_t i = 0; i < 29 * vocab; i++) {
 		maxd = fmax(maxd, fabs((double)la[i] - lb[i]));
@@ -242,8 +202,8 @@ TEST(test_fixture_model)
 	CHECK(maxd <= 1e-4 * (1 + maxa));
 
 	/* with clipping, on a fresh copy: reported, and the search stays finite */
-	run c;
-	CHECK(run_open(&c, path) == 0);
+	test_run c;
+	CHECK(test_run_open(&c, path, NULL, 64) == 0);
 	uint64_t st3 = seed;
 	add_outliers(c.m, &st3);
 	ao.clip = true, ao.be = c.be;
@@ -251,13 +211,13 @@ TEST(test_fixture_model)
 	printf("  fixture with clipping: RTN %.4g, AWQ %.4g, AWQ + clip %.4g\n", rep.err_rtn,
 	       rep.err_awq, rep.err_clip);
 	CHECK(isfinite(rep.err_clip) && rep.err_clip <= rep.err_rtn);
-	run_close(&c);
+	test_run_close(&c);
 
 	/* with the weighted grid: the layers come back as INT4 (what int4-awq writes), and
 	 * their logits are closer to the float model's than plain RTN's */
-	run d, e;
-	CHECK(run_open(&d, path) == 0);
-	CHECK(run_open(&e, path) == 0);
+	test_run d, e;
+	CHECK(test_run_open(&d, path, NULL, 64) == 0);
+	CHECK(test_run_open(&e, path, NULL, 64) == 0);
 	uint64_t st4 = seed, st5 = seed;
 	add_outliers(d.m, &st4);
 	add_outliers(e.m, &st5);
@@ -292,8 +252,8 @@ TEST(test_fixture_model)
 	CHECK(engine_new(&d.e, d.m, d.be, &eo, &err) == OS_OK);
 	CHECK(engine_new(&e.e, e.m, e.be, &eo, &err) == OS_OK);
 	float *ld = malloc(29 * vocab * sizeof *ld), *le = malloc(29 * vocab * sizeof *le);
-	CHECK(logits_all(d.e, toks, 29, ld) == 0);
-	CHECK(logits_all(e.e, toks, 29, le) == 0);
+	CHECK(test_logits_all(d.e, toks, 29, ld) == 0);
+	CHECK(test_logits_all(e.e, toks, 29, le) == 0);
 	double ed = 0, ee = 0;
 	for (size_t i = 0; i < 29 * vocab; i++) {
 		ed += ((double)ld[i] - la[i]) * ((double)ld[i] - la[i]);
@@ -303,16 +263,16 @@ TEST(test_fixture_model)
 	CHECK(ed < ee);
 	free(ld);
 	free(le);
-	run_close(&d);
-	run_close(&e);
+	test_run_close(&d);
+	test_run_close(&e);
 
 	/* a stats record from another shape is refused */
 	calib_stats_free(cs);
 	free(la);
 	free(lb);
 	free(cal);
-	run_close(&a);
-	run_close(&b);
+	test_run_close(&a);
+	test_run_close(&b);
 }
 
 int main(void)

@@ -8,6 +8,7 @@
 #include "core/format/fixture.h"
 #include "core/format/gguf.h"
 #include "core/optimize/calibrate.h"
+#include "tests/engine_run.h"
 #include "tests/test.h"
 
 #include <unistd.h>
@@ -15,32 +16,6 @@
 static uint64_t seed = 20250612;
 static char dir[64];
 static char path_fx[128];
-
-typedef struct run {
-	model *m;
-	backend *be;
-	engine *e;
-} run;
-
-static int run_open(run *r, size_t max_batch)
-{
-	os_error err;
-	memset(r, 0, sizeof *r);
-	engine_opts eo = {.max_batch = max_batch, .kv_bytes = 1u << 20};
-	if (model_open(&r->m, path_fx, NULL, &err) || backend_cpu_new(&r->be, NULL, &err) ||
-	    engine_new(&r->e, r->m, r->be, &eo, &err)) {
-		printf("  open: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static void run_close(run *r)
-{
-	engine_free(r->e);
-	backend_free(r->be);
-	model_close(r->m);
-}
 
 static int32_t *random_tokens(size_t n, uint64_t *st)
 {
@@ -85,8 +60,8 @@ static double max_err(const double *want, const float *got, size_t n)
  * (embedding + wo att + w_down h per layer) normalises to the next ATTN_IN / FFN_IN rows. */
 TEST(test_rows_are_layer_inputs)
 {
-	run r;
-	CHECK(run_open(&r, 256) == 0);
+	test_run r;
+	CHECK(test_run_open(&r, path_fx, NULL, 256) == 0);
 	const model_config *c = model_get_config(r.m);
 	const model_weights *w = model_get_weights(r.m);
 	uint64_t st = seed;
@@ -150,16 +125,16 @@ TEST(test_rows_are_layer_inputs)
 	free(xn);
 	free(toks);
 	calib_stats_free(cs);
-	run_close(&r);
+	test_run_close(&r);
 }
 
 /* A kept subset: K distinct rows of the full record, in token order, the same at every site,
  * chosen by the seed; passes of 7 tokens give the same statistics as one pass. */
 TEST(test_subset_and_passes)
 {
-	run r, r7;
-	CHECK(run_open(&r, 256) == 0);
-	CHECK(run_open(&r7, 7) == 0);
+	test_run r, r7;
+	CHECK(test_run_open(&r, path_fx, NULL, 256) == 0);
+	CHECK(test_run_open(&r7, path_fx, NULL, 7) == 0);
 	uint64_t st = seed + 1;
 	size_t N = 4, L = 31, n_text = 4 * 31 + 17, K = 37;
 	int32_t *toks = random_tokens(n_text, &st);
@@ -206,8 +181,8 @@ TEST(test_subset_and_passes)
 	calib_stats_free(b);
 	calib_stats_free(c2);
 	free(toks);
-	run_close(&r);
-	run_close(&r7);
+	test_run_close(&r);
+	test_run_close(&r7);
 }
 
 typedef struct cb_state {
@@ -233,8 +208,8 @@ static bool on_stop(void *ctx)
 
 TEST(test_progress_stop_errors)
 {
-	run r;
-	CHECK(run_open(&r, 64) == 0);
+	test_run r;
+	CHECK(test_run_open(&r, path_fx, NULL, 64) == 0);
 	uint64_t st = seed + 2;
 	int32_t *toks = random_tokens(200, &st);
 	os_error err;
@@ -282,13 +257,13 @@ TEST(test_progress_stop_errors)
 	calib_stats_free(cs2);
 	free(t2);
 	free(toks);
-	run_close(&r);
+	test_run_close(&r);
 }
 
 TEST(test_text_and_file)
 {
-	run r;
-	CHECK(run_open(&r, 64) == 0);
+	test_run r;
+	CHECK(test_run_open(&r, path_fx, NULL, 64) == 0);
 	gguf_file *f = NULL;
 	tokenizer *tok = NULL;
 	os_error err;
@@ -327,7 +302,7 @@ TEST(test_text_and_file)
 	CHECK_EQ_INT(calib_run_text(r.e, tok, "short", 5, &co, &cs, &err), OS_EUSAGE);
 	CHECK(strstr(err.msg, "too short"));
 	tokenizer_close(tok);
-	run_close(&r);
+	test_run_close(&r);
 }
 
 int main(void)

@@ -7,6 +7,7 @@
 #include "core/engine/engine.h"
 #include "core/format/fixture.h"
 #include "core/optimize/calibrate.h"
+#include "tests/engine_run.h"
 #include "tests/test.h"
 
 #include <unistd.h>
@@ -14,32 +15,6 @@
 static uint64_t seed = 20261124;
 static char dir[64];
 static char path_fx[128];
-
-typedef struct run {
-	model *m;
-	backend *be;
-	engine *e;
-} run;
-
-static int run_open(run *r, size_t max_batch)
-{
-	os_error err;
-	memset(r, 0, sizeof *r);
-	engine_opts eo = {.max_batch = max_batch, .kv_bytes = 1u << 20};
-	if (model_open(&r->m, path_fx, NULL, &err) || backend_cpu_new(&r->be, NULL, &err) ||
-	    engine_new(&r->e, r->m, r->be, &eo, &err)) {
-		printf("  open: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static void run_close(run *r)
-{
-	engine_free(r->e);
-	backend_free(r->be);
-	model_close(r->m);
-}
 
 static int32_t *random_tokens(size_t n, uint64_t *st)
 {
@@ -71,7 +46,7 @@ static double hess_err(const calib_site *cs, const float *H, bool *symmetric)
 }
 
 /* Every site of every layer against the reference; be chooses the matmul or the loops. */
-static void check_all(run *r, backend *be, size_t N, size_t L, const int32_t *toks,
+static void check_all(test_run *r, backend *be, size_t N, size_t L, const int32_t *toks,
 		      size_t n_text)
 {
 	os_error err;
@@ -109,9 +84,9 @@ static void check_all(run *r, backend *be, size_t N, size_t L, const int32_t *to
 
 TEST(test_hessian_matches_rows)
 {
-	run r, r5;
-	CHECK(run_open(&r, 256) == 0);
-	CHECK(run_open(&r5, 5) == 0); /* passes of 5 tokens: H sums across passes */
+	test_run r, r5;
+	CHECK(test_run_open(&r, path_fx, NULL, 256) == 0);
+	CHECK(test_run_open(&r5, path_fx, NULL, 5) == 0); /* passes of 5 tokens: H sums across passes */
 	uint64_t st = seed;
 	size_t N = 3, L = 37, n_text = 200;
 	int32_t *toks = random_tokens(n_text, &st);
@@ -120,8 +95,8 @@ TEST(test_hessian_matches_rows)
 	check_all(&r, NULL, N, L, toks, n_text);    /* loops */
 	check_all(&r5, r5.be, N, L, toks, n_text);  /* split passes */
 	free(toks);
-	run_close(&r);
-	run_close(&r5);
+	test_run_close(&r);
+	test_run_close(&r5);
 }
 
 static void count_progress(void *ctx, size_t done, size_t total)
@@ -133,8 +108,8 @@ static void count_progress(void *ctx, size_t done, size_t total)
 
 TEST(test_hessian_range_and_budget)
 {
-	run r;
-	CHECK(run_open(&r, 64) == 0);
+	test_run r;
+	CHECK(test_run_open(&r, path_fx, NULL, 64) == 0);
 	uint64_t st = seed + 1;
 	int32_t *toks = random_tokens(300, &st);
 	CHECK(toks);
@@ -195,7 +170,7 @@ TEST(test_hessian_range_and_budget)
 	co.layer_end = 2;
 	CHECK_EQ_INT(calib_run_tokens(r.e, toks, 300, &co, &cs, &err), OS_EUSAGE);
 	free(toks);
-	run_close(&r);
+	test_run_close(&r);
 }
 
 int main(void)

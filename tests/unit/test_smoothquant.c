@@ -8,55 +8,13 @@
 #include "core/format/fixture.h"
 #include "core/optimize/calibrate.h"
 #include "core/optimize/smoothquant.h"
+#include "tests/engine_run.h"
 #include "tests/test.h"
 
 #include <unistd.h>
 
 static uint64_t seed = 20250611;
 static char dir[64];
-
-typedef struct run {
-	model *m;
-	backend *be;
-	engine *e;
-} run;
-
-static int run_open(run *r, const char *path, int wfmt)
-{
-	os_error err;
-	memset(r, 0, sizeof *r);
-	model_load_opts mo = {.weight_format = wfmt};
-	engine_opts eo = {.max_batch = 64, .kv_bytes = 1u << 20};
-	if (model_open(&r->m, path, &mo, &err) || backend_cpu_new(&r->be, NULL, &err) ||
-	    engine_new(&r->e, r->m, r->be, &eo, &err)) {
-		printf("  open: %s\n", err.msg);
-		return -1;
-	}
-	return 0;
-}
-
-static void run_close(run *r)
-{
-	engine_free(r->e);
-	backend_free(r->be);
-	model_close(r->m);
-}
-
-/* Logits of every position of toks[0..n) as one fresh sequence: (n, vocab). */
-static int logits_all(engine *e, const int32_t *toks, size_t n, float *out)
-{
-	os_error err;
-	int32_t s, pos[256], seq[256];
-	uint8_t want[256];
-	if (n > 256 || kv_seq_new(engine_kv(e), &s, &err))
-		return -1;
-	for (size_t i = 0; i < n; i++)
-		pos[i] = (int32_t)i, seq[i] = s, want[i] = 1;
-	engine_batch b = {.n = n, .tokens = toks, .pos = pos, .seq = seq, .want = want};
-	int rc = engine_forward(e, &b, out, &err);
-	kv_seq_free(engine_kv(e), s);
-	return rc;
-}
 
 /* Multiplies a few channels of every norm by large factors: the outliers SmoothQuant is for. */
 static void add_outliers(model *m, uint64_t *st)
@@ -97,9 +55,9 @@ static void check_identity(uint32_t n_heads, uint32_t n_kv_heads, float alpha)
 				.n_kv_heads = n_kv_heads, .ffn_dim = 88, .ctx = 256};
 	os_error err;
 	CHECK_MSG(gguf_fixture_write(path, &fo, &err) == OS_OK, "fixture: %s", err.msg);
-	run a, b;
-	CHECK(run_open(&a, path, BE_WFMT_F32) == 0);
-	CHECK(run_open(&b, path, BE_WFMT_F32) == 0);
+	test_run a, b;
+	CHECK(test_run_open(&a, path, &(model_load_opts){.weight_format = BE_WFMT_F32}, 64) == 0);
+	CHECK(test_run_open(&b, path, &(model_load_opts){.weight_format = BE_WFMT_F32}, 64) == 0);
 	uint64_t st = seed ^ n_heads;
 	uint64_t st2 = st;
 	add_outliers(a.m, &st);
@@ -119,8 +77,8 @@ static void check_identity(uint32_t n_heads, uint32_t n_kv_heads, float alpha)
 
 	float *la = malloc(37 * vocab * sizeof *la), *lb = malloc(37 * vocab * sizeof *lb);
 	CHECK(la && lb);
-	CHECK(logits_all(a.e, toks, 37, la) == 0);
-	CHECK(logits_all(b.e, toks, 37, lb) == 0);
+	CHECK(test_logits_all(a.e, toks, 37, la) == 0);
+	CHECK(test_logits_all(b.e, toks, 37, lb) == 0);
 	double maxd = 0, maxa = 0;
 	for (size_t i = 0; i < 37 * vocab; i++) {
 		double d = fabs((double)la[i] - lb[i]);
@@ -150,8 +108,8 @@ static void check_identity(uint32_t n_heads, uint32_t n_kv_heads, float alpha)
 	free(la);
 	free(lb);
 	free(cal);
-	run_close(&a);
-	run_close(&b);
+	test_run_close(&a);
+	test_run_close(&b);
 }
 
 TEST(test_identity_gqa)
@@ -181,8 +139,8 @@ TEST(test_scales_formula)
 				.n_kv_heads = 2, .ffn_dim = 72, .ctx = 128};
 	os_error err;
 	CHECK(gguf_fixture_write(path, &fo, &err) == OS_OK);
-	run r;
-	CHECK(run_open(&r, path, BE_WFMT_F32) == 0);
+	test_run r;
+	CHECK(test_run_open(&r, path, &(model_load_opts){.weight_format = BE_WFMT_F32}, 64) == 0);
 	uint64_t st = seed;
 	int32_t cal[3 * 30];
 	for (size_t i = 0; i < 90; i++)
@@ -223,15 +181,15 @@ TEST(test_scales_formula)
 	CHECK(strstr(err.msg, "alpha"));
 	CHECK_EQ_INT(smoothquant_apply(r.m, cs, NAN, &err), OS_EUSAGE);
 	calib_stats_free(cs);
-	run_close(&r);
+	test_run_close(&r);
 }
 
 TEST(test_bf16_refused)
 {
 	char path[128];
 	snprintf(path, sizeof path, "%s/fx_4_2.gguf", dir);
-	run r;
-	CHECK(run_open(&r, path, BE_WFMT_BF16) == 0);
+	test_run r;
+	CHECK(test_run_open(&r, path, &(model_load_opts){.weight_format = BE_WFMT_BF16}, 64) == 0);
 	uint64_t st = seed;
 	int32_t cal[2 * 20];
 	for (size_t i = 0; i < 40; i++)
@@ -244,7 +202,7 @@ TEST(test_bf16_refused)
 	CHECK_EQ_INT(smoothquant_apply(r.m, cs, 0.5f, &err), OS_EUNSUPPORTED);
 	CHECK(strstr(err.msg, "F32"));
 	calib_stats_free(cs);
-	run_close(&r);
+	test_run_close(&r);
 }
 
 int main(void)
