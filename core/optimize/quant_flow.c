@@ -97,12 +97,33 @@ static bool method_transforms(quant_method m)
 	return m == QUANT_INT8_SQ || m == QUANT_INT4_AWQ;
 }
 
+/* GPTQ's Hessians must fit the budget. Checked before the first calibration (int4-awq's
+ * Hessian pass comes only after its AWQ search) and worded for the user: calibration would
+ * refuse them too, but only later and in terms a user cannot act on. */
+static int check_hessian_budget(const model *m, const quant_flow_opts *o, os_error *err)
+{
+	const model_config *c = model_get_config(m);
+	size_t budget = o->hessian_budget ? o->hessian_budget : CALIB_DEFAULT_HESSIAN_BUDGET;
+	size_t need = calib_hessian_bytes(c, 0, c->n_layers);
+	if (need > budget)
+		return os_error_set(err, OS_ENOMEM, "GPTQ needs %.1f MiB for this model's Hessians, "
+				    "over the budget of %.1f MiB; quantize without GPTQ "
+				    "(--no-gptq, or \"gptq\": false in a job spec)",
+				    (double)need / (1 << 20), (double)budget / (1 << 20));
+	return OS_OK;
+}
+
 int quant_flow_calibrate(model *m, const quant_recipe *r, const quant_flow_opts *o,
 			 calib_stats **out, quant_flow_report *rep, os_error *err)
 {
 	*out = NULL;
 	if (!quant_flow_needed(r))
 		return OS_OK;
+	if (r->gptq) {
+		int rc = check_hessian_budget(m, o, err);
+		if (rc)
+			return rc;
+	}
 	double t0 = now_s();
 	int rc = calibrate_pass(m, r, o, r->gptq && !method_transforms(r->method),
 				!r->gptq || method_transforms(r->method), "calibrate", out, err);

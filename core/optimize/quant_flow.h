@@ -63,8 +63,9 @@ bool quant_flow_needed(const quant_recipe *r);
  * returns the statistics r's transform reads in *out (NULL when r does not calibrate), with
  * Hessians when r->gptq on a method without a transform of its own. The calibration engine
  * is made and freed here. rep (may be NULL) gets t_calib. Fails as calib_run_file does
- * (OS_EIO naming an unreadable text, OS_EUSAGE for a short one, OS_ENOMEM naming the
- * Hessians' size over the budget, OS_ESTOPPED), or with the engine's error. */
+ * (OS_EIO naming an unreadable text, OS_EUSAGE for a short one, OS_ESTOPPED), or with the
+ * engine's error; with r->gptq, OS_ENOMEM before any work when the Hessians exceed the
+ * budget, naming their size and how to quantize without GPTQ. */
 int quant_flow_calibrate(model *m, const quant_recipe *r, const quant_flow_opts *o,
 			 calib_stats **out, quant_flow_report *rep, os_error *err);
 

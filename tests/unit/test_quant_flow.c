@@ -262,6 +262,51 @@ TEST(test_flow_awq_gptq)
 	env_close(&b);
 }
 
+static bool count_calls(void *ctx, const char *stage, size_t done, size_t total)
+{
+	(*(int *)ctx)++;
+	return true;
+}
+
+/* Hessians over the budget: refused before any calibration, saying how to do without GPTQ. */
+TEST(test_flow_hessian_budget)
+{
+	os_error err = {0};
+	quant_recipe r = quant_recipe_default(QUANT_INT4_RTN);
+	r.gptq = true;
+	r.calib_samples = 2;
+	r.calib_seq_len = 16;
+	r.group = 32;
+	env a;
+	CHECK(env_open(&a) == 0);
+	const model_config *c = model_get_config(a.m);
+	size_t need = calib_hessian_bytes(c, 0, c->n_layers);
+	int calls = 0;
+	quant_flow_opts fo = {.be = a.be, .tok = a.tok, .calib_path = path_txt,
+			      .hessian_budget = need - 1, .progress = count_calls,
+			      .progress_ctx = &calls};
+	calib_stats *st = NULL;
+	CHECK_EQ_INT(quant_flow_calibrate(a.m, &r, &fo, &st, NULL, &err), OS_ENOMEM);
+	CHECK(st == NULL && calls == 0);
+	CHECK_MSG(strstr(err.msg, "--no-gptq") && strstr(err.msg, "budget"), "%s", err.msg);
+	fo.hessian_budget = need; /* exactly the budget is enough */
+	CHECK_MSG(quant_flow_calibrate(a.m, &r, &fo, &st, NULL, &err) == OS_OK, "%s", err.msg);
+	CHECK(st && calib_hessian(st, 0, 0) != NULL);
+	calib_stats_free(st);
+	/* int4-awq's Hessians come after its AWQ search: refused before that too */
+	r = quant_recipe_default(QUANT_INT4_AWQ);
+	r.gptq = true;
+	r.calib_samples = 2;
+	r.calib_seq_len = 16;
+	r.group = 32;
+	fo.hessian_budget = need - 1;
+	calls = 0;
+	st = NULL;
+	CHECK_EQ_INT(quant_flow_calibrate(a.m, &r, &fo, &st, NULL, &err), OS_ENOMEM);
+	CHECK(st == NULL && calls == 0);
+	env_close(&a);
+}
+
 int main(void)
 {
 	const char *seed_env = getenv("TEST_SEED");
@@ -295,6 +340,7 @@ int main(void)
 	RUN(test_recipe_gptq);
 	RUN(test_apply_gptq_int4_and_fp8);
 	RUN(test_flow_awq_gptq);
+	RUN(test_flow_hessian_budget);
 	char cmd[128];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)
