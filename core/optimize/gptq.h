@@ -59,9 +59,10 @@ int gptq_quantize_reference(quant_matrix *out, quant_fmt fmt, const float *W, si
 
 /* tr((W - Q) H (W - Q)^T) for W (rows, cols) and Q = quant_matrix_dequantize(q) (q of the
  * same shape): the proxy output error of a quantized matrix, H as for gptq_quantize. q NULL:
- * tr(W H W^T). Each row's term in double, the rows added in order, so the pool (NULL: the
- * caller's thread) does not change the bits. Returns -1 on allocation failure or a shape
- * mismatch. */
+ * tr(W H W^T). (W - Q) H is an F32 product on the CPU kernels (rows split over pool; NULL:
+ * the caller's thread; the split does not change the bits), summed against W - Q in double:
+ * within about 1e-5 relative of a float64 evaluation. Returns -1 on allocation failure or a
+ * shape mismatch. */
 double gptq_proxy_error(const quant_matrix *q, const float *W, size_t rows, size_t cols,
 			const float *H, threadpool *pool);
 
