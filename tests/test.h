@@ -4,7 +4,9 @@
 #ifndef OPTSTUDIO_TEST_H
 #define OPTSTUDIO_TEST_H
 
+#include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +97,37 @@ static inline uint64_t test_rand_next(uint64_t *state)
 static inline float test_rand_float(uint64_t *state)
 {
 	return (float)((double)(test_rand_next(state) >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+}
+
+/* The seed of a run: TEST_SEED when set (decimal, or hex with 0x), else dflt. Printed, so a
+ * failing run can be repeated. */
+static inline uint64_t test_seed(uint64_t dflt)
+{
+	const char *env = getenv("TEST_SEED");
+	uint64_t seed = env && *env ? strtoull(env, NULL, 0) : dflt;
+	printf("seed %llu (TEST_SEED to repeat)\n", (unsigned long long)seed);
+	return seed;
+}
+
+/* Makes a fresh directory /tmp/<name>.XXXXXX in dir (cap bytes). When it cannot, says why
+ * in a summary line the runner counts as a failure, and returns false. */
+static inline bool test_tmpdir_make(char *dir, size_t cap, const char *name)
+{
+	snprintf(dir, cap, "/tmp/%s.XXXXXX", name);
+	if (mkdtemp(dir))
+		return true;
+	printf("cannot make a temporary directory %s: %s\n0 passed, 1 failed\n", dir,
+	       strerror(errno));
+	return false;
+}
+
+/* Removes dir and everything under it, saying so when it cannot. */
+static inline void test_tmpdir_remove(const char *dir)
+{
+	char cmd[1100];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		printf("cannot remove %s\n", dir);
 }
 
 static inline int test_summary(void)

@@ -277,21 +277,12 @@ TEST(test_fixture_model)
 
 int main(void)
 {
-	const char *env = getenv("TEST_SEED");
-	if (env)
-		seed = strtoull(env, NULL, 10);
-	printf("seed %llu\n", (unsigned long long)seed);
-	snprintf(dir, sizeof dir, "/tmp/test_awq.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("cannot make a temporary directory\n");
+	seed = test_seed(seed);
+	if (!test_tmpdir_make(dir, sizeof dir, "test_awq"))
 		return 1;
-	}
 	RUN(test_search_beats_rtn);
 	RUN(test_group_for);
 	RUN(test_fixture_model);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		printf("cannot remove %s\n", dir);
+	test_tmpdir_remove(dir);
 	return test_summary();
 }

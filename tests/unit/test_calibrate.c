@@ -307,15 +307,9 @@ TEST(test_text_and_file)
 
 int main(void)
 {
-	const char *env = getenv("TEST_SEED");
-	if (env)
-		seed = strtoull(env, NULL, 10);
-	printf("seed %llu\n", (unsigned long long)seed);
-	snprintf(dir, sizeof dir, "/tmp/test_calibrate.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("cannot make a temporary directory\n");
+	seed = test_seed(seed);
+	if (!test_tmpdir_make(dir, sizeof dir, "test_calibrate"))
 		return 1;
-	}
 	snprintf(path_fx, sizeof path_fx, "%s/fx.gguf", dir);
 	gguf_fixture_opts fo = {.seed = seed, .n_layers = 3, .dim = 40, .n_heads = 4,
 				.n_kv_heads = 2, .ffn_dim = 72, .ctx = 256};
@@ -328,9 +322,6 @@ int main(void)
 	RUN(test_subset_and_passes);
 	RUN(test_progress_stop_errors);
 	RUN(test_text_and_file);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		printf("cannot remove %s\n", dir);
+	test_tmpdir_remove(dir);
 	return test_summary();
 }

@@ -175,15 +175,9 @@ TEST(test_hessian_range_and_budget)
 
 int main(void)
 {
-	const char *env = getenv("TEST_SEED");
-	if (env)
-		seed = strtoull(env, NULL, 10);
-	printf("seed %llu\n", (unsigned long long)seed);
-	snprintf(dir, sizeof dir, "/tmp/test_calib_hess.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("cannot make a temporary directory\n");
+	seed = test_seed(seed);
+	if (!test_tmpdir_make(dir, sizeof dir, "test_calib_hess"))
 		return 1;
-	}
 	snprintf(path_fx, sizeof path_fx, "%s/fx.gguf", dir);
 	/* awkward widths: 56 and 76 are no multiple of 16 floats */
 	gguf_fixture_opts fo = {.seed = seed, .n_layers = 3, .dim = 56, .n_heads = 4,
@@ -195,9 +189,6 @@ int main(void)
 	}
 	RUN(test_hessian_matches_rows);
 	RUN(test_hessian_range_and_budget);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		printf("cannot remove %s\n", dir);
+	test_tmpdir_remove(dir);
 	return test_summary();
 }

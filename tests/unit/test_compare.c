@@ -539,11 +539,8 @@ int main(void)
 {
 	seed = 0xc0a7e;
 	printf("seed %llu\n", (unsigned long long)seed);
-	snprintf(home, sizeof home, "/tmp/test_compare.XXXXXX");
-	if (!mkdtemp(home)) {
-		printf("cannot create a temporary folder\n0 passed, 1 failed\n");
+	if (!test_tmpdir_make(home, sizeof home, "test_compare"))
 		return 1;
-	}
 	RUN(test_rows_against_the_store);
 	RUN(test_deltas_and_baselines);
 	RUN(test_detail_rows);

@@ -729,11 +729,8 @@ TEST(test_smollm2)
 
 int main(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/test_engine.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("cannot make a temporary directory\n0 passed, 1 failed\n");
+	if (!test_tmpdir_make(dir, sizeof dir, "test_engine"))
 		return 1;
-	}
 	path_in_dir(path_f32, sizeof path_f32, "f32.gguf");
 	path_in_dir(path_tied, sizeof path_tied, "tied.gguf");
 	os_error err;

@@ -131,10 +131,7 @@ TEST(test_bad_opts)
 TEST(test_property)
 {
 	uint64_t seed = (uint64_t)time(NULL);
-	const char *s = getenv("TEST_SEED");
-	if (s)
-		seed = strtoull(s, NULL, 10);
-	printf("  seed %llu (TEST_SEED to repeat)\n", (unsigned long long)seed);
+	seed = test_seed(seed);
 	uint64_t st = seed;
 	enum { N_BLOCKS = 37, MAX_SEQ = 9, STEPS = 20000 };
 	size_t bt = 1 + test_rand_next(&st) % 20;

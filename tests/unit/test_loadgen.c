@@ -462,11 +462,8 @@ int main(void)
 {
 	seed = 0x10ad6e11ull;
 	printf("seed %llu\n", (unsigned long long)seed);
-	snprintf(dir, sizeof dir, "/tmp/test_loadgen.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("cannot make a temporary directory\n0 passed, 1 failed\n");
+	if (!test_tmpdir_make(dir, sizeof dir, "test_loadgen"))
 		return 1;
-	}
 	snprintf(path, sizeof path, "%s/f32.gguf", dir);
 	os_error err;
 	gguf_fixture_opts fo = {.seed = 77};

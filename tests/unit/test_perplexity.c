@@ -476,15 +476,9 @@ TEST(test_smollm2_heldout)
 
 int main(void)
 {
-	const char *s = getenv("TEST_SEED");
-	if (s && *s)
-		seed = strtoull(s, NULL, 10);
-	printf("seed %llu\n", (unsigned long long)seed);
-	snprintf(dir, sizeof dir, "/tmp/test_perplexity.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("cannot make a temporary directory\n");
+	seed = test_seed(seed);
+	if (!test_tmpdir_make(dir, sizeof dir, "test_perplexity"))
 		return 1;
-	}
 	snprintf(path_fixture, sizeof path_fixture, "%s/fixture.gguf", dir);
 	gguf_fixture_opts fo = {.seed = seed};
 	os_error err;

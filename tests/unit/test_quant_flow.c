@@ -309,15 +309,9 @@ TEST(test_flow_hessian_budget)
 
 int main(void)
 {
-	const char *seed_env = getenv("TEST_SEED");
-	if (seed_env)
-		seed = strtoull(seed_env, NULL, 10);
-	printf("seed %llu\n", (unsigned long long)seed);
-	snprintf(dir, sizeof dir, "/tmp/test_quant_flow.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("cannot make a temporary directory\n");
+	seed = test_seed(seed);
+	if (!test_tmpdir_make(dir, sizeof dir, "test_quant_flow"))
 		return 1;
-	}
 	snprintf(path_fx, sizeof path_fx, "%s/fx.gguf", dir);
 	snprintf(path_txt, sizeof path_txt, "%s/cal.txt", dir);
 	/* INT4 needs widths divisible by 32: dim 96, ffn 160 */
@@ -341,9 +335,6 @@ int main(void)
 	RUN(test_apply_gptq_int4_and_fp8);
 	RUN(test_flow_awq_gptq);
 	RUN(test_flow_hessian_budget);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		printf("cannot remove %s\n", dir);
+	test_tmpdir_remove(dir);
 	return test_summary();
 }

@@ -336,10 +336,7 @@ TEST(test_search_matches_reference)
 
 int main(void)
 {
-	const char *env = getenv("TEST_SEED");
-	if (env)
-		seed = strtoull(env, NULL, 10);
-	printf("seed %llu\n", (unsigned long long)seed);
+	seed = test_seed(seed);
 	RUN(test_fp8_never_worse);
 	RUN(test_int4_never_worse);
 	RUN(test_importance_moves_error);

@@ -664,11 +664,8 @@ TEST(test_kv_engine_rollback)
 
 int main(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/test_quantize.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("mkdtemp failed\n");
+	if (!test_tmpdir_make(dir, sizeof dir, "test_quantize"))
 		return 1;
-	}
 	path_in_dir(path_untied, sizeof path_untied, "untied.gguf");
 	path_in_dir(path_tied, sizeof path_tied, "tied.gguf");
 	path_in_dir(path_big, sizeof path_big, "big.gguf");

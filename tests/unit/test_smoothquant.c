@@ -207,23 +207,14 @@ TEST(test_bf16_refused)
 
 int main(void)
 {
-	const char *env = getenv("TEST_SEED");
-	if (env)
-		seed = strtoull(env, NULL, 10);
-	printf("seed %llu\n", (unsigned long long)seed);
-	snprintf(dir, sizeof dir, "/tmp/test_smoothquant.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("cannot make a temporary directory\n");
+	seed = test_seed(seed);
+	if (!test_tmpdir_make(dir, sizeof dir, "test_smoothquant"))
 		return 1;
-	}
 	RUN(test_identity_gqa);
 	RUN(test_identity_mha);
 	RUN(test_identity_alpha_ends);
 	RUN(test_scales_formula);
 	RUN(test_bf16_refused);
-	char cmd[128];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-	if (system(cmd) != 0)
-		printf("cannot remove %s\n", dir);
+	test_tmpdir_remove(dir);
 	return test_summary();
 }

@@ -844,11 +844,8 @@ TEST(test_smollm2)
 
 int main(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/test_spec.XXXXXX");
-	if (!mkdtemp(dir)) {
-		printf("cannot make a temporary directory\n0 passed, 1 failed\n");
+	if (!test_tmpdir_make(dir, sizeof dir, "test_spec"))
 		return 1;
-	}
 	path_in_dir(path_target, sizeof path_target, "target.gguf");
 	path_in_dir(path_draft, sizeof path_draft, "draft.gguf");
 	path_in_dir(path_othertok, sizeof path_othertok, "othertok.gguf");

@@ -178,11 +178,8 @@ int main(void)
 {
 	seed = 0x5707eb;
 	printf("seed %llu\n", (unsigned long long)seed);
-	snprintf(home, sizeof home, "/tmp/test_store_bench.XXXXXX");
-	if (!mkdtemp(home)) {
-		printf("cannot make a temporary directory\n0 passed, 1 failed\n");
+	if (!test_tmpdir_make(home, sizeof home, "test_store_bench"))
 		return 1;
-	}
 	RUN(test_round_trip);
 	RUN(test_all_or_nothing);
 	RUN(test_eval_results);
