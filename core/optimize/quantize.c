@@ -404,18 +404,29 @@ int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progres
 	return apply_matrices(m, r, NULL, false, NULL, progress, progress_ctx, NULL, err);
 }
 
-int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats *st,
-			     threadpool *pool, quant_progress_fn progress, void *progress_ctx,
-			     os_error *err)
+/* What both calibrated conversions check first: a valid recipe that asks for the step
+ * (asked, named what) and statistics of a model with m's layers. */
+static int check_calibrated(const model *m, const quant_recipe *r, const calib_stats *st,
+			    bool asked, const char *what, os_error *err)
 {
 	int rc = quant_recipe_check(r, err);
 	if (rc)
 		return rc;
-	if (!r->scale_search)
-		return os_error_set(err, OS_EUSAGE, "quantize: the recipe has no scale search");
+	if (!asked)
+		return os_error_set(err, OS_EUSAGE, "quantize: the recipe has no %s", what);
 	if (calib_n_layers(st) != model_get_config(m)->n_layers)
 		return os_error_set(err, OS_EUSAGE, "calibration has %zu layers, the model %zu",
 				    calib_n_layers(st), model_get_config(m)->n_layers);
+	return OS_OK;
+}
+
+int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats *st,
+			     threadpool *pool, quant_progress_fn progress, void *progress_ctx,
+			     os_error *err)
+{
+	int rc = check_calibrated(m, r, st, r->scale_search, "scale search", err);
+	if (rc)
+		return rc;
 	return apply_matrices(m, r, st, false, pool, progress, progress_ctx, NULL, err);
 }
 
@@ -426,14 +437,9 @@ int quant_model_apply_gptq(model *m, const quant_recipe *r, const calib_stats *s
 	gptq_report sum = {0};
 	if (rep)
 		*rep = sum;
-	int rc = quant_recipe_check(r, err);
+	int rc = check_calibrated(m, r, st, r->gptq, "gptq", err);
 	if (rc)
 		return rc;
-	if (!r->gptq)
-		return os_error_set(err, OS_EUSAGE, "quantize: the recipe has no gptq");
-	if (calib_n_layers(st) != model_get_config(m)->n_layers)
-		return os_error_set(err, OS_EUSAGE, "calibration has %zu layers, the model %zu",
-				    calib_n_layers(st), model_get_config(m)->n_layers);
 	rc = apply_matrices(m, r, st, true, pool, progress, progress_ctx, &sum, err);
 	if (rep)
 		*rep = sum;
