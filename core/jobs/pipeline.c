@@ -94,8 +94,6 @@ void job_run_drop_model(job_run *r)
 {
 	calib_stats_free(r->stats);
 	r->stats = NULL;
-	engine_free(r->e);
-	r->e = NULL;
 	tokenizer_close(r->tok);
 	r->tok = NULL;
 	model_close(r->m);

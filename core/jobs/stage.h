@@ -41,7 +41,6 @@ typedef struct job_run {
 	gguf_file *src;
 	model *m;                  /* F32 weights, transformed in place by calibrated methods */
 	backend *be;
-	engine *e;
 	tokenizer *tok;
 	calib_stats *stats;        /* calibrate's output, quantize's input */
 	quant_recipe recipe;
