@@ -486,19 +486,22 @@ static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv,
 /* Query tokens per attention task: with the n_rep heads of a kv head, a tile of
  * ATTN_QTOK * n_rep query rows shares every K / V block it reads. */
 #define ATTN_QTOK 16
-/* Keys per step of the online softmax for a task of ATTN_GEMM_ROWS rows or more: as many
- * whole cache blocks as fit (at least one). The per-row work of a step (max, correction,
- * rescale, sums) is then spread over up to 256 keys instead of one block's 16, and the
- * scores are one wide product (measured, bench_attn on one thread, best of many: prefill
- * of 512 tokens 4.9 -> 3.5 ms per layer, 128 tokens 0.39 -> 0.29 ms; steps of 64 keys gave
- * 3.75 ms, 128 keys 3.55 ms). Decode tasks (fewer rows) keep one block per step: there
- * the wider steps measured ~8% slower. */
+/* Keys per step of the online softmax for F32 tasks and for FP8 / INT8 tasks of
+ * ATTN_GEMM_ROWS rows or more: as many whole cache blocks as fit (at least one). The per-row
+ * work of a step (max, correction, rescale, sums) is then spread over up to 256 keys
+ * instead of one block's 16 (measured, bench_attn on one thread, best of many: prefill of
+ * 512 tokens 4.9 -> 3.5 ms per layer, 128 tokens 0.39 -> 0.29 ms; steps of 64 keys gave
+ * 3.75 ms, 128 keys 3.55 ms; F32 decode with gemm_nt scores, batch 16: context 64 78 -> 68
+ * us, 256 408 -> 377 us, 512 825 -> 779 us, medians of 8 alternating runs). FP8 / INT8
+ * decode tasks keep one block per step, as before (not re-measured). */
 #define ATTN_KEYS 256
-/* Query rows from which the scores of an FP8 / INT8 block are a product with the decoded,
- * transposed key block; fewer (decode: one token's n_rep heads) take a dot product per score
- * instead. F32 blocks always take the product: the kernel set's register transpose makes it
- * cheaper than a dot product (and its horizontal sum) per score even for 1-3 rows (measured:
- * batch-16 decode +10-15%). */
+/* Query rows from which the scores of a block are a product with the transposed key block
+ * (gemm_nn; prefill). Fewer (decode: one token's n_rep heads) are too few to pay for the
+ * transpose: F32 tasks then take gemm_nt against the key rows in place (per 16 keys, 16
+ * lane-wise accumulators and one transpose-and-add tree per query row; measured, bench_attn
+ * one thread, best of 5 alternating runs: batch-16 decode at context 512 978 -> 804 us per
+ * layer, context 64 127 -> 80 us, still with one block per step), FP8 / INT8 tasks a dot
+ * product per score of the decoded rows. */
 #define ATTN_GEMM_ROWS 8
 
 /* Keys per online-softmax step for cache blocks of bt slots: whole blocks, at least one. */
@@ -523,6 +526,8 @@ typedef struct attn_job {
  * rows, row r = token r / n_rep, head g * n_rep + r % n_rep. Blockwise online softmax
  * (flash-attention style), per step of n_k keys (whole cache blocks, attn_step_keys):
  *   S (R, n_k) = (Q / sqrt(hd)) K^T             one gemm_nn against the transposed keys
+ *                                               (prefill), or F32 decode: one gemm_nt per
+ *                                               block against the key rows in place
  *   per row r, over the slots it may see (position <= pos of its token):
  *     m' = max(m, max_t S_t); l = l e^(m - m') + sum_t e^(S_t - m'); P_t = e^(S_t - m')
  *     (P_t = 0 for the slots it may not see); acc_r *= e^(m - m'); m = m'
@@ -542,8 +547,8 @@ static void attn_task(void *p, size_t task, size_t thread)
 	size_t i0 = j->grp[gi], n_tok = j->grp[gi + 1] - i0, R = n_tok * n_rep;
 	const int32_t *table = b->block_table[i0];
 	float scale = 1.0f / sqrtf((float)hd);
-	int f32 = kv->fmt == BE_KV_F32, gemm = R >= ATTN_GEMM_ROWS || f32;
-	size_t sk = R >= ATTN_GEMM_ROWS ? attn_step_keys(bt) : bt;
+	int f32 = kv->fmt == BE_KV_F32, gemm = R >= ATTN_GEMM_ROWS, nt = f32 && !gemm;
+	size_t sk = gemm || nt ? attn_step_keys(bt) : bt;
 
 	float *Q = j->c->scratch + thread * j->c->scratch_per; /* (R, hd), scaled */
 	float *acc = Q + R * hd;                                  /* (R, hd) */
@@ -573,6 +578,11 @@ static void attn_task(void *p, size_t task, size_t thread)
 			size_t rk = be_kv_row(kv, blk, j->layer, 0, 0), c0 = s0 - k0;
 			if (gemm) {
 				kv_load_kt(j->c, Kt + c0, sk, kv, rk, g, n_t);
+				continue;
+			}
+			if (nt) { /* F32 key rows read in place, no transposed copy */
+				ks->gemm_nt(S + c0, sk, Q, hd, (const float *)kv->data + rk + g * hd,
+					    kv->kv_dim, R, hd, n_t);
 				continue;
 			}
 			/* too few rows to pay for decoding transposed: a dot product per score */

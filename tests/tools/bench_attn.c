@@ -129,6 +129,7 @@ int main(void)
 		{"prefill 128 tokens", 128, 1, 0},
 		{"decode batch 1, context 64", 1, 1, 64},
 		{"decode batch 16, context 64", 1, 16, 64},
+		{"decode batch 16, context 256", 1, 16, 256},
 		{"decode batch 16, context 512", 1, 16, 512},
 	};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

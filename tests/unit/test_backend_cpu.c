@@ -136,8 +136,8 @@ TEST(test_attention_op)
 	 * decode token, seq 2 its last 3 tokens, then seq 0's position 7 again (a repeat is
 	 * fine: attention only reads the cache), seq 2's last 19 tokens (a full tile, then a tile
 	 * of its last 3 with positions 300, 254 and 255 around a step edge), seq 0 position 40
-	 * and seq 2 position 400 alone (decode-sized tiles: one block per step) */
-	int32_t qseq[64], qpos[64];
+	 * and seq 2 position 400 alone (decode-sized tiles: the scores without a transpose) */
+	int32_t qseq[80], qpos[80];
 	size_t n = 0;
 	for (size_t p = seq_len[0] - 35; p < seq_len[0]; p++)
 		qseq[n] = 0, qpos[n++] = (int32_t)p;
@@ -152,9 +152,21 @@ TEST(test_attention_op)
 	qseq[n] = 2, qpos[n++] = 255;
 	qseq[n] = 0, qpos[n++] = 40;
 	qseq[n] = 2, qpos[n++] = 400;
-	const int32_t *qtab[64];
-	for (size_t i = 0; i < n; i++)
+	/* the second batch is pure decode: one token from each sequence in turn (never two
+	 * neighbours of one sequence, so every task has a single token's n_rep rows), contexts
+	 * of 1, 17, 250, 41, 255 (one whole step), 23, 256 (one key into the second step), 8
+	 * and 533 (three steps) */
+	static const int32_t dseq[] = {0, 1, 2, 0, 2, 1, 2, 0, 2},
+			     dpos[] = {0, 16, 249, 40, 254, 22, 255, 7, MAXLEN - 1};
+	size_t nd = sizeof dseq / sizeof dseq[0];
+	for (size_t i = 0; i < nd; i++)
+		qseq[n + i] = dseq[i], qpos[n + i] = dpos[i];
+	const int32_t *qtab[80];
+	for (size_t i = 0; i < n + nd; i++)
 		qtab[i] = tables[qseq[i]];
+	/* batch bi: tokens [first[bi], first[bi] + count[bi]) of qpos / qtab */
+	size_t first[2] = {0, n}, count[2] = {n, nd};
+	n += nd;
 
 	size_t kvd = NKV * HD;
 	float *q = malloc(n * NH * HD * sizeof *q), *out = malloc(n * NH * HD * sizeof *out);
@@ -193,30 +205,35 @@ TEST(test_attention_op)
 				be_attn_batch fb = {seq_len[s], pos, tb, NH, NKV, HD};
 				CHECK(be->ops->kv_store(be->ctx, &kv, 1, kin, vin, &fb) == OS_OK);
 			}
-			be_attn_batch b = {n, qpos, qtab, NH, NKV, HD};
-			CHECK(be->ops->attention(be->ctx, out, q, &kv, 1, &b) == OS_OK);
 			double worst = 0.0;
-			for (size_t i = 0; i < n; i++)
-				for (size_t h = 0; h < NH; h++) {
-					size_t g = h / (NH / NKV), len = (size_t)qpos[i] + 1;
-					float kc[MAXLEN * HD], vc[MAXLEN * HD];
-					for (size_t t = 0; t < len; t++) {
-						size_t blk = (size_t)qtab[i][t / BT];
-						size_t rk = be_kv_row(&kv, blk, 1, 0, t % BT) + g * HD;
-						size_t rv = be_kv_row(&kv, blk, 1, 1, t % BT) + g * HD;
+			for (int bi = 0; bi < 2; bi++) {
+				size_t i0 = first[bi], n_b = count[bi];
+				be_attn_batch b = {n_b, qpos + i0, qtab + i0, NH, NKV, HD};
+				float *ob = out + i0 * NH * HD;
+				CHECK(be->ops->attention(be->ctx, ob, q + i0 * NH * HD, &kv, 1, &b) == OS_OK);
+				for (size_t i = i0; i < i0 + n_b; i++)
+					for (size_t h = 0; h < NH; h++) {
+						size_t g = h / (NH / NKV), len = (size_t)qpos[i] + 1;
+						float kc[MAXLEN * HD], vc[MAXLEN * HD];
+						for (size_t t = 0; t < len; t++) {
+							size_t blk = (size_t)qtab[i][t / BT];
+							size_t rk = be_kv_row(&kv, blk, 1, 0, t % BT);
+							size_t rv = be_kv_row(&kv, blk, 1, 1, t % BT);
+							for (size_t c = 0; c < HD; c++) {
+								kc[t * HD + c] = kv_value(&kv, e4m3, rk, g * HD + c);
+								vc[t * HD + c] = kv_value(&kv, e4m3, rv, g * HD + c);
+							}
+						}
+						double ref[HD];
+						naive_attention(ref, q + (i * NH + h) * HD, kc, vc,
+								(size_t)qpos[i]);
 						for (size_t c = 0; c < HD; c++) {
-							kc[t * HD + c] = kv_value(&kv, e4m3, rk - g * HD, g * HD + c);
-							vc[t * HD + c] = kv_value(&kv, e4m3, rv - g * HD, g * HD + c);
+							double e = fabs(out[(i * NH + h) * HD + c] - ref[c]) /
+								   (fabs(ref[c]) + 1e-2);
+							worst = e > worst ? e : worst;
 						}
 					}
-					double ref[HD];
-					naive_attention(ref, q + (i * NH + h) * HD, kc, vc, (size_t)qpos[i]);
-					for (size_t c = 0; c < HD; c++) {
-						double e = fabs(out[(i * NH + h) * HD + c] - ref[c]) /
-							   (fabs(ref[c]) + 1e-2);
-						worst = e > worst ? e : worst;
-					}
-				}
+			}
 			CHECK_MSG(worst <= 2e-5, "%s kv %s: attention rel err %g > 2e-5", ks->name,
 				  be_kvfmt_name(fmt), worst);
 			be->ops->buf_free(be->ctx, kv.data);
