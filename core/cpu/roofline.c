@@ -4,9 +4,11 @@
 
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/bigalloc.h"
 #include "core/cpu/cpu_features.h"
 #include "core/cpu/kernels.h"
 
@@ -97,7 +99,7 @@ double roofline_read_bandwidth(threadpool *pool, size_t bytes)
 	j.chunk = (bytes + n_tasks - 1) / n_tasks;
 	j.chunk = (j.chunk + 255) / 256 * 256;
 	j.bytes = j.chunk * n_tasks; /* whole chunks: every byte read counts */
-	j.buf = cpu_alloc_aligned(j.bytes);
+	j.buf = big_alloc(j.bytes); /* the pages the weights get */
 	if (!j.buf)
 		return -1.0;
 	cpu_features f;
@@ -113,7 +115,7 @@ double roofline_read_bandwidth(threadpool *pool, size_t bytes)
 		if (rep > 0 && gbs > best) /* rep 0 warms the TLB and the workers */
 			best = gbs;
 	}
-	cpu_free_aligned(j.buf);
+	free(j.buf);
 	return best;
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../bigalloc.h"
 #include "../numerics.h"
 
 #define ALIGN 64
@@ -510,7 +511,7 @@ int model_open_gguf(model **out, const gguf_file *f, const model_load_opts *opts
 			max_cols = it->cols;
 	}
 	m->arena_bytes = off;
-	m->arena = aligned_alloc(ALIGN, off);
+	m->arena = big_alloc(off);
 	row = malloc(max_cols * sizeof *row);
 	if (!m->arena || !row) {
 		rc = os_error_set(err, OS_ENOMEM, "'%s': cannot allocate %zu bytes of weights",

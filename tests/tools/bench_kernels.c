@@ -2,11 +2,12 @@
  * FMA and bf16 dot-product rates), then decode matvecs (GB/s of weights, % of bandwidth)
  * and prefill GEMMs (GFLOP/s, % of peak) on SmolLM2 shapes, all in the same run. Times are
  * the fastest call of many, which filters out other processes sharing the cores.
- * Usage: bench_kernels [threads] [gemm|decode|step]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a
- * kernel set); "gemm" times only the prefill GEMMs of every SmolLM2 projection shape, "decode"
- * only the 8..31-token decode matmuls, both on hot weights, for quick kernel tuning; "step"
- * times every matmul of one SmolLM2 F32 decode step (30 layers and the tied head, 538 MB of
- * distinct cold weights) at batch 1, 4 and 16, the cost decode actually pays. */
+ * Usage: bench_kernels [threads] [gemm|decode|step|prefill]   (OPTSTUDIO_CPU=generic|avx2|avx512
+ * forces a kernel set); "gemm" times only the prefill GEMMs of every SmolLM2 projection shape,
+ * "decode" only the 8..31-token decode matmuls, both on hot weights, for quick kernel tuning;
+ * "step" times every matmul of one SmolLM2 F32 decode step (30 layers and the tied head, 538 MB
+ * of distinct cold weights) at batch 1, 4 and 16, the cost decode actually pays; "prefill" the
+ * same for a 512-token prompt (the head for its last token only). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,13 +95,18 @@ static int bench_shapes(threadpool *pool, const cpu_kernel_set *ks, size_t n_tok
 	return 0;
 }
 
-/* One SmolLM2-135M F32 decode step's matmuls (every layer's own weights, so they stream
- * from memory as in the engine), at batch 1, 4 and 16: the fastest and the median of the
- * steps run in at least 3 s per batch, against the bandwidth (the weights once) and FMA
- * (2 x n_tok x parameters) rooflines. */
-static int bench_step(threadpool *pool, const cpu_kernel_set *ks, double bw, double pk)
+/* One SmolLM2-135M F32 forward pass's matmuls (every layer's own weights, so they stream
+ * from memory as in the engine) for each token count in toks: the fastest and the median of
+ * the passes run in at least 3 s each, against the bandwidth (the weights once) and FMA
+ * (2 x n_tok x parameters) rooflines. A decode step also runs the tied head for every
+ * token; a prefill (prefill != 0) runs it for its last token only, as the engine does. */
+static int bench_step(threadpool *pool, const cpu_kernel_set *ks, double bw, double pk,
+		      const size_t *toks, size_t n_toks, int prefill)
 {
-	enum { LAYERS = 30, DIM = 576, FFN = 1536, KV = 192, VOCAB = 49152, MAXTOK = 16 };
+	enum { LAYERS = 30, DIM = 576, FFN = 1536, KV = 192, VOCAB = 49152 };
+	size_t max_tok = 1;
+	for (size_t i = 0; i < n_toks; i++)
+		max_tok = toks[i] > max_tok ? toks[i] : max_tok;
 	static const size_t sh[][2] = {
 		{DIM, DIM}, {KV, DIM}, {KV, DIM}, {DIM, DIM}, {FFN, DIM}, {FFN, DIM}, {DIM, FFN},
 	};
@@ -110,8 +116,10 @@ static int bench_step(threadpool *pool, const cpu_kernel_set *ks, double bw, dou
 		per_layer += sh[i][0] * sh[i][1];
 	size_t n_par = LAYERS * per_layer + (size_t)VOCAB * DIM;
 	float *W = cpu_alloc_aligned(n_par * sizeof(float));
-	float *X = cpu_alloc_aligned((size_t)MAXTOK * FFN * sizeof(float));
-	float *Y = cpu_alloc_aligned((size_t)MAXTOK * VOCAB * sizeof(float));
+	size_t head_tok = prefill ? 1 : max_tok;
+	size_t y_cols = head_tok * VOCAB > max_tok * FFN ? head_tok * VOCAB : max_tok * FFN;
+	float *X = cpu_alloc_aligned(max_tok * FFN * sizeof(float));
+	float *Y = cpu_alloc_aligned(y_cols * sizeof(float));
 	if (!W || !X || !Y) {
 		fprintf(stderr, "bench_kernels: out of memory\n");
 		cpu_free_aligned(W), cpu_free_aligned(X), cpu_free_aligned(Y);
@@ -119,11 +127,12 @@ static int bench_step(threadpool *pool, const cpu_kernel_set *ks, double bw, dou
 	}
 	for (size_t i = 0; i < n_par; i++)
 		W[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
-	for (size_t i = 0; i < (size_t)MAXTOK * FFN; i++)
+	for (size_t i = 0; i < max_tok * FFN; i++)
 		X[i] = (float)((i * 40503u) % 997) / 997.0f - 0.5f;
-	printf("\n%-22s %5s %9s %9s %8s %8s %8s\n", "decode step (F32)", "n_tok", "best ms",
-	       "median", "% bw", "% fma", "head ms");
-	for (size_t n_tok = 1; n_tok <= MAXTOK; n_tok *= 4) {
+	printf("\n%-22s %5s %9s %9s %8s %8s %8s\n", prefill ? "prefill (F32)" : "decode step (F32)",
+	       "n_tok", "best ms", "median", "% bw", "% fma", "head ms");
+	for (size_t ti = 0; ti < n_toks; ti++) {
+		size_t n_tok = toks[ti];
 		enum { MAXSTEPS = 1000 };
 		static double times[MAXSTEPS];
 		double head_best = 1e30;
@@ -139,14 +148,15 @@ static int bench_step(threadpool *pool, const cpu_kernel_set *ks, double bw, dou
 					w += sh[i][0] * sh[i][1];
 				}
 			double th = now_s();
-			cpu_matmul(pool, ks, Y, X, w, CPU_WFMT_F32, n_tok, DIM, VOCAB);
+			cpu_matmul(pool, ks, Y, X, w, CPU_WFMT_F32, prefill ? 1 : n_tok, DIM, VOCAB);
 			double t1 = now_s();
 			times[steps++] = t1 - t0;
 			head_best = t1 - th < head_best ? t1 - th : head_best;
 		} while (steps < MAXSTEPS && (steps < 5 || now_s() - t00 < 3.0));
 		qsort(times, steps, sizeof times[0], cmp_double);
 		double best = times[0], bytes = (double)n_par * sizeof(float);
-		double fl = 2.0 * (double)n_tok * (double)n_par;
+		double fl = 2.0 * (double)n_tok * (double)(n_par - (size_t)VOCAB * DIM) +
+			    2.0 * (double)(prefill ? 1 : n_tok) * VOCAB * DIM;
 		printf("%-22s %5zu %9.2f %9.2f %7.1f%% %7.1f%% %8.2f\n", "30 layers + head", n_tok,
 		       best * 1e3, times[steps / 2] * 1e3, 100.0 * bytes / best * 1e-9 / bw,
 		       100.0 * fl / best * 1e-9 / pk, head_best * 1e3);
@@ -178,8 +188,10 @@ int main(int argc, char **argv)
 	printf("roofline  peak f32 FMA   %8.1f GFLOP/s\n", pk_f32);
 	printf("roofline  peak bf16 dp   %8.1f GFLOP/s%s\n", pk_bf16,
 	       pk_bf16 > 0 ? "" : " (no AVX-512 BF16)");
-	if (argc > 2 && !strcmp(argv[2], "step")) {
-		int rc = bench_step(pool, ks, bw, pk_f32);
+	if (argc > 2 && (!strcmp(argv[2], "step") || !strcmp(argv[2], "prefill"))) {
+		static const size_t decode_toks[] = {1, 4, 16}, prefill_toks[] = {512};
+		int rc = !strcmp(argv[2], "step") ? bench_step(pool, ks, bw, pk_f32, decode_toks, 3, 0)
+						  : bench_step(pool, ks, bw, pk_f32, prefill_toks, 1, 1);
 		threadpool_free(pool);
 		return rc;
 	}
