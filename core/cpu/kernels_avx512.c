@@ -304,7 +304,7 @@ TGT static void pack_bf16(uint32_t *Wp, const uint16_t *W, size_t n_in, size_t k
  * X[t][0..kc) . Wp; m0, m1 mask the two 16-row halves that exist. */
 INLINE void gemm_f32_micro(float *Y, size_t n_out, const float *X, size_t n_in, const float *Wp,
 			   size_t kc, __mmask16 m0, __mmask16 m1, int first, const float *pf,
-			   size_t pf_off, const int NT)
+			   size_t pf_stride, size_t pf_rows, const int NT)
 {
 	__m512 c0[G_MR], c1[G_MR];
 #pragma GCC unroll 12
@@ -319,9 +319,9 @@ INLINE void gemm_f32_micro(float *Y, size_t n_out, const float *X, size_t n_in, 
 	for (int i = 0; i < 4; i++)
 		xr[i] = X + (size_t)(3 * i) * n_in;
 	for (size_t kb = 0; kb < kc; kb += 16) {
-		/* one line of each of the two weight rows the caller wants in L2 per 16 k */
-		_mm_prefetch((const char *)(pf + kb), _MM_HINT_T1);
-		_mm_prefetch((const char *)(pf + pf_off + kb), _MM_HINT_T1);
+		/* one line of each weight row the caller wants in L2 per 16 k */
+		for (size_t r = 0; r < pf_rows; r++)
+			_mm_prefetch((const char *)(pf + r * pf_stride + kb), _MM_HINT_T1);
 		size_t ke = kc - kb < 16 ? kc : kb + 16;
 		for (size_t k = kb; k < ke; k++) {
 			__m512 w0 = _mm512_load_ps(Wp + G_NR * k);
@@ -401,9 +401,11 @@ INLINE void gemm_bf16_micro(float *Y, size_t n_out, const uint16_t *X, size_t n_
 __attribute__((noinline)) TGT static void gemm_f32_tile(float *Y, size_t n_out, const float *X,
 							 size_t n_in, const float *Wp, size_t kc,
 							 __mmask16 m0, __mmask16 m1, int first,
-							 const float *pf, size_t pf_off, size_t nt)
+							 const float *pf, size_t pf_stride,
+							 size_t pf_rows, size_t nt)
 {
-	GEMM_CASES(gemm_f32_micro, Y, n_out, X, n_in, Wp, kc, m0, m1, first, pf, pf_off)
+	GEMM_CASES(gemm_f32_micro, Y, n_out, X, n_in, Wp, kc, m0, m1, first, pf, pf_stride,
+		   pf_rows)
 }
 
 __attribute__((noinline)) TGT static void gemm_bf16_tile(float *Y, size_t n_out,
@@ -453,20 +455,22 @@ TGT static void gemm_f32(float *Y, const float *X, const float *W, size_t n_tok,
 					__mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? tail16(nr - 16) : 0;
 					/* the next panel's weights come from memory, and its pack
 					 * stalled on them (~6% of the GEMM's time): token tile i
-					 * fetches that panel's rows i and i + n_tiles into L2, a line
-					 * per 16 k, so the pack finds them there; tiles past its rows
-					 * prefetch this panel, a no-op. Measured, one thread, weights
-					 * streamed from memory: +1-2% on every SmolLM2 shape (all
-					 * the lines prefetched at once per tile stalled on the fill
-					 * buffers and gained nothing). */
+					 * fetches that panel's rows i, i + n_tiles, i + 2 n_tiles...
+					 * into L2, a line of each per 16 k, so the pack finds them
+					 * there, however few the tiles. Measured, one thread, weights
+					 * streamed from memory: +1-2% on every SmolLM2 shape at 512
+					 * tokens (all the lines prefetched at once per tile stalled on
+					 * the fill buffers and gained nothing); with rows i and
+					 * i + n_tiles only, prompts under 16 tiles left most of the
+					 * panel to the pack. */
 					size_t pnr;
 					const float *pw = next_panel_f32(W, n_in, o1, ob, oe, o, k0, &pnr);
 					for (size_t t = tb, i = 0; t < te; t += G_MR, i++) {
 						size_t nt = te - t < G_MR ? te - t : G_MR;
-						const float *pf = i < pnr ? pw + i * n_in : Wp;
-						size_t pf_off = i + n_tiles < pnr ? n_tiles * n_in : 0;
+						size_t pf_rows = i < pnr ? (pnr - i + n_tiles - 1) / n_tiles : 0;
 						gemm_f32_tile(Y + t * n_out + o, n_out, X + t * n_in + k0,
-							      n_in, Wp, kc, m0, m1, k0 == 0, pf, pf_off, nt);
+							      n_in, Wp, kc, m0, m1, k0 == 0, pw + i * n_in,
+							      n_tiles * n_in, pf_rows, nt);
 					}
 				}
 			}

@@ -2,12 +2,13 @@
  * FMA and bf16 dot-product rates), then decode matvecs (GB/s of weights, % of bandwidth)
  * and prefill GEMMs (GFLOP/s, % of peak) on SmolLM2 shapes, all in the same run. Times are
  * the fastest call of many, which filters out other processes sharing the cores.
- * Usage: bench_kernels [threads] [gemm|decode|step|prefill]   (OPTSTUDIO_CPU=generic|avx2|avx512
- * forces a kernel set); "gemm" times only the prefill GEMMs of every SmolLM2 projection shape,
- * "decode" only the 8..31-token decode matmuls, both on hot weights, for quick kernel tuning;
- * "step" times every matmul of one SmolLM2 F32 decode step (30 layers and the tied head, 538 MB
- * of distinct cold weights) at batch 1, 4 and 16, the cost decode actually pays; "prefill" the
- * same for a 512-token prompt (the head for its last token only). */
+ * Usage: bench_kernels [threads] [gemm|decode|step|prefill [n_tok...]]
+ * (OPTSTUDIO_CPU=generic|avx2|avx512 forces a kernel set); "gemm" times only the prefill GEMMs
+ * of every SmolLM2 projection shape, "decode" only the 8..31-token decode matmuls, both on hot
+ * weights, for quick kernel tuning; "step" times every matmul of one SmolLM2 F32 decode step
+ * (30 layers and the tied head, 538 MB of distinct cold weights) at batch 1, 4 and 16 (or the
+ * token counts given), the cost decode actually pays; "prefill" the same for a 512-token
+ * prompt (or the counts given), with the head for its last token only. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,9 +190,19 @@ int main(int argc, char **argv)
 	printf("roofline  peak bf16 dp   %8.1f GFLOP/s%s\n", pk_bf16,
 	       pk_bf16 > 0 ? "" : " (no AVX-512 BF16)");
 	if (argc > 2 && (!strcmp(argv[2], "step") || !strcmp(argv[2], "prefill"))) {
-		static const size_t decode_toks[] = {1, 4, 16}, prefill_toks[] = {512};
-		int rc = !strcmp(argv[2], "step") ? bench_step(pool, ks, bw, pk_f32, decode_toks, 3, 0)
-						  : bench_step(pool, ks, bw, pk_f32, prefill_toks, 1, 1);
+		size_t toks[16] = {1, 4, 16}, n_toks = 3;
+		if (!strcmp(argv[2], "prefill"))
+			toks[0] = 512, n_toks = 1;
+		if (argc > 3) /* token counts given: "step 16 48" */
+			for (n_toks = 0; n_toks < 16 && n_toks + 3 < (size_t)argc; n_toks++)
+				toks[n_toks] = (size_t)strtoul(argv[n_toks + 3], NULL, 10);
+		for (size_t i = 0; i < n_toks; i++)
+			if (toks[i] == 0 || toks[i] > 4096) {
+				fprintf(stderr, "bench_kernels: token counts are 1..4096\n");
+				threadpool_free(pool);
+				return 2;
+			}
+		int rc = bench_step(pool, ks, bw, pk_f32, toks, n_toks, !strcmp(argv[2], "prefill"));
 		threadpool_free(pool);
 		return rc;
 	}
