@@ -1,6 +1,6 @@
 /* kernels_avx512.c: the AVX-512 kernel set (F, BW, VL, BF16): f32 FMA and bf16 vdpbf16ps
- * matmuls (dot-product tiles for decode, outer-product tiles for decode batches of 8..31 with
- * BF16 weights widened to f32 on the fly, a packed-panel GEMM for prefill), vector exp for
+ * matmuls (dot-product tiles for decode, outer-product tiles for decode batches of 8..16
+ * tokens (BF16: 8..31, weights widened to f32 on the fly), a packed-panel GEMM for prefill), vector exp for
  * softmax / SwiGLU. Compiled with function-level target attributes,
  * so this file builds with plain flags and its code only runs when cpuid says it may. */
 #include "core/cpu/kernels.h"
@@ -217,7 +217,7 @@ static size_t block_of(size_t budget, size_t row_bytes, size_t multiple)
 	} while (0)
 
 /* ---- matmul for many tokens: register-blocked outer-product GEMM over packed panels ------ */
-/* For n_tok >= GEMM_MIN_TOK (prefill) the dot-product tiles above pay horizontal sums and
+/* For n_tok >= GEMM_MIN_TOK_* (prefill) the dot-product tiles above pay horizontal sums and
  * stream their weight rows from L2; instead, BLIS style:
  *   for a block of G_TB tokens, for a block of G_OB rows, for a block of KC inputs, for
  *   each panel of 32 output rows:
@@ -230,8 +230,13 @@ static size_t block_of(size_t budget, size_t row_bytes, size_t multiple)
  * blocks: the same order for every row and token, so the thread split and the row range
  * never change bits (the dot-product tiles give other, equally valid bits). */
 
+/* GEMM_MIN_TOK_F32: from 17 tokens the F32 GEMM beats the decode tiles, which take a second
+ * 16-token group (a whole second pass of FMAs) for the 17th token. Measured, paired A/B of
+ * one step's 30 layers of cold weights on 2 threads: 17 tokens 1.37x, 24 1.16x, 31 1.04x
+ * faster than the decode tiles. BF16's decode tiles stay ahead up to 31 tokens (GEMM 0.74x
+ * at 31; 17 tokens 1.07x, 20 0.97x), so BF16 switches at 32 as before. */
 enum { G_MR = 12, G_NR = 32, G_KC_F32 = 256, G_KC_BF16 = 512, G_TB = 528, G_OB = 256,
-       GEMM_MIN_TOK = 32 };
+       GEMM_MIN_TOK_F32 = 17, GEMM_MIN_TOK_BF16 = 32 };
 
 /* In-register transpose of 16 rows of 16 32-bit lanes: r[i] lane c -> r[c] lane i. Three
  * stages: 32-bit unpacks, 64-bit shuffles within 128-bit blocks, then a 4x4 transpose of the
@@ -504,7 +509,7 @@ TGT static void gemm_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t
 	}
 }
 
-/* ---- F32 matmul for decode batches (8..31 tokens): outer products, transposed activations - */
+/* ---- F32 matmul for decode batches (8..16 tokens): outer products, transposed activations - */
 /* The activations of up to 16 tokens are transposed k-major (Xp[k][t], zero past the last
  * token) in blocks of D_KC inputs; a tile of 16 output rows keeps one accumulator per row
  * whose 16 lanes are the tokens: acc[r] += W[o+r][k] (broadcast from memory) * Xp[k]. Each
@@ -589,24 +594,20 @@ __attribute__((noinline)) TGT static void dec_tile_f32(float *Y, size_t n_out, c
 		_mm512_mask_storeu_ps(Y + t * n_out, rm, acc[t]);
 }
 
+/* n_tok <= 16: one group of tokens in the lanes (a 17th token would cost a second pass of
+ * FMAs; the GEMM takes those batches). */
 TGT static void dec_f32(float *Y, const float *X, const float *W, size_t n_tok, size_t n_in,
 			size_t n_out, size_t o0, size_t o1)
 {
-	_Alignas(64) float Xp[2][D_KC_F32 * 16];
-	size_t n_g = (n_tok + 15) / 16;
+	_Alignas(64) float Xp[D_KC_F32 * 16];
 	for (size_t k0 = 0; k0 < n_in; k0 += D_KC_F32) {
 		size_t kc = n_in - k0 < D_KC_F32 ? n_in - k0 : D_KC_F32;
-		for (size_t g = 0; g < n_g; g++)
-			dec_pack_x(Xp[g], X + g * 16 * n_in, n_in, k0, kc,
-				   n_tok - 16 * g < 16 ? n_tok - 16 * g : 16);
+		dec_pack_x(Xp, X, n_in, k0, kc, n_tok);
 		for (size_t o = o0; o < o1;) {
 			size_t s = o1 - o >= 16 ? o : o1 - 16;
 			__mmask16 rm = (__mmask16)(0xffffu & ~((1u << (o - s)) - 1u));
-			for (size_t g = 0; g < n_g; g++) {
-				size_t nt = n_tok - 16 * g < 16 ? n_tok - 16 * g : 16;
-				dec_tile_f32(Y + g * 16 * n_out + s, n_out, W + s * n_in + k0, n_in,
-					     Xp[g], kc, rm, nt, k0 == 0, W + (s + 16) * n_in + k0);
-			}
+			dec_tile_f32(Y + s, n_out, W + s * n_in + k0, n_in, Xp, kc, rm, n_tok, k0 == 0,
+				     W + (s + 16) * n_in + k0);
 			o = s + 16;
 		}
 	}
@@ -755,16 +756,16 @@ TGT static void dec_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t 
 	}
 }
 
-/* Prefill-sized batches take the GEMM, decode batches of 8..31 tokens the outer-product
- * tiles (when o1 >= 16), fewer tokens and tiny outputs the dot-product tiles. */
+/* Prefill-sized batches take the GEMM, decode batches of 8..16 tokens (BF16: 8..31) the
+ * outer-product tiles (when o1 >= 16), fewer tokens and tiny outputs the dot-product tiles. */
 TGT static void matmul_f32_avx512(float *Y, const float *X, const float *W, size_t n_tok,
 				  size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
-	if (n_tok >= GEMM_MIN_TOK && (size_t)n_in * G_NR <= INT32_MAX) {
+	if (n_tok >= GEMM_MIN_TOK_F32 && (size_t)n_in * G_NR <= INT32_MAX) {
 		gemm_f32(Y, X, W, n_tok, n_in, n_out, o0, o1);
 		return;
 	}
-	if (n_tok >= D_MIN_TOK && n_tok < 32 && o1 >= 16) {
+	if (n_tok >= D_MIN_TOK && n_tok < GEMM_MIN_TOK_F32 && o1 >= 16) {
 		dec_f32(Y, X, W, n_tok, n_in, n_out, o0, o1);
 		return;
 	}
@@ -774,11 +775,11 @@ TGT static void matmul_f32_avx512(float *Y, const float *X, const float *W, size
 TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t *W,
 				   size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
-	if (n_tok >= GEMM_MIN_TOK && n_in % 2 == 0 && (size_t)n_in * G_NR <= INT32_MAX) {
+	if (n_tok >= GEMM_MIN_TOK_BF16 && n_in % 2 == 0 && (size_t)n_in * G_NR <= INT32_MAX) {
 		gemm_bf16(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 		return;
 	}
-	if (n_tok >= D_MIN_TOK && n_tok < 32 && o1 >= 16) {
+	if (n_tok >= D_MIN_TOK && n_tok < GEMM_MIN_TOK_BF16 && o1 >= 16) {
 		dec_bf16(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 		return;
 	}
