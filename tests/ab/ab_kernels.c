@@ -1,0 +1,123 @@
+/* ab_kernels.c: a paired A/B of two builds of the AVX-512 kernel set in one process, for
+ * speed claims on a machine whose speed drifts by 20% from one run to the next: passes of one
+ * SmolLM2-135M forward's F32 (or BF16) matmuls, 30 layers of distinct cold weights and the
+ * head for the last token (all tokens for decode-sized batches), alternate between the two
+ * sets (A B, B A, A B, ...), and the ratio of each adjacent pair's times cancels the drift
+ * both saw. Built and run by tests/ab_kernels.sh, which compiles the other revision's
+ * kernels_avx512.c as cpu_kernels_avx512_old; not part of `make`.
+ * Usage: ab_kernels THREADS SECONDS N_TOK...   (WFMT=bf16 for BF16 weights) */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/cpu/kernels.h"
+#include "core/cpu/threadpool.h"
+#include "core/numerics.h"
+
+extern const cpu_kernel_set cpu_kernels_avx512_old;
+
+enum { LAYERS = 30, DIM = 576, FFN = 1536, KV = 192, VOCAB = 49152, MAX_TOK = 4096,
+       MAX_PAIRS = 2000 };
+
+static const size_t shapes[][2] = { /* n_out, n_in of a layer's projections, in order */
+	{DIM, DIM}, {KV, DIM}, {KV, DIM}, {DIM, DIM}, {FFN, DIM}, {FFN, DIM}, {DIM, FFN},
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* One forward's matmuls with set ks; seconds taken. */
+static double pass(threadpool *pool, const cpu_kernel_set *ks, float *Y, const float *X,
+		   const unsigned char *W, cpu_wfmt fmt, size_t elem, size_t n_tok)
+{
+	double t0 = now_s();
+	const unsigned char *w = W;
+	for (size_t l = 0; l < LAYERS; l++)
+		for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+			cpu_matmul(pool, ks, Y, X, w, fmt, n_tok, shapes[i][1], shapes[i][0]);
+			w += shapes[i][0] * shapes[i][1] * elem;
+		}
+	cpu_matmul(pool, ks, Y, X, w, fmt, n_tok >= 32 ? 1 : n_tok, DIM, VOCAB);
+	return now_s() - t0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4) {
+		fprintf(stderr, "usage: ab_kernels THREADS SECONDS N_TOK...\n");
+		return 2;
+	}
+	size_t n_threads = strtoul(argv[1], NULL, 10);
+	double seconds = atof(argv[2]);
+	const char *wf = getenv("WFMT");
+	cpu_wfmt fmt = wf && !strcmp(wf, "bf16") ? CPU_WFMT_BF16 : CPU_WFMT_F32;
+	size_t elem = fmt == CPU_WFMT_BF16 ? 2 : 4;
+	threadpool *pool = NULL;
+	os_error err;
+	if (threadpool_new(&pool, n_threads, &err) != OS_OK) {
+		fprintf(stderr, "ab_kernels: %s\n", os_error_text(&err));
+		return 1;
+	}
+	size_t n_par = (size_t)VOCAB * DIM;
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+		n_par += LAYERS * shapes[i][0] * shapes[i][1];
+	unsigned char *W = cpu_alloc_aligned(n_par * elem);
+	float *X = cpu_alloc_aligned((size_t)MAX_TOK * FFN * sizeof(float));
+	float *Y = cpu_alloc_aligned((size_t)MAX_TOK * FFN * sizeof(float) +
+				     (size_t)32 * VOCAB * sizeof(float));
+	if (!W || !X || !Y) {
+		fprintf(stderr, "ab_kernels: out of memory\n");
+		return 1;
+	}
+	for (size_t i = 0; i < n_par; i++) {
+		float v = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+		if (fmt == CPU_WFMT_F32)
+			((float *)(void *)W)[i] = v;
+		else
+			((uint16_t *)(void *)W)[i] = num_f32_to_bf16(v);
+	}
+	for (size_t i = 0; i < (size_t)MAX_TOK * FFN; i++)
+		X[i] = (float)((i * 40503u) % 997) / 997.0f - 0.5f;
+	const cpu_kernel_set *sets[2] = {&cpu_kernels_avx512_old, &cpu_kernels_avx512};
+	printf("%zu threads, %s weights; ratio = old time / new time of adjacent passes "
+	       "(> 1: new is faster)\n", threadpool_n_threads(pool), elem == 4 ? "F32" : "BF16");
+	for (int a = 3; a < argc; a++) {
+		size_t n_tok = strtoul(argv[a], NULL, 10);
+		if (n_tok == 0 || n_tok > MAX_TOK) {
+			fprintf(stderr, "ab_kernels: token counts are 1..%d\n", MAX_TOK);
+			return 2;
+		}
+		static double ratio[MAX_PAIRS];
+		double best[2] = {1e30, 1e30};
+		size_t n = 0;
+		double t00 = now_s();
+		while (n < MAX_PAIRS && (n < 6 || now_s() - t00 < seconds)) {
+			double t[2];
+			for (int i = 0; i < 2; i++) {
+				int v = n % 2 ? 1 - i : i; /* A B, then B A: neither always goes first */
+				t[v] = pass(pool, sets[v], Y, X, W, fmt, elem, n_tok);
+				best[v] = t[v] < best[v] ? t[v] : best[v];
+			}
+			ratio[n++] = t[0] / t[1];
+		}
+		qsort(ratio, n, sizeof ratio[0], cmp_double);
+		printf("n_tok %4zu  ratio median %.3f  (quartiles %.3f %.3f, %zu pairs)  best: old %.2f "
+		       "ms, new %.2f ms\n", n_tok, ratio[n / 2], ratio[n / 4], ratio[3 * n / 4], n,
+		       best[0] * 1e3, best[1] * 1e3);
+	}
+	cpu_free_aligned(W), cpu_free_aligned(X), cpu_free_aligned(Y);
+	threadpool_free(pool);
+	return 0;
+}
