@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ab_kernels.sh REV [THREADS SECONDS N_TOK...]: paired A/B of the AVX-512 kernels of the
-# working tree (new) against those of git revision REV (old), in one process
+# working tree (new) against those of git revision REV (old; or REV a kernels_avx512.c file,
+# e.g. a saved variant), in one process
 # (tests/ab/ab_kernels.c says how). Builds the tree's objects with `make` into $BUILD
 # (default build), REV's kernels_avx512.c into a scratch directory, and links both.
 # Example: bash tests/ab_kernels.sh HEAD 2 10 16 32 512      (WFMT=bf16 for BF16 weights)
@@ -12,7 +13,11 @@ BUILD=${BUILD:-build}
 make -s BUILD="$BUILD" -j2 "$BUILD/optstudio" >/dev/null
 tmp=$(mktemp -d /tmp/ab_kernels.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-git show "$rev:core/cpu/kernels_avx512.c" >"$tmp/kernels_old.c"
+if [ -f "$rev" ]; then
+	cp "$rev" "$tmp/kernels_old.c"
+else
+	git show "$rev:core/cpu/kernels_avx512.c" >"$tmp/kernels_old.c"
+fi
 flags=(-std=gnu11 -O2 -pthread -I.)
 gcc "${flags[@]}" -Dcpu_kernels_avx512=cpu_kernels_avx512_old -c "$tmp/kernels_old.c" \
 	-o "$tmp/kernels_old.o"

@@ -328,6 +328,9 @@ INLINE void gemm_f32_micro(float *Y, size_t n_out, const float *X, size_t n_in, 
 		for (size_t r = 0; r < pf_rows; r++)
 			_mm_prefetch((const char *)(pf + r * pf_stride + kb), _MM_HINT_T1);
 		size_t ke = kc - kb < 16 ? kc : kb + 16;
+		/* unrolled: the loop's pointer and counter updates share the FMA ports (paired
+		 * A/B, 2 threads, 30 cold layers: 32 tokens 1.035x, 256 1.033x, 512 ~1.1x) */
+#pragma GCC unroll 4
 		for (size_t k = kb; k < ke; k++) {
 			__m512 w0 = _mm512_load_ps(Wp + G_NR * k);
 			__m512 w1 = _mm512_load_ps(Wp + G_NR * k + 16);
