@@ -581,6 +581,9 @@ __attribute__((noinline)) TGT static void dec_tile_f32(float *Y, size_t n_out, c
 #pragma GCC unroll 6
 	for (int i = 0; i < 6; i++)
 		p[i] = W + (size_t)(3 * i) * n_in;
+	/* unrolled as the GEMM's loop (paired A/B, 30 cold layers: 16 tokens 1.03x on 1 and on
+	 * 2 threads, 8 and 12 tokens 1.03x) */
+#pragma GCC unroll 4
 	for (size_t k = 0; k < kc; k++) {
 		_mm_prefetch((const char *)(pf + 16 * k), _MM_HINT_T1);
 		__m512 xv = _mm512_load_ps(Xp + 16 * k);
