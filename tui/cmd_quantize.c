@@ -63,7 +63,12 @@ static const char quantize_help[] =
 	"                      int4-awq, int4-rtn and fp8; the Hessians take dim^2 * 4 bytes\n"
 	"                      per layer input (about 400 MB for SmolLM2-135M). On by default\n"
 	"                      for int4-awq (SmolLM2 INT4 perplexity +19% -> +6-8%, for a\n"
-	"                      second calibration pass); off for the others unless asked\n"
+	"                      second calibration pass); off for the others unless asked.\n"
+	"                      Hessians over the budget (2 GiB, or the environment's\n"
+	"                      OPTSTUDIO_HESSIAN_BUDGET_MIB) are gathered a few layers at a\n"
+	"                      time, one calibration pass per range, each range by GPTQ\n"
+	"                      before the next one's pass; refused only when one layer's\n"
+	"                      exceed it\n"
 	"      --no-gptq       round each matrix on its own (int4-awq: AWQ alone)\n"
 	"      --calib FILE    calibration text (default <data home>/text/calibration.txt)\n"
 	"      --samples N     calibration samples (default 32)\n"
@@ -81,6 +86,7 @@ typedef struct quantize_args {
 	size_t n_threads;
 	bool json;
 	int search;       /* --scale-search 1, --no-scale-search 0, neither -1 */
+	size_t hessian_budget; /* bytes, from OPTSTUDIO_HESSIAN_BUDGET_MIB; 0: the default */
 } quantize_args;
 
 enum { OPT_ALPHA = 256, OPT_GROUP, OPT_KV, OPT_HEAD, OPT_CALIB, OPT_SAMPLES, OPT_SEQ_LEN, OPT_NAME,
@@ -186,6 +192,15 @@ static int parse_args(int argc, char **argv, quantize_args *a)
 			a->r.calib_seq_len > 65536))
 		return cli_usage_error("quantize", "--seq-len wants a token count in 2..65536, got "
 				       "'%s'", seq_len);
+	/* an environment setting, not an option: only machines short of memory need it */
+	const char *mib = getenv("OPTSTUDIO_HESSIAN_BUDGET_MIB");
+	size_t n_mib = 0;
+	if (mib && *mib) {
+		if (!cli_parse_size(mib, &n_mib) || n_mib == 0 || n_mib > ((size_t)1 << 24))
+			return cli_usage_error("quantize", "OPTSTUDIO_HESSIAN_BUDGET_MIB wants MiB in "
+					       "1..16777216, got '%s'", mib);
+		a->hessian_budget = n_mib << 20;
+	}
 	return EXIT_OK;
 }
 
@@ -260,7 +275,8 @@ static int calibrate_and_transform(model *m, const tokenizer *tok, backend *be,
 			return EXIT_FAIL;
 		}
 	}
-	quant_flow_opts fo = {.be = be, .tok = tok, .calib_path = calib, .progress = on_progress,
+	quant_flow_opts fo = {.be = be, .tok = tok, .calib_path = calib,
+			      .hessian_budget = a->hessian_budget, .progress = on_progress,
 			      .progress_ctx = bar};
 	calib_stats *st = NULL;
 	int ex = EXIT_FAIL;
@@ -457,6 +473,7 @@ int cmd_quantize(int argc, char **argv)
 		if (rep.has_gptq && rep.gptq.energy > 0) {
 			cJSON_AddNumberToObject(o, "gptq_rel_err_rtn", rep.gptq.err_rtn / rep.gptq.energy);
 			cJSON_AddNumberToObject(o, "gptq_rel_err", rep.gptq.err_gptq / rep.gptq.energy);
+			cJSON_AddNumberToObject(o, "gptq_passes", (double)rep.gptq_passes);
 		}
 		if (cli_print_json(o) != EXIT_OK)
 			goto done;
@@ -477,9 +494,14 @@ int cmd_quantize(int argc, char **argv)
 			       "%.2f\n",
 			       rep.awq.err_clip / rep.awq.energy, rep.awq.err_rtn / rep.awq.energy,
 			       rep.awq.mean_alpha);
-		if (rep.has_gptq && rep.gptq.energy > 0)
-			printf("gptq: relative proxy error %.3g (without compensation: %.3g)\n",
+		if (rep.has_gptq && rep.gptq.energy > 0) {
+			printf("gptq: relative proxy error %.3g (without compensation: %.3g)",
 			       rep.gptq.err_gptq / rep.gptq.energy, rep.gptq.err_rtn / rep.gptq.energy);
+			if (rep.gptq_passes > 1)
+				printf(", in %zu layer ranges (Hessians over the budget)",
+				       rep.gptq_passes);
+			putchar('\n');
+		}
 		if (hub_name[0] && hub_rc == OS_OK)
 			printf("imported into the hub as '%s'\n", hub_name);
 	}

@@ -65,8 +65,9 @@ typedef struct calib_site {
 
 typedef struct calib_stats calib_stats;
 
-/* Calibrates e's model (F32 or BF16 weights; CPU backend: the observer reads activations as
- * host memory) on tokens[0..n_tokens) (borrowed): N samples of L tokens each, spread evenly
+/* Calibrates e's model (F32 or BF16 weights, or with some block matrices already quantized,
+ * run as they are, as GPTQ's passes after the first; CPU backend: the observer reads
+ * activations as host memory) on tokens[0..n_tokens) (borrowed): N samples of L tokens each, spread evenly
  * over the stream without overlap, each run as a fresh KV sequence, so the engine's KV cache
  * must hold L tokens. Fails with OS_EUSAGE when the stream holds fewer than N * L tokens (the
  * message says how many are needed and given), or a zero size, or a Hessian layer range

@@ -2,6 +2,7 @@
  * run (quant_flow.h). */
 #include "core/optimize/quant_flow.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -23,15 +24,24 @@ typedef struct relay {
 	const quant_flow_opts *o;
 	const char *stage;
 	size_t done, total;
+	size_t base, grand;  /* grand nonzero: reported as (base + done) of grand, one pass of
+	                      * several counted on one scale */
 	bool stop;
 } relay;
+
+static bool relay_report(relay *r)
+{
+	size_t done = r->grand ? r->base + r->done : r->done;
+	size_t total = r->grand ? r->grand : r->total;
+	return r->o->progress(r->o->progress_ctx, r->stage, done, total);
+}
 
 static void relay_progress(void *ctx, size_t done, size_t total)
 {
 	relay *r = ctx;
 	r->done = done;
 	r->total = total;
-	if (r->o->progress && !r->o->progress(r->o->progress_ctx, r->stage, done, total))
+	if (r->o->progress && !relay_report(r))
 		r->stop = true;
 }
 
@@ -39,8 +49,7 @@ static bool relay_stop(void *ctx)
 {
 	relay *r = ctx;
 	/* asked between steps: the progress function is where a stop request is read */
-	if (!r->stop && r->o->progress && r->total &&
-	    !r->o->progress(r->o->progress_ctx, r->stage, r->done, r->total))
+	if (!r->stop && r->o->progress && r->total && !relay_report(r))
 		r->stop = true;
 	return r->stop;
 }
@@ -50,11 +59,19 @@ bool quant_flow_needed(const quant_recipe *r)
 	return quant_recipe_calibrates(r);
 }
 
-/* One calibration pass over the text with its own engine; hessian adds the Hessians (and
- * then keeps a single row: nothing after GPTQ's pass reads rows). */
+/* Where a calibration pass's Hessians go and how its progress is counted. */
+typedef struct pass_opts {
+	bool hessian;                /* with the Hessians of layers [begin, end) */
+	size_t begin, end;
+	bool keep_rows;              /* false: a single row (nothing after GPTQ's pass reads
+	                              * rows) */
+	const char *stage;
+	size_t base, grand;          /* the relay's: this pass on a scale of several */
+} pass_opts;
+
+/* One calibration pass over the text with its own engine, on m as it is now. */
 static int calibrate_pass(model *m, const quant_recipe *r, const quant_flow_opts *o,
-			  bool hessian, bool keep_rows, const char *stage, calib_stats **out,
-			  os_error *err)
+			  const pass_opts *p, calib_stats **out, os_error *err)
 {
 	*out = NULL;
 	if (!o->calib_path || !o->tok || !o->be)
@@ -73,13 +90,16 @@ static int calibrate_pass(model *m, const quant_recipe *r, const quant_flow_opts
 	int rc = engine_new(&e, m, o->be, &eo, err);
 	if (rc)
 		return rc;
-	relay rl = {.o = o, .stage = stage, .total = r->calib_samples};
+	relay rl = {.o = o, .stage = p->stage, .total = r->calib_samples, .base = p->base,
+		    .grand = p->grand};
 	calib_opts co = calib_opts_default();
 	co.n_samples = r->calib_samples;
 	co.seq_len = L;
-	if (!keep_rows)
+	if (!p->keep_rows)
 		co.keep_rows = 1;
-	co.hessian = hessian;
+	co.hessian = p->hessian;
+	co.layer_begin = p->begin;
+	co.layer_end = p->end;
 	co.hessian_budget = o->hessian_budget;
 	co.be = o->be;
 	co.progress = relay_progress;
@@ -97,19 +117,59 @@ static bool method_transforms(quant_method m)
 	return m == QUANT_INT8_SQ || m == QUANT_INT4_AWQ;
 }
 
-/* GPTQ's Hessians must fit the budget. Checked before the first calibration (int4-awq's
- * Hessian pass comes only after its AWQ search) and worded for the user: calibration would
- * refuse them too, but only later and in terms a user cannot act on. */
-static int check_hessian_budget(const model *m, const quant_flow_opts *o, os_error *err)
+size_t quant_flow_plan_ranges(const size_t *layer_bytes, size_t n_layers, size_t budget,
+			      size_t *ends)
+{
+	size_t n = 0, sum = 0;
+	for (size_t l = 0; l < n_layers; l++) {
+		if (layer_bytes[l] > budget)
+			return 0;
+		/* a layer that does not fit closes the range before it: greedy ranges are the
+		 * fewest, since each takes the most layers any split could from its start */
+		if (l > 0 && sum + layer_bytes[l] > budget) {
+			ends[n++] = l;
+			sum = 0;
+		}
+		sum += layer_bytes[l];
+	}
+	if (n_layers)
+		ends[n++] = n_layers;
+	return n;
+}
+
+/* GPTQ's layer ranges for m under o's budget into *ends (malloc'd, *n of them). Planned
+ * before the first calibration (int4-awq's Hessian passes come only after its AWQ search)
+ * and the refusal worded for the user: calibration would refuse too, but only later and in
+ * terms a user cannot act on. */
+static int plan_gptq(const model *m, const quant_flow_opts *o, size_t **ends, size_t *n,
+		     os_error *err)
 {
 	const model_config *c = model_get_config(m);
 	size_t budget = o->hessian_budget ? o->hessian_budget : CALIB_DEFAULT_HESSIAN_BUDGET;
-	size_t need = calib_hessian_bytes(c, 0, c->n_layers);
-	if (need > budget)
-		return os_error_set(err, OS_ENOMEM, "GPTQ needs %.1f MiB for this model's Hessians, "
-				    "over the budget of %.1f MiB; quantize without GPTQ "
-				    "(--no-gptq, or \"gptq\": false in a job spec)",
-				    (double)need / (1 << 20), (double)budget / (1 << 20));
+	size_t nl = c->n_layers, worst = 0;
+	size_t *bytes = malloc((nl ? nl : 1) * sizeof *bytes);
+	*ends = malloc((nl ? nl : 1) * sizeof **ends);
+	*n = 0;
+	if (!bytes || !*ends) {
+		free(bytes);
+		free(*ends);
+		*ends = NULL;
+		return os_error_set(err, OS_ENOMEM, "gptq: out of memory");
+	}
+	for (size_t l = 0; l < nl; l++) {
+		bytes[l] = calib_hessian_bytes(c, l, l + 1);
+		worst = bytes[l] > worst ? bytes[l] : worst;
+	}
+	*n = quant_flow_plan_ranges(bytes, nl, budget, *ends);
+	free(bytes);
+	if (*n == 0) {
+		free(*ends);
+		*ends = NULL;
+		return os_error_set(err, OS_ENOMEM, "GPTQ needs %.1f MiB for the Hessians of one "
+				    "of this model's layers, over the budget of %.1f MiB; quantize "
+				    "without GPTQ (--no-gptq, or \"gptq\": false in a job spec)",
+				    (double)worst / (1 << 20), (double)budget / (1 << 20));
+	}
 	return OS_OK;
 }
 
@@ -119,41 +179,73 @@ int quant_flow_calibrate(model *m, const quant_recipe *r, const quant_flow_opts 
 	*out = NULL;
 	if (!quant_flow_needed(r))
 		return OS_OK;
+	size_t *ends = NULL, n = 0;
 	if (r->gptq) {
-		int rc = check_hessian_budget(m, o, err);
+		int rc = plan_gptq(m, o, &ends, &n, err);
 		if (rc)
 			return rc;
 	}
+	/* GPTQ without a transform of its own takes its Hessians from here when they fit at
+	 * once; in ranges, none: the caller holds these statistics until the transform ends, so
+	 * the first range's Hessians would stay beside every later range's, over the budget */
+	pass_opts p = {.hessian = r->gptq && !method_transforms(r->method) && n == 1,
+		       .keep_rows = !r->gptq || method_transforms(r->method),
+		       .stage = "calibrate"};
+	free(ends);
 	double t0 = now_s();
-	int rc = calibrate_pass(m, r, o, r->gptq && !method_transforms(r->method),
-				!r->gptq || method_transforms(r->method), "calibrate", out, err);
+	int rc = calibrate_pass(m, r, o, &p, out, err);
 	if (rep)
 		rep->t_calib += now_s() - t0;
 	return rc;
 }
 
-/* GPTQ on every block matrix with Hessians of m as it is now: st when it has them, else a
- * second calibration. */
+/* GPTQ on every block matrix, in the fewest layer ranges whose Hessians fit the budget,
+ * each range with Hessians of m as it is then (the ranges before it quantized): st's for
+ * the first range when it has them, else a calibration pass per range. */
 static int run_gptq(model *m, const quant_recipe *r, const calib_stats *st,
 		    const quant_flow_opts *o, quant_flow_report *rep, os_error *err)
 {
-	calib_stats *own = NULL;
-	int rc;
-	if (!calib_hessian(st, 0, ENGINE_SITE_ATTN_IN)) {
+	size_t *ends = NULL, n = 0, done = 0;
+	int rc = plan_gptq(m, o, &ends, &n, err);
+	if (rc)
+		return rc;
+	bool first_given = calib_hessian(st, 0, ENGINE_SITE_ATTN_IN) != NULL;
+	size_t n_cal = n - first_given, i_cal = 0; /* the "hessians" passes */
+	rep->gptq = (gptq_report){0};
+	rep->gptq_passes = n;
+	for (size_t k = 0; k < n && !rc; k++) {
+		size_t begin = k ? ends[k - 1] : 0;
+		calib_stats *own = NULL;
+		const calib_stats *use = st;
+		if (k > 0 || !first_given) {
+			pass_opts p = {.hessian = true, .begin = begin, .end = ends[k],
+				       .stage = "hessians"};
+			if (n_cal > 1) { /* pass i of n shows as samples on one scale */
+				p.base = i_cal * r->calib_samples;
+				p.grand = n_cal * r->calib_samples;
+			}
+			i_cal++;
+			double t0 = now_s();
+			rc = calibrate_pass(m, r, o, &p, &own, err);
+			rep->t_calib += now_s() - t0;
+			if (rc)
+				break;
+			use = own;
+		}
 		double t0 = now_s();
-		rc = calibrate_pass(m, r, o, true, false, "hessians", &own, err);
-		rep->t_calib += now_s() - t0;
-		if (rc)
-			return rc;
-		st = own;
+		gptq_report gr = {0};
+		rc = quant_model_apply_gptq_layers(m, r, use, begin, ends[k], k == n - 1,
+						   backend_cpu_pool(o->be), o->progress,
+						   o->progress_ctx, &done, &gr, err);
+		rep->gptq.err_rtn += gr.err_rtn;
+		rep->gptq.err_gptq += gr.err_gptq;
+		rep->gptq.energy += gr.energy;
+		rep->t_gptq += now_s() - t0;
+		rep->t_transform += now_s() - t0;
+		calib_stats_free(own); /* this range's Hessians, before the next one's */
 	}
-	double t0 = now_s();
-	rc = quant_model_apply_gptq(m, r, st, backend_cpu_pool(o->be), o->progress,
-				    o->progress_ctx, &rep->gptq, err);
 	rep->has_gptq = rc == OS_OK;
-	rep->t_gptq += now_s() - t0;
-	rep->t_transform += now_s() - t0;
-	calib_stats_free(own);
+	free(ends);
 	return rc;
 }
 

@@ -354,18 +354,35 @@ static int gptq_weight(const model_tensor *t, const quant_recipe *r, const calib
 	return OS_OK;
 }
 
-/* Converts every matrix r asks for: block matrices by GPTQ (gptq) or the weighted search
- * when st is given, everything else (and everything when st is NULL) by plain per-range
- * scales. */
+/* Which matrices one apply_matrices call converts: the block matrices of layers [begin,
+ * end), and the others when rest. */
+typedef struct matrix_scope {
+	size_t begin, end;
+	bool rest;
+} matrix_scope;
+
+static bool in_scope(const matrix_scope *sc, const char *name)
+{
+	size_t layer = 0;
+	if (!sc)
+		return true;
+	if (site_of_name(name, &layer) < 0)
+		return sc->rest;
+	return layer >= sc->begin && layer < sc->end;
+}
+
+/* Converts every matrix r asks for within sc (NULL: all): block matrices by GPTQ (gptq) or
+ * the weighted search when st is given, everything else (and everything when st is NULL) by
+ * plain per-range scales. *done counts the matrices visited, for progress over all of m's. */
 static int apply_matrices(model *m, const quant_recipe *r, const calib_stats *st, bool gptq,
-			  threadpool *pool, quant_progress_fn progress, void *progress_ctx,
-			  gptq_report *rep, os_error *err)
+			  const matrix_scope *sc, threadpool *pool, quant_progress_fn progress,
+			  void *progress_ctx, size_t *done, gptq_report *rep, os_error *err)
 {
 	int rc;
-	size_t total = count_matrices(m), done = 0;
+	size_t total = count_matrices(m);
 	for (size_t i = 0; i < model_n_tensors(m); i++) {
 		model_tensor t = model_tensor_at(m, i);
-		if (!t.mat)
+		if (!t.mat || !in_scope(sc, t.name))
 			continue;
 		int target;
 		size_t group, layer = 0;
@@ -389,7 +406,7 @@ static int apply_matrices(model *m, const quant_recipe *r, const calib_stats *st
 				return rc;
 			}
 		}
-		if (progress && !progress(progress_ctx, gptq ? "gptq" : "quantize", ++done, total))
+		if (progress && !progress(progress_ctx, gptq ? "gptq" : "quantize", ++*done, total))
 			return os_error_set(err, OS_ESTOPPED, "quantization stopped");
 	}
 	return OS_OK;
@@ -401,7 +418,9 @@ int quant_model_apply(model *m, const quant_recipe *r, quant_progress_fn progres
 	int rc = quant_recipe_check(r, err);
 	if (rc)
 		return rc;
-	return apply_matrices(m, r, NULL, false, NULL, progress, progress_ctx, NULL, err);
+	size_t done = 0;
+	return apply_matrices(m, r, NULL, false, NULL, NULL, progress, progress_ctx, &done, NULL,
+			      err);
 }
 
 /* What both calibrated conversions check first: a valid recipe that asks for the step
@@ -427,12 +446,25 @@ int quant_model_apply_search(model *m, const quant_recipe *r, const calib_stats 
 	int rc = check_calibrated(m, r, st, r->scale_search, "scale search", err);
 	if (rc)
 		return rc;
-	return apply_matrices(m, r, st, false, pool, progress, progress_ctx, NULL, err);
+	size_t done = 0;
+	return apply_matrices(m, r, st, false, NULL, pool, progress, progress_ctx, &done, NULL,
+			      err);
 }
 
 int quant_model_apply_gptq(model *m, const quant_recipe *r, const calib_stats *st,
 			   threadpool *pool, quant_progress_fn progress, void *progress_ctx,
 			   gptq_report *rep, os_error *err)
+{
+	size_t done = 0;
+	return quant_model_apply_gptq_layers(m, r, st, 0, model_get_config(m)->n_layers, true,
+					     pool, progress, progress_ctx, &done, rep, err);
+}
+
+int quant_model_apply_gptq_layers(model *m, const quant_recipe *r, const calib_stats *st,
+				  size_t layer_begin, size_t layer_end, bool rest,
+				  threadpool *pool, quant_progress_fn progress,
+				  void *progress_ctx, size_t *done, gptq_report *rep,
+				  os_error *err)
 {
 	gptq_report sum = {0};
 	if (rep)
@@ -440,7 +472,11 @@ int quant_model_apply_gptq(model *m, const quant_recipe *r, const calib_stats *s
 	int rc = check_calibrated(m, r, st, r->gptq, "gptq", err);
 	if (rc)
 		return rc;
-	rc = apply_matrices(m, r, st, true, pool, progress, progress_ctx, &sum, err);
+	if (layer_begin > layer_end || layer_end > model_get_config(m)->n_layers)
+		return os_error_set(err, OS_EUSAGE, "gptq: layers [%zu, %zu) outside the model's %zu",
+				    layer_begin, layer_end, model_get_config(m)->n_layers);
+	matrix_scope sc = {.begin = layer_begin, .end = layer_end, .rest = rest};
+	rc = apply_matrices(m, r, st, true, &sc, pool, progress, progress_ctx, done, &sum, err);
 	if (rep)
 		*rep = sum;
 	return rc;

@@ -192,6 +192,19 @@ typedef struct gptq_report gptq_report;
 int quant_model_apply_gptq(model *m, const quant_recipe *r, const calib_stats *st,
 			   threadpool *pool, quant_progress_fn progress, void *progress_ctx,
 			   gptq_report *rep, os_error *err);
+/* quant_model_apply_gptq on part of m, for GPTQ in passes whose Hessians cover a range of
+ * layers each: the block matrices of layers [layer_begin, layer_end) and, when rest, every
+ * matrix outside the blocks (the head policy's); the others are left as they are, and st
+ * needs Hessians for the range only. *done (in/out) counts the matrices visited by the
+ * passes so far: progress gets ("gptq", *done, every matrix of m), so passes that cover each
+ * layer once and the rest once end at the total. quant_model_apply_gptq is the one pass
+ * (0, n_layers, true). rep (may be NULL) receives the sums over this call's matrices.
+ * OS_EUSAGE also for a range outside the model. */
+int quant_model_apply_gptq_layers(model *m, const quant_recipe *r, const calib_stats *st,
+				  size_t layer_begin, size_t layer_end, bool rest,
+				  threadpool *pool, quant_progress_fn progress,
+				  void *progress_ctx, size_t *done, gptq_report *rep,
+				  os_error *err);
 
 /* Writes m's weights, quantized as r says, to out_path as GGUF (the format at the top of
  * this file): metadata copied from src (the file m was loaded from), plus optstudio.recipe

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `optstudio quantize`: usage errors, every round-to-nearest method on the fixture (the file
 # loads and `run` generates, JSON fields, recipe and hub import with parent), the scale
-# search's defaults and fallback, GPTQ on the calibrating methods, and, when present, SmolLM2
-# in fp8 and int4-rtn.
+# search's defaults and fallback, GPTQ on the calibrating methods (in layer ranges under
+# OPTSTUDIO_HESSIAN_BUDGET_MIB), and, when present, SmolLM2 in fp8 and int4-rtn.
 . "$(dirname "$0")/lib.sh"
 FIX=$BUILD_DIR/tests/make_fixture
 "$FIX" "$TMP/fx.gguf" --seed 21 >/dev/null || { fail "make_fixture" "cannot build the fixture"; test_summary; exit; }
@@ -119,6 +119,34 @@ expect_out "int8 gptq message" "gptq is for int4-awq, int4-rtn and fp8, not int8
 expect_rc "fp8-w8a8 --gptq" 2 "$BIN" quantize "$TMP/fx.gguf" --method fp8-w8a8 --gptq -o "$TMP/z.gguf"
 expect_rc "int4-rtn --gptq without calibration text" 1 "$BIN" quantize "$TMP/fx.gguf" --method int4-rtn --gptq -o "$TMP/z.gguf"
 expect_out "gptq missing calibration message" "no calibration text"
+
+# GPTQ's Hessians over OPTSTUDIO_HESSIAN_BUDGET_MIB: layer ranges (here 1.75 MiB a layer, 3
+# layers), each range calibrated after the ones before it are quantized; one layer over it
+# is refused naming --no-gptq; a malformed value is a usage error
+"$FIX" "$TMP/wide.gguf" --seed 22 --layers 3 --dim 256 --heads 4 --kv-heads 2 --ffn 512 >/dev/null || fail "make_fixture wide" "cannot build the fixture"
+gq() { "$BIN" quantize "$TMP/wide.gguf" --method int4-rtn --gptq --group 32 --calib "$TMP/cal.txt" --samples 3 --seq-len 48 "$@"; }
+expect_rc "gptq in one pass" 0 gq -o "$TMP/wide-1.gguf" --json
+J=$(printf '%s' "$OUT" | sed -n '/^{/,$p')
+[ "$(jfield gptq_passes)" = 1 ] && ok "everything fits: one pass" || fail "everything fits: one pass" "$J"
+for b in 4:2 2:3; do
+	export OPTSTUDIO_HESSIAN_BUDGET_MIB=${b%:*}
+	expect_rc "gptq under ${b%:*} MiB" 0 gq -o "$TMP/wide-${b#*:}.gguf" --json
+	J=$(printf '%s' "$OUT" | sed -n '/^{/,$p')
+	[ "$(jfield gptq_passes)" = "${b#*:}" ] && ok "${b%:*} MiB: ${b#*:} passes" || fail "${b%:*} MiB: ${b#*:} passes" "$J"
+	expect_rc "run the ${b#*:}-pass result" 0 "$BIN" run "$TMP/wide-${b#*:}.gguf" -p "hello" -n 4
+done
+cmp -s "$TMP/wide-1.gguf" "$TMP/wide-3.gguf" && fail "later ranges see quantized layers" "same file as one pass" || ok "later ranges see quantized layers"
+expect_rc "gptq text report names the ranges" 0 gq -o "$TMP/wide-3b.gguf"
+expect_out "ranges in the report" "in 3 layer ranges"
+export OPTSTUDIO_HESSIAN_BUDGET_MIB=1
+expect_rc "one layer over the budget" 1 gq -o "$TMP/z.gguf"
+expect_out "over-budget message" "MiB.*budget.*--no-gptq"
+[ -e "$TMP/z.gguf" ] && fail "nothing written when refused" "$TMP/z.gguf" || ok "nothing written when refused"
+expect_rc "over the budget without gptq" 0 "$BIN" quantize "$TMP/wide.gguf" --method int4-rtn --group 32 -o "$TMP/wide-nog.gguf"
+export OPTSTUDIO_HESSIAN_BUDGET_MIB=lots
+expect_rc "malformed budget" 2 gq -o "$TMP/z.gguf"
+expect_out "malformed budget message" "OPTSTUDIO_HESSIAN_BUDGET_MIB.*'lots'"
+unset OPTSTUDIO_HESSIAN_BUDGET_MIB
 
 # a hub model: the result is imported as <parent>-<method>, with its parent and recipe
 expect_rc "hub import fixture" 0 "$BIN" hub import "$TMP/fx.gguf" --name fx

@@ -2,7 +2,9 @@
  * model with calibration Hessians (quant_model_apply_gptq), awq_apply's keep_f32, and the
  * shared flow (quant_flow.h) on the fixture model: int4-awq + gptq is exactly calibrate ->
  * AWQ folded in F32 -> calibrate again with Hessians -> GPTQ, the written file loads to the
- * same logits, and a stop request stops it. TEST_SEED overrides the seed. */
+ * same logits, and a stop request stops it; GPTQ in layer ranges when the Hessians exceed
+ * the budget (quant_flow_plan_ranges, the passes, the refusal of one layer over it).
+ * TEST_SEED overrides the seed. */
 #include "core/cpu/backend_cpu.h"
 #include "core/engine/engine.h"
 #include "core/format/fixture.h"
@@ -264,46 +266,237 @@ TEST(test_flow_awq_gptq)
 
 static bool count_calls(void *ctx, const char *stage, size_t done, size_t total)
 {
+	(void)stage;
+	(void)done;
+	(void)total;
 	(*(int *)ctx)++;
 	return true;
 }
 
-/* Hessians over the budget: refused before any calibration, saying how to do without GPTQ. */
+/* The greedy plan on random per-layer sizes: the ranges tile the layers in order, each fits,
+ * none could take its next layer (so no plan has fewer ranges), one layer over the budget
+ * is 0 ranges. */
+TEST(test_plan_ranges)
+{
+	uint64_t rs = seed ^ 0x9e37;
+	for (int trial = 0; trial < 200; trial++) {
+		size_t n = 1 + test_rand_next(&rs) % 37, bytes[40], ends[40], big = 0, all = 0;
+		for (size_t l = 0; l < n; l++) {
+			bytes[l] = 1000 + test_rand_next(&rs) % 9001;
+			big = bytes[l] > big ? bytes[l] : big;
+			all += bytes[l];
+		}
+		size_t budget = big + test_rand_next(&rs) % (all - big + 1);
+		size_t k = quant_flow_plan_ranges(bytes, n, budget, ends);
+		CHECK(k >= 1 && k <= n);
+		size_t begin = 0;
+		for (size_t q = 0; q < k; q++) {
+			size_t sum = 0;
+			CHECK(ends[q] > begin && ends[q] <= n);
+			for (size_t l = begin; l < ends[q]; l++)
+				sum += bytes[l];
+			CHECK_MSG(sum <= budget, "range %zu: %zu > %zu", q, sum, budget);
+			if (q + 1 < k)
+				CHECK(sum + bytes[ends[q]] > budget); /* greedy: as long as it fits */
+			begin = ends[q];
+		}
+		CHECK_EQ_INT(begin, n);
+		CHECK_EQ_INT(quant_flow_plan_ranges(bytes, n, all, ends), 1);
+		CHECK_EQ_INT(ends[0], n);
+		CHECK_EQ_INT(quant_flow_plan_ranges(bytes, n, big - 1, ends), 0);
+	}
+}
+
+/* What the flow's progress showed: calls per stage, and whether "hessians" and "gptq" went
+ * up monotonically to their totals. Stops at the stop_at-th "hessians" sample when set. */
+typedef struct seen {
+	size_t calls, hess_calls, hess_done, hess_total, gptq_done, gptq_total;
+	bool hess_back, gptq_back;
+	size_t stop_at;
+} seen;
+
+static bool watch(void *ctx, const char *stage, size_t done, size_t total)
+{
+	seen *s = ctx;
+	s->calls++;
+	if (strcmp(stage, "hessians") == 0) {
+		s->hess_calls++;
+		s->hess_back |= done < s->hess_done || (s->hess_total && total != s->hess_total);
+		s->hess_done = done;
+		s->hess_total = total;
+		if (s->stop_at && done >= s->stop_at)
+			return false;
+	} else if (strcmp(stage, "gptq") == 0) {
+		s->gptq_back |= done < s->gptq_done || (s->gptq_total && total != s->gptq_total);
+		s->gptq_done = done;
+		s->gptq_total = total;
+	}
+	return true;
+}
+
+/* The flow on a fresh model with budget (0: the default); the model stays in *v. */
+static int run_flow(env *v, const quant_recipe *r, size_t budget, seen *sn,
+		    quant_flow_report *rep, os_error *err)
+{
+	if (env_open(v) != 0)
+		return OS_EIO;
+	quant_flow_opts fo = {.be = v->be, .tok = v->tok, .calib_path = path_txt,
+			      .hessian_budget = budget, .progress = sn ? watch : NULL,
+			      .progress_ctx = sn};
+	calib_stats *st = NULL;
+	int rc = quant_flow_calibrate(v->m, r, &fo, &st, rep, err);
+	if (!rc)
+		rc = quant_flow_transform(v->m, r, st, &fo, rep, err);
+	calib_stats_free(st);
+	return rc;
+}
+
+/* The block matrices of layer l are identical in a and b. */
+static bool same_layer(const model *a, const model *b, size_t l)
+{
+	char pre[32];
+	snprintf(pre, sizeof pre, "blk.%zu.", l);
+	for (size_t i = 0; i < model_n_tensors(a); i++) {
+		model_tensor x = model_tensor_at(a, i), y = model_tensor_at(b, i);
+		if (!x.mat || strncmp(x.name, pre, strlen(pre)) != 0)
+			continue;
+		if (x.mat->fmt != y.mat->fmt || x.mat->group != y.mat->group)
+			return false;
+		size_t n = x.mat->rows * x.mat->cols;
+		size_t bytes = x.mat->fmt == BE_WFMT_I4 ? n / 2 : n * be_wfmt_elem_bytes(x.mat->fmt);
+		size_t ns = x.mat->fmt == BE_WFMT_I4 ? n / x.mat->group : x.mat->rows;
+		if (memcmp(x.mat->data, y.mat->data, bytes) != 0 ||
+		    (x.mat->scales && memcmp(x.mat->scales, y.mat->scales, ns * sizeof(float))) ||
+		    (x.mat->zeros && memcmp(x.mat->zeros, y.mat->zeros, ns)))
+			return false;
+	}
+	return true;
+}
+
+/* Every block matrix of layer l is in fmt (INT4 at group g, or FP8) with finite positive
+ * scales, INT4 zero points in [0, 15] and no FP8 NaN codes. */
+static bool layer_valid(const model *m, size_t l, int fmt, size_t g)
+{
+	char pre[32];
+	snprintf(pre, sizeof pre, "blk.%zu.", l);
+	size_t seen_mats = 0;
+	for (size_t i = 0; i < model_n_tensors(m); i++) {
+		model_tensor t = model_tensor_at(m, i);
+		if (!t.mat || strncmp(t.name, pre, strlen(pre)) != 0)
+			continue;
+		bool i4 = fmt == BE_WFMT_I4;
+		if (t.mat->fmt != fmt || (i4 && (t.mat->group != g || !t.mat->zeros)) ||
+		    !t.mat->scales)
+			return false;
+		size_t ns = i4 ? t.mat->rows * t.mat->cols / g : t.mat->rows;
+		for (size_t k = 0; k < ns; k++)
+			if (!(t.mat->scales[k] > 0 && t.mat->scales[k] < 1e30f) ||
+			    (i4 && t.mat->zeros[k] > 15))
+				return false;
+		const uint8_t *code = t.mat->data;
+		for (size_t k = 0; !i4 && k < t.mat->rows * t.mat->cols; k++)
+			if ((code[k] & 0x7f) == 0x7f)
+				return false;
+		seen_mats++;
+	}
+	return seen_mats == 7;
+}
+
+/* Hessians over the budget: GPTQ in layer ranges (int4-rtn, int4-awq, fp8), each calibrated
+ * on the model with the earlier ranges quantized; the first range's matrices are those of
+ * one pass. One layer
+ * over the budget: refused before any calibration, saying how to do without GPTQ. */
 TEST(test_flow_hessian_budget)
 {
 	os_error err = {0};
-	quant_recipe r = quant_recipe_default(QUANT_INT4_RTN);
-	r.gptq = true;
-	r.calib_samples = 2;
-	r.calib_seq_len = 16;
-	r.group = 32;
+	static const quant_method methods[] = {QUANT_INT4_RTN, QUANT_INT4_AWQ, QUANT_FP8};
 	env a;
 	CHECK(env_open(&a) == 0);
 	const model_config *c = model_get_config(a.m);
-	size_t need = calib_hessian_bytes(c, 0, c->n_layers);
-	int calls = 0;
-	quant_flow_opts fo = {.be = a.be, .tok = a.tok, .calib_path = path_txt,
-			      .hessian_budget = need - 1, .progress = count_calls,
-			      .progress_ctx = &calls};
-	calib_stats *st = NULL;
-	CHECK_EQ_INT(quant_flow_calibrate(a.m, &r, &fo, &st, NULL, &err), OS_ENOMEM);
-	CHECK(st == NULL && calls == 0);
-	CHECK_MSG(strstr(err.msg, "--no-gptq") && strstr(err.msg, "budget"), "%s", err.msg);
-	fo.hessian_budget = need; /* exactly the budget is enough */
-	CHECK_MSG(quant_flow_calibrate(a.m, &r, &fo, &st, NULL, &err) == OS_OK, "%s", err.msg);
-	CHECK(st && calib_hessian(st, 0, 0) != NULL);
-	calib_stats_free(st);
-	/* int4-awq's Hessians come after its AWQ search: refused before that too */
-	r = quant_recipe_default(QUANT_INT4_AWQ);
-	r.gptq = true;
-	r.calib_samples = 2;
-	r.calib_seq_len = 16;
-	r.group = 32;
-	fo.hessian_budget = need - 1;
-	calls = 0;
-	st = NULL;
-	CHECK_EQ_INT(quant_flow_calibrate(a.m, &r, &fo, &st, NULL, &err), OS_ENOMEM);
-	CHECK(st == NULL && calls == 0);
+	size_t nl = c->n_layers, bytes[8], ends[8];
+	CHECK(nl >= 3 && nl <= 8);
+	for (size_t l = 0; l < nl; l++)
+		bytes[l] = calib_hessian_bytes(c, l, l + 1);
+	size_t one = bytes[0], all = calib_hessian_bytes(c, 0, nl);
+	for (size_t mi = 0; mi < sizeof methods / sizeof methods[0]; mi++) {
+		quant_recipe r = quant_recipe_default(methods[mi]);
+		r.gptq = true;
+		r.calib_samples = 2;
+		r.calib_seq_len = 16;
+		r.group = 32;
+		const char *name = quant_method_name(r.method);
+		env ref;
+		quant_flow_report rr = {0};
+		CHECK_MSG(run_flow(&ref, &r, all, NULL, &rr, &err) == OS_OK, "%s: %s", name, err.msg);
+		CHECK_EQ_INT(rr.gptq_passes, 1);
+		/* 2 passes: all but one layer fit; 3: two layers do not (one more byte than 1) */
+		size_t budgets[2] = {all - 1, 2 * one - 1}, want[2] = {2, nl};
+		for (size_t b = 0; b < 2; b++) {
+			size_t k = quant_flow_plan_ranges(bytes, nl, budgets[b], ends);
+			CHECK_MSG(k == want[b], "%s: %zu ranges for budget %zu", name, k, budgets[b]);
+			for (size_t q = 0; q < k; q++) /* what each calibration pass holds */
+				CHECK(calib_hessian_bytes(c, q ? ends[q - 1] : 0, ends[q]) <= budgets[b]);
+			env v;
+			seen sn = {0};
+			quant_flow_report rep = {0};
+			int rc = run_flow(&v, &r, budgets[b], &sn, &rep, &err);
+			CHECK_MSG(rc == OS_OK, "%s, %zu passes: %s", name, want[b], err.msg);
+			CHECK_EQ_INT(rep.gptq_passes, k);
+			CHECK(rep.has_gptq && rep.gptq.energy > 0 && rep.gptq.err_gptq <= rep.gptq.err_rtn);
+			/* the first range saw the same F32 model as one pass */
+			for (size_t l = 0; l < ends[0]; l++)
+				CHECK_MSG(same_layer(ref.m, v.m, l), "%s: layer %zu differs", name, l);
+			/* the later ones were calibrated on the quantized earlier layers */
+			bool differs = false;
+			for (size_t l = ends[0]; l < nl; l++) {
+				CHECK_MSG(layer_valid(v.m, l, r.method == QUANT_FP8 ? BE_WFMT_FP8
+										   : BE_WFMT_I4, r.group),
+					  "%s: layer %zu", name, l);
+				differs |= !same_layer(ref.m, v.m, l);
+			}
+			CHECK_MSG(differs, "%s, %zu passes: later layers as if calibrated in F32", name,
+				  k);
+			/* progress: GPTQ counts every matrix once over the passes; the k Hessian
+			 * passes count samples on one scale */
+			CHECK(!sn.gptq_back && sn.gptq_total > 0 && sn.gptq_done == sn.gptq_total);
+			CHECK_MSG(!sn.hess_back && sn.hess_done == k * r.calib_samples &&
+					  sn.hess_total == k * r.calib_samples,
+				  "%s: hessians %zu of %zu", name, sn.hess_done, sn.hess_total);
+			env_close(&v);
+		}
+		/* a stop request in the second Hessian pass stops the flow */
+		env s;
+		seen sn = {.stop_at = r.calib_samples + 1};
+		CHECK_EQ_INT(run_flow(&s, &r, 2 * one - 1, &sn, NULL, &err), OS_ESTOPPED);
+		CHECK(sn.hess_calls > 0);
+		env_close(&s);
+		/* one layer over the budget: refused before any work, naming what fits */
+		int calls = 0;
+		quant_flow_opts fo = {.be = a.be, .tok = a.tok, .calib_path = path_txt,
+				      .hessian_budget = one - 1, .progress = count_calls,
+				      .progress_ctx = &calls};
+		calib_stats *st = NULL;
+		CHECK_EQ_INT(quant_flow_calibrate(a.m, &r, &fo, &st, NULL, &err), OS_ENOMEM);
+		CHECK(st == NULL && calls == 0);
+		CHECK_MSG(strstr(err.msg, "--no-gptq") && strstr(err.msg, "budget"), "%s", err.msg);
+		char mib[32];
+		snprintf(mib, sizeof mib, "%.1f MiB", (double)one / (1 << 20));
+		CHECK_MSG(strstr(err.msg, mib), "%s", err.msg);
+		/* exactly one layer is enough; int4-rtn and fp8's first calibration collects the
+		 * Hessians only when they fit at once (in ranges, its statistics would keep the
+		 * first range's beside the later ones') */
+		for (size_t q = 0; q < 2 && r.method != QUANT_INT4_AWQ; q++) {
+			fo.hessian_budget = q ? all : one;
+			CHECK_MSG(quant_flow_calibrate(a.m, &r, &fo, &st, NULL, &err) == OS_OK, "%s",
+				  err.msg);
+			for (size_t l = 0; st && l < nl; l++)
+				CHECK_MSG((calib_hessian(st, l, 0) != NULL) == (q == 1),
+					  "%s, budget %zu: layer %zu", name, fo.hessian_budget, l);
+			calib_stats_free(st);
+			st = NULL;
+		}
+		env_close(&ref);
+	}
 	env_close(&a);
 }
 
@@ -315,7 +508,7 @@ int main(void)
 	snprintf(path_fx, sizeof path_fx, "%s/fx.gguf", dir);
 	snprintf(path_txt, sizeof path_txt, "%s/cal.txt", dir);
 	/* INT4 needs widths divisible by 32: dim 96, ffn 160 */
-	gguf_fixture_opts fo = {.seed = seed, .n_layers = 2, .dim = 96, .n_heads = 4,
+	gguf_fixture_opts fo = {.seed = seed, .n_layers = 3, .dim = 96, .n_heads = 4,
 				.n_kv_heads = 2, .ffn_dim = 160, .ctx = 128};
 	os_error err;
 	if (gguf_fixture_write(path_fx, &fo, &err) != OS_OK) {
@@ -334,6 +527,7 @@ int main(void)
 	RUN(test_recipe_gptq);
 	RUN(test_apply_gptq_int4_and_fp8);
 	RUN(test_flow_awq_gptq);
+	RUN(test_plan_ranges);
 	RUN(test_flow_hessian_budget);
 	test_tmpdir_remove(dir);
 	return test_summary();
