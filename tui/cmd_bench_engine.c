@@ -34,6 +34,12 @@ static const char bench_help[] =
 	"(% roof) and the fastest repetition's (best %). The peak probes keep the best of\n"
 	"their own repetitions, so on a machine other work shares, best % compares like\n"
 	"with like. JSON: roofline_pct and roofline_pct_best.\n"
+	"The machine's ceiling a phase is judged by (peak FLOP/s for prefill, bandwidth for\n"
+	"decode) is probed just before and just after that phase, and the higher of the two\n"
+	"counts: on a virtual machine whose neighbours come and go, a probe at the start of\n"
+	"the run can see half the machine the phase then gets, or twice it. A phase whose two\n"
+	"probes differ by more than 10% is marked '~' (the machine changed during it). JSON:\n"
+	"ceiling_before, ceiling_after (GFLOP/s for prefill, GB/s for decode).\n"
 	"\n"
 	"options:\n"
 	"      --threads N    CPU threads (default: all online CPUs)\n"
@@ -130,7 +136,28 @@ typedef struct bench_point {
 	double tok_s_min, tok_s_max;
 	double roofline_tok_s;
 	double bytes_per_step;  /* decode: weights + KV read per step, bytes */
+	double ceiling_before;  /* the machine probed just before and after the phase: */
+	double ceiling_after;   /* GFLOP/s (prefill) or GB/s (decode); the higher counts */
 } bench_point;
+
+/* The ceiling of a phase: the peak FLOP/s of kind (prefill) or the read bandwidth in GB/s
+ * (decode), probed now on the engine's threads. <= 0 when it cannot be measured. */
+static double probe_ceiling(threadpool *pool, bool prefill, roofline_kind kind)
+{
+	return prefill ? roofline_peak_flops(pool, kind) : roofline_read_bandwidth(pool, 0);
+}
+
+static double ceiling_of(const bench_point *p)
+{
+	return p->ceiling_before > p->ceiling_after ? p->ceiling_before : p->ceiling_after;
+}
+
+/* The two probes of p differ by more than 10%: the machine changed during the phase. */
+static bool ceiling_unsteady(const bench_point *p)
+{
+	double lo = p->ceiling_before < p->ceiling_after ? p->ceiling_before : p->ceiling_after;
+	return lo < 0.9 * ceiling_of(p);
+}
 
 static int cmp_double(const void *x, const void *y)
 {
@@ -281,27 +308,30 @@ static void print_table(const bench_args *a, const cli_session *s, size_t n_thre
 	       "threads, %zu reps (median, min-max)\n",
 	       be_wfmt_name(model_weight_format(m)), (double)model_n_params(m) / 1e6,
 	       (double)model_step_bytes(m) / 1e6, n_threads, a->reps);
-	printf("  machine (same run): read bandwidth %.1f GB/s, peak f32 FMA %.1f GFLOP/s, ", bw,
-	       peak_f32);
+	printf("  machine (same run, at the start): read bandwidth %.1f GB/s, peak f32 FMA %.1f "
+	       "GFLOP/s, ", bw, peak_f32);
 	if (peak_bf16 > 0)
 		printf("peak bf16 dot product %.1f GFLOP/s\n", peak_bf16);
 	else
 		printf("no bf16 dot product instructions\n");
-	printf("  prefill roofline uses %s (%.1f GFLOP/s); decode roofline counts the weights once "
-	       "per step plus the batch's KV reads\n",
+	printf("  prefill roofline uses %s (%.1f GFLOP/s at the start); decode roofline counts the "
+	       "weights once per step plus the batch's KV reads\n",
 	       peak_name, peak_used);
 	/* The peak probes keep the best of their reps; on a shared machine the engine's best rep
 	 * is the figure measured under the same conditions, so it gets a column of its own. */
 	printf("  %% roof = median rep / roofline; best %% = fastest rep / roofline\n"
-	       "  (each peak above is the best of its probe's reps)\n\n");
-	printf("%-8s %6s %11s %21s %14s %9s %9s\n", "phase", "batch", "tok/s", "min-max",
-	       "roofline tok/s", "% roof", "best %");
+	       "  (each peak above is the best of its probe's reps)\n"
+	       "  ceiling = the machine probed again just before and after each phase, the higher\n"
+	       "  of the two (GFLOP/s for prefill, GB/s for decode); ~: the two differ by > 10%%\n\n");
+	printf("%-8s %6s %11s %21s %10s %14s %9s %9s\n", "phase", "batch", "tok/s", "min-max",
+	       "ceiling", "roofline tok/s", "% roof", "best %");
 	for (size_t i = 0; i < n_pts; i++) {
 		const bench_point *p = &pts[i];
-		char range[48];
+		char range[48], ceil[32];
 		snprintf(range, sizeof range, "%.1f-%.1f", p->tok_s_min, p->tok_s_max);
-		printf("%-8s %6zu %11.1f %21s %14.1f %8.1f%% %8.1f%%\n", p->phase, p->batch, p->tok_s,
-		       range, p->roofline_tok_s, 100.0 * p->tok_s / p->roofline_tok_s,
+		snprintf(ceil, sizeof ceil, "%s%.1f", ceiling_unsteady(p) ? "~" : "", ceiling_of(p));
+		printf("%-8s %6zu %11.1f %21s %10s %14.1f %8.1f%% %8.1f%%\n", p->phase, p->batch,
+		       p->tok_s, range, ceil, p->roofline_tok_s, 100.0 * p->tok_s / p->roofline_tok_s,
 		       100.0 * p->tok_s_max / p->roofline_tok_s);
 	}
 	if (ratio > 0)
@@ -343,6 +373,8 @@ static int print_json(const bench_args *a, const cli_session *s, size_t n_thread
 		cJSON_AddNumberToObject(r, "roofline_pct_best", 100.0 * p->tok_s_max / p->roofline_tok_s);
 		if (p->bytes_per_step > 0)
 			cJSON_AddNumberToObject(r, "bytes_per_step", p->bytes_per_step);
+		cJSON_AddNumberToObject(r, "ceiling_before", p->ceiling_before);
+		cJSON_AddNumberToObject(r, "ceiling_after", p->ceiling_after);
 		cJSON_AddItemToArray(arr, r);
 	}
 	cJSON_AddNumberToObject(o, "decode_b16_over_b1", ratio);
@@ -427,6 +459,7 @@ int cmd_bench_engine(int argc, char **argv)
 	bool bf16w = model_weight_format(s.m) == BE_WFMT_BF16;
 	const char *peak_name = bf16w && peak_bf16 > 0 ? "bf16 dot product" : "f32 FMA";
 	double peak_used = bf16w && peak_bf16 > 0 ? peak_bf16 : peak_f32;
+	roofline_kind peak_kind = bf16w && peak_bf16 > 0 ? ROOFLINE_BF16_DP : ROOFLINE_F32_FMA;
 
 	bench_point pts[1 + N_BATCHES];
 	size_t n_pts = 0;
@@ -436,7 +469,10 @@ int cmd_bench_engine(int argc, char **argv)
 		ex = cli_fail(&err, "prefill failed");
 		goto done;
 	}
-	pts[n_pts].roofline_tok_s = peak_used * 1e9 / prefill_flops_per_token(c, a.prefill);
+	pts[n_pts].ceiling_before = peak_used; /* probed just now */
+	pts[n_pts].ceiling_after = probe_ceiling(pool, true, peak_kind);
+	pts[n_pts].roofline_tok_s = ceiling_of(&pts[n_pts]) * 1e9 /
+				    prefill_flops_per_token(c, a.prefill);
 	pts[n_pts].bytes_per_step = 0;
 	n_pts++;
 	double kv_per_tok = (double)cli_session_kv_bytes_per_token(s.m);
@@ -447,12 +483,16 @@ int cmd_bench_engine(int argc, char **argv)
 			fprintf(stderr, "decode at batch %zu...\n", B);
 		double kv_tokens = 0;
 		bench_point *p = &pts[n_pts];
+		double before = i == 0 ? probe_ceiling(pool, false, peak_kind)
+				       : pts[n_pts - 1].ceiling_after;
 		if (bench_decode(&b, B, a.context, a.decode, a.reps, p, &kv_tokens, &err) != OS_OK) {
 			ex = cli_fail(&err, "decode at batch %zu failed", B);
 			goto done;
 		}
+		p->ceiling_before = before; /* after batch 1, the previous phase's after-probe */
+		p->ceiling_after = probe_ceiling(pool, false, peak_kind);
 		p->bytes_per_step = (double)model_step_bytes(s.m) + kv_tokens * kv_per_tok;
-		p->roofline_tok_s = (double)B * bw * 1e9 / p->bytes_per_step;
+		p->roofline_tok_s = (double)B * ceiling_of(p) * 1e9 / p->bytes_per_step;
 		if (B == 1)
 			tps_b1 = p->tok_s;
 		if (B == 16)

@@ -71,6 +71,17 @@ expect_rc "bench-engine --reps 0" 2 "$BIN" bench-engine "$TMP/fx.gguf" --reps 0
 J=$("$BIN" bench-engine "$TMP/fx.gguf" --prefill 40 --decode 3 --reps 2 --context 8 --json 2>/dev/null)
 shape=$(echo "$J" | python3 -c 'import json,sys; d=json.load(sys.stdin); r=d["results"]; print(" ".join("%s:%d" % (x["phase"], x["batch"]) for x in r), all(x["tok_s"] > 0 and x["roofline_tok_s"] > 0 for x in r), d["bandwidth_gb_s"] > 0, d["decode_b16_over_b1"] > 0)' 2>&1)
 [ "$shape" = "prefill:40 decode:1 decode:4 decode:16 True True True" ] && ok "bench-engine --json: prefill, decode 1/4/16, rooflines" || fail "bench-engine --json: prefill, decode 1/4/16, rooflines" "$shape"
+# each phase is judged by the higher of the probes taken just before and after it
+ceil=$(echo "$J" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+def ok(x):
+    c = max(x["ceiling_before"], x["ceiling_after"])
+    if x["phase"] == "prefill":
+        return c > 0
+    return c > 0 and abs(x["roofline_tok_s"] - x["batch"] * c * 1e9 / x["bytes_per_step"]) <= 1e-6 * x["roofline_tok_s"]
+print(all(ok(x) for x in d["results"]))' 2>&1)
+[ "$ceil" = "True" ] && ok "bench-engine --json: per-phase ceilings, the higher one judging" || fail "bench-engine --json: per-phase ceilings" "$ceil"
 
 # SmolLM2: a real model knows the capital of France, at any thread count
 if m=$(demo_model); then
