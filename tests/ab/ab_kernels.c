@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/bigalloc.h"
 #include "core/cpu/kernels.h"
 #include "core/cpu/threadpool.h"
 #include "core/numerics.h"
@@ -73,7 +74,7 @@ int main(int argc, char **argv)
 	size_t n_par = (size_t)VOCAB * DIM;
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
 		n_par += LAYERS * shapes[i][0] * shapes[i][1];
-	unsigned char *W = cpu_alloc_aligned(n_par * elem);
+	unsigned char *W = big_alloc(n_par * elem); /* the pages the engine's weights get */
 	float *X = cpu_alloc_aligned((size_t)MAX_TOK * FFN * sizeof(float));
 	float *Y = cpu_alloc_aligned((size_t)MAX_TOK * FFN * sizeof(float) +
 				     (size_t)32 * VOCAB * sizeof(float));
@@ -117,7 +118,7 @@ int main(int argc, char **argv)
 		       "ms, new %.2f ms\n", n_tok, ratio[n / 2], ratio[n / 4], ratio[3 * n / 4], n,
 		       best[0] * 1e3, best[1] * 1e3);
 	}
-	cpu_free_aligned(W), cpu_free_aligned(X), cpu_free_aligned(Y);
+	free(W), cpu_free_aligned(X), cpu_free_aligned(Y);
 	threadpool_free(pool);
 	return 0;
 }
