@@ -449,12 +449,14 @@ static void kv_decode_rows(const cpu_ctx *c, float *out, const be_kv *kv, size_t
 		const uint8_t *q = (const uint8_t *)kv->data + row + g * hd;
 		float s = kv->scales[row / hd + g];
 		float *o = out + t * hd;
-		if (kv->fmt == BE_KV_FP8)
-			for (size_t k = 0; k < hd; k++)
-				o[k] = c->e4m3[q[k]] * s;
-		else
+		if (kv->fmt == BE_KV_FP8) { /* the quantized set's exact decode, then the scale:
+					     * the same products as a table lookup times s */
+			c->qk->decode_fp8(o, q, hd);
+			c->ks->scale(o, s, hd);
+		} else {
 			for (size_t k = 0; k < hd; k++)
 				o[k] = (float)(int8_t)q[k] * s;
+		}
 	}
 }
 
@@ -486,22 +488,23 @@ static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv,
 /* Query tokens per attention task: with the n_rep heads of a kv head, a tile of
  * ATTN_QTOK * n_rep query rows shares every K / V block it reads. */
 #define ATTN_QTOK 16
-/* Keys per step of the online softmax for F32 tasks and for FP8 / INT8 tasks of
- * ATTN_GEMM_ROWS rows or more: as many whole cache blocks as fit (at least one). The per-row
+/* Keys per step of the online softmax: as many whole cache blocks as fit (at least one). The per-row
  * work of a step (max, correction, rescale, sums) is then spread over up to 256 keys
  * instead of one block's 16 (measured, bench_attn on one thread, best of many: prefill of
  * 512 tokens 4.9 -> 3.5 ms per layer, 128 tokens 0.39 -> 0.29 ms; steps of 64 keys gave
  * 3.75 ms, 128 keys 3.55 ms; F32 decode with gemm_nt scores, batch 16: context 64 78 -> 68
- * us, 256 408 -> 377 us, 512 825 -> 779 us, medians of 8 alternating runs). FP8 / INT8
- * decode tasks keep one block per step, as before (not re-measured). */
+ * us, 256 408 -> 377 us, 512 825 -> 779 us, medians of 8 alternating runs; FP8 / INT8
+ * decode takes them too, measured with its gemm_nt scores below). */
 #define ATTN_KEYS 256
 /* Query rows from which the scores of a block are a product with the transposed key block
  * (gemm_nn; prefill). Fewer (decode: one token's n_rep heads) are too few to pay for the
  * transpose: F32 tasks then take gemm_nt against the key rows in place (per 16 keys, 16
  * lane-wise accumulators and one transpose-and-add tree per query row; measured, bench_attn
  * one thread, best of 5 alternating runs: batch-16 decode at context 512 978 -> 804 us per
- * layer, context 64 127 -> 80 us, still with one block per step), FP8 / INT8 tasks a dot
- * product per score of the decoded rows. */
+ * layer, context 64 127 -> 80 us, still with one block per step); FP8 / INT8 tasks the
+ * same against their rows decoded as they are (FP8 by the quantized set's vector decode:
+ * batch-16 decode at context 256 1382 -> 529 us, 512 2761 -> 1085 us, with the dot product
+ * per score and table lookups before; INT8 2606 -> 2040 us at 512). */
 #define ATTN_GEMM_ROWS 8
 
 /* Keys per online-softmax step for cache blocks of bt slots: whole blocks, at least one. */
@@ -547,8 +550,8 @@ static void attn_task(void *p, size_t task, size_t thread)
 	size_t i0 = j->grp[gi], n_tok = j->grp[gi + 1] - i0, R = n_tok * n_rep;
 	const int32_t *table = b->block_table[i0];
 	float scale = 1.0f / sqrtf((float)hd);
-	int f32 = kv->fmt == BE_KV_F32, gemm = R >= ATTN_GEMM_ROWS, nt = f32 && !gemm;
-	size_t sk = gemm || nt ? attn_step_keys(bt) : bt;
+	int f32 = kv->fmt == BE_KV_F32, gemm = R >= ATTN_GEMM_ROWS;
+	size_t sk = attn_step_keys(bt);
 
 	float *Q = j->c->scratch + thread * j->c->scratch_per; /* (R, hd), scaled */
 	float *acc = Q + R * hd;                                  /* (R, hd) */
@@ -580,16 +583,14 @@ static void attn_task(void *p, size_t task, size_t thread)
 				kv_load_kt(j->c, Kt + c0, sk, kv, rk, g, n_t);
 				continue;
 			}
-			if (nt) { /* F32 key rows read in place, no transposed copy */
+			if (f32) { /* F32 key rows read in place, no transposed copy */
 				ks->gemm_nt(S + c0, sk, Q, hd, (const float *)kv->data + rk + g * hd,
 					    kv->kv_dim, R, hd, n_t);
 				continue;
 			}
-			/* too few rows to pay for decoding transposed: a dot product per score */
+			/* too few rows to pay for decoding transposed: the rows decoded as they are */
 			kv_decode_rows(j->c, Kt, kv, rk, g, n_t);
-			for (size_t t = 0; t < n_t; t++)
-				for (size_t r = 0; r < R; r++)
-					S[r * sk + c0 + t] = ks->dot(Q + r * hd, Kt + t * hd, hd);
+			ks->gemm_nt(S + c0, sk, Q, hd, Kt, hd, R, hd, n_t);
 		}
 		if (gemm)
 			ks->gemm_nn(S, sk, Q, hd, Kt, sk, R, hd, n_k, 0);

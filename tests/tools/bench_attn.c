@@ -146,6 +146,36 @@ int main(void)
 		printf("attention %-24s %12.1f %12.1f %7.2fx\n", cases[c].name, 1e6 * t_old,
 		       1e6 * t_new, t_old / t_new);
 	}
+	/* quantized caches (decode only: the per-token algorithm reads F32 keys) */
+	static const struct { const char *name; int fmt; } qfmts[] = {
+		{"FP8", BE_KV_FP8}, {"INT8", BE_KV_I8}};
+	be_kv kq = kv;
+	kq.data = malloc(elems);
+	kq.scales = malloc(elems / HD * sizeof(float));
+	if (!kq.data || !kq.scales)
+		return 1;
+	for (size_t e = 0; e < elems; e++) /* no E4M3 NaN codes (0x7f, 0xff) */
+		((uint8_t *)kq.data)[e] = (uint8_t)(((st = st * 6364136223846793005ull + 1) >> 40) % 0x7f) |
+					  (uint8_t)(e & 0x80);
+	for (size_t e = 0; e < elems / HD; e++)
+		kq.scales[e] = 0.001f + (float)((st = st * 6364136223846793005ull + 1) >> 40) / 1.7e10f;
+	for (size_t f = 0; f < sizeof qfmts / sizeof qfmts[0]; f++) {
+		kq.fmt = qfmts[f].fmt;
+		for (size_t c = 3; c < sizeof cases / sizeof cases[0]; c++) {
+			size_t n = 0;
+			for (size_t s = 0; s < cases[c].n_seq; s++, n++) {
+				pos[n] = (int32_t)(cases[c].ctx - 1);
+				tb[n] = tables + s * nb_seq;
+			}
+			be_attn_batch b = {n, pos, tb, NH, NKV, HD};
+			double t_new = BEST_OF(200, be->ops->attention(be->ctx, out, q, &kq, 0, &b));
+			char name[64];
+			snprintf(name, sizeof name, "%s, %s KV", cases[c].name, qfmts[f].name);
+			printf("attention %-36s %12s %12.1f\n", name, "-", 1e6 * t_new);
+		}
+	}
+	free(kq.data);
+	free(kq.scales);
 	for (size_t t = 0; t < MAXCTX; t++)
 		pos[t] = (int32_t)t;
 	memcpy(q2, q, MAXCTX * NH * HD * sizeof *q2);
