@@ -449,13 +449,13 @@ static void kv_decode_rows(const cpu_ctx *c, float *out, const be_kv *kv, size_t
 		const uint8_t *q = (const uint8_t *)kv->data + row + g * hd;
 		float s = kv->scales[row / hd + g];
 		float *o = out + t * hd;
-		if (kv->fmt == BE_KV_FP8) { /* the quantized set's exact decode, then the scale:
-					     * the same products as a table lookup times s */
+		if (kv->fmt == BE_KV_FP8) { /* the quantized set's exact decodes, then the scale:
+					     * the same products as a scalar loop times s */
 			c->qk->decode_fp8(o, q, hd);
 			c->ks->scale(o, s, hd);
 		} else {
-			for (size_t k = 0; k < hd; k++)
-				o[k] = (float)(int8_t)q[k] * s;
+			c->qk->decode_i8(o, q, hd);
+			c->ks->scale(o, s, hd);
 		}
 	}
 }
@@ -502,9 +502,10 @@ static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv,
  * lane-wise accumulators and one transpose-and-add tree per query row; measured, bench_attn
  * one thread, best of 5 alternating runs: batch-16 decode at context 512 978 -> 804 us per
  * layer, context 64 127 -> 80 us, still with one block per step); FP8 / INT8 tasks the
- * same against their rows decoded as they are (FP8 by the quantized set's vector decode:
- * batch-16 decode at context 256 1382 -> 529 us, 512 2761 -> 1085 us, with the dot product
- * per score and table lookups before; INT8 2606 -> 2040 us at 512). */
+ * same against their rows decoded as they are, by the quantized set's vector decodes
+ * (batch-16 decode, context 256: FP8 1382 -> 529 us, INT8 1155 -> 477 us; context 512: FP8
+ * 2761 -> 1085 us, INT8 2363 -> 994 us; before: a dot product per score of rows decoded by a
+ * table lookup or a scalar loop). */
 #define ATTN_GEMM_ROWS 8
 
 /* Keys per online-softmax step for cache blocks of bt slots: whole blocks, at least one. */

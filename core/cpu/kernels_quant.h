@@ -76,6 +76,8 @@ typedef struct cpu_qkernel_set {
 	 * INT4 row: out[k] = num_i4_dequantize(q[k], s[k / group], z[k / group]) for n_in
 	 * elements (n_in a multiple of group, group in {32, 64, 128}). */
 	void (*decode_fp8)(float *out, const uint8_t *W, size_t n);
+	/* out[k] = (float)(int8_t)q[k] for n codes (INT8 KV cache rows; exact). */
+	void (*decode_i8)(float *out, const uint8_t *q, size_t n);
 	void (*decode_i4_row)(float *out, const uint8_t *W, const float *s, const uint8_t *z,
 			      size_t group, size_t n_in);
 

@@ -412,6 +412,15 @@ TGT static void decode_fp8_avx512(float *out, const uint8_t *W, size_t n)
 	}
 }
 
+TGT static void decode_i8_avx512(float *out, const uint8_t *q, size_t n)
+{
+	for (size_t k = 0; k < n; k += 16) {
+		__mmask16 m = mask16(n - k);
+		__m128i b = _mm_maskz_loadu_epi8(m, q + k);
+		_mm512_mask_storeu_ps(out + k, m, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)));
+	}
+}
+
 /* 32 elements (16 bytes) at a time, within one group: byte j holds elements 2j (low nibble)
  * and 2j + 1; both nibbles index the group's table lut[q] = s (q - z), and the two results
  * are interleaved back into element order. */
@@ -521,6 +530,7 @@ const cpu_qkernel_set cpu_qkernels_avx512 = {
 	.matmul_i4 = matmul_i4_avx512,
 	.prepare_i4 = prepare_i4_avx512,
 	.decode_fp8 = decode_fp8_avx512,
+	.decode_i8 = decode_i8_avx512,
 	.decode_i4_row = decode_i4_row_avx512,
 	.quantize_e4m3_act = quantize_e4m3_act_avx512,
 	.quantize_i8_act = quantize_i8_act_avx512,

@@ -79,6 +79,12 @@ static void decode_fp8_generic(float *out, const uint8_t *W, size_t n)
 		out[k] = num_e4m3_to_f32(W[k]);
 }
 
+static void decode_i8_generic(float *out, const uint8_t *q, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		out[k] = (float)(int8_t)q[k];
+}
+
 static void decode_i4_row_generic(float *out, const uint8_t *W, const float *s,
 				  const uint8_t *z, size_t group, size_t n_in)
 {
@@ -134,6 +140,7 @@ const cpu_qkernel_set cpu_qkernels_generic = {
 	.matmul_i4 = matmul_i4_generic,
 	.prepare_i4 = prepare_i4_generic,
 	.decode_fp8 = decode_fp8_generic,
+	.decode_i8 = decode_i8_generic,
 	.decode_i4_row = decode_i4_row_generic,
 	.quantize_e4m3_act = quantize_e4m3_act_generic,
 	.quantize_i8_act = quantize_i8_act_generic,

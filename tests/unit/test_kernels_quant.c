@@ -800,6 +800,33 @@ TEST(quantize_error_bounds)
 	quant_matrix_free(&m);
 }
 
+/* decode_i8 (INT8 KV cache rows): every set gives (float)(int8_t)q exactly for every code,
+ * at lengths around the vector widths, and writes nothing past n. */
+TEST(decode_i8_every_code)
+{
+	static const size_t lens[] = {1, 15, 16, 17, 31, 63, 64, 65, 256, 300};
+	const cpu_qkernel_set *sets[CPU_ISA_COUNT + 1] = {&cpu_qkernels_generic};
+	size_t n_sets = 1 + simd_sets(sets + 1);
+	uint8_t q[300];
+	float out[300 + 16];
+	uint64_t st = test_seed(91);
+	for (size_t i = 0; i < 300; i++)
+		q[i] = (uint8_t)(i < 256 ? i : (st = st * 6364136223846793005ull + 1) >> 56);
+	for (size_t si = 0; si < n_sets; si++)
+		for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+			size_t n = lens[li];
+			for (size_t i = 0; i < n + 16; i++)
+				out[i] = -1234.5f;
+			sets[si]->decode_i8(out, q, n);
+			for (size_t i = 0; i < n; i++)
+				CHECK_MSG(out[i] == (float)(int8_t)q[i], "%s decode_i8 n %zu [%zu] = %g",
+					  sets[si]->name, n, i, out[i]);
+			for (size_t i = n; i < n + 16; i++)
+				CHECK_MSG(out[i] == -1234.5f, "%s decode_i8 n %zu wrote [%zu]",
+					  sets[si]->name, n, i);
+		}
+}
+
 int main(void)
 {
 	RUN(selection);
@@ -813,5 +840,6 @@ int main(void)
 	RUN(row_ranges);
 	RUN(prefill_path_vs_twin);
 	RUN(quantize_error_bounds);
+	RUN(decode_i8_every_code);
 	return test_summary();
 }
