@@ -140,13 +140,6 @@ typedef struct bench_point {
 	double ceiling_after;   /* GFLOP/s (prefill) or GB/s (decode); the higher counts */
 } bench_point;
 
-/* The ceiling of a phase: the peak FLOP/s of kind (prefill) or the read bandwidth in GB/s
- * (decode), probed now on the engine's threads. <= 0 when it cannot be measured. */
-static double probe_ceiling(threadpool *pool, bool prefill, roofline_kind kind)
-{
-	return prefill ? roofline_peak_flops(pool, kind) : roofline_read_bandwidth(pool, 0);
-}
-
 static double ceiling_of(const bench_point *p)
 {
 	return p->ceiling_before > p->ceiling_after ? p->ceiling_before : p->ceiling_after;
@@ -470,7 +463,7 @@ int cmd_bench_engine(int argc, char **argv)
 		goto done;
 	}
 	pts[n_pts].ceiling_before = peak_used; /* probed just now */
-	pts[n_pts].ceiling_after = probe_ceiling(pool, true, peak_kind);
+	pts[n_pts].ceiling_after = roofline_peak_flops(pool, peak_kind);
 	pts[n_pts].roofline_tok_s = ceiling_of(&pts[n_pts]) * 1e9 /
 				    prefill_flops_per_token(c, a.prefill);
 	pts[n_pts].bytes_per_step = 0;
@@ -483,14 +476,14 @@ int cmd_bench_engine(int argc, char **argv)
 			fprintf(stderr, "decode at batch %zu...\n", B);
 		double kv_tokens = 0;
 		bench_point *p = &pts[n_pts];
-		double before = i == 0 ? probe_ceiling(pool, false, peak_kind)
+		double before = i == 0 ? roofline_read_bandwidth(pool, 0)
 				       : pts[n_pts - 1].ceiling_after;
 		if (bench_decode(&b, B, a.context, a.decode, a.reps, p, &kv_tokens, &err) != OS_OK) {
 			ex = cli_fail(&err, "decode at batch %zu failed", B);
 			goto done;
 		}
 		p->ceiling_before = before; /* after batch 1, the previous phase's after-probe */
-		p->ceiling_after = probe_ceiling(pool, false, peak_kind);
+		p->ceiling_after = roofline_read_bandwidth(pool, 0);
 		p->bytes_per_step = (double)model_step_bytes(s.m) + kv_tokens * kv_per_tok;
 		p->roofline_tok_s = (double)B * ceiling_of(p) * 1e9 / p->bytes_per_step;
 		if (B == 1)

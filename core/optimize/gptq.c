@@ -460,10 +460,7 @@ GPTQ_TGT static void saxpy_sub_avx512(float *restrict y, const float *restrict x
 	for (; i + 16 <= n; i += 16)
 		_mm512_storeu_ps(y + i, _mm512_sub_ps(_mm512_loadu_ps(y + i),
 						      _mm512_mul_ps(va, _mm512_loadu_ps(x + i))));
-	for (; i < n; i++) {
-		float t = a * x[i];
-		y[i] -= t;
-	}
+	saxpy_sub_scalar(y + i, x + i, a, n - i);
 }
 
 GPTQ_TGT static void daxpy_sub_avx512(double *restrict y, const double *restrict x, double a,
@@ -474,10 +471,7 @@ GPTQ_TGT static void daxpy_sub_avx512(double *restrict y, const double *restrict
 	for (; i + 8 <= n; i += 8)
 		_mm512_storeu_pd(y + i, _mm512_sub_pd(_mm512_loadu_pd(y + i),
 						      _mm512_mul_pd(va, _mm512_loadu_pd(x + i))));
-	for (; i < n; i++) {
-		double t = a * x[i];
-		y[i] -= t;
-	}
+	daxpy_sub_scalar(y + i, x + i, a, n - i);
 }
 #endif
 
