@@ -17,7 +17,8 @@ static const char bench_help[] =
 	"usage: optstudio bench-engine MODEL [options]\n"
 	"\n"
 	"Measures, in one run: this machine's memory read bandwidth and peak multiply-add rate\n"
-	"(f32 FMA; bf16 dot products where the CPU has them), then the engine's prefill speed\n"
+	"(f32 FMA; bf16 dot products and AMX tile products where the CPU has them), then the\n"
+	"engine's prefill speed\n"
 	"and its decode speed at batch 1, 4 and 16 (B sequences decoding together, one token\n"
 	"each per forward call), each the median of --reps timed repetitions after a warm-up,\n"
 	"printed beside its roofline:\n"
@@ -28,7 +29,8 @@ static const char bench_help[] =
 	"                     projection weights per token plus the output head once per\n"
 	"                     prompt (only the last token's logits are computed); peak is\n"
 	"                     that of the instruction the matmul uses for the weight format\n"
-	"                     (f32 FMA for F32, bf16 dot products for BF16); attention FLOPs\n"
+	"                     (f32 FMA for F32; for BF16 the AMX tile products where the\n"
+	"                     kernel set is amx, else bf16 dot products); attention FLOPs\n"
 	"                     are not counted\n"
 	"The table gives each figure as a percentage of its roofline twice: the median's\n"
 	"(% roof) and the fastest repetition's (best %). The peak probes keep the best of\n"
@@ -291,9 +293,16 @@ done:
 	return rc;
 }
 
-static void print_table(const bench_args *a, const cli_session *s, size_t n_threads, double bw,
-			double peak_f32, double peak_bf16, double peak_used, const char *peak_name,
-			const bench_point *pts, size_t n_pts, double ratio)
+/* The machine's ceilings, probed at the start of the run (0: no such instructions). */
+typedef struct machine_peaks {
+	double bw;                /* GB/s */
+	double f32, bf16, amx;    /* GFLOP/s: f32 FMA, bf16 vdpbf16ps, bf16 AMX tiles */
+	double used;              /* the one the prefill roofline uses */
+	const char *used_name;
+} machine_peaks;
+
+static void print_table(const bench_args *a, const cli_session *s, size_t n_threads,
+			const machine_peaks *pk, const bench_point *pts, size_t n_pts, double ratio)
 {
 	const model *m = s->m;
 	printf("bench-engine: %s\n", s->path);
@@ -302,14 +311,16 @@ static void print_table(const bench_args *a, const cli_session *s, size_t n_thre
 	       be_wfmt_name(model_weight_format(m)), (double)model_n_params(m) / 1e6,
 	       (double)model_step_bytes(m) / 1e6, n_threads, a->reps);
 	printf("  machine (same run, at the start): read bandwidth %.1f GB/s, peak f32 FMA %.1f "
-	       "GFLOP/s, ", bw, peak_f32);
-	if (peak_bf16 > 0)
-		printf("peak bf16 dot product %.1f GFLOP/s\n", peak_bf16);
+	       "GFLOP/s, ", pk->bw, pk->f32);
+	if (pk->bf16 > 0)
+		printf("peak bf16 dot product %.1f GFLOP/s", pk->bf16);
 	else
-		printf("no bf16 dot product instructions\n");
-	printf("  prefill roofline uses %s (%.1f GFLOP/s at the start); decode roofline counts the "
+		printf("no bf16 dot product instructions");
+	if (pk->amx > 0)
+		printf(", peak bf16 AMX tiles %.1f GFLOP/s", pk->amx);
+	printf("\n  prefill roofline uses %s (%.1f GFLOP/s at the start); decode roofline counts the "
 	       "weights once per step plus the batch's KV reads\n",
-	       peak_name, peak_used);
+	       pk->used_name, pk->used);
 	/* The peak probes keep the best of their reps; on a shared machine the engine's best rep
 	 * is the figure measured under the same conditions, so it gets a column of its own. */
 	printf("  %% roof = median rep / roofline; best %% = fastest rep / roofline\n"
@@ -331,9 +342,8 @@ static void print_table(const bench_args *a, const cli_session *s, size_t n_thre
 		printf("\nbatch-16 / batch-1 decode throughput: %.2fx\n", ratio);
 }
 
-static int print_json(const bench_args *a, const cli_session *s, size_t n_threads, double bw,
-		      double peak_f32, double peak_bf16, double peak_used, const char *peak_name,
-		      const bench_point *pts, size_t n_pts, double ratio)
+static int print_json(const bench_args *a, const cli_session *s, size_t n_threads,
+		      const machine_peaks *pk, const bench_point *pts, size_t n_pts, double ratio)
 {
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
@@ -345,11 +355,12 @@ static int print_json(const bench_args *a, const cli_session *s, size_t n_thread
 	cJSON_AddNumberToObject(o, "step_bytes", (double)model_step_bytes(m));
 	cJSON_AddNumberToObject(o, "threads", (double)n_threads);
 	cJSON_AddNumberToObject(o, "reps", (double)a->reps);
-	cJSON_AddNumberToObject(o, "bandwidth_gb_s", bw);
-	cJSON_AddNumberToObject(o, "peak_f32_fma_gflop_s", peak_f32);
-	cJSON_AddNumberToObject(o, "peak_bf16_dp_gflop_s", peak_bf16);
-	cJSON_AddStringToObject(o, "prefill_peak", peak_name);
-	cJSON_AddNumberToObject(o, "prefill_peak_gflop_s", peak_used);
+	cJSON_AddNumberToObject(o, "bandwidth_gb_s", pk->bw);
+	cJSON_AddNumberToObject(o, "peak_f32_fma_gflop_s", pk->f32);
+	cJSON_AddNumberToObject(o, "peak_bf16_dp_gflop_s", pk->bf16);
+	cJSON_AddNumberToObject(o, "peak_bf16_amx_gflop_s", pk->amx);
+	cJSON_AddStringToObject(o, "prefill_peak", pk->used_name);
+	cJSON_AddNumberToObject(o, "prefill_peak_gflop_s", pk->used);
 	cJSON *arr = cJSON_AddArrayToObject(o, "results");
 	for (size_t i = 0; arr && i < n_pts; i++) {
 		const bench_point *p = &pts[i];
@@ -442,17 +453,26 @@ int cmd_bench_engine(int argc, char **argv)
 	if (!a.json)
 		fprintf(stderr, "measuring memory bandwidth and peak FLOP/s on %zu threads...\n",
 			n_threads);
-	double bw = roofline_read_bandwidth(pool, 0);
-	double peak_f32 = roofline_peak_flops(pool, ROOFLINE_F32_FMA);
-	double peak_bf16 = roofline_peak_flops(pool, ROOFLINE_BF16_DP);
-	if (bw <= 0) {
+	machine_peaks pk = {
+		.bw = roofline_read_bandwidth(pool, 0),
+		.f32 = roofline_peak_flops(pool, ROOFLINE_F32_FMA),
+		.bf16 = roofline_peak_flops(pool, ROOFLINE_BF16_DP),
+	};
+	/* the AMX set runs BF16 prefill on tiles: that is the instruction its roofline needs */
+	bool amx = backend_cpu_kernels(s.be)->isa == CPU_ISA_AMX;
+	if (amx)
+		pk.amx = roofline_peak_flops(pool, ROOFLINE_BF16_AMX);
+	if (pk.bw <= 0) {
 		cli_error("cannot measure memory bandwidth (no memory for the 512 MiB test buffer)");
 		goto done;
 	}
 	bool bf16w = model_weight_format(s.m) == BE_WFMT_BF16;
-	const char *peak_name = bf16w && peak_bf16 > 0 ? "bf16 dot product" : "f32 FMA";
-	double peak_used = bf16w && peak_bf16 > 0 ? peak_bf16 : peak_f32;
-	roofline_kind peak_kind = bf16w && peak_bf16 > 0 ? ROOFLINE_BF16_DP : ROOFLINE_F32_FMA;
+	roofline_kind peak_kind = ROOFLINE_F32_FMA;
+	pk.used = pk.f32, pk.used_name = "f32 FMA";
+	if (bf16w && pk.amx > 0)
+		peak_kind = ROOFLINE_BF16_AMX, pk.used = pk.amx, pk.used_name = "bf16 AMX tiles";
+	else if (bf16w && pk.bf16 > 0)
+		peak_kind = ROOFLINE_BF16_DP, pk.used = pk.bf16, pk.used_name = "bf16 dot product";
 
 	bench_point pts[1 + N_BATCHES];
 	size_t n_pts = 0;
@@ -462,7 +482,7 @@ int cmd_bench_engine(int argc, char **argv)
 		ex = cli_fail(&err, "prefill failed");
 		goto done;
 	}
-	pts[n_pts].ceiling_before = peak_used; /* probed just now */
+	pts[n_pts].ceiling_before = pk.used; /* probed just now */
 	pts[n_pts].ceiling_after = roofline_peak_flops(pool, peak_kind);
 	pts[n_pts].roofline_tok_s = ceiling_of(&pts[n_pts]) * 1e9 /
 				    prefill_flops_per_token(c, a.prefill);
@@ -494,11 +514,9 @@ int cmd_bench_engine(int argc, char **argv)
 	}
 	double ratio = tps_b1 > 0 ? tps_b16 / tps_b1 : 0;
 	if (a.json) {
-		ex = print_json(&a, &s, n_threads, bw, peak_f32, peak_bf16, peak_used, peak_name, pts,
-				n_pts, ratio);
+		ex = print_json(&a, &s, n_threads, &pk, pts, n_pts, ratio);
 	} else {
-		print_table(&a, &s, n_threads, bw, peak_f32, peak_bf16, peak_used, peak_name, pts, n_pts,
-			    ratio);
+		print_table(&a, &s, n_threads, &pk, pts, n_pts, ratio);
 		ex = EXIT_OK;
 	}
 done:

@@ -39,6 +39,7 @@ static const struct {
 	{"avx512vl", offsetof(cpu_features, avx512vl)},
 	{"avx512_vnni", offsetof(cpu_features, avx512vnni)},
 	{"avx512_bf16", offsetof(cpu_features, avx512bf16)},
+	{"amx_tile", offsetof(cpu_features, amx_tile)},
 	{"amx_int8", offsetof(cpu_features, amx_int8)},
 	{"amx_bf16", offsetof(cpu_features, amx_bf16)},
 };
@@ -262,8 +263,9 @@ static void print_table(const doctor_report *r)
 	print_row("CPU features", "%s", *have ? have : "none of the SIMD sets optstudio uses");
 	if (*lack)
 		print_row("", "missing: %s", lack);
-	print_row("", "OS saves AVX state: %s, AVX-512 state: %s", r->features.os_avx ? "yes" : "no",
-		  r->features.os_avx512 ? "yes" : "no");
+	print_row("", "OS saves AVX state: %s, AVX-512 state: %s, AMX tile state: %s",
+		  r->features.os_avx ? "yes" : "no", r->features.os_avx512 ? "yes" : "no",
+		  r->features.os_amx ? "yes" : "no");
 	if (r->kernels)
 		print_row("CPU kernels", "%s (%s)", r->kernels,
 			  r->cpu_env ? "forced by OPTSTUDIO_CPU" : "the fastest this CPU runs");
@@ -342,6 +344,7 @@ static cJSON *report_json(const doctor_report *r)
 		cJSON_AddBoolToObject(features, cpu_feature_fields[i].name, feature_has(&r->features, i));
 	cJSON_AddBoolToObject(cpu, "os_avx", r->features.os_avx);
 	cJSON_AddBoolToObject(cpu, "os_avx512", r->features.os_avx512);
+	cJSON_AddBoolToObject(cpu, "os_amx", r->features.os_amx);
 	if (r->kernels) {
 		cJSON_AddStringToObject(cpu, "kernels", r->kernels);
 	} else {

@@ -5,6 +5,9 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static unsigned long long xgetbv0(void)
 {
@@ -28,6 +31,7 @@ void cpu_features_detect(cpu_features *f)
 	if (osxsave && avx) {
 		unsigned long long xcr0 = xgetbv0();
 		f->os_avx = (xcr0 & 0x6) == 0x6;
+		f->os_amx = (xcr0 & 0x60000) == 0x60000;
 		f->os_avx512 = f->os_avx && (xcr0 & 0xe0) == 0xe0;
 	}
 	if (__get_cpuid_max(0, NULL) < 7)
@@ -39,6 +43,7 @@ void cpu_features_detect(cpu_features *f)
 	f->avx512vl = (b >> 31) & 1;
 	f->avx512vnni = (c >> 11) & 1;
 	f->amx_bf16 = (d >> 22) & 1;
+	f->amx_tile = (d >> 24) & 1;
 	f->amx_int8 = (d >> 25) & 1;
 	__cpuid_count(7, 1, a, b, c, d);
 	f->avx512bf16 = (a >> 5) & 1;
@@ -51,3 +56,31 @@ void cpu_features_detect(cpu_features *f)
 	}
 #endif
 }
+
+#if defined(__x86_64__) && defined(SYS_arch_prctl)
+/* Linux hands out the 8 KiB of tile state only on request (arch_prctl, Linux 5.16+): without
+ * it the first tile instruction kills the process with SIGILL. One request per process. */
+enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+
+static bool amx_granted;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_request(void)
+{
+	cpu_features f;
+	cpu_features_detect(&f);
+	amx_granted = f.amx_tile && f.amx_bf16 && f.os_amx &&
+		      syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+bool cpu_amx_enable(void)
+{
+	pthread_once(&amx_once, amx_request);
+	return amx_granted;
+}
+#else
+bool cpu_amx_enable(void)
+{
+	return false;
+}
+#endif

@@ -32,6 +32,7 @@ typedef enum cpu_isa {
 	CPU_ISA_GENERIC = 0, /* scalar C, the reference */
 	CPU_ISA_AVX2 = 1,    /* AVX2 + FMA */
 	CPU_ISA_AVX512 = 2,  /* AVX-512 F/BW/VL + BF16 (vdpbf16ps) */
+	CPU_ISA_AMX = 3,     /* the AVX-512 set, BF16 matmuls of 8+ tokens on AMX tiles */
 	CPU_ISA_COUNT
 } cpu_isa;
 
@@ -121,7 +122,7 @@ typedef struct cpu_kernel_set {
 const cpu_kernel_set *cpu_kernels_get(cpu_isa isa);
 
 /* The fastest set this CPU supports, unless the environment variable OPTSTUDIO_CPU is set
- * to "generic", "avx2" or "avx512", which forces that set. Fails with OS_EUSAGE for another
+ * to "generic", "avx2", "avx512" or "amx", which forces that set. Fails with OS_EUSAGE for another
  * value and OS_EUNSUPPORTED when the CPU lacks the forced set; *out is then untouched. */
 int cpu_kernels_select(const cpu_kernel_set **out, os_error *err);
 
@@ -152,10 +153,11 @@ void cpu_rope(const cpu_kernel_set *ks, float *x, size_t n_tok, size_t n_heads,
 void *cpu_alloc_aligned(size_t bytes);
 void cpu_free_aligned(void *p);
 
-/* The sets themselves (kernels_generic.c, kernels_avx2.c, kernels_avx512.c). Use
+/* The sets themselves (kernels_generic.c, kernels_avx2.c, kernels_avx512.c: avx512 and amx). Use
  * cpu_kernels_get / cpu_kernels_select: the SIMD sets fault on a CPU without their features. */
 extern const cpu_kernel_set cpu_kernels_generic;
 extern const cpu_kernel_set cpu_kernels_avx2;
 extern const cpu_kernel_set cpu_kernels_avx512;
+extern const cpu_kernel_set cpu_kernels_amx;
 
 #endif

@@ -222,7 +222,7 @@ const cpu_kernel_set cpu_kernels_generic = {
 
 /* ---- selection ----------------------------------------------------------------------------- */
 
-static const char *const isa_names[CPU_ISA_COUNT] = {"generic", "avx2", "avx512"};
+static const char *const isa_names[CPU_ISA_COUNT] = {"generic", "avx2", "avx512", "amx"};
 
 const cpu_kernel_set *cpu_kernels_get(cpu_isa isa)
 {
@@ -238,6 +238,9 @@ const cpu_kernel_set *cpu_kernels_get(cpu_isa isa)
 				       f.avx2 && f.fma
 			       ? &cpu_kernels_avx512
 			       : NULL;
+	case CPU_ISA_AMX:
+		return cpu_kernels_get(CPU_ISA_AVX512) && cpu_amx_enable() ? &cpu_kernels_amx
+									   : NULL;
 	default:
 		return NULL;
 	}
@@ -261,7 +264,7 @@ int cpu_kernels_select(const cpu_kernel_set **out, os_error *err)
 		}
 		return os_error_set(err, OS_EUSAGE,
 				    "OPTSTUDIO_CPU='%s' is not a kernel set "
-				    "(expected generic, avx2 or avx512)",
+				    "(expected generic, avx2, avx512 or amx)",
 				    want);
 	}
 	for (int i = CPU_ISA_COUNT - 1; i >= 0; i--) {

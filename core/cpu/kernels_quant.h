@@ -99,7 +99,7 @@ typedef struct cpu_qkernel_set {
 const cpu_qkernel_set *cpu_qkernels_get(cpu_isa isa);
 
 /* The fastest quantized set this CPU supports, or the one OPTSTUDIO_CPU forces ("generic",
- * "avx2" -> generic, "avx512"), with the errors of cpu_kernels_select. */
+ * "avx2" -> generic, "avx512", "amx" -> avx512), with the errors of cpu_kernels_select. */
 int cpu_qkernels_select(const cpu_qkernel_set **out, os_error *err);
 
 /* Threaded wrappers: Y = X W^T split by output rows over the pool (NULL: the caller alone),

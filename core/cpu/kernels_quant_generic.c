@@ -156,6 +156,7 @@ const cpu_qkernel_set *cpu_qkernels_get(cpu_isa isa)
 	case CPU_ISA_AVX2:
 		return cpu_kernels_get(isa) ? &cpu_qkernels_generic : NULL;
 	case CPU_ISA_AVX512:
+	case CPU_ISA_AMX:
 		cpu_features_detect(&f);
 		return cpu_kernels_get(isa) && f.avx512vnni ? &cpu_qkernels_avx512 : NULL;
 	default:

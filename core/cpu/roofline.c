@@ -14,6 +14,7 @@
 
 #define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
 #define TGT2 __attribute__((target("avx2,fma")))
+#define TGT_AMX __attribute__((target("amx-tile,amx-bf16")))
 
 static double now_s(void)
 {
@@ -166,6 +167,44 @@ TGT512 static float dpbf16_avx512(size_t iters)
 	return _mm512_reduce_add_ps(a[0]);
 }
 
+/* Four accumulator tiles fed by two activation and two weight tiles held in registers, as
+ * in the GEMM's 32 x 32 tile; 1 op = 16 x 16 results x 32 products x 2 flops = 16384.
+ * iters / 4 rounds of 4 ops (a tile product takes ~16 cycles): ~0.3 ms a task. */
+struct amx_probe_cfg {
+	uint8_t palette, start_row, reserved[14];
+	uint16_t colsb[16];
+	uint8_t rows[16];
+};
+
+TGT_AMX static float dp_amx(size_t iters)
+{
+	struct amx_probe_cfg cfg = {.palette = 1};
+	for (int i = 0; i < 8; i++)
+		cfg.colsb[i] = 64, cfg.rows[i] = 16;
+	_Alignas(64) uint16_t ones[16 * 32]; /* bf16 1.0: sums stay small and exact */
+	_Alignas(64) float out[16 * 16];
+	for (int i = 0; i < 16 * 32; i++)
+		ones[i] = 0x3f80;
+	_tile_loadconfig(&cfg);
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	_tile_loadd(4, ones, 64);
+	_tile_loadd(5, ones, 64);
+	_tile_loadd(6, ones, 64);
+	_tile_loadd(7, ones, 64);
+	for (size_t it = 0; it < iters / 4; it++) {
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
+	}
+	_tile_stored(0, out, 64);
+	_tile_release();
+	return out[0];
+}
+
 /* 12 chains (16 ymm registers); 1 op = 8 lanes * 2 flops */
 TGT2 static float fma_avx2(size_t iters)
 {
@@ -189,7 +228,9 @@ static void fl_task(void *ctx, size_t task, size_t thread)
 {
 	struct fl_job *j = ctx;
 	float v;
-	if (j->kind == ROOFLINE_BF16_DP)
+	if (j->kind == ROOFLINE_BF16_AMX)
+		v = dp_amx(FL_ITERS);
+	else if (j->kind == ROOFLINE_BF16_DP)
 		v = dpbf16_avx512(FL_ITERS);
 	else if (j->isa == 2)
 		v = fma_avx512(FL_ITERS);
@@ -217,7 +258,11 @@ double roofline_peak_flops(threadpool *pool, roofline_kind kind)
 	struct fl_job j = {.kind = kind};
 	j.isa = f.avx512f && f.os_avx512 ? 2 : f.avx2 && f.fma && f.os_avx ? 1 : 0;
 	double flops_per_task;
-	if (kind == ROOFLINE_BF16_DP) {
+	if (kind == ROOFLINE_BF16_AMX) {
+		if (!cpu_amx_enable())
+			return 0.0;
+		flops_per_task = (double)(FL_ITERS / 4) * 4 * 16384;
+	} else if (kind == ROOFLINE_BF16_DP) {
 		if (!(f.avx512bf16 && f.avx512f && f.avx512bw && f.avx512vl && f.os_avx512))
 			return 0.0;
 		flops_per_task = (double)FL_ITERS * FL_CHAINS * 64;

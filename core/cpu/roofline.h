@@ -10,6 +10,7 @@
 typedef enum roofline_kind {
 	ROOFLINE_F32_FMA = 0, /* f32 fused multiply-add (AVX-512, else AVX2+FMA, else scalar) */
 	ROOFLINE_BF16_DP = 1, /* bf16 pair dot products into f32 (vdpbf16ps; AVX-512 BF16 only) */
+	ROOFLINE_BF16_AMX = 2, /* bf16 tile products into f32 (TDPBF16PS; AMX, cpu_amx_enable) */
 } roofline_kind;
 
 /* Read bandwidth in GB/s (1e9 bytes/s): a buffer of `bytes` (make it well beyond the last

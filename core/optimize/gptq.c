@@ -475,14 +475,14 @@ GPTQ_TGT static void daxpy_sub_avx512(double *restrict y, const double *restrict
 }
 #endif
 
-/* The AVX-512 updates where the engine's kernel set is AVX-512 (so OPTSTUDIO_CPU=generic
+/* The AVX-512 updates where the engine's kernel set is AVX-512 or AMX (so OPTSTUDIO_CPU=generic
  * runs the scalar twins, as it does for every other kernel), else the scalar ones. */
 static axpy_kernels axpy_pick(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
 	const cpu_kernel_set *ks;
 	os_error err;
-	if (cpu_kernels_select(&ks, &err) == OS_OK && ks->isa == CPU_ISA_AVX512)
+	if (cpu_kernels_select(&ks, &err) == OS_OK && ks->isa >= CPU_ISA_AVX512)
 		return (axpy_kernels){saxpy_sub_avx512, daxpy_sub_avx512};
 #endif
 	return (axpy_kernels){saxpy_sub_scalar, daxpy_sub_scalar};

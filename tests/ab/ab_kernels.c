@@ -5,7 +5,8 @@
  * sets (A B, B A, A B, ...), and the ratio of each adjacent pair's times cancels the drift
  * both saw. Built and run by tests/ab_kernels.sh, which compiles the other revision's
  * kernels_avx512.c as cpu_kernels_avx512_old; not part of `make`.
- * Usage: ab_kernels THREADS SECONDS N_TOK...   (WFMT=bf16 for BF16 weights) */
+ * Usage: ab_kernels THREADS SECONDS N_TOK...   (WFMT=bf16 for BF16 weights; AB_SETS=OLD,NEW
+ * names the sets, avx512 or amx, default avx512,avx512) */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,8 @@
 #include "core/numerics.h"
 
 extern const cpu_kernel_set cpu_kernels_avx512_old;
+/* weak: a revision from before the AMX set has none */
+extern const cpu_kernel_set cpu_kernels_amx_old __attribute__((weak));
 
 enum { LAYERS = 30, DIM = 576, FFN = 1536, KV = 192, VOCAB = 49152, MAX_TOK = 4096,
        MAX_PAIRS = 2000 };
@@ -92,8 +95,23 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < (size_t)MAX_TOK * FFN; i++)
 		X[i] = (float)((i * 40503u) % 997) / 997.0f - 0.5f;
 	const cpu_kernel_set *sets[2] = {&cpu_kernels_avx512_old, &cpu_kernels_avx512};
-	printf("%zu threads, %s weights; ratio = old time / new time of adjacent passes "
-	       "(> 1: new is faster)\n", threadpool_n_threads(pool), elem == 4 ? "F32" : "BF16");
+	const char *ab = getenv("AB_SETS");
+	if (ab && *ab) {
+		char old_name[16] = "", new_name[16] = "";
+		if (sscanf(ab, "%15[^,],%15s", old_name, new_name) != 2) {
+			fprintf(stderr, "ab_kernels: AB_SETS is OLD,NEW (avx512 or amx)\n");
+			return 2;
+		}
+		sets[0] = !strcmp(old_name, "amx") ? &cpu_kernels_amx_old : &cpu_kernels_avx512_old;
+		sets[1] = !strcmp(new_name, "amx") ? cpu_kernels_get(CPU_ISA_AMX) : &cpu_kernels_avx512;
+		if (!sets[0] || !sets[1] || (!strcmp(old_name, "amx") && !cpu_kernels_get(CPU_ISA_AMX))) {
+			fprintf(stderr, "ab_kernels: no AMX set (this CPU, or revision)\n");
+			return 2;
+		}
+	}
+	printf("%zu threads, %s weights, old %s, new %s; ratio = old time / new time of adjacent "
+	       "passes (> 1: new is faster)\n", threadpool_n_threads(pool),
+	       elem == 4 ? "F32" : "BF16", sets[0]->name, sets[1]->name);
 	for (int a = 3; a < argc; a++) {
 		size_t n_tok = strtoul(argv[a], NULL, 10);
 		if (n_tok == 0 || n_tok > MAX_TOK) {

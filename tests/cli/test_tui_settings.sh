@@ -52,7 +52,7 @@ wait_for "the built-in themes are listed" 'high-contrast +built in'
 wait_for "a user theme file is listed" 'zest +file'
 wait_for "a broken theme file is marked" 'cracked +✗ broken'
 wait_for "this machine's price (not set yet)" 'price +not set'
-wait_for "the CPU kernels line" 'CPU +(generic|avx2|avx512) kernels'
+wait_for "the CPU kernels line" 'CPU +(generic|avx2|avx512|amx) kernels'
 wait_for "the CUDA line" 'CUDA +(built in|not built in)'
 wait_for "the data home path" "path +$OPTSTUDIO_HOME"
 wait_for "its disk use and free space" 'models .* · artifacts .* · logs .* free of '

@@ -184,11 +184,14 @@ int main(int argc, char **argv)
 	double bw = roofline_read_bandwidth(pool, cold_bytes);
 	double pk_f32 = roofline_peak_flops(pool, ROOFLINE_F32_FMA);
 	double pk_bf16 = roofline_peak_flops(pool, ROOFLINE_BF16_DP);
+	/* the AMX set's BF16 products run on tiles: judge them by the tiles' peak */
+	if (ks->isa == CPU_ISA_AMX)
+		pk_bf16 = roofline_peak_flops(pool, ROOFLINE_BF16_AMX);
 	printf("kernel set %s, %zu threads\n", ks->name, n_threads);
 	printf("roofline  read bandwidth %8.1f GB/s (512 MiB buffer)\n", bw);
 	printf("roofline  peak f32 FMA   %8.1f GFLOP/s\n", pk_f32);
-	printf("roofline  peak bf16 dp   %8.1f GFLOP/s%s\n", pk_bf16,
-	       pk_bf16 > 0 ? "" : " (no AVX-512 BF16)");
+	printf("roofline  peak bf16 %s %8.1f GFLOP/s%s\n", ks->isa == CPU_ISA_AMX ? "amx" : "dp ",
+	       pk_bf16, pk_bf16 > 0 ? "" : " (no AVX-512 BF16)");
 	if (argc > 2 && (!strcmp(argv[2], "step") || !strcmp(argv[2], "prefill"))) {
 		size_t toks[16] = {1, 4, 16}, n_toks = 3;
 		if (!strcmp(argv[2], "prefill"))

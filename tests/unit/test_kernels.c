@@ -13,7 +13,7 @@ static uint64_t seed0;
 
 static const size_t sizes_in[] = {1, 3, 7, 15, 17, 31, 33, 127, 129, 576, 1536};
 static const size_t sizes_out[] = {1, 3, 17, 129};
-static const size_t sizes_tok[] = {1, 2, 3, 4, 7, 16, 17, 31, 33, 65};
+static const size_t sizes_tok[] = {1, 2, 3, 4, 7, 9, 16, 17, 31, 33, 47, 65};
 static const size_t sizes_vec[] = {1, 3, 7, 15, 16, 17, 31, 32, 33, 127, 129, 576, 1536};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -40,7 +40,8 @@ static void find_sets(void)
 		const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)i);
 		if (ks)
 			simd_sets[n_simd_sets++] = ks;
-		printf("  set %-7s %s\n", i == CPU_ISA_AVX2 ? "avx2" : "avx512",
+		static const char *const names[CPU_ISA_COUNT] = {"generic", "avx2", "avx512", "amx"};
+		printf("  set %-7s %s\n", names[i],
 		       ks ? "available, tested" : "not on this CPU, skipped");
 	}
 }
