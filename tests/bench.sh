@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench.sh: `make bench`. Builds nothing; runs the benchmark programs that exist and prints
 # their tables: the kernel benchmark ($BUILD/tests/bench_kernels) when built, then
-# `optstudio bench-engine` on the demo model with F32 and with BF16 weights. Benchmarks
+# `optstudio bench-engine` on the demo model with F32 and with BF16 weights (and BF16 without
+# AMX tiles where the CPU has them). Benchmarks
 # print figures; they never pass or fail on them (a non-zero exit means a program broke).
 # The studio's key-to-screen latency ($BUILD/tests/bench_tui, with and without a job).
 # Then the formats: the demo model quantized to INT8 and INT4 (in a scratch data home), its
@@ -46,6 +47,13 @@ if [ -f "$model" ]; then
 		"$BIN" bench-engine "$model" ${BENCH_ENGINE_ARGS:-} $([ $fmt = bf16 ] && echo --bf16) || status=1
 		echo
 	done
+	# where BF16 runs on AMX tiles, the same without them, for the comparison
+	if "$BIN" doctor --json 2>/dev/null | grep -Eq '"kernels":[[:space:]]*"amx"'; then
+		echo "== engine, bf16 weights without AMX tiles: OPTSTUDIO_CPU=avx512 optstudio bench-engine $model ${BENCH_ENGINE_ARGS:-} --bf16"
+		# shellcheck disable=SC2086
+		OPTSTUDIO_CPU=avx512 "$BIN" bench-engine "$model" ${BENCH_ENGINE_ARGS:-} --bf16 || status=1
+		echo
+	fi
 else
 	echo "== engine: no demo model at $model (run 'make models' or set OPTSTUDIO_DEMO_MODEL); skipped"
 	exit $status

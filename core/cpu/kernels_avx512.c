@@ -1446,47 +1446,27 @@ TGT static void f32_to_bf16_avx512(uint16_t *y, const float *x, size_t n)
 	}
 }
 
+/* Every op but the BF16 matmul, shared by the two sets below. */
+#define AVX512_SET_COMMON                                                                     \
+	.matmul_f32 = matmul_f32_avx512, .dot = dot_avx512, .axpy = axpy_avx512,              \
+	.add = add_avx512, .scale = scale_avx512, .rmsnorm = rmsnorm_avx512,                  \
+	.softmax = softmax_avx512, .gemm_nn = gemm_nn_avx512, .gemm_nt = gemm_nt_avx512,      \
+	.exp_sum = exp_sum_avx512, .online_softmax = online_softmax_avx512,                   \
+	.swiglu = swiglu_avx512, .rope_rotate = rope_rotate_avx512,                           \
+	.transpose = transpose_avx512, .bf16_to_f32 = bf16_to_f32_avx512,                     \
+	.f32_to_bf16 = f32_to_bf16_avx512
+
 const cpu_kernel_set cpu_kernels_avx512 = {
 	.name = "avx512",
 	.isa = CPU_ISA_AVX512,
-	.matmul_f32 = matmul_f32_avx512,
 	.matmul_bf16 = matmul_bf16_avx512,
-	.dot = dot_avx512,
-	.axpy = axpy_avx512,
-	.add = add_avx512,
-	.scale = scale_avx512,
-	.rmsnorm = rmsnorm_avx512,
-	.softmax = softmax_avx512,
-	.gemm_nn = gemm_nn_avx512,
-	.gemm_nt = gemm_nt_avx512,
-	.exp_sum = exp_sum_avx512,
-	.online_softmax = online_softmax_avx512,
-	.swiglu = swiglu_avx512,
-	.rope_rotate = rope_rotate_avx512,
-	.transpose = transpose_avx512,
-	.bf16_to_f32 = bf16_to_f32_avx512,
-	.f32_to_bf16 = f32_to_bf16_avx512,
+	AVX512_SET_COMMON,
 };
 
 /* The same set with BF16 matmuls of AMX_MIN_TOK tokens and more on AMX tiles. */
 const cpu_kernel_set cpu_kernels_amx = {
 	.name = "amx",
 	.isa = CPU_ISA_AMX,
-	.matmul_f32 = matmul_f32_avx512,
 	.matmul_bf16 = matmul_bf16_amx,
-	.dot = dot_avx512,
-	.axpy = axpy_avx512,
-	.add = add_avx512,
-	.scale = scale_avx512,
-	.rmsnorm = rmsnorm_avx512,
-	.softmax = softmax_avx512,
-	.gemm_nn = gemm_nn_avx512,
-	.gemm_nt = gemm_nt_avx512,
-	.exp_sum = exp_sum_avx512,
-	.online_softmax = online_softmax_avx512,
-	.swiglu = swiglu_avx512,
-	.rope_rotate = rope_rotate_avx512,
-	.transpose = transpose_avx512,
-	.bf16_to_f32 = bf16_to_f32_avx512,
-	.f32_to_bf16 = f32_to_bf16_avx512,
+	AVX512_SET_COMMON,
 };
