@@ -4,6 +4,7 @@
  * softmax / SwiGLU. Compiled with function-level target attributes,
  * so this file builds with plain flags and its code only runs when cpuid says it may. */
 #include "core/cpu/kernels.h"
+#include "core/cpu/kernels_amx.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -816,13 +817,6 @@ TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t 
  * tiles: 0.83x). */
 enum { AMX_MIN_TOK = 8, AMX_TM = 32 };
 
-/* The LDTILECFG operand: palette 1, every tile 16 rows of 64 bytes. */
-struct amx_tilecfg {
-	uint8_t palette, start_row, reserved[14];
-	uint16_t colsb[16];
-	uint8_t rows[16];
-};
-
 /* One 16 x 16 accumulator tile: at y in Y (rows ld floats apart), or, when only tokens x rows
  * of it lie inside, in tmp (16 x 16, zero-padded) during the k block, copied back after. */
 struct amx_ctile {
@@ -939,9 +933,7 @@ TGT_AMX static int gemm_bf16_amx(float *Y, const uint16_t *X, const uint16_t *W,
 		memcpy(x_tail, X + (n_tok - n_tail) * n_in, n_tail * n_in * sizeof *x_tail);
 		memset(x_tail + n_tail * n_in, 0, (16 - n_tail) * n_in * sizeof *x_tail);
 	}
-	struct amx_tilecfg cfg = {.palette = 1};
-	for (int i = 0; i < 8; i++)
-		cfg.colsb[i] = 64, cfg.rows[i] = 16;
+	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
 	_tile_loadconfig(&cfg);
 	_Alignas(64) uint32_t Wp[G_KC_BF16 / 2 * G_NR];
 	_Alignas(64) float tmp[4][256];

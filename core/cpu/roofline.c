@@ -11,6 +11,7 @@
 #include "core/bigalloc.h"
 #include "core/cpu/cpu_features.h"
 #include "core/cpu/kernels.h"
+#include "core/cpu/kernels_amx.h"
 
 #define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
 #define TGT2 __attribute__((target("avx2,fma")))
@@ -170,17 +171,9 @@ TGT512 static float dpbf16_avx512(size_t iters)
 /* Four accumulator tiles fed by two activation and two weight tiles held in registers, as
  * in the GEMM's 32 x 32 tile; 1 op = 16 x 16 results x 32 products x 2 flops = 16384.
  * iters / 4 rounds of 4 ops (a tile product takes ~16 cycles): ~0.3 ms a task. */
-struct amx_probe_cfg {
-	uint8_t palette, start_row, reserved[14];
-	uint16_t colsb[16];
-	uint8_t rows[16];
-};
-
 TGT_AMX static float dp_amx(size_t iters)
 {
-	struct amx_probe_cfg cfg = {.palette = 1};
-	for (int i = 0; i < 8; i++)
-		cfg.colsb[i] = 64, cfg.rows[i] = 16;
+	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
 	_Alignas(64) uint16_t ones[16 * 32]; /* bf16 1.0: sums stay small and exact */
 	_Alignas(64) float out[16 * 16];
 	for (int i = 0; i < 16 * 32; i++)
