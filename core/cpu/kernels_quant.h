@@ -46,13 +46,18 @@
  * weight inside every dot product: the decode is paid once per row for all n_tok tokens.
  * The arithmetic is the same as the tile kernels' (products of exact weight values, f32
  * sums; W8A8 activations still quantized per token first; row scale applied to the sum),
- * only the summation order differs. INT8 keeps its integer VNNI kernel (exact int32 sums). */
+ * only the summation order differs. INT8 keeps its integer kernels (exact int32 sums). */
 #define CPU_QTILE_MIN_TOK 32
+
+/* The amx set's INT8 matmul runs a GEMM on AMX-INT8 tiles from this many tokens on (n_in a
+ * multiple of 64), on panels of 32 weight rows: the threaded wrapper then gives it tasks of
+ * whole panels. Fewer tokens take the AVX-512 vpdpbusd tiles, at the memory roofline there. */
+#define CPU_QI8_GEMM_MIN_TOK 8
 
 /* One set of quantized kernels. Plain data; the sets are static const tables. Matmuls fill
  * Y[t][o] for every t < n_tok and o in [o0, o1), as kernels.h. */
 typedef struct cpu_qkernel_set {
-	const char *name; /* "generic", "avx512" */
+	const char *name; /* "generic", "avx512", "amx" */
 	cpu_isa isa;
 
 	/* FP8 W8A16: Y[t][o] = sw[o] * sum_k X[t][k] e4m3(W[o][k]). */
@@ -95,11 +100,12 @@ typedef struct cpu_qkernel_set {
 
 /* The quantized set for isa when this CPU supports it, else NULL. GENERIC never fails.
  * AVX2 has no quantized set of its own: it gives the generic one. AVX512 also needs
- * AVX-512 VNNI. */
+ * AVX-512 VNNI; AMX needs the plain amx set (tiles granted by Linux) and VNNI, and gives the
+ * amx set with AMX-INT8, the avx512 one without. */
 const cpu_qkernel_set *cpu_qkernels_get(cpu_isa isa);
 
 /* The fastest quantized set this CPU supports, or the one OPTSTUDIO_CPU forces ("generic",
- * "avx2" -> generic, "avx512", "amx" -> avx512), with the errors of cpu_kernels_select. */
+ * "avx2" -> generic, "avx512", "amx"), with the errors of cpu_kernels_select. */
 int cpu_qkernels_select(const cpu_qkernel_set **out, os_error *err);
 
 /* Threaded wrappers: Y = X W^T split by output rows over the pool (NULL: the caller alone),
@@ -119,9 +125,11 @@ int cpu_qmatmul_i4(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const 
 		   const uint8_t *W, const float *scales, const uint8_t *zeros, size_t group,
 		   size_t n_tok, size_t n_in, size_t n_out);
 
-/* The sets themselves (kernels_quant_generic.c, kernels_quant_avx512.c). Use
- * cpu_qkernels_get / cpu_qkernels_select: the SIMD set faults on a CPU without its features. */
+/* The sets themselves (kernels_quant_generic.c, kernels_quant_avx512.c: avx512 and amx). Use
+ * cpu_qkernels_get / cpu_qkernels_select: the SIMD sets fault on a CPU without their
+ * features, amx also in a process Linux has not granted the tile state. */
 extern const cpu_qkernel_set cpu_qkernels_generic;
 extern const cpu_qkernel_set cpu_qkernels_avx512;
+extern const cpu_qkernel_set cpu_qkernels_amx;
 
 #endif

@@ -1,10 +1,13 @@
 /* kernels_quant_avx512.c: the AVX-512 (F, BW, VL, VNNI) quantized matmuls: FP8 decoded in
  * registers through binary16, INT8 with vpdpbusd, INT4 nibbles through a 16-entry vpermps
- * table per group. Function-level target attributes; runs only when cpuid says it may. */
+ * table per group; and the "amx" set, the same with INT8 batches on AMX-INT8 tiles.
+ * Function-level target attributes; runs only when cpuid (and, for AMX, Linux) says it may. */
 #include "core/cpu/kernels_quant.h"
 
 #include <immintrin.h>
+#include <string.h>
 
+#include "core/cpu/kernels_amx.h"
 #include "core/numerics.h"
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -279,6 +282,297 @@ TGT static void matmul_i8_avx512(float *Y, const int8_t *Xq, const float *xs,
 #undef TILE
 }
 
+/* ---- INT8 W8A8 on AMX tiles (the "amx" set) ----------------------------------------------- */
+/* Sapphire Rapids multiplies signed bytes in tiles: one TDPBSSD adds a 16 x 64 int8 block
+ * (16 tokens of Xq, straight from its rows) times a 64 x 16 one (16 weight rows) into 16 x 16
+ * int32 accumulators. The second operand wants each row r of the tile to hold, for 16
+ * output rows c, the 4 bytes W[c][4r .. 4r + 3]: a 16 x 16 transpose of 32-bit lanes, done
+ * once per panel of 32 weight rows (pack_i8_panel) and used by every token tile. A tile of
+ * 32 tokens x 32 rows keeps four accumulators (tmm0-3) over the whole n_in, so each sum is
+ * the exact int32 sum (no partial ever leaves int32 between k steps), then scaled with the
+ * float expression of every other set: results bit-identical to the generic set.
+ * Edges: tokens past the last whole 16 read a zero-padded copy (x_tail), rows past the range
+ * are zero in the panel, and only rows [o0, o1) of tokens < n_tok are stored.
+ * Up to I8_WA_MAX_TOK tokens the operands swap (gemm_i8_amx_wa): packing a panel per 32 rows
+ * costs more than these few tokens' products (paired A/B, see matmul_i8_amx). */
+#define TGT_AMX                                                                               \
+	__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+/* panel width (rows) and token tile; CPU_QI8_GEMM_MIN_TOK (kernels_quant.h) the threshold */
+enum { I8_NR = 32, I8_TM = 32, I8_WA_MAX_TOK = 32 };
+
+/* Every tile 16 rows of 64 bytes (palette 1). */
+TGT_AMX static void i8_tiles_config(void)
+{
+	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
+	_tile_loadconfig(&cfg);
+}
+
+/* The accumulators tmm0..(2 NH - 1) zeroed, or stored to acc[0..2 NH). */
+static inline __attribute__((always_inline)) TGT_AMX void i8_tiles_zero(const int NH)
+{
+	_tile_zero(0);
+	_tile_zero(1);
+	if (NH == 2) {
+		_tile_zero(2);
+		_tile_zero(3);
+	}
+}
+
+static inline __attribute__((always_inline)) TGT_AMX void i8_tiles_store(int32_t acc[4][256],
+									 const int NH)
+{
+	_tile_stored(0, acc[0], 64);
+	_tile_stored(1, acc[1], 64);
+	if (NH == 2) {
+		_tile_stored(2, acc[2], 64);
+		_tile_stored(3, acc[3], 64);
+	}
+}
+
+/* r[i] (16 int32 lanes each) := column i of the 16 x 16 block r: pairs interleaved, then
+ * pairs of pairs, then the four 128-bit quarters gathered across registers. */
+INLINE void transpose16_epi32(__m512i r[16])
+{
+	__m512i a[16], b[16];
+	for (int i = 0; i < 16; i += 2) {
+		a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+		a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+	}
+	/* b[4 g + j], quarter L: column 4 L + j of rows 4 g .. 4 g + 3 */
+	for (int g = 0; g < 16; g += 4) {
+		b[g] = _mm512_unpacklo_epi64(a[g], a[g + 2]);
+		b[g + 1] = _mm512_unpackhi_epi64(a[g], a[g + 2]);
+		b[g + 2] = _mm512_unpacklo_epi64(a[g + 1], a[g + 3]);
+		b[g + 3] = _mm512_unpackhi_epi64(a[g + 1], a[g + 3]);
+	}
+	for (int j = 0; j < 4; j++) {
+		__m512i even01 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0x88);
+		__m512i odd01 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0xdd);
+		__m512i even23 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0x88);
+		__m512i odd23 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0xdd);
+		r[j] = _mm512_shuffle_i32x4(even01, even23, 0x88);
+		r[8 + j] = _mm512_shuffle_i32x4(even01, even23, 0xdd);
+		r[4 + j] = _mm512_shuffle_i32x4(odd01, odd23, 0x88);
+		r[12 + j] = _mm512_shuffle_i32x4(odd01, odd23, 0xdd);
+	}
+}
+
+/* Wp[q][j] (32 lanes of 4 bytes per q) = bytes W[j][4 q .. 4 q + 3] for j < nr, zero for
+ * nr <= j < 32, q < n_in / 4; W rows n_in apart, n_in % 64 == 0. Reads only rows < nr. */
+TGT static void pack_i8_panel(uint32_t *Wp, const int8_t *W, size_t n_in, size_t nr)
+{
+	for (size_t j0 = 0; j0 < I8_NR; j0 += 16) {
+		size_t rows = nr > j0 ? (nr - j0 < 16 ? nr - j0 : 16) : 0;
+		for (size_t q = 0; q < n_in / 4; q += 16) {
+			__m512i r[16];
+#pragma GCC unroll 16
+			for (size_t i = 0; i < 16; i++)
+				r[i] = i < rows ? _mm512_loadu_si512(W + (j0 + i) * n_in + 4 * q)
+						: _mm512_setzero_si512();
+			transpose16_epi32(r);
+#pragma GCC unroll 16
+			for (size_t c = 0; c < 16; c++)
+				_mm512_store_si512(Wp + (q + c) * I8_NR + j0, r[c]);
+		}
+	}
+}
+
+/* C tiles tmm0..3 (token half h, row half j at 2 h + j) = the exact int32 sums over n_in of
+ * the NH halves' tokens (x[h], rows n_in apart) times the panel; stored to acc[2 h + j].
+ * pf: rows of the next panel, pf_stride apart, one 64-byte line of each per k step. */
+static inline __attribute__((always_inline)) TGT_AMX void
+i8_amx_run(int32_t acc[4][256], const int8_t *const x[2], size_t n_in, const uint32_t *Wp,
+	   const int8_t *pf, size_t pf_stride, size_t pf_rows, const int NH)
+{
+	i8_tiles_zero(NH);
+	for (size_t q = 0; q < n_in / 4; q += 16) {
+		for (size_t r = 0; r < pf_rows; r++)
+			_mm_prefetch((const char *)(pf + r * pf_stride + 4 * q), _MM_HINT_T1);
+		_tile_loadd(6, Wp + q * I8_NR, I8_NR * sizeof *Wp);
+		_tile_loadd(7, Wp + q * I8_NR + 16, I8_NR * sizeof *Wp);
+		_tile_loadd(4, x[0] + 4 * q, n_in);
+		_tile_dpbssd(0, 4, 6);
+		_tile_dpbssd(1, 4, 7);
+		if (NH == 2) {
+			_tile_loadd(5, x[1] + 4 * q, n_in);
+			_tile_dpbssd(2, 5, 6);
+			_tile_dpbssd(3, 5, 7);
+		}
+	}
+	i8_tiles_store(acc, NH);
+}
+
+/* Y[t][o + c] = (float)acc * (xs[t] * sw[o + c]) for the nt tokens from t0 and nr rows from o
+ * of one 32 x 32 tile, the generic set's expression lane by lane. */
+TGT static void i8_amx_store(float *Y, size_t n_out, const int32_t acc[4][256],
+			     const float *xs, const float *sw, size_t t0, size_t nt, size_t o,
+			     size_t nr)
+{
+	for (size_t j = 0; j < 2 && 16 * j < nr; j++) {
+		__mmask16 m = mask16(nr - 16 * j);
+		__m512 s = _mm512_maskz_loadu_ps(m, sw + o + 16 * j);
+		for (size_t t = 0; t < nt; t++) {
+			const int32_t *c = acc[2 * (t / 16) + j] + 16 * (t % 16);
+			__m512 a = _mm512_cvtepi32_ps(_mm512_load_si512(c));
+			__m512 y = _mm512_mul_ps(a, _mm512_mul_ps(_mm512_set1_ps(xs[t0 + t]), s));
+			_mm512_mask_storeu_ps(Y + (t0 + t) * n_out + o + 16 * j, m, y);
+		}
+	}
+}
+
+/* Returns 0, or -1 (nothing written) when the scratch cannot be allocated. n_in % 64 == 0. */
+TGT_AMX static int gemm_i8_amx(float *Y, const int8_t *Xq, const float *xs, const int8_t *W,
+			       const float *sw, size_t n_tok, size_t n_in, size_t n_out, size_t o0,
+			       size_t o1)
+{
+	size_t n_tail = n_tok % 16;
+	unsigned char *scr = cpu_alloc_aligned(I8_NR * n_in + (n_tail ? 16 * n_in : 0));
+	if (!scr)
+		return -1;
+	uint32_t *Wp = (uint32_t *)(void *)scr;
+	int8_t *x_tail = NULL;
+	if (n_tail) { /* the last n_tok % 16 tokens, zero-padded to a whole tile */
+		x_tail = (int8_t *)(scr + I8_NR * n_in);
+		memcpy(x_tail, Xq + (n_tok - n_tail) * n_in, n_tail * n_in);
+		memset(x_tail + n_tail * n_in, 0, (16 - n_tail) * n_in);
+	}
+	i8_tiles_config();
+	_Alignas(64) int32_t acc[4][256];
+	/* token blocks of ~512 KiB of activations, re-read from L2 by every panel */
+	size_t tb_tok = (size_t)(1 << 19) / n_in / I8_TM * I8_TM;
+	if (tb_tok < I8_TM)
+		tb_tok = I8_TM;
+	for (size_t tb = 0; tb < n_tok; tb += tb_tok) {
+		size_t te = n_tok - tb < tb_tok ? n_tok : tb + tb_tok;
+		size_t n_tiles = (te - tb + I8_TM - 1) / I8_TM;
+		for (size_t o = o0; o < o1; o += I8_NR) {
+			size_t nr = o1 - o < I8_NR ? o1 - o : I8_NR;
+			pack_i8_panel(Wp, W + o * n_in, n_in, nr);
+			/* tile i fetches rows i, i + n_tiles, ... of the next panel into L2 while it
+			 * computes, so that the next pack finds them there */
+			size_t pnr = o + nr < o1 ? (o1 - o - nr < I8_NR ? o1 - o - nr : I8_NR) : 0;
+			const int8_t *pw = W + (o + nr) * n_in;
+			for (size_t t = tb, i = 0; t < te; t += I8_TM, i++) {
+				size_t nt = te - t < I8_TM ? te - t : I8_TM;
+				const int8_t *x[2] = {t + 16 <= n_tok ? Xq + t * n_in : x_tail,
+						      t + 32 <= n_tok ? Xq + (t + 16) * n_in : x_tail};
+				size_t pf_rows = i < pnr ? (pnr - i + n_tiles - 1) / n_tiles : 0;
+				if (nt > 16)
+					i8_amx_run(acc, x, n_in, Wp, pw + i * n_in, n_tiles * n_in,
+						   pf_rows, 2);
+				else
+					i8_amx_run(acc, x, n_in, Wp, pw + i * n_in, n_tiles * n_in,
+						   pf_rows, 1);
+				i8_amx_store(Y, n_out, (const int32_t(*)[256])acc, xs, sw, t, nt, o, nr);
+			}
+		}
+	}
+	/* give the tile state back: a thread holding it makes every context switch save 8 KiB */
+	_tile_release();
+	cpu_free_aligned(scr);
+	return 0;
+}
+
+/* Few tokens (decode batches): the weights are the first operand instead, 16 rows of W
+ * straight from memory per tile, and the activations, packed once per call, the second
+ * (pack_i8_panel on Xq: token c of 32 in lane c). Nothing per panel but the tile loads; the
+ * 16 x 16 sums come out row-major by weight row and are transposed before the same store.
+ * C tile 2 h + j: tokens 16 h.., rows 16 j... Rows of a block that reaches past o1 come from
+ * a zero-padded copy (w_tail). n_tok <= 32. */
+static inline __attribute__((always_inline)) TGT_AMX void
+i8_amx_run_wa(int32_t acc[4][256], const int8_t *w, size_t w_ld, const uint32_t *Xp,
+	      size_t n_in, const int8_t *pf, size_t pf_stride, size_t pf_rows, const int NH)
+{
+	i8_tiles_zero(NH);
+	for (size_t q = 0; q < n_in / 4; q += 16) {
+		for (size_t r = 0; r < pf_rows; r++) /* the next block's rows, a block ahead */
+			_mm_prefetch((const char *)(pf + r * pf_stride + 4 * q), _MM_HINT_T0);
+		_tile_loadd(4, w + 4 * q, w_ld);
+		_tile_loadd(5, w + 16 * w_ld + 4 * q, w_ld);
+		_tile_loadd(6, Xp + q * I8_NR, I8_NR * sizeof *Xp);
+		_tile_dpbssd(0, 4, 6);
+		_tile_dpbssd(1, 5, 6);
+		if (NH == 2) {
+			_tile_loadd(7, Xp + q * I8_NR + 16, I8_NR * sizeof *Xp);
+			_tile_dpbssd(2, 4, 7);
+			_tile_dpbssd(3, 5, 7);
+		}
+	}
+	i8_tiles_store(acc, NH);
+}
+
+TGT_AMX static int gemm_i8_amx_wa(float *Y, const int8_t *Xq, const float *xs, const int8_t *W,
+				  const float *sw, size_t n_tok, size_t n_in, size_t n_out,
+				  size_t o0, size_t o1)
+{
+	size_t n_full = (o1 - o0) / I8_NR * I8_NR, n_rest = o1 - o0 - n_full;
+	size_t n_tb = (n_tok + I8_TM - 1) / I8_TM, xp_bytes = n_tb * I8_TM * n_in;
+	unsigned char *scr = cpu_alloc_aligned(xp_bytes + (n_rest ? I8_NR * n_in : 0));
+	if (!scr)
+		return -1;
+	uint32_t *Xp = (uint32_t *)(void *)scr;
+	for (size_t b = 0; b < n_tb; b++) {
+		size_t nt = n_tok - I8_TM * b < I8_TM ? n_tok - I8_TM * b : I8_TM;
+		pack_i8_panel(Xp + b * I8_TM * n_in / 4, Xq + b * I8_TM * n_in, n_in, nt);
+	}
+	int8_t *w_tail = NULL;
+	if (n_rest) {
+		w_tail = (int8_t *)(scr + xp_bytes);
+		memcpy(w_tail, W + (o0 + n_full) * n_in, n_rest * n_in);
+		memset(w_tail + n_rest * n_in, 0, (I8_NR - n_rest) * n_in);
+	}
+	i8_tiles_config();
+	_Alignas(64) int32_t acc[4][256];
+	for (size_t o = o0; o < o1; o += I8_NR) {
+		int tail = o + I8_NR > o1;
+		const int8_t *w = tail ? w_tail : W + o * n_in;
+		/* the next block, or this one again at the end (prefetches never fault, but stay
+		 * inside the matrix) */
+		const int8_t *pf = o + 2 * I8_NR <= o1 ? W + (o + I8_NR) * n_in : w;
+		for (size_t b = 0; b < n_tb; b++) {
+			size_t nt = n_tok - I8_TM * b < I8_TM ? n_tok - I8_TM * b : I8_TM;
+			const uint32_t *xp = Xp + b * I8_TM * n_in / 4;
+			size_t pf_rows = b == 0 ? I8_NR : 0; /* later blocks find the rows in L1 */
+			if (nt > 16)
+				i8_amx_run_wa(acc, w, n_in, xp, n_in, pf, n_in, pf_rows, 2);
+			else
+				i8_amx_run_wa(acc, w, n_in, xp, n_in, pf, n_in, pf_rows, 1);
+			/* row-major by weight row -> by token, as i8_amx_store reads them */
+			for (size_t c = 0; c < (nt > 16 ? 4 : 2); c++) {
+				__m512i r[16];
+				for (int i = 0; i < 16; i++)
+					r[i] = _mm512_load_si512(acc[c] + 16 * i);
+				transpose16_epi32(r);
+				for (int i = 0; i < 16; i++)
+					_mm512_store_si512(acc[c] + 16 * i, r[i]);
+			}
+			i8_amx_store(Y, n_out, (const int32_t(*)[256])acc, xs, sw, I8_TM * b, nt, o,
+				     o1 - o < I8_NR ? o1 - o : I8_NR);
+		}
+	}
+	_tile_release();
+	cpu_free_aligned(scr);
+	return 0;
+}
+
+/* The AVX-512 INT8 matmul with CPU_QI8_GEMM_MIN_TOK tokens and more on tiles (n_in a
+ * multiple of 64; other widths, and no memory for the scratch, take the vpdpbusd tiles).
+ * Paired A/B against the avx512 set (bench_quant --ab-i8, 2 threads, one SmolLM2-135M
+ * forward's INT8 matmuls, cold weights): weights as the first operand 6 tokens 1.03x,
+ * 8 1.10x, 16 1.60x, 32 2.0x, 48 2.15x, 64 2.24x, 512 2.6x; packed weights as the second
+ * 16 1.23x, 32 1.9x, 48 2.3x, 64 2.55x, 128 3.2x, 512 4.7x: the swap up to 32 tokens. */
+TGT static void matmul_i8_amx(float *Y, const int8_t *Xq, const float *xs, const int32_t *xsum,
+			      const int8_t *W, const float *sw, size_t n_tok, size_t n_in,
+			      size_t n_out, size_t o0, size_t o1)
+{
+	if (n_tok >= CPU_QI8_GEMM_MIN_TOK && n_in % 64 == 0 &&
+	    (n_tok <= I8_WA_MAX_TOK ? gemm_i8_amx_wa(Y, Xq, xs, W, sw, n_tok, n_in, n_out, o0, o1)
+				    : gemm_i8_amx(Y, Xq, xs, W, sw, n_tok, n_in, n_out, o0, o1)) == 0)
+		return;
+	matmul_i8_avx512(Y, Xq, xs, xsum, W, sw, n_tok, n_in, n_out, o0, o1);
+}
+
 /* ---- INT4 W4A16 --------------------------------------------------------------------------- */
 
 /* A group of G = 16 E codes (E = 2, 4, 8) is read as 16 lanes of 32 bits, lane j holding
@@ -522,16 +816,25 @@ TGT static void quantize_i8_act_avx512(int8_t *Xq, float *xs, int32_t *xsum, con
 	}
 }
 
+/* Every op but the INT8 matmul, shared by the two sets below. */
+#define AVX512_QSET_COMMON                                                                    \
+	.matmul_fp8 = matmul_fp8_avx512, .matmul_i4 = matmul_i4_avx512,                       \
+	.prepare_i4 = prepare_i4_avx512, .decode_fp8 = decode_fp8_avx512,                     \
+	.decode_i8 = decode_i8_avx512, .decode_i4_row = decode_i4_row_avx512,                 \
+	.quantize_e4m3_act = quantize_e4m3_act_avx512,                                        \
+	.quantize_i8_act = quantize_i8_act_avx512
+
 const cpu_qkernel_set cpu_qkernels_avx512 = {
 	.name = "avx512",
 	.isa = CPU_ISA_AVX512,
-	.matmul_fp8 = matmul_fp8_avx512,
 	.matmul_i8 = matmul_i8_avx512,
-	.matmul_i4 = matmul_i4_avx512,
-	.prepare_i4 = prepare_i4_avx512,
-	.decode_fp8 = decode_fp8_avx512,
-	.decode_i8 = decode_i8_avx512,
-	.decode_i4_row = decode_i4_row_avx512,
-	.quantize_e4m3_act = quantize_e4m3_act_avx512,
-	.quantize_i8_act = quantize_i8_act_avx512,
+	AVX512_QSET_COMMON,
+};
+
+/* The same set with INT8 W8A8 of CPU_QI8_GEMM_MIN_TOK tokens and more on AMX-INT8 tiles. */
+const cpu_qkernel_set cpu_qkernels_amx = {
+	.name = "amx",
+	.isa = CPU_ISA_AMX,
+	.matmul_i8 = matmul_i8_amx,
+	AVX512_QSET_COMMON,
 };

@@ -156,9 +156,14 @@ const cpu_qkernel_set *cpu_qkernels_get(cpu_isa isa)
 	case CPU_ISA_AVX2:
 		return cpu_kernels_get(isa) ? &cpu_qkernels_generic : NULL;
 	case CPU_ISA_AVX512:
-	case CPU_ISA_AMX:
 		cpu_features_detect(&f);
 		return cpu_kernels_get(isa) && f.avx512vnni ? &cpu_qkernels_avx512 : NULL;
+	case CPU_ISA_AMX:
+		/* the plain amx set implies AVX-512 and granted tiles; INT8 tiles are separate */
+		cpu_features_detect(&f);
+		if (!cpu_kernels_get(isa) || !f.avx512vnni)
+			return NULL;
+		return f.amx_int8 ? &cpu_qkernels_amx : &cpu_qkernels_avx512;
 	default:
 		return NULL;
 	}
@@ -307,10 +312,31 @@ static void qjob_task(void *ctx, size_t task, size_t thread)
 	}
 }
 
+/* Rows per task for a kernel that works in panels of 32 rows (the amx set's INT8 GEMM): whole
+ * panels, up to 4 tasks a thread, and a task count that is a multiple of the thread count
+ * where some split gives one (6 panels on 2 threads: 2 tasks of 3, not 3 of 2). */
+static size_t panels_per_task(size_t n_out, size_t n_threads)
+{
+	size_t n_panels = (n_out + 31) / 32;
+	if (n_threads <= 1)
+		return n_panels * 32;
+	for (size_t k = 4; k >= 1; k--) {
+		size_t per = (n_panels + k * n_threads - 1) / (k * n_threads);
+		size_t n_tasks = (n_panels + per - 1) / per;
+		if (n_tasks % n_threads == 0 || k == 1)
+			return per * 32;
+	}
+	return n_panels * 32; /* not reached */
+}
+
 static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
 {
-	j->rows_per_task = rows_per_task(j->n_out, row_bytes, threadpool_n_threads(pool),
-					 j->ks != NULL);
+	size_t n_threads = threadpool_n_threads(pool);
+	if (j->kind == QJOB_I8 && j->qk->isa == CPU_ISA_AMX && j->n_tok >= CPU_QI8_GEMM_MIN_TOK &&
+	    j->n_in % 64 == 0)
+		j->rows_per_task = panels_per_task(j->n_out, n_threads);
+	else
+		j->rows_per_task = rows_per_task(j->n_out, row_bytes, n_threads, j->ks != NULL);
 	size_t n_tasks = (j->n_out + j->rows_per_task - 1) / j->rows_per_task;
 	threadpool_run(pool, n_tasks, qjob_task, j);
 }

@@ -3,7 +3,13 @@
  *   bench_quant [--set-mib N] [--threads N] [--seconds S] [--formats F,F,...]
  * Each matrix is copied until the copies span N MiB (default 1024, beyond the last-level
  * cache), and calls cycle through the copies, so weights come from memory as in a real
- * decode step. OPTSTUDIO_CPU forces a kernel set. */
+ * decode step. OPTSTUDIO_CPU forces a kernel set.
+ *   bench_quant --ab-i8 N_TOK[,N_TOK...] [--threads N] [--seconds S]
+ * instead: a paired A/B of INT8 W8A8 between the avx512 quantized set and the amx one (AMX-INT8
+ * tiles) in one process, for a machine whose speed drifts between runs: passes of one
+ * SmolLM2-135M forward's matmuls (30 layers of distinct cold INT8 weights, and the head for
+ * one token) alternate A B, B A, ..., and each adjacent pair's time ratio cancels the drift
+ * both saw. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,11 +202,118 @@ static int format_listed(const char *list, const char *name)
 	return 0;
 }
 
+/* ---- paired A/B of the INT8 sets ------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+enum { AB_LAYERS = 30, AB_DIM = 576, AB_FFN = 1536, AB_KV = 192, AB_VOCAB = 49152,
+       AB_MAX_TOK = 2048, AB_MAX_PAIRS = 2000 };
+
+static const size_t ab_shapes[][2] = { /* n_out, n_in of a layer's projections, in order */
+	{AB_DIM, AB_DIM}, {AB_KV, AB_DIM}, {AB_KV, AB_DIM}, {AB_DIM, AB_DIM},
+	{AB_FFN, AB_DIM}, {AB_FFN, AB_DIM}, {AB_DIM, AB_FFN},
+};
+#define AB_N_SHAPES (sizeof ab_shapes / sizeof ab_shapes[0])
+
+/* One forward's INT8 matmuls with set qk (W, sw: every matrix after the other); seconds. */
+static double ab_pass(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
+		      const int8_t *W, const float *sw, size_t n_tok)
+{
+	double t0 = now_s();
+	for (size_t l = 0; l < AB_LAYERS; l++)
+		for (size_t i = 0; i < AB_N_SHAPES; i++) {
+			cpu_qmatmul_i8(pool, qk, Y, X, W, sw, n_tok, ab_shapes[i][1], ab_shapes[i][0]);
+			W += ab_shapes[i][0] * ab_shapes[i][1];
+			sw += ab_shapes[i][0];
+		}
+	cpu_qmatmul_i8(pool, qk, Y, X, W, sw, 1, AB_DIM, AB_VOCAB);
+	return now_s() - t0;
+}
+
+/* The --ab-i8 mode: prints one line per token count; 0, 1 on failure, 2 on bad arguments. */
+static int ab_i8(const char *toks, size_t n_threads, double seconds)
+{
+	const cpu_qkernel_set *sets[2] = {cpu_qkernels_get(CPU_ISA_AVX512),
+					  cpu_qkernels_get(CPU_ISA_AMX)};
+	if (!sets[0] || !sets[1] || sets[1] == sets[0]) {
+		fprintf(stderr, "bench_quant: no amx quantized set on this CPU\n");
+		return 1;
+	}
+	size_t n_w = (size_t)AB_VOCAB * AB_DIM, n_s = AB_VOCAB;
+	for (size_t i = 0; i < AB_N_SHAPES; i++)
+		n_w += AB_LAYERS * ab_shapes[i][0] * ab_shapes[i][1], n_s += AB_LAYERS * ab_shapes[i][0];
+	int8_t *W = cpu_alloc_aligned(n_w);
+	float *sw = cpu_alloc_aligned(n_s * sizeof *sw);
+	float *X = cpu_alloc_aligned((size_t)AB_MAX_TOK * AB_FFN * sizeof *X);
+	float *Y = cpu_alloc_aligned((size_t)AB_MAX_TOK * AB_VOCAB * sizeof *Y);
+	threadpool *pool = NULL;
+	os_error err;
+	int rc = 1;
+	if (!W || !sw || !X || !Y) {
+		fprintf(stderr, "bench_quant: out of memory\n");
+		goto done;
+	}
+	if (threadpool_new(&pool, n_threads, &err) != OS_OK) {
+		fprintf(stderr, "bench_quant: %s\n", os_error_text(&err));
+		goto done;
+	}
+	uint64_t seed = 0x6938;
+	for (size_t i = 0; i < n_w; i++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		W[i] = (int8_t)((int)((seed >> 33) % 255) - 127);
+	}
+	for (size_t i = 0; i < n_s; i++)
+		sw[i] = 0.001f + (float)(i % 7) * 1e-4f;
+	for (size_t i = 0; i < (size_t)AB_MAX_TOK * AB_FFN; i++)
+		X[i] = (float)((i * 40503u) % 997) / 997.0f - 0.5f;
+	printf("bench_quant --ab-i8: %zu threads, INT8 W8A8, old %s, new %s; ratio = old time / new "
+	       "time of adjacent passes (> 1: new is faster)\n",
+	       threadpool_n_threads(pool), sets[0]->name, sets[1]->name);
+	for (const char *p = toks; *p;) {
+		char *end;
+		size_t n_tok = strtoul(p, &end, 10);
+		if (end == p || n_tok == 0 || n_tok > AB_MAX_TOK || (*end && *end != ',')) {
+			fprintf(stderr, "bench_quant: --ab-i8 takes token counts 1..%d, comma-separated\n",
+				AB_MAX_TOK);
+			rc = 2;
+			goto done;
+		}
+		p = *end ? end + 1 : end;
+		static double ratio[AB_MAX_PAIRS];
+		double best[2] = {1e30, 1e30};
+		size_t n = 0;
+		double t00 = now_s();
+		while (n < AB_MAX_PAIRS && (n < 6 || now_s() - t00 < seconds)) {
+			double t[2];
+			for (int i = 0; i < 2; i++) {
+				int v = n % 2 ? 1 - i : i; /* A B, then B A: neither always goes first */
+				t[v] = ab_pass(pool, sets[v], Y, X, W, sw, n_tok);
+				best[v] = t[v] < best[v] ? t[v] : best[v];
+			}
+			ratio[n++] = t[0] / t[1];
+		}
+		qsort(ratio, n, sizeof ratio[0], cmp_double);
+		printf("n_tok %4zu  ratio median %.3f  (quartiles %.3f %.3f, %zu pairs)  best: old %.2f "
+		       "ms, new %.2f ms\n", n_tok, ratio[n / 2], ratio[n / 4], ratio[3 * n / 4], n,
+		       best[0] * 1e3, best[1] * 1e3);
+	}
+	rc = 0;
+done:
+	threadpool_free(pool);
+	cpu_free_aligned(W), cpu_free_aligned(sw), cpu_free_aligned(X), cpu_free_aligned(Y);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	size_t set_mib = 1024, n_threads = 0;
 	double seconds = 0.6;
 	const char *formats = NULL; /* comma-separated names of bfmt_names; NULL: all */
+	const char *ab_toks = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--set-mib") && i + 1 < argc)
 			set_mib = strtoul(argv[++i], NULL, 10);
@@ -210,12 +323,18 @@ int main(int argc, char **argv)
 			seconds = strtod(argv[++i], NULL);
 		else if (!strcmp(argv[i], "--formats") && i + 1 < argc)
 			formats = argv[++i];
+		else if (!strcmp(argv[i], "--ab-i8") && i + 1 < argc)
+			ab_toks = argv[++i];
 		else {
 			fprintf(stderr, "usage: bench_quant [--set-mib N] [--threads N] [--seconds S] "
-					"[--formats F32,BF16,FP8,FP8-A8,INT8,INT4]\n");
+					"[--formats F32,BF16,FP8,FP8-A8,INT8,INT4]\n"
+					"       bench_quant --ab-i8 N_TOK[,N_TOK...] [--threads N] "
+					"[--seconds S]\n");
 			return 2;
 		}
 	}
+	if (ab_toks)
+		return ab_i8(ab_toks, n_threads, seconds);
 	bench b = {.set_bytes = set_mib << 20, .seconds = seconds};
 	os_error err;
 	if (threadpool_new(&b.pool, n_threads, &err) != OS_OK ||

@@ -5,7 +5,10 @@
 #include "core/cpu/kernels_quant.h"
 
 #include <inttypes.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include "core/cpu/cpu_features.h"
 #include "core/numerics.h"
 #include "core/optimize/quant_formats.h"
 #include "tests/test.h"
@@ -83,6 +86,18 @@ TEST(selection)
 		CHECK(cpu_qkernels_select(&qk, &err) == OS_OK && qk == &cpu_qkernels_avx512);
 		unsetenv("OPTSTUDIO_CPU");
 	}
+	/* the amx set wherever the plain amx set runs and the CPU has AMX-INT8 */
+	cpu_features f;
+	cpu_features_detect(&f);
+	if (cpu_kernels_get(CPU_ISA_AMX) && f.avx512vnni) {
+		const cpu_qkernel_set *want = f.amx_int8 ? &cpu_qkernels_amx : &cpu_qkernels_avx512;
+		CHECK(cpu_qkernels_get(CPU_ISA_AMX) == want);
+		setenv("OPTSTUDIO_CPU", "amx", 1);
+		CHECK(cpu_qkernels_select(&qk, &err) == OS_OK && qk == want);
+		unsetenv("OPTSTUDIO_CPU");
+	} else {
+		CHECK(!cpu_qkernels_get(CPU_ISA_AMX));
+	}
 }
 
 /* ---- twins ------------------------------------------------------------------------------- */
@@ -128,6 +143,23 @@ TEST(fp8_twins)
 			}
 }
 
+/* INT8 codes over the full range [-127, 127], extremes included. */
+static void fill_i8(int8_t *q, size_t n, uint64_t *s)
+{
+	for (size_t i = 0; i < n; i++)
+		q[i] = (int8_t)((int)(test_rand_next(s) % 255) - 127);
+}
+
+/* xsum[t] = sum_k Xq[t][k], as quantize_i8_act gives it. */
+static void sum_i8_rows(int32_t *xsum, const int8_t *Xq, size_t n_tok, size_t n_in)
+{
+	for (size_t t = 0; t < n_tok; t++) {
+		xsum[t] = 0;
+		for (size_t k = 0; k < n_in; k++)
+			xsum[t] += Xq[t * n_in + k];
+	}
+}
+
 TEST(int8_twins_bit_exact)
 {
 	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
@@ -147,16 +179,11 @@ TEST(int8_twins_bit_exact)
 				float *Yg = malloc(n_tok * n_out * 4), *Ys = malloc(n_tok * n_out * 4);
 				CHECK(Xq && W && xs && sw && ones_t && ones_o && xsum && Yg && Ys);
 				/* full code range, extremes included, so the +128 trick is exercised */
-				for (size_t i = 0; i < n_tok * n_in; i++)
-					Xq[i] = (int8_t)((int)(test_rand_next(&seed) % 255) - 127);
-				for (size_t i = 0; i < n_out * n_in; i++)
-					W[i] = (int8_t)((int)(test_rand_next(&seed) % 255) - 127);
-				for (size_t t = 0; t < n_tok; t++) {
-					xsum[t] = 0;
-					for (size_t k = 0; k < n_in; k++)
-						xsum[t] += Xq[t * n_in + k];
+				fill_i8(Xq, n_tok * n_in, &seed);
+				fill_i8(W, n_out * n_in, &seed);
+				sum_i8_rows(xsum, Xq, n_tok, n_in);
+				for (size_t t = 0; t < n_tok; t++)
 					ones_t[t] = 1.0f;
-				}
 				for (size_t o = 0; o < n_out; o++)
 					ones_o[o] = 1.0f;
 				fill_scales(xs, n_tok, &seed);
@@ -218,8 +245,107 @@ TEST(int8_extreme_sums)
 		CHECK_MSG(Y[1] == (float)(127 * 127 * (int64_t)n_in), "%s: %.0f", all[i]->name,
 			  (double)Y[1]);
 	}
+	/* the same rows for a batch of 17 tokens (the amx set's tile GEMM) */
+	enum { NB = 17 };
+	int8_t *Xb = malloc(NB * n_in);
+	float Yb[NB * 2], ob[NB];
+	int32_t sb[NB];
+	CHECK(Xb);
+	for (size_t t = 0; t < NB; t++) {
+		memcpy(Xb + t * n_in, X, n_in);
+		ob[t] = 1.0f, sb[t] = xsum;
+	}
+	for (size_t i = 0; i <= n_sets; i++) {
+		all[i]->matmul_i8(Yb, Xb, ob, sb, W, ones, NB, n_in, n_out, 0, n_out);
+		for (size_t t = 0; t < NB; t++)
+			CHECK_MSG(Yb[2 * t] == -(float)(127 * 127 * (int64_t)n_in) &&
+					  Yb[2 * t + 1] == (float)(127 * 127 * (int64_t)n_in),
+				  "%s batch tok %zu: %.0f %.0f", all[i]->name, t, (double)Yb[2 * t],
+				  (double)Yb[2 * t + 1]);
+	}
+	free(Xb);
 	free(X);
 	free(W);
+}
+
+/* bytes at the end of a mapping whose next page is inaccessible: a kernel reading past them
+ * faults. *base, *len: what to munmap. */
+static void *guarded(size_t bytes, void **base, size_t *len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t body = (bytes + page - 1) / page * page;
+	*len = body + page;
+	unsigned char *m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				-1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	if (mprotect(m + body, page, PROT_NONE) != 0) {
+		munmap(m, *len);
+		return NULL;
+	}
+	*base = m;
+	return m + body - bytes;
+}
+
+/* INT8 at the sizes of the amx set's tile GEMM (CPU_QI8_GEMM_MIN_TOK tokens and more, n_in a
+ * multiple of 64) and around it: token counts around the 16-token tiles and 32-token pairs,
+ * row ranges that start and end off the 32-row panels, and n_in = 100 (the vpdpbusd
+ * fallback). Every set bit-identical to the generic one, rows outside the ranges untouched,
+ * activations and weights ending at an inaccessible page (no read past them). */
+TEST(int8_gemm_edges)
+{
+	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	size_t n_sets = simd_sets(sets);
+	if (!n_sets)
+		SKIP("no SIMD quantized set on this CPU");
+	uint64_t seed = 0x9a11c4;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	static const size_t ins[] = {64, 100, 576, 1536};
+	static const size_t toks[] = {CPU_QI8_GEMM_MIN_TOK - 1, 8, 15, 16, 17, 31, 33, 47, 65};
+	/* pieces of 83 rows: [3, 37) [37, 70) [75, 83); rows 0..2 and 70..74 untouched */
+	static const size_t cuts[][2] = {{3, 37}, {37, 70}, {75, 83}};
+	const size_t n_out = 83;
+	for (size_t a = 0; a < N_OF(ins); a++)
+		for (size_t c = 0; c < N_OF(toks); c++) {
+			size_t n_in = ins[a], n_tok = toks[c];
+			void *xb, *wb;
+			size_t xl, wl;
+			int8_t *Xq = guarded(n_tok * n_in, &xb, &xl);
+			int8_t *W = guarded(n_out * n_in, &wb, &wl);
+			float *xs = malloc(n_tok * 4), *sw = malloc(n_out * 4);
+			int32_t *xsum = malloc(n_tok * 4);
+			float *Yg = malloc(n_tok * n_out * 4), *Ys = malloc(n_tok * n_out * 4);
+			CHECK(Xq && W && xs && sw && xsum && Yg && Ys);
+			fill_i8(Xq, n_tok * n_in, &seed);
+			fill_i8(W, n_out * n_in, &seed);
+			sum_i8_rows(xsum, Xq, n_tok, n_in);
+			fill_scales(xs, n_tok, &seed);
+			fill_scales(sw, n_out, &seed);
+			cpu_qkernels_generic.matmul_i8(Yg, Xq, xs, xsum, W, sw, n_tok, n_in, n_out, 0,
+						       n_out);
+			for (size_t si = 0; si < n_sets; si++) {
+				for (size_t i = 0; i < n_tok * n_out; i++)
+					Ys[i] = -7.0f; /* sentinel */
+				for (size_t p = 0; p < N_OF(cuts); p++)
+					sets[si]->matmul_i8(Ys, Xq, xs, xsum, W, sw, n_tok, n_in, n_out,
+							    cuts[p][0], cuts[p][1]);
+				for (size_t t = 0; t < n_tok; t++)
+					for (size_t o = 0; o < n_out; o++) {
+						size_t i = t * n_out + o;
+						bool in = (o >= 3 && o < 70) || o >= 75;
+						CHECK_MSG(in ? !memcmp(&Ys[i], &Yg[i], 4) : Ys[i] == -7.0f,
+							  "%s int8 n_in %zu tok %zu/%zu row %zu: %.9g vs %.9g",
+							  sets[si]->name, n_in, t, n_tok, o, (double)Ys[i],
+							  (double)Yg[i]);
+					}
+				/* and the whole range in one call */
+				sets[si]->matmul_i8(Ys, Xq, xs, xsum, W, sw, n_tok, n_in, n_out, 0, n_out);
+				CHECK_MSG(!memcmp(Ys, Yg, n_tok * n_out * 4), "%s int8 n_in %zu tok %zu whole",
+					  sets[si]->name, n_in, n_tok);
+			}
+			munmap(xb, xl), munmap(wb, wl);
+			free(xs), free(sw), free(xsum), free(Yg), free(Ys);
+		}
 }
 
 static const size_t i4_n_ins[] = {128, 192, 320, 576, 1536};
@@ -497,8 +623,9 @@ TEST(threads_do_not_change_results)
 	printf("  seed 0x%" PRIx64 "\n", seed);
 	const cpu_qkernel_set *qk;
 	CHECK(cpu_qkernels_select(&qk, NULL) == OS_OK);
-	/* a batch, and one decode token on a 200-row matrix (a few tasks of unequal size) */
-	static const size_t shapes[][2] = {{1003, 5}, {200, 1}};
+	/* a batch, one decode token on a 200-row matrix (a few tasks of unequal size), and a
+	 * prefill (the tiled paths; INT8 of the amx set: tasks of whole 32-row panels) */
+	static const size_t shapes[][2] = {{1003, 5}, {200, 1}, {331, 37}};
 	for (size_t sh = 0; sh < N_OF(shapes); sh++) {
 		size_t n_in = 576, n_out = shapes[sh][0], n_tok = shapes[sh][1];
 		float *W = malloc(n_out * n_in * 4), *X = malloc(n_tok * n_in * 4);
@@ -833,6 +960,7 @@ int main(void)
 	RUN(fp8_twins);
 	RUN(int8_twins_bit_exact);
 	RUN(int8_extreme_sums);
+	RUN(int8_gemm_edges);
 	RUN(int4_twins);
 	RUN(activation_quantizers_bit_exact);
 	RUN(generic_vs_float64);
