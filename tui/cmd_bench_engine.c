@@ -29,8 +29,10 @@ static const char bench_help[] =
 	"                     projection weights per token plus the output head once per\n"
 	"                     prompt (only the last token's logits are computed); peak is\n"
 	"                     that of the instruction the matmul uses for the weight format\n"
-	"                     (f32 FMA for F32; for BF16 the AMX tile products where the\n"
-	"                     kernel set is amx, else bf16 dot products); attention FLOPs\n"
+	"                     (f32 FMA for F32, FP8 and INT4; for BF16 and FP8-W8A8 the AMX\n"
+	"                     tile products where the kernel set is amx, else bf16 dot\n"
+	"                     products; for INT8 W8A8 int8 AMX tiles or VNNI dot products,\n"
+	"                     an integer multiply-add counting 2 ops); attention FLOPs\n"
 	"                     are not counted\n"
 	"The table gives each figure as a percentage of its roofline twice: the median's\n"
 	"(% roof) and the fastest repetition's (best %). The peak probes keep the best of\n"
@@ -297,9 +299,36 @@ done:
 typedef struct machine_peaks {
 	double bw;                /* GB/s */
 	double f32, bf16, amx;    /* GFLOP/s: f32 FMA, bf16 vdpbf16ps, bf16 AMX tiles */
+	double i8;                /* GOP/s of the int8 instruction INT8 weights use, or 0 */
 	double used;              /* the one the prefill roofline uses */
 	const char *used_name;
 } machine_peaks;
+
+/* The instruction a model's prefill matmuls run on, by the format of its blocks: f32 FMA
+ * for F32 and the formats multiplied in f32 (FP8 weight-only, INT4); bf16 for BF16 and FP8
+ * W8A8 (whose E4M3 values are exact in bf16), on AMX tiles under the amx set; int8 for INT8
+ * W8A8, on AMX-INT8 tiles where the quantized set is amx, else VNNI dot products. Sets
+ * pk->used_name; a kind this CPU lacks falls back to f32 FMA. */
+static roofline_kind prefill_peak_kind(const backend *be, int wfmt, machine_peaks *pk)
+{
+	pk->used_name = "f32 FMA";
+	if (wfmt == BE_WFMT_BF16 || wfmt == BE_WFMT_FP8_W8A8) {
+		if (pk->amx > 0) {
+			pk->used_name = "bf16 AMX tiles";
+			return ROOFLINE_BF16_AMX;
+		}
+		if (pk->bf16 > 0) {
+			pk->used_name = "bf16 dot product";
+			return ROOFLINE_BF16_DP;
+		}
+	}
+	const cpu_qkernel_set *qk = backend_cpu_qkernels(be);
+	if (wfmt == BE_WFMT_I8 && qk && qk->isa != CPU_ISA_GENERIC) {
+		pk->used_name = qk->isa == CPU_ISA_AMX ? "int8 AMX tiles" : "int8 dot product";
+		return qk->isa == CPU_ISA_AMX ? ROOFLINE_I8_AMX : ROOFLINE_I8_DP;
+	}
+	return ROOFLINE_F32_FMA;
+}
 
 static void print_table(const bench_args *a, const cli_session *s, size_t n_threads,
 			const machine_peaks *pk, const bench_point *pts, size_t n_pts, double ratio)
@@ -318,9 +347,11 @@ static void print_table(const bench_args *a, const cli_session *s, size_t n_thre
 		printf("no bf16 dot product instructions");
 	if (pk->amx > 0)
 		printf(", peak bf16 AMX tiles %.1f GFLOP/s", pk->amx);
-	printf("\n  prefill roofline uses %s (%.1f GFLOP/s at the start); decode roofline counts the "
+	if (pk->i8 > 0)
+		printf(", peak %s %.1f GOP/s", pk->used_name, pk->i8);
+	printf("\n  prefill roofline uses %s (%.1f %s at the start); decode roofline counts the "
 	       "weights once per step plus the batch's KV reads\n",
-	       pk->used_name, pk->used);
+	       pk->used_name, pk->used, pk->i8 > 0 ? "GOP/s" : "GFLOP/s");
 	/* The peak probes keep the best of their reps; on a shared machine the engine's best rep
 	 * is the figure measured under the same conditions, so it gets a column of its own. */
 	printf("  %% roof = median rep / roofline; best %% = fastest rep / roofline\n"
@@ -359,6 +390,7 @@ static int print_json(const bench_args *a, const cli_session *s, size_t n_thread
 	cJSON_AddNumberToObject(o, "peak_f32_fma_gflop_s", pk->f32);
 	cJSON_AddNumberToObject(o, "peak_bf16_dp_gflop_s", pk->bf16);
 	cJSON_AddNumberToObject(o, "peak_bf16_amx_gflop_s", pk->amx);
+	cJSON_AddNumberToObject(o, "peak_int8_gop_s", pk->i8);
 	cJSON_AddStringToObject(o, "prefill_peak", pk->used_name);
 	cJSON_AddNumberToObject(o, "prefill_peak_gflop_s", pk->used);
 	cJSON *arr = cJSON_AddArrayToObject(o, "results");
@@ -466,13 +498,13 @@ int cmd_bench_engine(int argc, char **argv)
 		cli_error("cannot measure memory bandwidth (no memory for the 512 MiB test buffer)");
 		goto done;
 	}
-	bool bf16w = model_weight_format(s.m) == BE_WFMT_BF16;
-	roofline_kind peak_kind = ROOFLINE_F32_FMA;
-	pk.used = pk.f32, pk.used_name = "f32 FMA";
-	if (bf16w && pk.amx > 0)
-		peak_kind = ROOFLINE_BF16_AMX, pk.used = pk.amx, pk.used_name = "bf16 AMX tiles";
-	else if (bf16w && pk.bf16 > 0)
-		peak_kind = ROOFLINE_BF16_DP, pk.used = pk.bf16, pk.used_name = "bf16 dot product";
+	roofline_kind peak_kind = prefill_peak_kind(s.be, model_weight_format(s.m), &pk);
+	if (peak_kind == ROOFLINE_I8_AMX || peak_kind == ROOFLINE_I8_DP)
+		pk.used = pk.i8 = roofline_peak_flops(pool, peak_kind);
+	else
+		pk.used = peak_kind == ROOFLINE_BF16_AMX ? pk.amx
+			  : peak_kind == ROOFLINE_BF16_DP ? pk.bf16
+							  : pk.f32;
 
 	bench_point pts[1 + N_BATCHES];
 	size_t n_pts = 0;

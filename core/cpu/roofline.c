@@ -13,9 +13,9 @@
 #include "core/cpu/kernels.h"
 #include "core/cpu/kernels_amx.h"
 
-#define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
+#define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma")))
 #define TGT2 __attribute__((target("avx2,fma")))
-#define TGT_AMX __attribute__((target("amx-tile,amx-bf16")))
+#define TGT_AMX __attribute__((target("amx-tile,amx-bf16,amx-int8")))
 
 static double now_s(void)
 {
@@ -168,10 +168,28 @@ TGT512 static float dpbf16_avx512(size_t iters)
 	return _mm512_reduce_add_ps(a[0]);
 }
 
+/* 1 op = 16 lanes * 4 byte products * 2 = 128 */
+TGT512 static float dpbusd_avx512(size_t iters)
+{
+	__m512i a[FL_CHAINS];
+	__m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(1);
+	for (int i = 0; i < FL_CHAINS; i++)
+		a[i] = _mm512_set1_epi32(i);
+	for (size_t it = 0; it < iters; it++) {
+#pragma GCC unroll 24
+		for (int i = 0; i < FL_CHAINS; i++)
+			a[i] = _mm512_dpbusd_epi32(a[i], x, y);
+	}
+	for (int i = 1; i < FL_CHAINS; i++)
+		a[0] = _mm512_add_epi32(a[0], a[i]);
+	return (float)_mm512_reduce_add_epi32(a[0]);
+}
+
 /* Four accumulator tiles fed by two activation and two weight tiles held in registers, as
- * in the GEMM's 32 x 32 tile; 1 op = 16 x 16 results x 32 products x 2 flops = 16384.
- * iters / 4 rounds of 4 ops (a tile product takes ~16 cycles): ~0.3 ms a task. */
-TGT_AMX static float dp_amx(size_t iters)
+ * in the GEMMs' 32 x 32 tiles; 1 op = 16 x 16 results x 32 bf16 (int8: 64) products x 2 flops
+ * = 16384 (32768). iters / 4 rounds of 4 ops (a tile product takes ~16 cycles): ~0.3 ms a
+ * task. */
+TGT_AMX static float dp_amx(size_t iters, int int8)
 {
 	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
 	_Alignas(64) uint16_t ones[16 * 32]; /* bf16 1.0: sums stay small and exact */
@@ -187,7 +205,13 @@ TGT_AMX static float dp_amx(size_t iters)
 	_tile_loadd(5, ones, 64);
 	_tile_loadd(6, ones, 64);
 	_tile_loadd(7, ones, 64);
-	for (size_t it = 0; it < iters / 4; it++) {
+	for (size_t it = 0; it < iters / 4 && int8; it++) {
+		_tile_dpbssd(0, 4, 6);
+		_tile_dpbssd(1, 4, 7);
+		_tile_dpbssd(2, 5, 6);
+		_tile_dpbssd(3, 5, 7);
+	}
+	for (size_t it = 0; it < iters / 4 && !int8; it++) {
 		_tile_dpbf16ps(0, 4, 6);
 		_tile_dpbf16ps(1, 4, 7);
 		_tile_dpbf16ps(2, 5, 6);
@@ -221,8 +245,10 @@ static void fl_task(void *ctx, size_t task, size_t thread)
 {
 	struct fl_job *j = ctx;
 	float v;
-	if (j->kind == ROOFLINE_BF16_AMX)
-		v = dp_amx(FL_ITERS);
+	if (j->kind == ROOFLINE_BF16_AMX || j->kind == ROOFLINE_I8_AMX)
+		v = dp_amx(FL_ITERS, j->kind == ROOFLINE_I8_AMX);
+	else if (j->kind == ROOFLINE_I8_DP)
+		v = dpbusd_avx512(FL_ITERS);
 	else if (j->kind == ROOFLINE_BF16_DP)
 		v = dpbf16_avx512(FL_ITERS);
 	else if (j->isa == 2)
@@ -251,10 +277,14 @@ double roofline_peak_flops(threadpool *pool, roofline_kind kind)
 	struct fl_job j = {.kind = kind};
 	j.isa = f.avx512f && f.os_avx512 ? 2 : f.avx2 && f.fma && f.os_avx ? 1 : 0;
 	double flops_per_task;
-	if (kind == ROOFLINE_BF16_AMX) {
-		if (!cpu_amx_enable())
+	if (kind == ROOFLINE_BF16_AMX || kind == ROOFLINE_I8_AMX) {
+		if (!cpu_amx_enable() || (kind == ROOFLINE_I8_AMX && !f.amx_int8))
 			return 0.0;
-		flops_per_task = (double)(FL_ITERS / 4) * 4 * 16384;
+		flops_per_task = (double)(FL_ITERS / 4) * 4 * (kind == ROOFLINE_I8_AMX ? 32768 : 16384);
+	} else if (kind == ROOFLINE_I8_DP) {
+		if (!(f.avx512vnni && f.avx512f && f.os_avx512))
+			return 0.0;
+		flops_per_task = (double)FL_ITERS * FL_CHAINS * 128;
 	} else if (kind == ROOFLINE_BF16_DP) {
 		if (!(f.avx512bf16 && f.avx512f && f.avx512bw && f.avx512vl && f.os_avx512))
 			return 0.0;

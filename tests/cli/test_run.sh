@@ -82,6 +82,19 @@ def ok(x):
     return c > 0 and abs(x["roofline_tok_s"] - x["batch"] * c * 1e9 / x["bytes_per_step"]) <= 1e-6 * x["roofline_tok_s"]
 print(all(ok(x) for x in d["results"]))' 2>&1)
 [ "$ceil" = "True" ] && ok "bench-engine --json: per-phase ceilings, the higher one judging" || fail "bench-engine --json: per-phase ceilings" "$ceil"
+# the prefill roofline is that of the instruction the matmuls use: f32 FMA for F32; for BF16
+# the AMX tiles where the kernel set is amx (and only there), else bf16 dot products
+kset=$("$BIN" doctor --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["cpu"]["kernels"])' 2>&1)
+echo "$J" >"$TMP/be_f32.json"
+"$BIN" bench-engine "$TMP/fx.gguf" --bf16 --prefill 40 --decode 2 --reps 1 --context 8 --json >"$TMP/be_bf16.json" 2>/dev/null
+peaks=$(python3 -c '
+import json, sys
+f32, bf16 = (json.load(open(p)) for p in sys.argv[2:4])
+amx = sys.argv[1] == "amx"
+want = "bf16 AMX tiles" if amx else ("bf16 dot product" if bf16["peak_bf16_dp_gflop_s"] > 0 else "f32 FMA")
+print(f32["prefill_peak"] == "f32 FMA", bf16["prefill_peak"] == want, (bf16["peak_bf16_amx_gflop_s"] > 0) == amx,
+      bf16["prefill_peak_gflop_s"] == max(bf16["peak_bf16_amx_gflop_s"], bf16["peak_bf16_dp_gflop_s"]) or not amx)' "$kset" "$TMP/be_f32.json" "$TMP/be_bf16.json" 2>&1)
+[ "$peaks" = "True True True True" ] && ok "bench-engine --json: prefill peak by weight format and kernel set ($kset)" || fail "bench-engine --json: prefill peak by weight format and kernel set ($kset)" "$peaks"
 
 # SmolLM2: a real model knows the capital of France, at any thread count
 if m=$(demo_model); then
