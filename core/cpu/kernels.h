@@ -32,7 +32,7 @@ typedef enum cpu_isa {
 	CPU_ISA_GENERIC = 0, /* scalar C, the reference */
 	CPU_ISA_AVX2 = 1,    /* AVX2 + FMA */
 	CPU_ISA_AVX512 = 2,  /* AVX-512 F/BW/VL + BF16 (vdpbf16ps) */
-	CPU_ISA_AMX = 3,     /* the AVX-512 set, BF16 matmuls of 8+ tokens on AMX tiles */
+	CPU_ISA_AMX = 3,     /* the AVX-512 set, BF16 matmuls of 4+ tokens on AMX tiles */
 	CPU_ISA_COUNT
 } cpu_isa;
 

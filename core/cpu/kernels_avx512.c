@@ -809,13 +809,15 @@ TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t 
  * tiles that would touch rows outside [o0, o1) or tokens past the end (struct amx_ctile).
  * Inputs must come in whole 32s (n_in % 32 == 0; other widths take the vdpbf16ps GEMM). */
 #define TGT_AMX \
-	__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
+	__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma")))
 
-/* AMX_MIN_TOK: from 8 tokens the tiles beat the widening decode tiles (paired A/B, 2 threads,
- * one forward's 30 cold layers + head: 8 tokens 1.42x, 12 1.35x, 16 1.35x, 32 2.1x, 64 2.5x,
- * 512 3.8x); below it the dot-product tiles, at the memory roofline there, stay (6 tokens on
- * tiles: 0.83x). */
-enum { AMX_MIN_TOK = 8, AMX_TM = 32 };
+/* Measured against the avx512 set's BF16 kernels (paired A/B, 2 threads, one forward's 30
+ * cold layers + head): the packed-panel tiles 8 tokens 1.42x, 16 1.35x, 32 2.1x, 64 2.5x, 512
+ * 3.8x; the swapped operands (gemm_bf16_amx_wa, against the packed-panel tiles) 4 tokens
+ * 1.07x, 6 1.32x, 8 1.55x, 16 1.46x, 24 1.27x, 32 1.16x, but 2 tokens 0.87x: so tiles from
+ * AMX_MIN_TOK = 4 tokens, swapped up to AMX_WA_MAX_TOK; 1 to 3 tokens keep the dot-product
+ * tiles, which read the weights at the memory roofline there. */
+enum { AMX_MIN_TOK = 4, AMX_TM = 32, AMX_WA_MAX_TOK = 32 };
 
 /* One 16 x 16 accumulator tile: at y in Y (rows ld floats apart), or, when only tokens x rows
  * of it lie inside, in tmp (16 x 16, zero-padded) during the k block, copied back after. */
@@ -970,12 +972,101 @@ TGT_AMX static int gemm_bf16_amx(float *Y, const uint16_t *X, const uint16_t *W,
 	return 0;
 }
 
+/* Decode batches (up to AMX_WA_MAX_TOK tokens) swap the operands: a panel packed per 32
+ * weight rows costs more than so few tokens' products, so the weight rows are the first
+ * operand, loaded straight from W (16 rows of 32 bf16, rows n_in apart), and the activations
+ * are packed once per call into the second operand's layout (pack_bf16 on token rows). The
+ * four accumulators (rows x tokens) then hold the whole sum over n_in and are transposed to
+ * tokens x rows on the way out. A last block of fewer than 32 rows reads a zero-padded copy
+ * (w_tail). Each weight block prefetches the next one's rows while it computes. */
+static inline __attribute__((always_inline)) TGT_AMX void amx_wa_run(float acc[4][256],
+								    const uint16_t *w,
+								    size_t n_in,
+								    const uint32_t *xp,
+								    const uint16_t *pf, const int NH)
+{
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (size_t k = 0; k < n_in; k += 32) {
+		/* a line of each of the next block's 32 rows per 32 inputs (64 bytes of each) */
+		for (size_t r = 0; r < G_NR; r++)
+			_mm_prefetch((const char *)(pf + r * n_in + k), _MM_HINT_T1);
+		_tile_loadd(4, w + k, n_in * sizeof *w);
+		_tile_loadd(5, w + 16 * n_in + k, n_in * sizeof *w);
+		_tile_loadd(6, xp + G_NR * (k / 2), G_NR * sizeof *xp);
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(2, 5, 6);
+		if (NH == 2) {
+			_tile_loadd(7, xp + G_NR * (k / 2) + 16, G_NR * sizeof *xp);
+			_tile_dpbf16ps(1, 4, 7);
+			_tile_dpbf16ps(3, 5, 7);
+		}
+	}
+	/* tile 2 r + c: rows 16 r.., tokens 16 c.. */
+	_tile_stored(0, acc[0], 64);
+	_tile_stored(2, acc[2], 64);
+	if (NH == 2) {
+		_tile_stored(1, acc[1], 64);
+		_tile_stored(3, acc[3], 64);
+	}
+}
+
+/* Returns 0, or -1 (nothing written) when the scratch cannot be allocated. */
+TGT_AMX static int gemm_bf16_amx_wa(float *Y, const uint16_t *X, const uint16_t *W, size_t n_tok,
+				    size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	size_t n_full = (o1 - o0) / G_NR * G_NR, n_rest = o1 - o0 - n_full;
+	size_t xp_elems = n_in / 2 * G_NR; /* 32-bit pairs x 32 tokens */
+	uint32_t *xp = cpu_alloc_aligned(xp_elems * sizeof *xp + G_NR * n_in * sizeof *W);
+	if (!xp)
+		return -1;
+	pack_bf16(xp, X, n_in, n_in, n_tok);
+	uint16_t *w_tail = (uint16_t *)(void *)(xp + xp_elems);
+	if (n_rest) {
+		memcpy(w_tail, W + (o0 + n_full) * n_in, n_rest * n_in * sizeof *W);
+		memset(w_tail + n_rest * n_in, 0, (G_NR - n_rest) * n_in * sizeof *W);
+	}
+	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
+	_tile_loadconfig(&cfg);
+	_Alignas(64) float acc[4][256];
+	int nh = n_tok > 16 ? 2 : 1;
+	for (size_t o = o0; o < o1; o += G_NR) {
+		size_t nr = o1 - o < G_NR ? o1 - o : G_NR;
+		const uint16_t *w = nr < G_NR ? w_tail : W + o * n_in;
+		/* the next block, or this one again at the end (prefetches stay inside W) */
+		const uint16_t *pf = o + 2 * G_NR <= o1 ? W + (o + G_NR) * n_in : w;
+		if (nh == 2)
+			amx_wa_run(acc, w, n_in, xp, pf, 2);
+		else
+			amx_wa_run(acc, w, n_in, xp, pf, 1);
+		for (int r = 0; r < 2; r++) {
+			__mmask16 rm = nr > 16 * (size_t)r ? tail16(nr - 16 * r < 16 ? nr - 16 * r : 16)
+							   : 0;
+			for (int c = 0; c < nh; c++) {
+				__m512 v[16];
+#pragma GCC unroll 16
+				for (int i = 0; i < 16; i++)
+					v[i] = _mm512_load_ps(acc[2 * r + c] + 16 * i);
+				transpose16(v); /* v[t] = token 16 c + t, rows 16 r .. 16 r + 15 */
+				for (size_t t = 16 * (size_t)c; t < n_tok && t < 16 * (size_t)c + 16; t++)
+					_mm512_mask_storeu_ps(Y + t * n_out + o + 16 * r, rm, v[t - 16 * c]);
+			}
+		}
+	}
+	_tile_release();
+	cpu_free_aligned(xp);
+	return 0;
+}
+
 /* The AVX-512 BF16 matmul with products of AMX_MIN_TOK tokens and more on tiles. */
 TGT static void matmul_bf16_amx(float *Y, const uint16_t *Xb, const uint16_t *W, size_t n_tok,
 				size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
 	if (n_tok >= AMX_MIN_TOK && n_in % 32 == 0 && (size_t)n_in * G_NR <= INT32_MAX &&
-	    gemm_bf16_amx(Y, Xb, W, n_tok, n_in, n_out, o0, o1) == 0)
+	    (n_tok <= AMX_WA_MAX_TOK ? gemm_bf16_amx_wa(Y, Xb, W, n_tok, n_in, n_out, o0, o1)
+				     : gemm_bf16_amx(Y, Xb, W, n_tok, n_in, n_out, o0, o1)) == 0)
 		return;
 	matmul_bf16_avx512(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 }
