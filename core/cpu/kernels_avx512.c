@@ -1,8 +1,9 @@
 /* kernels_avx512.c: the AVX-512 kernel set (F, BW, VL, BF16): f32 FMA and bf16 vdpbf16ps
  * matmuls (dot-product tiles for decode, outer-product tiles for decode batches of 8..16
- * tokens (BF16: 8..31, weights widened to f32 on the fly), a packed-panel GEMM for prefill), vector exp for
- * softmax / SwiGLU. Compiled with function-level target attributes,
- * so this file builds with plain flags and its code only runs when cpuid says it may. */
+ * tokens (BF16: 8..31, weights widened to f32 on the fly), a packed-panel GEMM for
+ * prefill), vector exp for softmax / SwiGLU; and the "amx" set, the same with BF16 matmuls
+ * on AMX tiles. Compiled with function-level target attributes, so this file builds with
+ * plain flags and its code only runs when cpuid (and, for tiles, the OS) says it may. */
 #include "core/cpu/kernels.h"
 #include "core/cpu/kernels_amx.h"
 
@@ -797,8 +798,9 @@ TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t 
 
 /* ---- BF16 matmul on AMX tiles (the "amx" set) -------------------------------------------- */
 /* Sapphire Rapids and later multiply bf16 in tiles: one TDPBF16PS adds a 16 x 32 bf16 block
- * times a 32 x 16 one into 16 x 16 f32 accumulators, 16 x the bf16 rate of vdpbf16ps on
- * one port (measured by the roofline probes: ~2.2 TFLOP/s a core against 85). A tile of 32 tokens
+ * times a 32 x 16 one into 16 x 16 f32 accumulators, about 20 x the rate of vdpbf16ps here
+ * (the roofline probes: 1.5-2.3 TFLOP/s a core against 85 GFLOP/s). For prompts (decode
+ * batches swap the operands: gemm_bf16_amx_wa) a tile of 32 tokens
  * x 32 rows keeps four accumulator tiles (tmm0-3) and per 32 inputs loads two activation
  * tiles straight from Xb (tmm4, 5: 16 token rows of 32 bf16, rows n_in apart) and two weight
  * tiles from the packed panel (tmm6, 7): pack_bf16's Wp[p][j] pairs are the VNNI layout the
@@ -808,8 +810,9 @@ TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t 
  * instructions (threading never changes bits): the last < 16 tokens (x_tail), and accumulator
  * tiles that would touch rows outside [o0, o1) or tokens past the end (struct amx_ctile).
  * Inputs must come in whole 32s (n_in % 32 == 0; other widths take the vdpbf16ps GEMM). */
-#define TGT_AMX \
-	__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma")))
+#define TGT_AMX                                                                               \
+	__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16,"     \
+			      "avx512vnni,avx2,fma")))
 
 /* Measured against the avx512 set's BF16 kernels (paired A/B, 2 threads, one forward's 30
  * cold layers + head): the packed-panel tiles 8 tokens 1.42x, 16 1.35x, 32 2.1x, 64 2.5x, 512
@@ -852,9 +855,10 @@ static void amx_ctile_close(const struct amx_ctile *c)
 
 /* Accumulates a 16- or 32-token (NH = 1, 2 halves) by 32-row tile over kc inputs (kc % 32
  * == 0): x[h] the halves' first activations (rows x_ld bf16 apart), Wp the packed panel. */
-static inline __attribute__((always_inline)) TGT_AMX void amx_tile_run(struct amx_ctile c[2][2], const uint16_t *const x[2],
-				 size_t x_ld, const uint32_t *Wp, size_t kc, int first,
-				 const uint16_t *pf, size_t pf_stride, size_t pf_rows, const int NH)
+static inline __attribute__((always_inline)) TGT_AMX void
+amx_tile_run(struct amx_ctile c[2][2], const uint16_t *const x[2], size_t x_ld,
+	     const uint32_t *Wp, size_t kc, int first, const uint16_t *pf, size_t pf_stride,
+	     size_t pf_rows, const int NH)
 {
 	if (first) {
 		_tile_zero(0);
@@ -979,11 +983,9 @@ TGT_AMX static int gemm_bf16_amx(float *Y, const uint16_t *X, const uint16_t *W,
  * four accumulators (rows x tokens) then hold the whole sum over n_in and are transposed to
  * tokens x rows on the way out. A last block of fewer than 32 rows reads a zero-padded copy
  * (w_tail). Each weight block prefetches the next one's rows while it computes. */
-static inline __attribute__((always_inline)) TGT_AMX void amx_wa_run(float acc[4][256],
-								    const uint16_t *w,
-								    size_t n_in,
-								    const uint32_t *xp,
-								    const uint16_t *pf, const int NH)
+static inline __attribute__((always_inline)) TGT_AMX void
+amx_wa_run(float acc[4][256], const uint16_t *w, size_t n_in, const uint32_t *xp,
+	   const uint16_t *pf, const int NH)
 {
 	_tile_zero(0);
 	_tile_zero(1);

@@ -21,9 +21,10 @@ typedef enum roofline_kind {
  * Returns a negative value when the buffer cannot be allocated. */
 double roofline_read_bandwidth(threadpool *pool, size_t bytes);
 
-/* Peak arithmetic rate in GFLOP/s (a multiply-add counts 2, integer ones too) of kind on all threads of the
- * pool: many independent accumulators in registers, no memory traffic; best of 16 runs. Returns 0
- * when this CPU lacks the instructions for kind. Takes about a quarter second. */
+/* Peak arithmetic rate in GFLOP/s (a multiply-add counts 2, an integer one too) of kind on
+ * all threads of the pool: many independent accumulators in registers, no memory traffic;
+ * best of 16 runs. Returns 0 when this CPU lacks the instructions for kind. Takes about a
+ * quarter second. */
 double roofline_peak_flops(threadpool *pool, roofline_kind kind);
 
 #endif
