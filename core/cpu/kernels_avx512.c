@@ -817,10 +817,11 @@ TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t 
 /* Measured against the avx512 set's BF16 kernels (paired A/B, 2 threads, one forward's 30
  * cold layers + head): the packed-panel tiles 8 tokens 1.42x, 16 1.35x, 32 2.1x, 64 2.5x, 512
  * 3.8x; the swapped operands (gemm_bf16_amx_wa, against the packed-panel tiles) 4 tokens
- * 1.07x, 6 1.32x, 8 1.55x, 16 1.46x, 24 1.27x, 32 1.16x, but 2 tokens 0.87x: so tiles from
- * AMX_MIN_TOK = 4 tokens, swapped up to AMX_WA_MAX_TOK; 1 to 3 tokens keep the dot-product
- * tiles, which read the weights at the memory roofline there. */
-enum { AMX_MIN_TOK = 4, AMX_TM = 32, AMX_WA_MAX_TOK = 32 };
+ * 1.07x, 6 1.32x, 8 1.55x, 16 1.46x, 24 1.27x, 32 1.16x, 33 1.09x, 48 1.05x, 64 1.05x, but
+ * 2 tokens 0.87x, 128 0.92x, 512 0.84x: so tiles from AMX_MIN_TOK = 4 tokens, swapped up to
+ * AMX_WA_MAX_TOK; 1 to 3 tokens keep the dot-product tiles, which read the weights at the
+ * memory roofline there. */
+enum { AMX_MIN_TOK = 4, AMX_TM = 32, AMX_WA_MAX_TOK = 64 };
 
 /* One 16 x 16 accumulator tile: at y in Y (rows ld floats apart), or, when only tokens x rows
  * of it lie inside, in tmp (16 x 16, zero-padded) during the k block, copied back after. */
@@ -979,10 +980,11 @@ TGT_AMX static int gemm_bf16_amx(float *Y, const uint16_t *X, const uint16_t *W,
 /* Decode batches (up to AMX_WA_MAX_TOK tokens) swap the operands: a panel packed per 32
  * weight rows costs more than so few tokens' products, so the weight rows are the first
  * operand, loaded straight from W (16 rows of 32 bf16, rows n_in apart), and the activations
- * are packed once per call into the second operand's layout (pack_bf16 on token rows). The
- * four accumulators (rows x tokens) then hold the whole sum over n_in and are transposed to
- * tokens x rows on the way out. A last block of fewer than 32 rows reads a zero-padded copy
- * (w_tail). Each weight block prefetches the next one's rows while it computes. */
+ * are packed once per call, per block of 32 tokens, into the second operand's layout
+ * (pack_bf16 on token rows). The four accumulators (rows x tokens) then hold the whole sum
+ * over n_in and are transposed to tokens x rows on the way out; the next token block reads
+ * the same weight rows again from cache. A last block of fewer than 32 rows reads a
+ * zero-padded copy (w_tail). Each weight block prefetches the next one's rows. */
 static inline __attribute__((always_inline)) TGT_AMX void
 amx_wa_run(float acc[4][256], const uint16_t *w, size_t n_in, const uint32_t *xp,
 	   const uint16_t *pf, const int NH)
@@ -1020,12 +1022,16 @@ TGT_AMX static int gemm_bf16_amx_wa(float *Y, const uint16_t *X, const uint16_t 
 				    size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
 	size_t n_full = (o1 - o0) / G_NR * G_NR, n_rest = o1 - o0 - n_full;
-	size_t xp_elems = n_in / 2 * G_NR; /* 32-bit pairs x 32 tokens */
-	uint32_t *xp = cpu_alloc_aligned(xp_elems * sizeof *xp + G_NR * n_in * sizeof *W);
+	size_t n_tb = (n_tok + AMX_TM - 1) / AMX_TM;
+	size_t xp_elems = n_in / 2 * G_NR; /* a token block's 32-bit pairs x 32 tokens */
+	uint32_t *xp = cpu_alloc_aligned(n_tb * xp_elems * sizeof *xp + G_NR * n_in * sizeof *W);
 	if (!xp)
 		return -1;
-	pack_bf16(xp, X, n_in, n_in, n_tok);
-	uint16_t *w_tail = (uint16_t *)(void *)(xp + xp_elems);
+	for (size_t b = 0; b < n_tb; b++) {
+		size_t nt = n_tok - AMX_TM * b < AMX_TM ? n_tok - AMX_TM * b : AMX_TM;
+		pack_bf16(xp + b * xp_elems, X + AMX_TM * b * n_in, n_in, n_in, nt);
+	}
+	uint16_t *w_tail = (uint16_t *)(void *)(xp + n_tb * xp_elems);
 	if (n_rest) {
 		memcpy(w_tail, W + (o0 + n_full) * n_in, n_rest * n_in * sizeof *W);
 		memset(w_tail + n_rest * n_in, 0, (G_NR - n_rest) * n_in * sizeof *W);
@@ -1033,16 +1039,18 @@ TGT_AMX static int gemm_bf16_amx_wa(float *Y, const uint16_t *X, const uint16_t 
 	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
 	_tile_loadconfig(&cfg);
 	_Alignas(64) float acc[4][256];
-	int nh = n_tok > 16 ? 2 : 1;
-	for (size_t o = o0; o < o1; o += G_NR) {
+	for (size_t o = o0; o < o1; o += G_NR)
+	for (size_t b = 0; b < n_tb; b++) {
 		size_t nr = o1 - o < G_NR ? o1 - o : G_NR;
+		size_t t0 = AMX_TM * b, nt = n_tok - t0 < AMX_TM ? n_tok - t0 : AMX_TM;
+		int nh = nt > 16 ? 2 : 1;
 		const uint16_t *w = nr < G_NR ? w_tail : W + o * n_in;
 		/* the next block, or this one again at the end (prefetches stay inside W) */
 		const uint16_t *pf = o + 2 * G_NR <= o1 ? W + (o + G_NR) * n_in : w;
 		if (nh == 2)
-			amx_wa_run(acc, w, n_in, xp, pf, 2);
+			amx_wa_run(acc, w, n_in, xp + b * xp_elems, pf, 2);
 		else
-			amx_wa_run(acc, w, n_in, xp, pf, 1);
+			amx_wa_run(acc, w, n_in, xp + b * xp_elems, pf, 1);
 		for (int r = 0; r < 2; r++) {
 			__mmask16 rm = nr > 16 * (size_t)r ? tail16(nr - 16 * r < 16 ? nr - 16 * r : 16)
 							   : 0;
@@ -1052,8 +1060,9 @@ TGT_AMX static int gemm_bf16_amx_wa(float *Y, const uint16_t *X, const uint16_t 
 				for (int i = 0; i < 16; i++)
 					v[i] = _mm512_load_ps(acc[2 * r + c] + 16 * i);
 				transpose16(v); /* v[t] = token 16 c + t, rows 16 r .. 16 r + 15 */
-				for (size_t t = 16 * (size_t)c; t < n_tok && t < 16 * (size_t)c + 16; t++)
-					_mm512_mask_storeu_ps(Y + t * n_out + o + 16 * r, rm, v[t - 16 * c]);
+				for (size_t t = 16 * (size_t)c; t < nt && t < 16 * (size_t)c + 16; t++)
+					_mm512_mask_storeu_ps(Y + (t0 + t) * n_out + o + 16 * r, rm,
+							      v[t - 16 * c]);
 			}
 		}
 	}
