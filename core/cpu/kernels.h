@@ -122,8 +122,9 @@ typedef struct cpu_kernel_set {
 const cpu_kernel_set *cpu_kernels_get(cpu_isa isa);
 
 /* The fastest set this CPU supports, unless the environment variable OPTSTUDIO_CPU is set
- * to "generic", "avx2", "avx512" or "amx", which forces that set. Fails with OS_EUSAGE for another
- * value and OS_EUNSUPPORTED when the CPU lacks the forced set; *out is then untouched. */
+ * to "generic", "avx2", "avx512" or "amx", which forces that set. Fails with OS_EUSAGE for
+ * another value and OS_EUNSUPPORTED when the CPU lacks the forced set; *out is then
+ * untouched. */
 int cpu_kernels_select(const cpu_kernel_set **out, os_error *err);
 
 /* Y = X W^T with W in fmt (F32: float, BF16: uint16_t bf16 bits), threaded over the pool by
@@ -153,8 +154,9 @@ void cpu_rope(const cpu_kernel_set *ks, float *x, size_t n_tok, size_t n_heads,
 void *cpu_alloc_aligned(size_t bytes);
 void cpu_free_aligned(void *p);
 
-/* The sets themselves (kernels_generic.c, kernels_avx2.c, kernels_avx512.c: avx512 and amx). Use
- * cpu_kernels_get / cpu_kernels_select: the SIMD sets fault on a CPU without their features. */
+/* The sets themselves (kernels_generic.c, kernels_avx2.c, kernels_avx512.c: avx512 and
+ * amx). Use cpu_kernels_get / cpu_kernels_select: the SIMD sets fault on a CPU without their
+ * features, amx also in a process Linux has not granted the tile state. */
 extern const cpu_kernel_set cpu_kernels_generic;
 extern const cpu_kernel_set cpu_kernels_avx2;
 extern const cpu_kernel_set cpu_kernels_avx512;
