@@ -59,6 +59,7 @@ typedef struct doctor_report {
 	long cores_online, cores_usable;
 	unsigned long long mem_total, mem_available;  /* bytes; 0 when unknown */
 	const char *cpu_env;            /* $OPTSTUDIO_CPU, borrowed from the environment, or NULL */
+	bool amx_granted;               /* Linux gave this process the AMX tile state */
 
 	bool cuda_built;
 	int cuda_runtime, cuda_driver;  /* 1000 * major + 10 * minor; 0 when unknown or none */
@@ -135,6 +136,7 @@ static void collect_cpu(doctor_report *r)
 	r->cores_online = sysconf(_SC_NPROCESSORS_ONLN);
 	cpu_set_t set;
 	r->cores_usable = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : r->cores_online;
+	r->amx_granted = cpu_amx_enable();
 	r->cpu_env = getenv("OPTSTUDIO_CPU");
 	if (r->cpu_env && !*r->cpu_env)
 		r->cpu_env = NULL;
@@ -271,6 +273,14 @@ static void print_table(const doctor_report *r)
 			  r->cpu_env ? "forced by OPTSTUDIO_CPU" : "the fastest this CPU runs");
 	else
 		print_row("CPU kernels", "none: %s", r->kernels_why);
+	/* a CPU with tiles the process cannot use is worth a word: the amx set is then missing */
+	if (r->features.amx_tile)
+		print_row("AMX tiles", "%s",
+			  r->amx_granted ? "usable: the amx kernel set runs BF16 and INT8 matrix "
+					   "products of a few tokens or more on them"
+			  : !r->features.os_amx ? "not usable: the OS does not save the tile state"
+						: "not usable: Linux did not grant the tile state "
+						  "(arch_prctl; Linux 5.16 or later)");
 	print_row("cores", "%ld online, %ld usable by this process", r->cores_online, r->cores_usable);
 	if (r->mem_available)
 		print_row("memory", "%.1f GiB total, %.1f GiB available", r->mem_total / gib,
@@ -345,6 +355,7 @@ static cJSON *report_json(const doctor_report *r)
 	cJSON_AddBoolToObject(cpu, "os_avx", r->features.os_avx);
 	cJSON_AddBoolToObject(cpu, "os_avx512", r->features.os_avx512);
 	cJSON_AddBoolToObject(cpu, "os_amx", r->features.os_amx);
+	cJSON_AddBoolToObject(cpu, "amx_usable", r->amx_granted);
 	if (r->kernels) {
 		cJSON_AddStringToObject(cpu, "kernels", r->kernels);
 	} else {

@@ -31,7 +31,8 @@ for name, has in d["cpu"]["features"].items():
         want(has == (name in flags), "feature %s: %s, /proc/cpuinfo says %s" % (name, has, name in flags))
 want(d["cpu"]["kernels"] in ("generic", "avx2", "avx512", "amx"), "kernels %r" % d["cpu"]["kernels"])
 # the AMX set only where the CPU and the OS both have the tiles
-want(d["cpu"]["kernels"] != "amx" or (d["cpu"]["features"]["amx_tile"] and d["cpu"]["features"]["amx_bf16"] and d["cpu"]["os_amx"]), "amx kernels without AMX")
+want(d["cpu"]["kernels"] != "amx" or (d["cpu"]["features"]["amx_tile"] and d["cpu"]["features"]["amx_bf16"] and d["cpu"]["os_amx"] and d["cpu"]["amx_usable"] is True), "amx kernels without usable AMX")
+want(d["cpu"]["amx_usable"] in (True, False) and (not d["cpu"]["amx_usable"] or d["cpu"]["os_amx"]), "amx_usable %r" % d["cpu"].get("amx_usable"))
 total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 want(abs(d["memory"]["total_bytes"] - total) <= total // 100, "memory %s vs %s" % (d["memory"]["total_bytes"], total))
 want(d["data_home"]["path"] == os.environ["OPTSTUDIO_HOME"], "data home %r" % d["data_home"]["path"])
