@@ -21,7 +21,10 @@ else
 	git show "$rev:core/cpu/kernels_avx512.c" >"$tmp/kernels_old.c"
 fi
 flags=(-std=gnu11 -O2 -pthread -I.)
+# the old file's exported names renamed, so both sets link into one program
 gcc "${flags[@]}" -Dcpu_kernels_avx512=cpu_kernels_avx512_old -Dcpu_kernels_amx=cpu_kernels_amx_old \
+	-Dcpu_avx512_pack_panel32=cpu_avx512_pack_panel32_old \
+	-Dcpu_avx512_transpose16x16=cpu_avx512_transpose16x16_old \
 	-c "$tmp/kernels_old.c" -o "$tmp/kernels_old.o"
 gcc "${flags[@]}" -c tests/ab/ab_kernels.c -o "$tmp/ab_kernels.o"
 gcc -o "$tmp/ab_kernels" "$tmp/ab_kernels.o" "$tmp/kernels_old.o" "$BUILD"/core/cpu/*.o \

@@ -1,6 +1,6 @@
-/* kernels_amx.h: what the AMX tile code shares across files (kernels_avx512.c: the BF16
- * GEMM, roofline.c: the peak probe). Internal to core/cpu; callers check cpu_amx_enable()
- * first. */
+/* kernels_amx.h: what the AMX tile code shares across files (kernels_avx512.c: BF16,
+ * kernels_quant_avx512.c: INT8, roofline.c: the peak probes). Internal to core/cpu; callers
+ * check cpu_amx_enable() first. */
 #ifndef OPTSTUDIO_KERNELS_AMX_H
 #define OPTSTUDIO_KERNELS_AMX_H
 

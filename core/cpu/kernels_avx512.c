@@ -6,6 +6,7 @@
  * plain flags and its code only runs when cpuid (and, for tiles, the OS) says it may. */
 #include "core/cpu/kernels.h"
 #include "core/cpu/kernels_amx.h"
+#include "core/cpu/kernels_avx512.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -273,12 +274,13 @@ INLINE void transpose16(__m512 r[16])
 	}
 }
 
-/* Packs a panel of nr <= 32 rows (row_lanes 32-bit lanes apart) and n_lanes 32-bit lanes into
- * Wp[l][j] = row j lane l (32 lanes of Wp per l), zero for rows nr <= j < 32. F32: a lane is
- * one weight; BF16: a lane is a (k, k+1) pair. 16 x 16 blocks, transposed in registers. */
-TGT static void pack_panel32(float *Wp, const float *W, size_t row_lanes, size_t n_lanes,
-			     size_t nr)
+/* kernels_avx512.h; F32: a lane is one weight; BF16: a lane is a (k, k+1) pair. 16 x 16
+ * blocks, transposed in registers. */
+TGT void cpu_avx512_pack_panel32(void *Wp_, const void *W_, size_t row_lanes, size_t n_lanes,
+				 size_t nr)
 {
+	float *Wp = Wp_;
+	const float *W = W_;
 	for (size_t j0 = 0; j0 < G_NR; j0 += 16) {
 		size_t rows = nr > j0 ? (nr - j0 < 16 ? nr - j0 : 16) : 0;
 		for (size_t l = 0; l < n_lanes; l += 16) {
@@ -296,16 +298,30 @@ TGT static void pack_panel32(float *Wp, const float *W, size_t row_lanes, size_t
 	}
 }
 
+/* kernels_avx512.h */
+TGT void cpu_avx512_transpose16x16(void *block)
+{
+	float *b = block;
+	__m512 r[16];
+#pragma GCC unroll 16
+	for (int i = 0; i < 16; i++)
+		r[i] = _mm512_load_ps(b + 16 * i);
+	transpose16(r);
+#pragma GCC unroll 16
+	for (int i = 0; i < 16; i++)
+		_mm512_store_ps(b + 16 * i, r[i]);
+}
+
 /* Wp[k][j] = W[j][k] for k < kc, j < nr (W rows n_in apart), 0 for nr <= j < 32. */
 TGT static void pack_f32(float *Wp, const float *W, size_t n_in, size_t kc, size_t nr)
 {
-	pack_panel32(Wp, W, n_in, kc, nr);
+	cpu_avx512_pack_panel32(Wp, W, n_in, kc, nr);
 }
 
 /* Wp[p][j] = the bf16 pair (W[j][2p], W[j][2p+1]) as 32 bits, p < kc / 2; kc and n_in even. */
 TGT static void pack_bf16(uint32_t *Wp, const uint16_t *W, size_t n_in, size_t kc, size_t nr)
 {
-	pack_panel32((float *)(void *)Wp, (const float *)(const void *)W, n_in / 2, kc / 2, nr);
+	cpu_avx512_pack_panel32(Wp, W, n_in / 2, kc / 2, nr);
 }
 
 /* C tile of NT tokens x 32 rows at Y (rows n_out apart): C (= 0 if first, else Y) +=

@@ -228,19 +228,17 @@ const cpu_kernel_set *cpu_kernels_get(cpu_isa isa)
 {
 	cpu_features f;
 	cpu_features_detect(&f);
+	bool avx512 = f.avx512f && f.avx512bw && f.avx512vl && f.avx512bf16 && f.os_avx512 &&
+		      f.avx2 && f.fma;
 	switch (isa) {
 	case CPU_ISA_GENERIC:
 		return &cpu_kernels_generic;
 	case CPU_ISA_AVX2:
 		return f.avx2 && f.fma && f.os_avx ? &cpu_kernels_avx2 : NULL;
 	case CPU_ISA_AVX512:
-		return f.avx512f && f.avx512bw && f.avx512vl && f.avx512bf16 && f.os_avx512 &&
-				       f.avx2 && f.fma
-			       ? &cpu_kernels_avx512
-			       : NULL;
+		return avx512 ? &cpu_kernels_avx512 : NULL;
 	case CPU_ISA_AMX:
-		return cpu_kernels_get(CPU_ISA_AVX512) && cpu_amx_enable() ? &cpu_kernels_amx
-									   : NULL;
+		return avx512 && cpu_amx_enable() ? &cpu_kernels_amx : NULL;
 	default:
 		return NULL;
 	}

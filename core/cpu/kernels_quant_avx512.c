@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/cpu/kernels_amx.h"
+#include "core/cpu/kernels_avx512.h"
 #include "core/numerics.h"
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -287,7 +288,7 @@ TGT static void matmul_i8_avx512(float *Y, const int8_t *Xq, const float *xs,
  * (16 tokens of Xq, straight from its rows) times a 64 x 16 one (16 weight rows) into 16 x 16
  * int32 accumulators. The second operand wants each row r of the tile to hold, for 16
  * output rows c, the 4 bytes W[c][4r .. 4r + 3]: a 16 x 16 transpose of 32-bit lanes, done
- * once per panel of 32 weight rows (pack_i8_panel) and used by every token tile. A tile of
+ * once per panel of 32 weight rows (cpu_avx512_pack_panel32 on 4-byte lanes) and used by every token tile. A tile of
  * 32 tokens x 32 rows keeps four accumulators (tmm0-3) over the whole n_in, so each sum is
  * the exact int32 sum (no partial ever leaves int32 between k steps), then scaled with the
  * float expression of every other set: results bit-identical to the generic set.
@@ -298,7 +299,8 @@ TGT static void matmul_i8_avx512(float *Y, const int8_t *Xq, const float *xs,
 #define TGT_AMX                                                                               \
 	__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
-/* panel width (rows) and token tile; CPU_QI8_GEMM_MIN_TOK (kernels_quant.h) the threshold */
+/* panel width (rows; the 32 of cpu_avx512_pack_panel32) and token tile;
+ * CPU_QI8_GEMM_MIN_TOK (kernels_quant.h) the threshold */
 enum { I8_NR = 32, I8_TM = 32, I8_WA_MAX_TOK = 32 };
 
 /* Every tile 16 rows of 64 bytes (palette 1). */
@@ -327,54 +329,6 @@ static inline __attribute__((always_inline)) TGT_AMX void i8_tiles_store(int32_t
 	if (NH == 2) {
 		_tile_stored(2, acc[2], 64);
 		_tile_stored(3, acc[3], 64);
-	}
-}
-
-/* r[i] (16 int32 lanes each) := column i of the 16 x 16 block r: pairs interleaved, then
- * pairs of pairs, then the four 128-bit quarters gathered across registers. */
-INLINE void transpose16_epi32(__m512i r[16])
-{
-	__m512i a[16], b[16];
-	for (int i = 0; i < 16; i += 2) {
-		a[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-		a[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-	}
-	/* b[4 g + j], quarter L: column 4 L + j of rows 4 g .. 4 g + 3 */
-	for (int g = 0; g < 16; g += 4) {
-		b[g] = _mm512_unpacklo_epi64(a[g], a[g + 2]);
-		b[g + 1] = _mm512_unpackhi_epi64(a[g], a[g + 2]);
-		b[g + 2] = _mm512_unpacklo_epi64(a[g + 1], a[g + 3]);
-		b[g + 3] = _mm512_unpackhi_epi64(a[g + 1], a[g + 3]);
-	}
-	for (int j = 0; j < 4; j++) {
-		__m512i even01 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0x88);
-		__m512i odd01 = _mm512_shuffle_i32x4(b[j], b[4 + j], 0xdd);
-		__m512i even23 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0x88);
-		__m512i odd23 = _mm512_shuffle_i32x4(b[8 + j], b[12 + j], 0xdd);
-		r[j] = _mm512_shuffle_i32x4(even01, even23, 0x88);
-		r[8 + j] = _mm512_shuffle_i32x4(even01, even23, 0xdd);
-		r[4 + j] = _mm512_shuffle_i32x4(odd01, odd23, 0x88);
-		r[12 + j] = _mm512_shuffle_i32x4(odd01, odd23, 0xdd);
-	}
-}
-
-/* Wp[q][j] (32 lanes of 4 bytes per q) = bytes W[j][4 q .. 4 q + 3] for j < nr, zero for
- * nr <= j < 32, q < n_in / 4; W rows n_in apart, n_in % 64 == 0. Reads only rows < nr. */
-TGT static void pack_i8_panel(uint32_t *Wp, const int8_t *W, size_t n_in, size_t nr)
-{
-	for (size_t j0 = 0; j0 < I8_NR; j0 += 16) {
-		size_t rows = nr > j0 ? (nr - j0 < 16 ? nr - j0 : 16) : 0;
-		for (size_t q = 0; q < n_in / 4; q += 16) {
-			__m512i r[16];
-#pragma GCC unroll 16
-			for (size_t i = 0; i < 16; i++)
-				r[i] = i < rows ? _mm512_loadu_si512(W + (j0 + i) * n_in + 4 * q)
-						: _mm512_setzero_si512();
-			transpose16_epi32(r);
-#pragma GCC unroll 16
-			for (size_t c = 0; c < 16; c++)
-				_mm512_store_si512(Wp + (q + c) * I8_NR + j0, r[c]);
-		}
 	}
 }
 
@@ -448,7 +402,7 @@ TGT_AMX static int gemm_i8_amx(float *Y, const int8_t *Xq, const float *xs, cons
 		size_t n_tiles = (te - tb + I8_TM - 1) / I8_TM;
 		for (size_t o = o0; o < o1; o += I8_NR) {
 			size_t nr = o1 - o < I8_NR ? o1 - o : I8_NR;
-			pack_i8_panel(Wp, W + o * n_in, n_in, nr);
+			cpu_avx512_pack_panel32(Wp, W + o * n_in, n_in / 4, n_in / 4, nr);
 			/* tile i fetches rows i, i + n_tiles, ... of the next panel into L2 while it
 			 * computes, so that the next pack finds them there */
 			size_t pnr = o + nr < o1 ? (o1 - o - nr < I8_NR ? o1 - o - nr : I8_NR) : 0;
@@ -476,7 +430,7 @@ TGT_AMX static int gemm_i8_amx(float *Y, const int8_t *Xq, const float *xs, cons
 
 /* Few tokens (decode batches): the weights are the first operand instead, 16 rows of W
  * straight from memory per tile, and the activations, packed once per call, the second
- * (pack_i8_panel on Xq: token c of 32 in lane c). Nothing per panel but the tile loads; the
+ * (cpu_avx512_pack_panel32 on Xq: token c of 32 in lane c). Nothing per panel but the tile loads; the
  * 16 x 16 sums come out row-major by weight row and are transposed before the same store.
  * C tile 2 h + j: tokens 16 h.., rows 16 j... Rows of a block that reaches past o1 come from
  * a zero-padded copy (w_tail). n_tok <= 32. */
@@ -514,7 +468,8 @@ TGT_AMX static int gemm_i8_amx_wa(float *Y, const int8_t *Xq, const float *xs, c
 	uint32_t *Xp = (uint32_t *)(void *)scr;
 	for (size_t b = 0; b < n_tb; b++) {
 		size_t nt = n_tok - I8_TM * b < I8_TM ? n_tok - I8_TM * b : I8_TM;
-		pack_i8_panel(Xp + b * I8_TM * n_in / 4, Xq + b * I8_TM * n_in, n_in, nt);
+		cpu_avx512_pack_panel32(Xp + b * I8_TM * n_in / 4, Xq + b * I8_TM * n_in, n_in / 4,
+					n_in / 4, nt);
 	}
 	int8_t *w_tail = NULL;
 	if (n_rest) {
@@ -539,14 +494,8 @@ TGT_AMX static int gemm_i8_amx_wa(float *Y, const int8_t *Xq, const float *xs, c
 			else
 				i8_amx_run_wa(acc, w, n_in, xp, n_in, pf, n_in, pf_rows, 1);
 			/* row-major by weight row -> by token, as i8_amx_store reads them */
-			for (size_t c = 0; c < (nt > 16 ? 4 : 2); c++) {
-				__m512i r[16];
-				for (int i = 0; i < 16; i++)
-					r[i] = _mm512_load_si512(acc[c] + 16 * i);
-				transpose16_epi32(r);
-				for (int i = 0; i < 16; i++)
-					_mm512_store_si512(acc[c] + 16 * i, r[i]);
-			}
+			for (size_t c = 0; c < (nt > 16 ? 4 : 2); c++)
+				cpu_avx512_transpose16x16(acc[c]);
 			i8_amx_store(Y, n_out, (const int32_t(*)[256])acc, xs, sw, I8_TM * b, nt, o,
 				     o1 - o < I8_NR ? o1 - o : I8_NR);
 		}

@@ -205,18 +205,20 @@ TGT_AMX static float dp_amx(size_t iters, int int8)
 	_tile_loadd(5, ones, 64);
 	_tile_loadd(6, ones, 64);
 	_tile_loadd(7, ones, 64);
-	for (size_t it = 0; it < iters / 4 && int8; it++) {
-		_tile_dpbssd(0, 4, 6);
-		_tile_dpbssd(1, 4, 7);
-		_tile_dpbssd(2, 5, 6);
-		_tile_dpbssd(3, 5, 7);
-	}
-	for (size_t it = 0; it < iters / 4 && !int8; it++) {
-		_tile_dpbf16ps(0, 4, 6);
-		_tile_dpbf16ps(1, 4, 7);
-		_tile_dpbf16ps(2, 5, 6);
-		_tile_dpbf16ps(3, 5, 7);
-	}
+	if (int8)
+		for (size_t it = 0; it < iters / 4; it++) {
+			_tile_dpbssd(0, 4, 6);
+			_tile_dpbssd(1, 4, 7);
+			_tile_dpbssd(2, 5, 6);
+			_tile_dpbssd(3, 5, 7);
+		}
+	else
+		for (size_t it = 0; it < iters / 4; it++) {
+			_tile_dpbf16ps(0, 4, 6);
+			_tile_dpbf16ps(1, 4, 7);
+			_tile_dpbf16ps(2, 5, 6);
+			_tile_dpbf16ps(3, 5, 7);
+		}
 	_tile_stored(0, out, 64);
 	_tile_release();
 	return out[0];

@@ -17,36 +17,41 @@
 #include "core/cpu/kernels.h"
 #include "core/cpu/threadpool.h"
 #include "core/numerics.h"
+#include "tests/ab/ab_pairs.h"
 
 extern const cpu_kernel_set cpu_kernels_avx512_old;
 /* weak: a revision from before the AMX set has none */
 extern const cpu_kernel_set cpu_kernels_amx_old __attribute__((weak));
 
-enum { LAYERS = 30, DIM = 576, FFN = 1536, KV = 192, VOCAB = 49152, MAX_TOK = 4096,
-       MAX_PAIRS = 2000 };
+enum { LAYERS = 30, DIM = 576, FFN = 1536, KV = 192, VOCAB = 49152, MAX_TOK = 4096 };
 
 static const size_t shapes[][2] = { /* n_out, n_in of a layer's projections, in order */
 	{DIM, DIM}, {KV, DIM}, {KV, DIM}, {DIM, DIM}, {FFN, DIM}, {FFN, DIM}, {DIM, FFN},
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+/* What a pass needs: the two sets (old, new) and one forward's operands. */
+struct ab_ctx {
+	threadpool *pool;
+	const cpu_kernel_set *sets[2];
+	float *Y;
+	const float *X;
+	const unsigned char *W;
+	cpu_wfmt fmt;
+	size_t elem;
+};
 
-static int cmp_double(const void *a, const void *b)
+/* One forward's matmuls with set `which`; seconds taken. */
+static double pass(void *ctx, int which, size_t n_tok)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* One forward's matmuls with set ks; seconds taken. */
-static double pass(threadpool *pool, const cpu_kernel_set *ks, float *Y, const float *X,
-		   const unsigned char *W, cpu_wfmt fmt, size_t elem, size_t n_tok)
-{
-	double t0 = now_s();
+	const struct ab_ctx *c = ctx;
+	threadpool *pool = c->pool;
+	const cpu_kernel_set *ks = c->sets[which];
+	float *Y = c->Y;
+	const float *X = c->X;
+	cpu_wfmt fmt = c->fmt;
+	size_t elem = c->elem;
+	double t0 = ab_now_s();
+	const unsigned char *W = c->W;
 	const unsigned char *w = W;
 	for (size_t l = 0; l < LAYERS; l++)
 		for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
@@ -54,7 +59,7 @@ static double pass(threadpool *pool, const cpu_kernel_set *ks, float *Y, const f
 			w += shapes[i][0] * shapes[i][1] * elem;
 		}
 	cpu_matmul(pool, ks, Y, X, w, fmt, n_tok >= 32 ? 1 : n_tok, DIM, VOCAB);
-	return now_s() - t0;
+	return ab_now_s() - t0;
 }
 
 int main(int argc, char **argv)
@@ -118,23 +123,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ab_kernels: token counts are 1..%d\n", MAX_TOK);
 			return 2;
 		}
-		static double ratio[MAX_PAIRS];
-		double best[2] = {1e30, 1e30};
-		size_t n = 0;
-		double t00 = now_s();
-		while (n < MAX_PAIRS && (n < 6 || now_s() - t00 < seconds)) {
-			double t[2];
-			for (int i = 0; i < 2; i++) {
-				int v = n % 2 ? 1 - i : i; /* A B, then B A: neither always goes first */
-				t[v] = pass(pool, sets[v], Y, X, W, fmt, elem, n_tok);
-				best[v] = t[v] < best[v] ? t[v] : best[v];
-			}
-			ratio[n++] = t[0] / t[1];
-		}
-		qsort(ratio, n, sizeof ratio[0], cmp_double);
-		printf("n_tok %4zu  ratio median %.3f  (quartiles %.3f %.3f, %zu pairs)  best: old %.2f "
-		       "ms, new %.2f ms\n", n_tok, ratio[n / 2], ratio[n / 4], ratio[3 * n / 4], n,
-		       best[0] * 1e3, best[1] * 1e3);
+		struct ab_ctx c = {pool, {sets[0], sets[1]}, Y, X, W, fmt, elem};
+		ab_pairs_run(pass, &c, n_tok, seconds);
 	}
 	free(W), cpu_free_aligned(X), cpu_free_aligned(Y);
 	threadpool_free(pool);

@@ -20,6 +20,7 @@
 #include "core/cpu/roofline.h"
 #include "core/numerics.h"
 #include "core/optimize/quant_formats.h"
+#include "tests/ab/ab_pairs.h"
 
 typedef enum bfmt { B_F32, B_BF16, B_FP8, B_FP8_A8, B_INT8, B_INT4, B_COUNT } bfmt;
 static const char *const bfmt_names[B_COUNT] = {"F32", "BF16", "FP8", "FP8-A8", "INT8", "INT4"};
@@ -204,14 +205,8 @@ static int format_listed(const char *list, const char *name)
 
 /* ---- paired A/B of the INT8 sets ------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 enum { AB_LAYERS = 30, AB_DIM = 576, AB_FFN = 1536, AB_KV = 192, AB_VOCAB = 49152,
-       AB_MAX_TOK = 2048, AB_MAX_PAIRS = 2000 };
+       AB_MAX_TOK = 2048 };
 
 static const size_t ab_shapes[][2] = { /* n_out, n_in of a layer's projections, in order */
 	{AB_DIM, AB_DIM}, {AB_KV, AB_DIM}, {AB_KV, AB_DIM}, {AB_DIM, AB_DIM},
@@ -219,10 +214,27 @@ static const size_t ab_shapes[][2] = { /* n_out, n_in of a layer's projections, 
 };
 #define AB_N_SHAPES (sizeof ab_shapes / sizeof ab_shapes[0])
 
-/* One forward's INT8 matmuls with set qk (W, sw: every matrix after the other); seconds. */
-static double ab_pass(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
-		      const int8_t *W, const float *sw, size_t n_tok)
+/* What a pass needs: the two sets (old, new) and one forward's operands. */
+struct ab_i8_ctx {
+	threadpool *pool;
+	const cpu_qkernel_set *sets[2];
+	float *Y;
+	const float *X;
+	const int8_t *W;
+	const float *sw;
+};
+
+/* One forward's INT8 matmuls with set `which` (W, sw: every matrix after the other);
+ * seconds. */
+static double ab_pass(void *ctx, int which, size_t n_tok)
 {
+	const struct ab_i8_ctx *c = ctx;
+	threadpool *pool = c->pool;
+	const cpu_qkernel_set *qk = c->sets[which];
+	float *Y = c->Y;
+	const float *X = c->X;
+	const int8_t *W = c->W;
+	const float *sw = c->sw;
 	double t0 = now_s();
 	for (size_t l = 0; l < AB_LAYERS; l++)
 		for (size_t i = 0; i < AB_N_SHAPES; i++) {
@@ -283,23 +295,8 @@ static int ab_i8(const char *toks, size_t n_threads, double seconds)
 			goto done;
 		}
 		p = *end ? end + 1 : end;
-		static double ratio[AB_MAX_PAIRS];
-		double best[2] = {1e30, 1e30};
-		size_t n = 0;
-		double t00 = now_s();
-		while (n < AB_MAX_PAIRS && (n < 6 || now_s() - t00 < seconds)) {
-			double t[2];
-			for (int i = 0; i < 2; i++) {
-				int v = n % 2 ? 1 - i : i; /* A B, then B A: neither always goes first */
-				t[v] = ab_pass(pool, sets[v], Y, X, W, sw, n_tok);
-				best[v] = t[v] < best[v] ? t[v] : best[v];
-			}
-			ratio[n++] = t[0] / t[1];
-		}
-		qsort(ratio, n, sizeof ratio[0], cmp_double);
-		printf("n_tok %4zu  ratio median %.3f  (quartiles %.3f %.3f, %zu pairs)  best: old %.2f "
-		       "ms, new %.2f ms\n", n_tok, ratio[n / 2], ratio[n / 4], ratio[3 * n / 4], n,
-		       best[0] * 1e3, best[1] * 1e3);
+		struct ab_i8_ctx c = {pool, {sets[0], sets[1]}, Y, X, W, sw};
+		ab_pairs_run(ab_pass, &c, n_tok, seconds);
 	}
 	rc = 0;
 done:
