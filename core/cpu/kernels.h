@@ -81,6 +81,14 @@ typedef struct cpu_kernel_set {
 	 * or B. f32 accumulation (fused or not, in order p = 0..k-1). */
 	void (*gemm_nn)(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
 			size_t ldb, size_t m, size_t k, size_t n, int acc);
+	/* gemm_nn with the rows of B in chunks of kb >= 1 rows, each chunk from its own
+	 * pointer: row p of B is Bs[p / kb] + (p % kb) * ldb (Bs holds ceil(k / kb) pointers).
+	 * Attention's P V over a step of cache blocks (the value rows of each block in place)
+	 * in one call, so the accumulator tile stays in registers across the whole step. The
+	 * same sums, in the same order, as gemm_nn of the gathered B. */
+	void (*gemm_nn_chunks)(float *Y, size_t ldy, const float *X, size_t ldx,
+			       const float *const *Bs, size_t ldb, size_t kb, size_t m, size_t k,
+			       size_t n, int acc);
 	/* Y (m, n) = X (m, k) B^T with B (n, k): Y[i][j] = sum_p X[i][p] B[j][p]; ldy, ldx,
 	 * ldb are row strides in floats; k may be 0 (Y = 0). Only Y[i][j] for i < m, j < n is
 	 * written; Y must not overlap X or B. Attention's scores of a few query rows against

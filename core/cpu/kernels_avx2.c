@@ -333,9 +333,12 @@ TGT static void online_softmax_avx2(float *s, size_t n_t, size_t nv, float *m, f
 		s[t] = 0.0f;
 }
 
-/* Rows [0, R) x columns [0, 8 NV) of Y = X B (+ Y), the last column vector masked by mk. */
-INLINE void gemm_tile256(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
-			 size_t ldb, size_t k, int acc, const int R, const int NV, __m256i mk)
+/* Rows [0, R) x columns [j, j + 8 NV) of Y = X B (+ Y), the last column vector masked by
+ * mk, row p of B at Bs[p / kb] + (p % kb) * ldb; the accumulators stay in registers over
+ * every chunk. */
+INLINE void gemm_tile256(float *Y, size_t ldy, const float *X, size_t ldx,
+			 const float *const *Bs, size_t j, size_t ldb, size_t kb, size_t k, int acc,
+			 const int R, const int NV, __m256i mk)
 {
 	const __m256i all = _mm256_set1_epi32(-1);
 	__m256 c[4][2], b[2];
@@ -343,32 +346,37 @@ INLINE void gemm_tile256(float *Y, size_t ldy, const float *X, size_t ldx, const
 	for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
 		for (int v = 0; v < NV; v++)
-			c[r][v] = acc ? _mm256_maskload_ps(Y + (size_t)r * ldy + 8 * v,
+			c[r][v] = acc ? _mm256_maskload_ps(Y + (size_t)r * ldy + j + 8 * v,
 							   v == NV - 1 ? mk : all)
 				      : _mm256_setzero_ps();
-	for (size_t p = 0; p < k; p++) {
-#pragma GCC unroll 2
-		for (int v = 0; v < NV; v++)
-			b[v] = _mm256_maskload_ps(B + p * ldb + 8 * v, v == NV - 1 ? mk : all);
-#pragma GCC unroll 4
-		for (int r = 0; r < R; r++) {
-			__m256 a = _mm256_broadcast_ss(X + (size_t)r * ldx + p);
+	for (size_t p0 = 0, q = 0; p0 < k; p0 += kb, q++) {
+		const float *B = Bs[q] + j, *x = X + p0;
+		size_t pe = k - p0 < kb ? k - p0 : kb;
+		for (size_t p = 0; p < pe; p++) {
 #pragma GCC unroll 2
 			for (int v = 0; v < NV; v++)
-				c[r][v] = _mm256_fmadd_ps(a, b[v], c[r][v]);
+				b[v] = _mm256_maskload_ps(B + p * ldb + 8 * v, v == NV - 1 ? mk : all);
+#pragma GCC unroll 4
+			for (int r = 0; r < R; r++) {
+				__m256 a = _mm256_broadcast_ss(x + (size_t)r * ldx + p);
+#pragma GCC unroll 2
+				for (int v = 0; v < NV; v++)
+					c[r][v] = _mm256_fmadd_ps(a, b[v], c[r][v]);
+			}
 		}
 	}
 #pragma GCC unroll 4
 	for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
 		for (int v = 0; v < NV; v++)
-			_mm256_maskstore_ps(Y + (size_t)r * ldy + 8 * v, v == NV - 1 ? mk : all,
+			_mm256_maskstore_ps(Y + (size_t)r * ldy + j + 8 * v, v == NV - 1 ? mk : all,
 					    c[r][v]);
 }
 
 /* Column strips of 16 (2 vectors, the last masked), rows in tiles of 4 then 1. */
-TGT static void gemm_nn_avx2(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
-			     size_t ldb, size_t m, size_t k, size_t n, int acc)
+TGT static void gemm_nn_chunks_avx2(float *Y, size_t ldy, const float *X, size_t ldx,
+				    const float *const *Bs, size_t ldb, size_t kb, size_t m,
+				    size_t k, size_t n, int acc)
 {
 	for (size_t j = 0; j < n; j += 16) {
 		size_t nj = n - j < 16 ? n - j : 16;
@@ -376,20 +384,27 @@ TGT static void gemm_nn_avx2(float *Y, size_t ldy, const float *X, size_t ldx, c
 		size_t i = 0;
 		if (nj > 8) {
 			for (; i + 4 <= m; i += 4)
-				gemm_tile256(Y + i * ldy + j, ldy, X + i * ldx, ldx, B + j, ldb, k, acc,
+				gemm_tile256(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc,
 					     4, 2, mk);
 			for (; i < m; i++)
-				gemm_tile256(Y + i * ldy + j, ldy, X + i * ldx, ldx, B + j, ldb, k, acc,
+				gemm_tile256(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc,
 					     1, 2, mk);
 		} else {
 			for (; i + 4 <= m; i += 4)
-				gemm_tile256(Y + i * ldy + j, ldy, X + i * ldx, ldx, B + j, ldb, k, acc,
+				gemm_tile256(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc,
 					     4, 1, mk);
 			for (; i < m; i++)
-				gemm_tile256(Y + i * ldy + j, ldy, X + i * ldx, ldx, B + j, ldb, k, acc,
+				gemm_tile256(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc,
 					     1, 1, mk);
 		}
 	}
+}
+
+/* One chunk of all k rows. */
+TGT static void gemm_nn_avx2(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
+			     size_t ldb, size_t m, size_t k, size_t n, int acc)
+{
+	gemm_nn_chunks_avx2(Y, ldy, X, ldx, &B, ldb, k ? k : 1, m, k, n, acc);
 }
 
 /* Lane t of the result = the sum of a[t]'s 8 lanes: a transpose-and-add tree (unpacks,
@@ -543,6 +558,7 @@ const cpu_kernel_set cpu_kernels_avx2 = {
 	.rmsnorm = rmsnorm_avx2,
 	.softmax = softmax_avx2,
 	.gemm_nn = gemm_nn_avx2,
+	.gemm_nn_chunks = gemm_nn_chunks_avx2,
 	.gemm_nt = gemm_nt_avx2,
 	.exp_sum = exp_sum_avx2,
 	.online_softmax = online_softmax_avx2,

@@ -1244,127 +1244,179 @@ TGT static float exp_sum_avx512(float *x, size_t n, float m)
 	return _mm512_reduce_add_ps(s);
 }
 
+/* exp512 for arguments <= 0 (the scores minus their running max): no overflow to check,
+ * 4 instructions fewer; below -87.3 (and -INFINITY) gives 0 as exp512 does. */
+INLINE __m512 exp512_nonpos(__m512 x)
+{
+	const __m512 lo = _mm512_set1_ps(-87.33654f);
+	__mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+	__m512 xc = _mm512_max_ps(x, lo);
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+	__m512 p = _mm512_set1_ps(1.9875691500E-4f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+	p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+	return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_scalef_ps(p, n));
+}
+
+/* 16-lane vector t of a row of n floats: the lanes below n (or none). */
+INLINE __mmask16 lanes16(size_t n, size_t i)
+{
+	return i >= n ? 0 : n - i >= 16 ? 0xffff : tail16(n - i);
+}
+
 /* The max, the correction factor, the exponentials and their sum, the rescale of acc and
- * the zeroed tail in one pass of 16-lane vectors; c comes from exp512 like the s[t] do. */
+ * the zeroed tail in one pass of 16-lane vectors; c comes from exp512 like the s[t] do. The
+ * max and the sum run as 4 independent chains (64 keys per round): one row is one short
+ * dependency chain after another (max, correction, rescale), and with a single chain the
+ * scores of a 256-key step took about 25 cycles per vector (latency), measured with
+ * bench_attn prefill. */
 TGT static void online_softmax_avx512(float *s, size_t n_t, size_t nv, float *m, float *l,
 				      float *acc, size_t hd)
 {
 	if (!nv) {
 		for (size_t i = 0; i < n_t; i += 16)
-			_mm512_mask_storeu_ps(s + i, n_t - i >= 16 ? 0xffff : tail16(n_t - i),
-					      _mm512_setzero_ps());
+			_mm512_mask_storeu_ps(s + i, lanes16(n_t, i), _mm512_setzero_ps());
 		return;
 	}
-	__m512 mx = _mm512_set1_ps(*m);
+	__m512 mx[4];
+	for (int u = 0; u < 4; u++)
+		mx[u] = _mm512_set1_ps(*m);
 	size_t i = 0;
-	for (; i + 16 <= nv; i += 16)
-		mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + i));
-	if (i < nv)
-		mx = _mm512_mask_max_ps(mx, tail16(nv - i), mx,
-					_mm512_maskz_loadu_ps(tail16(nv - i), s + i));
-	float mn = _mm512_reduce_max_ps(mx);
+	for (; i + 64 <= nv; i += 64)
+#pragma GCC unroll 4
+		for (int u = 0; u < 4; u++)
+			mx[u] = _mm512_max_ps(mx[u], _mm512_loadu_ps(s + i + 16 * u));
+	for (int u = 0; i < nv; i += 16, u++)
+		mx[u] = _mm512_mask_max_ps(mx[u], lanes16(nv, i), mx[u],
+					   _mm512_maskz_loadu_ps(lanes16(nv, i), s + i));
+	float mn = _mm512_reduce_max_ps(
+		_mm512_max_ps(_mm512_max_ps(mx[0], mx[1]), _mm512_max_ps(mx[2], mx[3])));
 	__m512 mnv = _mm512_set1_ps(mn);
-	float c = _mm512_cvtss_f32(exp512(_mm512_set1_ps(*m - mn))); /* 0 when *m = -inf */
+	float c = _mm512_cvtss_f32(exp512_nonpos(_mm512_set1_ps(*m - mn))); /* 0: *m = -inf */
 	if (c != 1.0f) {
 		scale_avx512(acc, c, hd);
 		*l *= c;
 	}
-	__m512 sum = _mm512_setzero_ps();
-	for (i = 0; i < n_t; i += 16) {
-		__mmask16 st = n_t - i >= 16 ? 0xffff : tail16(n_t - i);
-		__mmask16 vis = i >= nv ? 0 : nv - i >= 16 ? 0xffff : tail16(nv - i);
+	__m512 sum[4];
+	for (int u = 0; u < 4; u++)
+		sum[u] = _mm512_setzero_ps();
+	for (i = 0; i + 64 <= nv; i += 64)
+#pragma GCC unroll 4
+		for (int u = 0; u < 4; u++) {
+			__m512 e = exp512_nonpos(_mm512_sub_ps(_mm512_loadu_ps(s + i + 16 * u), mnv));
+			_mm512_storeu_ps(s + i + 16 * u, e);
+			sum[u] = _mm512_add_ps(sum[u], e);
+		}
+	for (int u = 0; i < n_t; i += 16, u = (u + 1) & 3) {
+		__mmask16 vis = lanes16(nv, i);
 		__m512 e = _mm512_maskz_mov_ps(
-			vis, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(vis, s + i), mnv)));
-		_mm512_mask_storeu_ps(s + i, st, e);
-		sum = _mm512_add_ps(sum, e);
+			vis, exp512_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(vis, s + i), mnv)));
+		_mm512_mask_storeu_ps(s + i, lanes16(n_t, i), e);
+		sum[u] = _mm512_add_ps(sum[u], e);
 	}
-	*l += _mm512_reduce_add_ps(sum);
+	*l += _mm512_reduce_add_ps(
+		_mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
 	*m = mn;
 }
 
-/* Rows [0, R) x columns [0, 16 NV) of Y = X B (+ Y), the last column vector masked by mk:
- * R x NV accumulators, per p one broadcast of X per row and NV loads of B. */
-INLINE void gemm_tile512(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
-			 size_t ldb, size_t k, int acc, const int R, const int NV, __mmask16 mk)
+/* Rows [0, R) x columns [j, j + 16 NV) of Y = X B (+ Y), the last column vector masked by
+ * mk, row p of B at Bs[p / kb] + (p % kb) * ldb: R x NV accumulators held in registers over
+ * all k (every chunk), per p one broadcast of X per row and NV loads of B. */
+INLINE void gemm_tile512(float *Y, size_t ldy, const float *X, size_t ldx,
+			 const float *const *Bs, size_t j, size_t ldb, size_t kb, size_t k, int acc,
+			 const int R, const int NV, __mmask16 mk)
 {
-	__m512 c[8][4], b[4];
-#pragma GCC unroll 8
+	__m512 c[12][4], b[4];
+#pragma GCC unroll 12
 	for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
 		for (int v = 0; v < NV; v++)
 			c[r][v] = acc ? _mm512_maskz_loadu_ps(v == NV - 1 ? mk : 0xffff,
-							      Y + (size_t)r * ldy + 16 * v)
+							      Y + (size_t)r * ldy + j + 16 * v)
 				      : _mm512_setzero_ps();
-	for (size_t p = 0; p < k; p++) {
-#pragma GCC unroll 4
-		for (int v = 0; v < NV; v++)
-			b[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? mk : 0xffff, B + p * ldb + 16 * v);
-#pragma GCC unroll 8
-		for (int r = 0; r < R; r++) {
-			__m512 a = _mm512_set1_ps(X[(size_t)r * ldx + p]);
+	for (size_t p0 = 0, q = 0; p0 < k; p0 += kb, q++) {
+		const float *B = Bs[q] + j, *x = X + p0;
+		size_t pe = k - p0 < kb ? k - p0 : kb;
+		for (size_t p = 0; p < pe; p++) {
 #pragma GCC unroll 4
 			for (int v = 0; v < NV; v++)
-				c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+				b[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? mk : 0xffff,
+							     B + p * ldb + 16 * v);
+#pragma GCC unroll 12
+			for (int r = 0; r < R; r++) {
+				__m512 a = _mm512_set1_ps(x[(size_t)r * ldx + p]);
+#pragma GCC unroll 4
+				for (int v = 0; v < NV; v++)
+					c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+			}
 		}
 	}
-#pragma GCC unroll 8
+#pragma GCC unroll 12
 	for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
 		for (int v = 0; v < NV; v++)
-			_mm512_mask_storeu_ps(Y + (size_t)r * ldy + 16 * v, v == NV - 1 ? mk : 0xffff,
-					      c[r][v]);
+			_mm512_mask_storeu_ps(Y + (size_t)r * ldy + j + 16 * v,
+					      v == NV - 1 ? mk : 0xffff, c[r][v]);
 }
 
-/* Column strips of 64 (4 vectors, the last masked); rows in tiles of 8 (one vector wide:
- * scores against a 16-key block) or 4, then 2 and 1. */
-TGT static void gemm_nn_avx512(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
-			       size_t ldb, size_t m, size_t k, size_t n, int acc)
+/* All m rows of one column strip [j, j + 16 NV): tiles of RM rows, then 4, 2 and 1. */
+INLINE void gemm_strip512(float *Y, size_t ldy, const float *X, size_t ldx,
+			  const float *const *Bs, size_t j, size_t ldb, size_t kb, size_t m,
+			  size_t k, int acc, const int NV, const int RM, __mmask16 mk)
+{
+	size_t i = 0;
+	for (; i + RM <= m; i += RM)
+		gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, RM, NV, mk);
+	if (RM > 4)
+		for (; i + 4 <= m; i += 4)
+			gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, 4, NV,
+				     mk);
+	for (; i + 2 <= m; i += 2)
+		gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, 2, NV, mk);
+	for (; i < m; i++)
+		gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, 1, NV, mk);
+}
+
+/* Column strips of 64 (4 vectors, the last masked); row tiles of about 24 accumulators (6
+ * rows of 4 vectors, 8 of 3, 12 of 2 or 1), which leaves registers for the B row and the
+ * broadcast (before: 4 x 4 and 8 x 1 tiles, one gemm_nn per 16-key cache block). */
+TGT static void gemm_nn_chunks_avx512(float *Y, size_t ldy, const float *X, size_t ldx,
+				      const float *const *Bs, size_t ldb, size_t kb, size_t m,
+				      size_t k, size_t n, int acc)
 {
 	for (size_t j = 0; j < n; j += 64) {
 		size_t nj = n - j < 64 ? n - j : 64;
 		int nv = (int)((nj + 15) / 16);
 		__mmask16 mk = tail16(nj - 16 * (size_t)(nv - 1));
-		float *Yj = Y + j;
-		const float *Bj = B + j;
-		size_t i = 0;
-#define GEMM_TILE(R, NV)                                                                           \
-	gemm_tile512(Yj + i * ldy, ldy, X + i * ldx, ldx, Bj, ldb, k, acc, R, NV, mk)
 		switch (nv) {
 		case 1:
-			for (; i + 8 <= m; i += 8)
-				GEMM_TILE(8, 1);
-			for (; i + 2 <= m; i += 2)
-				GEMM_TILE(2, 1);
-			for (; i < m; i++)
-				GEMM_TILE(1, 1);
+			gemm_strip512(Y, ldy, X, ldx, Bs, j, ldb, kb, m, k, acc, 1, 12, mk);
 			break;
 		case 2:
-			for (; i + 4 <= m; i += 4)
-				GEMM_TILE(4, 2);
-			for (; i + 2 <= m; i += 2)
-				GEMM_TILE(2, 2);
-			for (; i < m; i++)
-				GEMM_TILE(1, 2);
+			gemm_strip512(Y, ldy, X, ldx, Bs, j, ldb, kb, m, k, acc, 2, 12, mk);
 			break;
 		case 3:
-			for (; i + 4 <= m; i += 4)
-				GEMM_TILE(4, 3);
-			for (; i + 2 <= m; i += 2)
-				GEMM_TILE(2, 3);
-			for (; i < m; i++)
-				GEMM_TILE(1, 3);
+			gemm_strip512(Y, ldy, X, ldx, Bs, j, ldb, kb, m, k, acc, 3, 8, mk);
 			break;
 		default:
-			for (; i + 4 <= m; i += 4)
-				GEMM_TILE(4, 4);
-			for (; i + 2 <= m; i += 2)
-				GEMM_TILE(2, 4);
-			for (; i < m; i++)
-				GEMM_TILE(1, 4);
+			gemm_strip512(Y, ldy, X, ldx, Bs, j, ldb, kb, m, k, acc, 4, 6, mk);
 			break;
 		}
-#undef GEMM_TILE
 	}
+}
+
+/* One chunk of all k rows. */
+TGT static void gemm_nn_avx512(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
+			       size_t ldb, size_t m, size_t k, size_t n, int acc)
+{
+	gemm_nn_chunks_avx512(Y, ldy, X, ldx, &B, ldb, k ? k : 1, m, k, n, acc);
 }
 
 /* Lane t of the result = the sum of a[t]'s 16 lanes. A transpose-and-add tree: each stage
@@ -1561,6 +1613,7 @@ TGT static void f32_to_bf16_avx512(uint16_t *y, const float *x, size_t n)
 	.matmul_f32 = matmul_f32_avx512, .dot = dot_avx512, .axpy = axpy_avx512,              \
 	.add = add_avx512, .scale = scale_avx512, .rmsnorm = rmsnorm_avx512,                  \
 	.softmax = softmax_avx512, .gemm_nn = gemm_nn_avx512, .gemm_nt = gemm_nt_avx512,      \
+	.gemm_nn_chunks = gemm_nn_chunks_avx512,                                              \
 	.exp_sum = exp_sum_avx512, .online_softmax = online_softmax_avx512,                   \
 	.swiglu = swiglu_avx512, .rope_rotate = rope_rotate_avx512,                           \
 	.transpose = transpose_avx512, .bf16_to_f32 = bf16_to_f32_avx512,                     \

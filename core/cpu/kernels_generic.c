@@ -110,6 +110,26 @@ static void gemm_nn_generic(float *Y, size_t ldy, const float *X, size_t ldx, co
 	}
 }
 
+/* The reference of the chunked product: gemm_nn_generic's loops, row p of B looked up in
+ * its chunk. */
+static void gemm_nn_chunks_generic(float *Y, size_t ldy, const float *X, size_t ldx,
+				   const float *const *Bs, size_t ldb, size_t kb, size_t m,
+				   size_t k, size_t n, int acc)
+{
+	for (size_t i = 0; i < m; i++) {
+		float *y = Y + i * ldy;
+		if (!acc)
+			for (size_t j = 0; j < n; j++)
+				y[j] = 0.0f;
+		for (size_t p = 0; p < k; p++) {
+			float a = X[i * ldx + p];
+			const float *b = Bs[p / kb] + p % kb * ldb;
+			for (size_t j = 0; j < n; j++)
+				y[j] += a * b[j];
+		}
+	}
+}
+
 /* The reference: each Y[i][j] a dot product summed in order p = 0..k-1, as dot_generic. */
 static void gemm_nt_generic(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
 			    size_t ldb, size_t m, size_t k, size_t n)
@@ -210,6 +230,7 @@ const cpu_kernel_set cpu_kernels_generic = {
 	.rmsnorm = rmsnorm_generic,
 	.softmax = softmax_generic,
 	.gemm_nn = gemm_nn_generic,
+	.gemm_nn_chunks = gemm_nn_chunks_generic,
 	.gemm_nt = gemm_nt_generic,
 	.exp_sum = exp_sum_generic,
 	.online_softmax = online_softmax_generic,

@@ -2,7 +2,8 @@
  * 3 kv heads, head_dim 64, 16-slot KV blocks), beside the per-token algorithm they replaced
  * (one dot product, expf and axpy per key; cos / sin in double per token and pair), in the
  * same process on one thread. Times are the fastest of many calls (the machine is shared).
- * Usage: bench_attn   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a kernel set) */
+ * Usage: bench_attn [prefill]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a kernel set)
+ * "prefill" times only the tiled prefill rows, 40 calls each (quick A/B runs, profiling). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,8 +94,9 @@ static void rope_per_token(const cpu_kernel_set *ks, float *q, float *k, size_t 
 		best_;                                                                             \
 	})
 
-int main(void)
+int main(int argc, char **argv)
 {
+	int only_prefill = argc > 1 && !strcmp(argv[1], "prefill");
 	backend *be = NULL;
 	backend_cpu_opts o = {.n_threads = 1};
 	os_error err = {0};
@@ -140,11 +142,22 @@ int main(void)
 				tb[n++] = tables + s * nb_seq;
 			}
 		be_attn_batch b = {n, pos, tb, NH, NKV, HD};
+		if (only_prefill) {
+			if (cases[c].ctx)
+				break;
+			double t = BEST_OF(40, be->ops->attention(be->ctx, out, q, &kv, 0, &b));
+			printf("attention %-24s %12s %12.1f\n", cases[c].name, "-", 1e6 * t);
+			continue;
+		}
 		int reps = n > 100 ? 5 : 200;
 		double t_old = BEST_OF(reps, attention_per_token(ks, out, q, &kv, &b));
 		double t_new = BEST_OF(reps, be->ops->attention(be->ctx, out, q, &kv, 0, &b));
 		printf("attention %-24s %12.1f %12.1f %7.2fx\n", cases[c].name, 1e6 * t_old,
 		       1e6 * t_new, t_old / t_new);
+	}
+	if (only_prefill) {
+		backend_free(be);
+		return 0;
 	}
 	/* quantized caches (decode only: the per-token algorithm reads F32 keys) */
 	static const struct { const char *name; int fmt; } qfmts[] = {

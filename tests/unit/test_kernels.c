@@ -522,6 +522,81 @@ TEST(test_gemm_nn)
 				}
 }
 
+/* gemm_nn_chunks (attention's P V over a step of cache blocks): B's rows in chunks of kb at
+ * their own places, apart and out of order in one buffer, the gaps poisoned so a row read
+ * from the wrong chunk or past a chunk's end shows. Every set against float64 with the
+ * bound of an f32 sum, and the generic twin bit for bit against gemm_nn_generic of the
+ * gathered B (the same sums in the same order), at awkward m, k, kb and n. */
+TEST(test_gemm_nn_chunks)
+{
+	uint64_t s = seed0 ^ 0x6e35;
+	static const size_t ms[] = {1, 5, 7, 96, 97}, ks_[] = {0, 1, 7, 17, 33, 64},
+			    kbs[] = {1, 5, 16}, ns[] = {1, 17, 33, 64, 65};
+	enum { MAXM = 97, MAXK = 64, MAXN = 65, PAD = 3, GAP = 7 };
+	enum { LDB = MAXN + PAD, CH = 16 * LDB + GAP }; /* one chunk's slot: up to 16 rows */
+	static float X[MAXM * (MAXK + PAD)], B[MAXK * LDB], Bc[MAXK * CH], Y0[MAXM * (MAXN + PAD)],
+		Y[MAXM * (MAXN + PAD)], Yg[MAXM * (MAXN + PAD)];
+	static double R[MAXM * (MAXN + PAD)], S[MAXM * (MAXN + PAD)];
+	const cpu_kernel_set *gen = cpu_kernels_get(CPU_ISA_GENERIC);
+	const float *Bs[MAXK];
+	for (size_t a = 0; a < COUNT(ms); a++)
+		for (size_t b = 0; b < COUNT(ks_); b++)
+			for (size_t q = 0; q < COUNT(kbs); q++)
+				for (size_t c = 0; c < COUNT(ns); c++) {
+					size_t m = ms[a], k = ks_[b], kb = kbs[q], n = ns[c];
+					size_t ldx = k + PAD, ldy = n + PAD, n_ch = (k + kb - 1) / kb;
+					int acc = (int)((a + b + c) & 1);
+					fill(X, m * ldx, &s);
+					fill(B, COUNT(B), &s);
+					fill(Y0, COUNT(Y0), &s);
+					for (size_t e = 0; e < COUNT(Bc); e++)
+						Bc[e] = 1e6f; /* poison */
+					for (size_t h = 0; h < n_ch; h++) { /* chunk h in slot n_ch - 1 - h */
+						Bs[h] = Bc + (n_ch - 1 - h) * CH + GAP;
+						for (size_t p = h * kb; p < k && p < (h + 1) * kb; p++)
+							memcpy((float *)Bs[h] + (p - h * kb) * LDB, B + p * LDB,
+							       n * sizeof(float));
+					}
+					for (size_t i = 0; i < m; i++)
+						for (size_t j = 0; j < ldy; j++) {
+							double r = j >= n || acc ? Y0[i * ldy + j] : 0.0, sc = fabs(r);
+							for (size_t p = 0; j < n && p < k; p++) {
+								double t = (double)X[i * ldx + p] * B[p * LDB + j];
+								r += t;
+								sc += fabs(t);
+							}
+							R[i * ldy + j] = r;
+							S[i * ldy + j] = sc;
+						}
+					memcpy(Yg, Y0, sizeof Yg);
+					gen->gemm_nn(Yg, ldy, X, ldx, B, LDB, m, k, n, acc);
+					for (int v = 0; v < CPU_ISA_COUNT; v++) {
+						const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+						if (!ks)
+							continue;
+						memcpy(Y, Y0, sizeof Y);
+						ks->gemm_nn_chunks(Y, ldy, X, ldx, Bs, LDB, kb, m, k, n, acc);
+						size_t bad = SIZE_MAX;
+						for (size_t e = 0; e < m * ldy && bad == SIZE_MAX; e++)
+							if (!(fabs(Y[e] - R[e]) <= tol_for(k + 1, S[e])))
+								bad = e;
+						CHECK_MSG(bad == SIZE_MAX,
+							  "gemm_nn_chunks %s m %zu k %zu kb %zu n %zu acc %d: "
+							  "[%zu] %.9g vs %.9g",
+							  ks->name, m, k, kb, n, acc, bad, Y[bad], R[bad]);
+						for (size_t e = m * ldy; e < COUNT(Y); e++)
+							bad = Y[e] != Y0[e] ? e : bad;
+						CHECK_MSG(bad == SIZE_MAX, "gemm_nn_chunks %s wrote past row m - 1",
+							  ks->name);
+						if (v == CPU_ISA_GENERIC)
+							CHECK_MSG(memcmp(Y, Yg, sizeof Y) == 0,
+								  "gemm_nn_chunks generic m %zu k %zu kb %zu n %zu: "
+								  "not gemm_nn's sums",
+								  m, k, kb, n);
+					}
+				}
+}
+
 /* gemm_nt: every set against float64 at awkward m, k (odd, a 16-lane tail, 80 = 5 chunks) and
  * n (not multiples of 8 or 16, one long row of keys), strides wider than the widths with
  * random padding (a read past k would change the sums); nothing outside rows < m, columns
@@ -842,6 +917,7 @@ int main(void)
 	RUN(test_matmul_prefill_shapes);
 	RUN(test_elementwise_vs_generic);
 	RUN(test_gemm_nn);
+	RUN(test_gemm_nn_chunks);
 	RUN(test_gemm_nt);
 	RUN(test_online_softmax);
 	RUN(test_transpose);
