@@ -25,7 +25,7 @@ static const char optimize_help[] =
 	"      --quantize M          fp8 | fp8-w8a8 | int8-smoothquant | int4-awq | int4-rtn | int8\n"
 	"      --alpha A             SmoothQuant strength, 0..1\n"
 	"      --group-size G        INT4 group size: 32, 64, 128\n"
-	"      --kv-cache T          model | fp8 | int8\n"
+	"      --kv-cache T          model | bf16 | fp8 | int8\n"
 	"      --scale-search        importance-weighted scale search (fp8, int4; default on\n"
 	"                            for fp8 with calibration text, and for int4-awq)\n"
 	"      --no-scale-search     scales from each range (fp8 without calibration)\n"

@@ -151,7 +151,7 @@ static void choose_row(opt_screen *o, ui *u, wrow *r, int opt)
 			wiz_field_check(w, f, o->home);
 		break;
 	case RID_KV:
-		w->kv = opt >= 0 ? opt : (w->kv + 1) % 3;
+		w->kv = opt >= 0 ? opt : (w->kv + 1) % 4;
 		o->changed = true;
 		break;
 	case RID_GROUP: {

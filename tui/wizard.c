@@ -418,11 +418,11 @@ int wiz_build_spec(const wiz_settings *w, job_spec **out, os_error *err)
 		return os_error_set(err, OS_ENOMEM, "out of memory");
 	s->model = dup_or_null(w->model, &oom);
 	if (w->method >= 0 || w->kv) {
-		static const char *const kv_names[] = {"model", "fp8", "int8"};
+		static const char *const kv_names[] = {"model", "fp8", "int8", "bf16"};
 		s->has_quantization = true;
 		if (w->method >= 0)
 			s->quantization.method = dup_or_null(quant_method_name((quant_method)w->method), &oom);
-		if (w->kv > 0 && w->kv < 3)
+		if (w->kv > 0 && w->kv < 4)
 			s->quantization.kv_cache = dup_or_null(kv_names[w->kv], &oom);
 		if (field_double(w, WF_ALPHA, &d)) {
 			s->quantization.has_alpha = true;

@@ -29,7 +29,7 @@ typedef struct wiz_settings {
 	char model_path[4096];      /* its file, for the draft checks */
 	int64_t model_ctx;          /* its context length, 0 = unknown */
 	int method;                 /* a quant_method, or -1: no quantization */
-	int kv;                     /* 0 model precision, 1 fp8, 2 int8 */
+	int kv;                     /* 0 model precision, 1 fp8, 2 int8, 3 bf16 */
 	int group;                  /* 32, 64 or 128 (int4 methods) */
 	int search;                 /* scale search: -1 the method's default, 0 off, 1 on */
 	int gptq;                   /* GPTQ error compensation: -1 the method's default (on for

@@ -26,7 +26,7 @@ enum { R_HEAD, R_TEXT, R_RADIO, R_CHECK, R_CYCLE, R_FIELD, R_PICK };
 enum { RID_NONE, RID_MODEL, RID_METHOD, RID_KV, RID_SPEC, RID_GROUP, RID_DRAFT, RID_FIELD,
        RID_EVAL, RID_INSTANCE, RID_BASELINE, RID_SEARCH, RID_GPTQ };
 
-#define MAX_OPTS 3
+#define MAX_OPTS 4
 typedef struct wrow {
 	int kind, id, arg;
 	bool on, off;

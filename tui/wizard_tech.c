@@ -39,7 +39,7 @@ static const struct {
 	 "calibration; activation outliers cost accuracy. A baseline for SmoothQuant."},
 };
 
-static const char *const kv_opts[] = {"model", "FP8", "INT8"};
+static const char *const kv_opts[] = {"model", "FP8", "INT8", "BF16"};
 static const char *const group_opts[] = {"32", "64", "128"};
 
 void wz_rows_tech(opt_screen *o)
@@ -56,18 +56,21 @@ void wz_rows_tech(opt_screen *o)
 	wz_row_add(o, R_HEAD, RID_NONE, 0, "Run time");
 	wrow *r = wz_row_add(o, R_CYCLE, RID_KV, 0, "KV cache");
 	if (r) {
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < 4; i++)
 			r->opts[i] = kv_opts[i];
-		r->n_opts = 3;
+		r->n_opts = 4;
 		r->cur = o->w.kv;
-		if (o->w.kv && o->w.method < 0) {
+		/* with four choices the row's warning is cut at 80 columns: the hint repeats it */
+		bool orphan = o->w.kv && o->w.method < 0;
+		if (orphan) {
 			SETF(r->detail, "✗ needs a method");
 			r->detail_role = ROLE_WARN;
 		}
-		SETF(r->hint, "The KV cache keeps every sequence's keys and values; at long contexts "
+		SETF(r->hint, "%sThe KV cache keeps every sequence's keys and values; at long contexts "
 		     "and high concurrency it outgrows the weights. FP8 or INT8 store it in 1 byte "
-		     "per value, so more sequences fit and attention reads less. model keeps the "
-		     "model's precision. It rides on a quantization method.");
+		     "per value, BF16 in 2 (near lossless), so more sequences fit and attention "
+		     "reads less. model keeps the model's precision. It rides on a quantization "
+		     "method.", orphan ? "✗ needs a method (choose one above). " : "");
 	}
 	r = wz_row_add(o, R_CHECK, RID_SPEC, 0, "Speculative decoding");
 	if (r) {

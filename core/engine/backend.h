@@ -87,28 +87,39 @@ static inline size_t be_weight_row_bytes(const be_weight *w)
 	return w->rows ? be_weight_bytes(w) / w->rows : 0;
 }
 
-/* KV cache element types. F32 stores K and V rows as they are. FP8 (E4M3) and INT8 store
- * one code per element plus one f32 scale per (token, kv head): each head's head_dim
- * values of a new token are quantized with the dynamic scale absmax / 448 (FP8) or
- * absmax / 127 (INT8, round to nearest even), so a token's scale never changes after it is
- * written, and rolling a sequence back needs no rescaling. */
+/* KV cache element types. F32 stores K and V rows as they are. BF16 stores each value as
+ * bf16 bits (num_f32_to_bf16, round to nearest even) at the same element offsets, 2 bytes
+ * an element and no scales: half the bytes of F32, read back exactly as the rounded value.
+ * FP8 (E4M3) and INT8 store one code per element plus one f32 scale per (token, kv head):
+ * each head's head_dim values of a new token are quantized with the dynamic scale
+ * absmax / 448 (FP8) or absmax / 127 (INT8, round to nearest even), so a token's scale
+ * never changes after it is written, and rolling a sequence back needs no rescaling. */
 enum be_kvfmt {
 	BE_KV_F32 = 0,
 	BE_KV_FP8 = 1,
 	BE_KV_I8 = 2,
+	BE_KV_BF16 = 3,
 	BE_KV_COUNT
 };
 
-/* "f32", "fp8", "int8"; "?" for anything else (the names of optstudio.kv_type). */
+/* "f32", "fp8", "int8", "bf16"; "?" for anything else (the names of optstudio.kv_type). */
 static inline const char *be_kvfmt_name(int fmt)
 {
-	return fmt == BE_KV_F32 ? "f32" : fmt == BE_KV_FP8 ? "fp8" : fmt == BE_KV_I8 ? "int8" : "?";
+	return fmt == BE_KV_F32 ? "f32" : fmt == BE_KV_FP8 ? "fp8" : fmt == BE_KV_I8 ? "int8" :
+	       fmt == BE_KV_BF16 ? "bf16" : "?";
 }
 
-/* Bytes of one element's code (4, 1, 1; 0 for an unknown type). */
+/* Bytes of one element's code (4, 1, 1, 2; 0 for an unknown type). */
 static inline size_t be_kvfmt_elem_bytes(int fmt)
 {
-	return fmt == BE_KV_F32 ? 4 : fmt == BE_KV_FP8 || fmt == BE_KV_I8 ? 1 : 0;
+	return fmt == BE_KV_F32 ? 4 : fmt == BE_KV_BF16 ? 2 :
+	       fmt == BE_KV_FP8 || fmt == BE_KV_I8 ? 1 : 0;
+}
+
+/* Whether fmt stores one f32 scale per (token, kv head) (FP8, INT8). */
+static inline int be_kvfmt_has_scales(int fmt)
+{
+	return fmt == BE_KV_FP8 || fmt == BE_KV_I8;
 }
 
 /* The paged KV storage as a backend sees it: n_blocks blocks, each holding, for every layer,
@@ -116,8 +127,9 @@ static inline size_t be_kvfmt_elem_bytes(int fmt)
  *   element offset of (block b, layer l, K=0/V=1, slot t, channel c) =
  *     (((b * n_layers + l) * 2 + kv) * block_tokens + t) * kv_dim + c
  * A token at position p of a sequence lives in block table[p / block_tokens],
- * slot p % block_tokens. For FP8 / INT8, data holds 1-byte codes at those offsets and scales
- * holds the f32 scale of (row, kv head h) at be_kv_row(...) / head_dim + h. */
+ * slot p % block_tokens. For BF16, data holds uint16_t bf16 bits at those offsets. For
+ * FP8 / INT8, data holds 1-byte codes at those offsets and scales holds the f32 scale of
+ * (row, kv head h) at be_kv_row(...) / head_dim + h. */
 typedef struct be_kv {
 	void *data;          /* n_blocks * block_elems elements of fmt; allocated with buf_alloc */
 	float *scales;       /* FP8 / INT8: n_blocks * block_elems / head_dim f32; else NULL */

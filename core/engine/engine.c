@@ -67,9 +67,10 @@ int engine_new(engine **out, const model *m, backend *be, const engine_opts *opt
 	case ENGINE_KV_F32: kv_fmt = BE_KV_F32; break;
 	case ENGINE_KV_FP8: kv_fmt = BE_KV_FP8; break;
 	case ENGINE_KV_INT8: kv_fmt = BE_KV_I8; break;
+	case ENGINE_KV_BF16: kv_fmt = BE_KV_BF16; break;
 	default:
 		return os_error_set(err, OS_EUSAGE, "engine: KV type %d is not one of "
-				    "model, f32, fp8, int8", kv_type);
+				    "model, f32, bf16, fp8, int8", kv_type);
 	}
 	if (opts && opts->max_batch > ((size_t)1 << 20))
 		return os_error_set(err, OS_ERANGE, "engine: max batch %zu is above %zu tokens",
@@ -109,7 +110,7 @@ int engine_new(engine **out, const model *m, backend *be, const engine_opts *opt
 	if (ko.capacity_bytes == 0) { /* min(ctx, 4096) tokens, codes and scales */
 		size_t per_tok = c->n_layers * 2 *
 				 (kv_dim * be_kvfmt_elem_bytes(kv_fmt) +
-				  (kv_fmt == BE_KV_F32 ? 0 : c->n_kv_heads * sizeof(float)));
+				  (be_kvfmt_has_scales(kv_fmt) ? c->n_kv_heads * sizeof(float) : 0));
 		ko.capacity_bytes = (c->ctx < 4096 ? c->ctx : 4096) * per_tok;
 	}
 	if ((rc = kv_cache_new(&e->kv, &ko, be, err)))

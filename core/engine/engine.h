@@ -34,6 +34,7 @@ enum engine_kv_type {
 	ENGINE_KV_F32,
 	ENGINE_KV_FP8,    /* E4M3 codes, one f32 scale per (token, kv head) */
 	ENGINE_KV_INT8,   /* int8 codes, one f32 scale per (token, kv head) */
+	ENGINE_KV_BF16,   /* bf16 values (round to nearest even), no scales: half of F32 */
 };
 
 typedef struct engine_opts {

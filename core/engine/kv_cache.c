@@ -32,7 +32,7 @@ int kv_cache_new(kv_cache **out, const kv_cache_opts *opts, backend *be, os_erro
 		return os_error_set(err, OS_EUSAGE, "KV cache: n_layers and kv_dim must be > 0");
 	if (opts->fmt < 0 || opts->fmt >= BE_KV_COUNT)
 		return os_error_set(err, OS_EUNSUPPORTED,
-				    "KV cache element type %d is not supported (f32, fp8, int8)",
+				    "KV cache element type %d is not supported (f32, bf16, fp8, int8)",
 				    opts->fmt);
 	size_t hd = opts->head_dim ? opts->head_dim : opts->kv_dim;
 	if (opts->kv_dim % hd)
@@ -49,7 +49,7 @@ int kv_cache_new(kv_cache **out, const kv_cache_opts *opts, backend *be, os_erro
 	if (elems / bt / 2 / opts->n_layers != opts->kv_dim)
 		return os_error_set(err, OS_ERANGE, "KV cache: block size overflows");
 	/* codes, plus one f32 scale per (row, head) for the quantized types */
-	size_t scale_bytes = opts->fmt == BE_KV_F32 ? 0 : elems / hd * sizeof(float);
+	size_t scale_bytes = be_kvfmt_has_scales(opts->fmt) ? elems / hd * sizeof(float) : 0;
 	size_t block_bytes = elems * be_kvfmt_elem_bytes(opts->fmt) + scale_bytes;
 	size_t n_blocks = opts->capacity_bytes / block_bytes;
 	if (n_blocks == 0)

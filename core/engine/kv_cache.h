@@ -23,13 +23,13 @@ typedef struct kv_cache_opts {
 	size_t kv_dim;          /* n_kv_heads * head_dim */
 	size_t block_tokens;    /* positions per block; 0 = KV_DEFAULT_BLOCK_TOKENS */
 	size_t capacity_bytes;  /* storage budget; n_blocks = capacity_bytes / block bytes */
-	int fmt;                /* enum be_kvfmt: F32, FP8 or INT8 (backend.h says how) */
+	int fmt;                /* enum be_kvfmt: F32, BF16, FP8 or INT8 (backend.h says how) */
 	size_t head_dim;        /* FP8 / INT8 scale granularity: one scale per (token, head of
 				 * head_dim channels); divides kv_dim; 0 = kv_dim */
 } kv_cache_opts;
 
 /* Makes a cache whose storage comes from be->ops->buf_alloc (be is borrowed and must
- * outlive the cache). A block costs block_tokens * n_layers * 2 * (kv_dim * code bytes +
+ * outlive the cache). A block costs block_tokens * n_layers * 2 * (kv_dim * element bytes +
  * kv_dim / head_dim * 4 for the quantized types' scales). OS_ERANGE when the capacity holds
  * less than one block, OS_EUNSUPPORTED for an unknown element type, OS_ENOMEM when the
  * storage cannot be allocated. */

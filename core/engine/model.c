@@ -400,7 +400,7 @@ static int load_tensor(const gguf_file *f, const load_item *it, void *dst, int f
 	return OS_OK;
 }
 
-/* Reads optstudio.kv_type ("f32", "fp8", "int8"; absent: f32). */
+/* Reads optstudio.kv_type ("f32", "bf16", "fp8", "int8"; absent: f32). */
 static int read_kv_type(const gguf_file *f, int *out, os_error *err)
 {
 	const char *s;
@@ -414,8 +414,8 @@ static int read_kv_type(const gguf_file *f, int *out, os_error *err)
 			*out = k;
 			return OS_OK;
 		}
-	return os_error_set(err, OS_EFORMAT,
-			    "'%s': optstudio.kv_type is not one of f32, fp8, int8", gguf_path(f));
+	return os_error_set(err, OS_EFORMAT, "'%s': optstudio.kv_type is not one of f32, bf16, "
+			    "fp8, int8", gguf_path(f));
 }
 
 int model_open_gguf(model **out, const gguf_file *f, const model_load_opts *opts,

@@ -18,7 +18,7 @@ const char *const job_spec_option_keys[] = {
 	"OPTION_MAX_MODEL_LEN", NULL,
 };
 
-static const char *const kv_cache_names[] = {"model", "fp8", "int8", NULL};
+static const char *const kv_cache_names[] = {"model", "bf16", "fp8", "int8", NULL};
 
 /* ---- problems ---------------------------------------------------------------------------- */
 
@@ -463,6 +463,8 @@ static const char *env_kv(const char *v)
 		return "model";
 	if (strcmp(v, "fp8_e4m3") == 0 || strcmp(v, "fp8_e5m2") == 0)
 		return "fp8";
+	if (strcmp(v, "bfloat16") == 0)
+		return "bf16";
 	return v;
 }
 

@@ -34,7 +34,7 @@ typedef struct job_spec {
 		bool has_alpha;
 		double alpha;        /* SmoothQuant strength, [0, 1]; int8-smoothquant only */
 		int64_t group_size;  /* 32 | 64 | 128; int4 methods only */
-		char *kv_cache;      /* "model" | "fp8" | "int8" */
+		char *kv_cache;      /* "model" | "bf16" | "fp8" | "int8" */
 		bool has_calibration;
 		char *calib_file;    /* calibration text (path) */
 		int64_t calib_samples; /* N samples ... */

@@ -68,7 +68,7 @@ bool quant_method_gptq_ok(quant_method m)
 const char *quant_kv_name(quant_kv kv)
 {
 	return kv == QUANT_KV_MODEL ? "model" : kv == QUANT_KV_FP8 ? "fp8" :
-	       kv == QUANT_KV_INT8  ? "int8" : "?";
+	       kv == QUANT_KV_INT8  ? "int8" : kv == QUANT_KV_BF16 ? "bf16" : "?";
 }
 
 int quant_kv_parse(const char *name, quant_kv *out, os_error *err)
@@ -79,9 +79,11 @@ int quant_kv_parse(const char *name, quant_kv *out, os_error *err)
 		*out = QUANT_KV_FP8;
 	else if (name && !strcmp(name, "int8"))
 		*out = QUANT_KV_INT8;
+	else if (name && !strcmp(name, "bf16"))
+		*out = QUANT_KV_BF16;
 	else
 		return os_error_set(err, OS_EUSAGE,
-				    "unknown KV cache type '%s' (expected fp8, int8 or f32)",
+				    "unknown KV cache type '%s' (expected bf16, fp8, int8 or f32)",
 				    name ? name : "");
 	return OS_OK;
 }
@@ -130,7 +132,7 @@ int quant_recipe_check(const quant_recipe *r, os_error *err)
 	if (r->group != 32 && r->group != 64 && r->group != 128)
 		return os_error_set(err, OS_EUSAGE, "recipe: group %zu is not 32, 64 or 128",
 				    r->group);
-	if ((unsigned)r->kv > QUANT_KV_INT8)
+	if ((unsigned)r->kv > QUANT_KV_BF16)
 		return os_error_set(err, OS_EUSAGE, "recipe: KV type %d is unknown", (int)r->kv);
 	if ((unsigned)r->head > QUANT_HEAD_METHOD)
 		return os_error_set(err, OS_EUSAGE, "recipe: head policy %d is unknown",

@@ -33,8 +33,9 @@
  *   optstudio.recipe          string: quant_recipe_to_json
  *   optstudio.parent.name     string (when known): the hub name or file the model came from
  *   optstudio.parent.sha256   string (when known): hex digest of the parent file
- *   optstudio.kv_type         string "fp8" | "int8" (absent: f32): the KV cache element type
- *                             engines use by default (engine.h, ENGINE_KV_MODEL)
+ *   optstudio.kv_type         string "fp8" | "int8" | "bf16" (absent: f32): the KV cache
+ *                             element type engines use by default (engine.h,
+ *                             ENGINE_KV_MODEL)
  * and tensors with the source's names and shapes. A quantized matrix W (rows, cols), GGUF
  * shape [cols, rows], is the tensor "<name>" holding its codes row-major, with its scales
  * and zero points as companion tensors right after it:
@@ -86,6 +87,7 @@ typedef enum quant_kv {
 	QUANT_KV_MODEL = 0,   /* the KV cache keeps the model's precision */
 	QUANT_KV_FP8,
 	QUANT_KV_INT8,
+	QUANT_KV_BF16,        /* bf16 values, no scales: half of F32, ~100x finer than FP8 */
 } quant_kv;
 
 /* What to do, as the user said it. Plain data. */
@@ -130,7 +132,8 @@ bool quant_method_search_default(quant_method m);
 bool quant_method_gptq_default(quant_method m);
 /* True when r needs calibration: a calibrating method, scale_search or gptq. */
 bool quant_recipe_calibrates(const quant_recipe *r);
-/* "model" (keep), "fp8", "int8" <-> enum; parse also takes "f32" / "none" for the model's. */
+/* "model" (keep), "fp8", "int8", "bf16" <-> enum; parse also takes "f32" / "none" for the
+ * model's. */
 const char *quant_kv_name(quant_kv kv);
 int quant_kv_parse(const char *name, quant_kv *out, os_error *err);
 /* "bf16", "f32", "method" <-> enum (name: "?" out of range). */

@@ -2,6 +2,7 @@
  * 3 kv heads, head_dim 64, 16-slot KV blocks), beside the per-token algorithm they replaced
  * (one dot product, expf and axpy per key; cos / sin in double per token and pair), in the
  * same process on one thread. Times are the fastest of many calls (the machine is shared).
+ * Then every row again per KV format (F32, BF16, FP8, INT8), tiled only.
  * Usage: bench_attn [prefill]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a kernel set)
  * "prefill" times only the tiled prefill rows, 40 calls each (quick A/B runs, profiling). */
 #include <math.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "core/cpu/backend_cpu.h"
+#include "core/numerics.h"
 
 enum { NH = 9, NKV = 3, HD = 64, BT = 16, MAXCTX = 512, NSEQ = 16 };
 
@@ -159,14 +161,19 @@ int main(int argc, char **argv)
 		backend_free(be);
 		return 0;
 	}
-	/* quantized caches (decode only: the per-token algorithm reads F32 keys) */
+	/* the other caches, tiled only (the per-token algorithm reads F32 keys), beside F32
+	 * again so one run gives comparable rows; BF16 holds the F32 cache's values rounded */
 	static const struct { const char *name; int fmt; } qfmts[] = {
-		{"FP8", BE_KV_FP8}, {"INT8", BE_KV_I8}};
-	be_kv kq = kv;
+		{"F32", BE_KV_F32}, {"BF16", BE_KV_BF16}, {"FP8", BE_KV_FP8}, {"INT8", BE_KV_I8}};
+	be_kv kq = kv, kb = kv;
 	kq.data = malloc(elems);
 	kq.scales = malloc(elems / HD * sizeof(float));
-	if (!kq.data || !kq.scales)
+	kb.fmt = BE_KV_BF16;
+	kb.data = malloc(elems * sizeof(uint16_t));
+	if (!kq.data || !kq.scales || !kb.data)
 		return 1;
+	for (size_t e = 0; e < elems; e++)
+		((uint16_t *)kb.data)[e] = num_f32_to_bf16(((const float *)kv.data)[e]);
 	for (size_t e = 0; e < elems; e++) /* no E4M3 NaN codes (0x7f, 0xff) */
 		((uint8_t *)kq.data)[e] = (uint8_t)(((st = st * 6364136223846793005ull + 1) >> 40) % 0x7f) |
 					  (uint8_t)(e & 0x80);
@@ -174,14 +181,19 @@ int main(int argc, char **argv)
 		kq.scales[e] = 0.001f + (float)((st = st * 6364136223846793005ull + 1) >> 40) / 1.7e10f;
 	for (size_t f = 0; f < sizeof qfmts / sizeof qfmts[0]; f++) {
 		kq.fmt = qfmts[f].fmt;
-		for (size_t c = 3; c < sizeof cases / sizeof cases[0]; c++) {
+		const be_kv *kf = kq.fmt == BE_KV_F32 ? &kv : kq.fmt == BE_KV_BF16 ? &kb : &kq;
+		for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+			if (c == 2) /* batch 1 decode: too small to tell formats apart */
+				continue;
 			size_t n = 0;
-			for (size_t s = 0; s < cases[c].n_seq; s++, n++) {
-				pos[n] = (int32_t)(cases[c].ctx - 1);
-				tb[n] = tables + s * nb_seq;
-			}
+			for (size_t s = 0; s < cases[c].n_seq; s++)
+				for (size_t t = 0; t < cases[c].n_tok; t++) {
+					pos[n] = (int32_t)(cases[c].ctx ? cases[c].ctx - 1 : t);
+					tb[n++] = tables + s * nb_seq;
+				}
 			be_attn_batch b = {n, pos, tb, NH, NKV, HD};
-			double t_new = BEST_OF(200, be->ops->attention(be->ctx, out, q, &kq, 0, &b));
+			double t_new = BEST_OF(n > 100 ? 10 : 200,
+					       be->ops->attention(be->ctx, out, q, kf, 0, &b));
 			char name[64];
 			snprintf(name, sizeof name, "%s, %s KV", cases[c].name, qfmts[f].name);
 			printf("attention %-36s %12s %12.1f\n", name, "-", 1e6 * t_new);
@@ -189,6 +201,7 @@ int main(int argc, char **argv)
 	}
 	free(kq.data);
 	free(kq.scales);
+	free(kb.data);
 	for (size_t t = 0; t < MAXCTX; t++)
 		pos[t] = (int32_t)t;
 	memcpy(q2, q, MAXCTX * NH * HD * sizeof *q2);

@@ -104,11 +104,14 @@ static void naive_attention(double *out, const float *q, const float *kc, const 
 		out[c] /= l;
 }
 
-/* The value of element (row, c) as the cache holds it (decoded for FP8 / INT8). */
+/* The value of element (row, c) as the cache holds it (widened for BF16, decoded for
+ * FP8 / INT8). */
 static float kv_value(const be_kv *kv, const float *e4m3, size_t row, size_t c)
 {
 	if (kv->fmt == BE_KV_F32)
 		return ((const float *)kv->data)[row + c];
+	if (kv->fmt == BE_KV_BF16)
+		return num_bf16_to_f32(((const uint16_t *)kv->data)[row + c]);
 	uint8_t code = ((const uint8_t *)kv->data)[row + c];
 	float s = kv->scales[row / kv->head_dim + c / kv->head_dim];
 	return kv->fmt == BE_KV_FP8 ? e4m3[code] * s : (float)(int8_t)code * s;
@@ -174,7 +177,7 @@ TEST(test_attention_op)
 	CHECK(q && out && kin && vin);
 	for (size_t e = 0; e < n * NH * HD; e++)
 		q[e] = 2.0f * test_rand_float(&rng);
-	for (int fmt = BE_KV_F32; fmt <= BE_KV_I8; fmt++)
+	for (int fmt = 0; fmt < BE_KV_COUNT; fmt++)
 		for (int v = 0; v < CPU_ISA_COUNT; v++) {
 			const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
 			if (!ks)
@@ -188,8 +191,9 @@ TEST(test_attention_op)
 				    .head_dim = HD, .block_tokens = BT};
 			size_t elems = NBLK * be_kv_block_elems(&kv);
 			kv.data = be->ops->buf_alloc(be->ctx, elems * be_kvfmt_elem_bytes(fmt));
-			kv.scales = fmt == BE_KV_F32 ? NULL : malloc(elems / HD * sizeof(float));
-			CHECK(kv.data && (fmt == BE_KV_F32 || kv.scales));
+			int scaled = be_kvfmt_has_scales(fmt);
+			kv.scales = scaled ? malloc(elems / HD * sizeof(float)) : NULL;
+			CHECK(kv.data && (!scaled || kv.scales));
 			/* fill every sequence's cache at layer 1 */
 			for (int s = 0; s < NSEQ; s++) {
 				int32_t pos[MAXLEN];
@@ -204,6 +208,23 @@ TEST(test_attention_op)
 				}
 				be_attn_batch fb = {seq_len[s], pos, tb, NH, NKV, HD};
 				CHECK(be->ops->kv_store(be->ctx, &kv, 1, kin, vin, &fb) == OS_OK);
+				if (fmt != BE_KV_BF16)
+					continue;
+				/* BF16 stores each value rounded to nearest even, nothing else: the
+				 * reference below then reads exactly the rounded K / V */
+				size_t bad = 0;
+				for (size_t p = 0; p < seq_len[s]; p++) {
+					size_t blk = (size_t)tables[s][p / BT];
+					const uint16_t *kr = (const uint16_t *)kv.data +
+							     be_kv_row(&kv, blk, 1, 0, p % BT);
+					const uint16_t *vr = (const uint16_t *)kv.data +
+							     be_kv_row(&kv, blk, 1, 1, p % BT);
+					for (size_t c = 0; c < kvd; c++)
+						bad += kr[c] != num_f32_to_bf16(kin[p * kvd + c]) ||
+						       vr[c] != num_f32_to_bf16(vin[p * kvd + c]);
+				}
+				CHECK_MSG(bad == 0, "%s kv bf16: %zu stored values are not the "
+					  "rounded inputs", ks->name, bad);
 			}
 			double worst = 0.0;
 			for (int bi = 0; bi < 2; bi++) {
@@ -304,8 +325,9 @@ TEST(test_row_ops_pooled)
 		CHECK(memcmp(qa, qb, sizeof qa) == 0 && memcmp(ka, kb, sizeof ka) == 0);
 		CHECK(memcmp(qa, q1, sizeof qa) != 0); /* it did rotate */
 
-		for (int fmt = BE_KV_F32; fmt <= BE_KV_I8; fmt++) {
+		for (int fmt = 0; fmt < BE_KV_COUNT; fmt++) {
 			be_kv kv[2];
+			int scaled = be_kvfmt_has_scales(fmt);
 			backend *bes[2] = {b1, b2};
 			for (int i = 0; i < 2; i++) {
 				kv[i] = (be_kv){.fmt = fmt, .n_blocks = RBLK, .n_layers = 2,
@@ -313,9 +335,9 @@ TEST(test_row_ops_pooled)
 				size_t elems = RBLK * be_kv_block_elems(&kv[i]);
 				size_t bytes = elems * be_kvfmt_elem_bytes(fmt);
 				kv[i].data = calloc(1, bytes);
-				kv[i].scales = fmt == BE_KV_F32 ? NULL : calloc(elems / RD, sizeof(float));
-				CHECK(kv[i].data && (fmt == BE_KV_F32 || kv[i].scales));
-				if (!kv[i].data || (fmt != BE_KV_F32 && !kv[i].scales))
+				kv[i].scales = scaled ? calloc(elems / RD, sizeof(float)) : NULL;
+				CHECK(kv[i].data && (!scaled || kv[i].scales));
+				if (!kv[i].data || (scaled && !kv[i].scales))
 					break;
 				be_attn_batch fb = {N, pos, tb, RH, RK, RD};
 				CHECK(bes[i]->ops->kv_store(bes[i]->ctx, &kv[i], 1, kin, vin, &fb) ==
@@ -332,7 +354,16 @@ TEST(test_row_ops_pooled)
 							     be_kv_row(&kv[1], (size_t)table[100 / RB], 1,
 								       0, 100 % RB),
 						     kin + 100 * RK * RD, RK * RD * sizeof(float)) == 0);
-				if (fmt != BE_KV_F32)
+				if (fmt == BE_KV_BF16) { /* token 100's V, rounded */
+					const uint16_t *vr = (const uint16_t *)kv[1].data +
+							     be_kv_row(&kv[1], (size_t)table[100 / RB], 1,
+								       1, 100 % RB);
+					size_t bad = 0;
+					for (size_t c = 0; c < RK * RD; c++)
+						bad += vr[c] != num_f32_to_bf16(vin[100 * RK * RD + c]);
+					CHECK_EQ_INT(bad, 0);
+				}
+				if (scaled)
 					CHECK(memcmp(kv[0].scales, kv[1].scales,
 						     elems / RD * sizeof(float)) == 0);
 			}

@@ -168,14 +168,21 @@ static model *open_model(const char *path, int fmt)
 	return m;
 }
 
-static engine *new_engine_bt(const model *m, backend *be, size_t max_batch, size_t bt)
+static engine *new_engine_kv(const model *m, backend *be, size_t max_batch, size_t bt,
+			     int kv_type)
 {
 	engine *e = NULL;
 	os_error err;
-	engine_opts o = {.max_batch = max_batch, .kv_bytes = 4u << 20, .kv_block_tokens = bt};
+	engine_opts o = {.max_batch = max_batch, .kv_bytes = 4u << 20, .kv_block_tokens = bt,
+			 .kv_type = kv_type};
 	if (engine_new(&e, m, be, &o, &err))
 		printf("  engine_new: %s\n", err.msg);
 	return e;
+}
+
+static engine *new_engine_bt(const model *m, backend *be, size_t max_batch, size_t bt)
+{
+	return new_engine_kv(m, be, max_batch, bt, ENGINE_KV_MODEL);
 }
 
 static engine *new_engine(const model *m, backend *be, size_t max_batch)
@@ -324,13 +331,15 @@ TEST(test_reference)
 }
 
 /* (a) Several sequences of different lengths, interleaved in one batch (and split over
- * passes by a small max_batch), give the logits each gives alone. */
-TEST(test_batch_equals_alone)
+ * passes by a small max_batch), give the logits each gives alone; with a KV cache of
+ * kv_type (F32, or BF16: the cache holds the same rounded values either way). */
+static void batch_equals_alone(int kv_type)
 {
 	model *m = open_model(path_f32, BE_WFMT_F32);
 	CHECK(m);
-	engine *e = new_engine(m, be2, 7);
+	engine *e = new_engine_kv(m, be2, 7, 0, kv_type);
 	CHECK(e);
+	printf("  KV %s\n", be_kvfmt_name(engine_kv_format(e)));
 	size_t V = model_n_vocab(m);
 	enum { NS = 4 };
 	const size_t lens[NS] = {5, 19, 1, 33};
@@ -409,15 +418,22 @@ TEST(test_batch_equals_alone)
 	model_close(m);
 }
 
+TEST(test_batch_equals_alone)
+{
+	batch_equals_alone(ENGINE_KV_F32);
+	batch_equals_alone(ENGINE_KV_BF16);
+}
+
 /* (b) Prefill of N then a decode step equals the last row of a prefill of N + 1; also
  * want == NULL returns the last row only. Then a rollback by truncate and a different
  * token gives that token's logits (speculative verification's rollback). */
-TEST(test_prefill_decode)
+static void prefill_decode(int kv_type)
 {
 	model *m = open_model(path_f32, BE_WFMT_F32);
 	CHECK(m);
-	engine *e = new_engine(m, be1, 64);
+	engine *e = new_engine_kv(m, be1, 64, 0, kv_type);
 	CHECK(e);
+	printf("  KV %s\n", be_kvfmt_name(engine_kv_format(e)));
 	size_t V = model_n_vocab(m), N = 23;
 	uint64_t st = 7;
 	int32_t toks[24], pos[24], seq[24];
@@ -454,6 +470,38 @@ TEST(test_prefill_decode)
 	CHECK(rel_err(four + 3 * V, full + N * V, V) <= 1e-4);
 	free(four), free(row), free(full);
 	engine_free(e);
+	model_close(m);
+}
+
+TEST(test_prefill_decode)
+{
+	prefill_decode(ENGINE_KV_F32);
+	prefill_decode(ENGINE_KV_BF16);
+}
+
+/* A BF16 KV cache holds twice the blocks of an F32 one in the same bytes (no scales), and
+ * an unknown KV type is refused by name. */
+TEST(test_kv_bf16_capacity)
+{
+	model *m = open_model(path_f32, BE_WFMT_F32);
+	CHECK(m);
+	engine *ef = new_engine_kv(m, be1, 16, 16, ENGINE_KV_F32);
+	engine *eb = new_engine_kv(m, be1, 16, 16, ENGINE_KV_BF16);
+	CHECK(ef && eb);
+	if (ef && eb) {
+		CHECK_EQ_INT(engine_kv_format(eb), BE_KV_BF16);
+		CHECK_EQ_INT(kv_cache_n_blocks(engine_kv(eb)), 2 * kv_cache_n_blocks(engine_kv(ef)));
+		CHECK_EQ_INT(2 * kv_cache_block_bytes(engine_kv(eb)),
+			     kv_cache_block_bytes(engine_kv(ef)));
+		CHECK(kv_cache_view(engine_kv(eb))->scales == NULL);
+	}
+	engine_free(ef), engine_free(eb);
+	engine *e = NULL;
+	os_error err;
+	engine_opts o = {.kv_bytes = 1u << 20, .kv_type = ENGINE_KV_BF16 + 1};
+	CHECK_EQ_INT(engine_new(&e, m, be1, &o, &err), OS_EUSAGE);
+	CHECK_MSG(strstr(err.msg, "bf16"), "message: %s", err.msg);
+	CHECK(e == NULL);
 	model_close(m);
 }
 
@@ -620,6 +668,66 @@ static int rewrite(const char *src, const char *dst, const char *arch, const cha
 	return rc;
 }
 
+/* Copies src to dst with optstudio.kv_type = kv_type. */
+static int rewrite_kv_type(const char *src, const char *dst, const char *kv_type)
+{
+	gguf_file *f;
+	gguf_writer *w;
+	os_error err;
+	int rc = gguf_open(&f, src, &err);
+	if (rc)
+		return rc;
+	if ((rc = gguf_writer_new(&w, &err))) {
+		gguf_close(f);
+		return rc;
+	}
+	rc = gguf_writer_copy_kv(w, f, NULL);
+	if (!rc)
+		rc = gguf_writer_set_str(w, "optstudio.kv_type", kv_type);
+	for (size_t i = 0; !rc && i < gguf_n_tensors(f); i++) {
+		const gguf_tensor *t = gguf_tensor_at(f, i);
+		rc = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data,
+					    t->n_bytes);
+	}
+	if (!rc)
+		rc = gguf_writer_write(w, dst, &err);
+	gguf_writer_free(w);
+	gguf_close(f);
+	return rc;
+}
+
+/* A file's optstudio.kv_type "bf16" is the engine's default KV type; unknown names (case
+ * matters) are refused by name. */
+TEST(test_file_kv_type)
+{
+	char p[128];
+	path_in_dir(p, sizeof p, "kvtype.gguf");
+	model *m = NULL;
+	os_error err;
+	CHECK(rewrite_kv_type(path_f32, p, "bf16") == OS_OK);
+	CHECK_MSG(model_open(&m, p, NULL, &err) == OS_OK, "%s", err.msg);
+	if (m) {
+		CHECK_EQ_INT(model_kv_format(m), BE_KV_BF16);
+		engine *e = new_engine(m, be1, 16);
+		CHECK(e && engine_kv_format(e) == BE_KV_BF16);
+		engine_free(e);
+		e = new_engine_kv(m, be1, 16, 0, ENGINE_KV_F32); /* a forced type wins */
+		CHECK(e && engine_kv_format(e) == BE_KV_F32);
+		engine_free(e);
+		model_close(m);
+		m = NULL;
+	}
+	static const char *const bad[] = {"BF16", "bfloat16", "bf1"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		CHECK(rewrite_kv_type(path_f32, p, bad[i]) == OS_OK);
+		CHECK_EQ_INT(model_open(&m, p, NULL, &err), OS_EFORMAT);
+		CHECK(m == NULL);
+		CHECK_MSG(strstr(err.msg, "optstudio.kv_type") && strstr(err.msg, "bf16"),
+			  "message: %s", err.msg);
+	}
+	unlink(p);
+}
+
 /* (e) bad files: wrong shape, unsupported architecture, missing tensor. */
 TEST(test_bad_files)
 {
@@ -746,10 +854,12 @@ int main(void)
 	RUN(test_reference);
 	RUN(test_batch_equals_alone);
 	RUN(test_prefill_decode);
+	RUN(test_kv_bf16_capacity);
 	RUN(test_threads);
 	RUN(test_bf16_vs_f32);
 	RUN(test_bad_batches);
 	RUN(test_bad_files);
+	RUN(test_file_kv_type);
 	RUN(test_smollm2);
 	backend_free(be1);
 	backend_free(be2);

@@ -319,6 +319,52 @@ TEST(test_override_environment)
 	job_problems_free(&p);
 }
 
+/* quantization.kv_cache takes "bf16"; OPTION_KV_CACHE_DTYPE maps "bf16" and "bfloat16" to
+ * it (and still fp8_e4m3 to fp8); an unknown type is refused with the list of known ones. */
+TEST(test_kv_cache_bf16)
+{
+	static const char *const cases[][2] = {
+		{"{\"model\": \"m\", \"quantization\": {\"method\": \"fp8\", \"kv_cache\": \"bf16\"}}",
+		 "bf16"},
+		{"{\"model\": \"m\", \"override_environment\": {\"OPTION_KV_CACHE_DTYPE\": \"bf16\"},"
+		 "\"quantization\": {\"method\": \"int4-awq\"}}", "bf16"},
+		{"{\"model\": \"m\", \"override_environment\": {\"OPTION_KV_CACHE_DTYPE\": \"bfloat16\"},"
+		 "\"quantization\": {\"method\": \"int4-awq\"}}", "bf16"},
+		{"{\"model\": \"m\", \"override_environment\": {\"OPTION_KV_CACHE_DTYPE\": \"fp8_e4m3\"},"
+		 "\"quantization\": {\"method\": \"int4-awq\"}}", "fp8"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		job_spec *s = NULL;
+		job_problems p = {0};
+		CHECK_MSG(parse(cases[i][0], &s, &p) == OS_OK, "case %zu", i);
+		if (p.n)
+			dump(&p);
+		if (s) {
+			CHECK_EQ_STR(s->quantization.kv_cache, cases[i][1]);
+			char *t = job_spec_print(s, false);
+			char want[64];
+			snprintf(want, sizeof want, "\"kv_cache\":\"%s\"", cases[i][1]);
+			CHECK_MSG(t && strstr(t, want), "printed: %s", t ? t : "(null)");
+			free(t);
+		}
+		job_spec_free(s);
+		job_problems_free(&p);
+	}
+	static const char *const bad[] = {"fp16", "BF16", "bfloat"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char doc[160];
+		snprintf(doc, sizeof doc, "{\"model\": \"m\", \"quantization\": {\"method\": "
+			 "\"fp8\", \"kv_cache\": \"%s\"}}", bad[i]);
+		job_spec *s = NULL;
+		job_problems p = {0};
+		CHECK_EQ_INT(parse(doc, &s, &p), OS_EFORMAT);
+		CHECK(has_problem(&p, "quantization.kv_cache", bad[i]));
+		CHECK(has_problem(&p, "quantization.kv_cache", "model, bf16, fp8, int8"));
+		job_spec_free(s);
+		job_problems_free(&p);
+	}
+}
+
 /* ---- property: parse(print(x)) == x --------------------------------------------------- */
 
 static char *rand_name(uint64_t *rng)
@@ -344,7 +390,7 @@ static job_spec *rand_spec(uint64_t *rng)
 {
 	static const char *const methods[] = {"fp8", "fp8-w8a8", "int8-smoothquant", "int4-awq",
 					      "int4-rtn"};
-	static const char *const kvs[] = {"model", "fp8", "int8"};
+	static const char *const kvs[] = {"model", "fp8", "int8", "bf16"};
 	static const int64_t groups[] = {32, 64, 128};
 	job_spec *s = calloc(1, sizeof *s);
 	s->model = rand_name(rng);
@@ -362,7 +408,7 @@ static job_spec *rand_spec(uint64_t *rng)
 		if (!strncmp(m, "int4", 4) && test_rand_next(rng) % 2)
 			s->quantization.group_size = groups[test_rand_next(rng) % 3];
 		if (test_rand_next(rng) % 2)
-			s->quantization.kv_cache = strdup(kvs[test_rand_next(rng) % 3]);
+			s->quantization.kv_cache = strdup(kvs[test_rand_next(rng) % 4]);
 		if (strncmp(m, "int8", 4) != 0 && test_rand_next(rng) % 2) {
 			s->quantization.has_scale_search = true;
 			s->quantization.scale_search = test_rand_next(rng) % 2;
@@ -509,6 +555,7 @@ int main(void)
 	RUN(test_gptq);
 	RUN(test_nothing_asked_and_bad_json);
 	RUN(test_override_environment);
+	RUN(test_kv_cache_bf16);
 	RUN(test_parse_print_roundtrip);
 	RUN(test_examples_accepted);
 	return test_summary();

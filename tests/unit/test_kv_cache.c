@@ -126,6 +126,40 @@ TEST(test_bad_opts)
 	kv_cache_free(kv);
 }
 
+/* The same bytes hold twice the BF16 blocks of F32 (2 bytes an element, no scales) and
+ * four times the FP8 / INT8 codes less their scales; growth and truncation of a BF16 cache
+ * count blocks as F32's do. */
+TEST(test_formats)
+{
+	enum { L = 3, D = 12, HDIM = 4, BTOK = 5 };
+	size_t f32_block = (size_t)L * 2 * BTOK * D * sizeof(float);
+	size_t cap = 11 * f32_block + 3; /* a remainder that makes no block */
+	size_t want[BE_KV_COUNT] = {[BE_KV_F32] = 11, [BE_KV_BF16] = 22,
+				    [BE_KV_FP8] = cap / (f32_block / 4 + f32_block / HDIM),
+				    [BE_KV_I8] = cap / (f32_block / 4 + f32_block / HDIM)};
+	for (int fmt = 0; fmt < BE_KV_COUNT; fmt++) {
+		kv_cache_opts o = {.n_layers = L, .kv_dim = D, .block_tokens = BTOK,
+				   .capacity_bytes = cap, .fmt = fmt, .head_dim = HDIM};
+		kv_cache *kv = NULL;
+		os_error err;
+		CHECK_MSG(kv_cache_new(&kv, &o, be, &err) == OS_OK, "%s: %s", be_kvfmt_name(fmt),
+			  err.msg);
+		if (!kv)
+			continue;
+		CHECK_MSG(kv_cache_n_blocks(kv) == want[fmt], "%s: %zu blocks, want %zu",
+			  be_kvfmt_name(fmt), kv_cache_n_blocks(kv), want[fmt]);
+		const be_kv *v = kv_cache_view(kv);
+		CHECK(v->fmt == fmt && v->data && (be_kvfmt_has_scales(fmt) == (v->scales != NULL)));
+		int32_t s;
+		CHECK_EQ_INT(kv_seq_new(kv, &s, &err), OS_OK);
+		CHECK_EQ_INT(kv_seq_grow(kv, s, 3 * BTOK + 1, &err), OS_OK);
+		CHECK_EQ_INT(kv_cache_n_free_blocks(kv), want[fmt] - 4);
+		CHECK_EQ_INT(kv_seq_truncate(kv, s, BTOK, &err), OS_OK);
+		CHECK_EQ_INT(kv_cache_n_free_blocks(kv), want[fmt] - 1);
+		kv_cache_free(kv);
+	}
+}
+
 /* Random new / grow / truncate / free against a simple model of the expected lengths; the
  * invariants hold after every step and the free count matches the lengths. */
 TEST(test_property)
@@ -192,6 +226,7 @@ int main(void)
 	RUN(test_basic);
 	RUN(test_out_of_blocks);
 	RUN(test_bad_opts);
+	RUN(test_formats);
 	RUN(test_property);
 	backend_free(be);
 	return test_summary();

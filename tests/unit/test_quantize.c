@@ -131,6 +131,8 @@ TEST(test_methods)
 	quant_kv kv;
 	CHECK(!quant_kv_parse("fp8", &kv, NULL) && kv == QUANT_KV_FP8);
 	CHECK(!quant_kv_parse("int8", &kv, NULL) && kv == QUANT_KV_INT8);
+	CHECK(!quant_kv_parse("bf16", &kv, NULL) && kv == QUANT_KV_BF16);
+	CHECK_EQ_STR(quant_kv_name(QUANT_KV_BF16), "bf16");
 	CHECK_EQ_INT(quant_kv_parse("int4", &kv, NULL), OS_EUSAGE);
 	quant_recipe r = quant_recipe_default(QUANT_INT8_SQ);
 	r.alpha = 1.5f;
@@ -413,9 +415,9 @@ static void check_roundtrip(const char *path, quant_method meth, size_t group, q
 	CHECK_EQ_INT(model_weight_format(l), ef);
 	CHECK_EQ_INT(lw->output.group, hg);
 	CHECK_EQ_INT(model_kv_format(l), kv == QUANT_KV_FP8 ? BE_KV_FP8 : kv == QUANT_KV_INT8 ?
-					 BE_KV_I8 : BE_KV_F32);
+					 BE_KV_I8 : kv == QUANT_KV_BF16 ? BE_KV_BF16 : BE_KV_F32);
 	int kvt = kv == QUANT_KV_FP8 ? ENGINE_KV_FP8 : kv == QUANT_KV_INT8 ? ENGINE_KV_INT8 :
-	       ENGINE_KV_F32;
+	       kv == QUANT_KV_BF16 ? ENGINE_KV_BF16 : ENGINE_KV_F32;
 	size_t V = model_n_vocab(f);
 	int32_t toks[N_TOK];
 	random_tokens(toks, N_TOK, V);
@@ -467,6 +469,7 @@ TEST(test_roundtrip)
 	check_roundtrip(path_tied, QUANT_INT4_RTN, 128, QUANT_KV_MODEL, f32);
 	check_roundtrip(path_tied, QUANT_INT4_RTN, 32, QUANT_KV_FP8, meth);
 	check_roundtrip(path_tied, QUANT_FP8_W8A8, 128, QUANT_KV_MODEL, meth);
+	check_roundtrip(path_tied, QUANT_INT4_RTN, 64, QUANT_KV_BF16, bf);
 	check_roundtrip(path_big, QUANT_INT4_RTN, 128, QUANT_KV_INT8, bf);
 	check_roundtrip(path_big, QUANT_INT8_SQ, 128, QUANT_KV_MODEL, meth);
 }
@@ -568,26 +571,29 @@ TEST(test_bad_files)
 
 /* --- KV cache ----------------------------------------------------------------------------- */
 
-/* Attention over FP8 / INT8 KV against F32 KV, at the op level, on random K, V, q with a
- * few outlier channels. Stated bounds, relative to max |V| of the head:
+/* Attention over FP8 / INT8 / BF16 KV against F32 KV, at the op level, on random K, V, q
+ * with a few outlier channels. Stated bounds, relative to max |V| of the head:
  *   INT8: each K, V element is within s/2 = absmax/254 of its value; the output moves by
  *         at most that plus the softmax shift from the q.K error: 0.02.
- *   FP8:  relative element error up to 2^-4: 0.08. */
+ *   FP8:  relative element error up to 2^-4: 0.08.
+ *   BF16: relative element error up to 2^-9 (8 significant bits, round to nearest even):
+ *         a row that sees only itself outputs its own rounded V, up to 2^-9 max|V|; the
+ *         q.K rounding's softmax shift adds at most as much again: 2^-8 = 0.0039. */
 TEST(test_kv_attention)
 {
 	const size_t L = 2, n_kv = 2, n_h = 6, hd = 24, kvd = n_kv * hd, n = 41;
 	printf("  seed %llu\n", (unsigned long long)seed);
 	float *k = malloc(n * kvd * sizeof *k), *v = malloc(n * kvd * sizeof *v);
 	float *q = malloc(n * n_h * hd * sizeof *q);
-	float *out[3];
+	float *out[4];
 	for (size_t i = 0; i < n * kvd; i++) {
 		k[i] = test_rand_float(&seed) * (i % 11 == 3 ? 8.0f : 1.0f);
 		v[i] = test_rand_float(&seed) * (i % 13 == 5 ? 6.0f : 1.0f);
 	}
 	for (size_t i = 0; i < n * n_h * hd; i++)
 		q[i] = test_rand_float(&seed) * 0.5f;
-	int fmts[3] = {BE_KV_F32, BE_KV_FP8, BE_KV_I8};
-	for (int f = 0; f < 3; f++) {
+	int fmts[4] = {BE_KV_F32, BE_KV_FP8, BE_KV_I8, BE_KV_BF16};
+	for (int f = 0; f < 4; f++) {
 		kv_cache *kv = NULL;
 		os_error err;
 		kv_cache_opts o = {.n_layers = L, .kv_dim = kvd, .block_tokens = 16,
@@ -611,22 +617,29 @@ TEST(test_kv_attention)
 	double vmax = 0;
 	for (size_t i = 0; i < n * kvd; i++)
 		vmax = fabs(v[i]) > vmax ? fabs(v[i]) : vmax;
-	double e8 = 0, ei = 0;
+	double e8 = 0, ei = 0, eb = 0;
 	for (size_t i = 0; i < n * n_h * hd; i++) {
 		e8 = fmax(e8, fabs(out[1][i] - out[0][i]));
 		ei = fmax(ei, fabs(out[2][i] - out[0][i]));
+		eb = fmax(eb, fabs(out[3][i] - out[0][i]));
 	}
-	printf("  attention max err / max|V|: fp8 %.4f int8 %.4f\n", e8 / vmax, ei / vmax);
+	printf("  attention max err / max|V|: fp8 %.4f int8 %.4f bf16 %.5f\n", e8 / vmax,
+	       ei / vmax, eb / vmax);
 	CHECK(e8 > 0 && e8 < 0.08 * vmax);
 	CHECK(ei > 0 && ei < 0.02 * vmax);
+	CHECK(eb > 0 && eb < 0.0039 * vmax);
 	CHECK(ei < e8);
-	for (int f = 0; f < 3; f++)
+	CHECK(eb < ei);
+	for (int f = 0; f < 4; f++)
 		free(out[f]);
 	free(k), free(v), free(q);
 }
 
-/* Whole-model logits with FP8 / INT8 KV near F32 KV; a rollback (truncate + re-run) gives
- * bit-identical logits, since a token's codes and scale depend on that token alone. */
+/* Whole-model logits with FP8 / INT8 / BF16 KV near F32 KV; a rollback (truncate + re-run)
+ * gives bit-identical logits, since a token's codes and scale depend on that token alone.
+ * BF16's element error (2^-9) is 32x below FP8's (2^-4); its bound is FP8's over 16 (half
+ * that ratio as margin: the worst logit follows the worst element, which for FP8 is rarely
+ * at 2^-4 since each head's absmax is exact, for BF16 at any value). */
 TEST(test_kv_engine_rollback)
 {
 	model *m = open_model(path_untied);
@@ -636,19 +649,22 @@ TEST(test_kv_engine_rollback)
 	random_tokens(toks, N_TOK, V);
 	float *ref = malloc(N_TOK * V * sizeof *ref), *got = malloc(N_TOK * V * sizeof *got);
 	CHECK(!run_logits(m, ENGINE_KV_F32, toks, N_TOK, ref));
-	int types[2] = {ENGINE_KV_FP8, ENGINE_KV_INT8};
-	double bounds[2] = {0.08, 0.02};
-	for (int t = 0; t < 2; t++) {
+	int types[3] = {ENGINE_KV_FP8, ENGINE_KV_INT8, ENGINE_KV_BF16};
+	int fmts[3] = {BE_KV_FP8, BE_KV_I8, BE_KV_BF16};
+	double bounds[3] = {0.08, 0.02, 0.005}, errs[3];
+	for (int t = 0; t < 3; t++) {
 		CHECK(!run_logits(m, types[t], toks, N_TOK, got));
 		double e = rel_err(got, ref, N_TOK * V);
-		printf("  kv %s: logits rel err %.5f (bound %.2f)\n", t ? "int8" : "fp8", e, bounds[t]);
+		errs[t] = e;
+		printf("  kv %s: logits rel err %.5f (bound %.4f)\n", be_kvfmt_name(fmts[t]), e,
+		       bounds[t]);
 		CHECK(e > 0 && e < bounds[t]);
 
 		engine *e1 = NULL;
 		os_error err;
 		engine_opts o = {.max_batch = 16, .kv_bytes = 1u << 20, .kv_type = types[t]};
 		CHECK(!engine_new(&e1, m, be, &o, &err));
-		CHECK_EQ_INT(engine_kv_format(e1), t ? BE_KV_I8 : BE_KV_FP8);
+		CHECK_EQ_INT(engine_kv_format(e1), fmts[t]);
 		int32_t seq, pos[N_TOK], sq[N_TOK];
 		kv_seq_new(engine_kv(e1), &seq, NULL);
 		for (size_t i = 0; i < N_TOK; i++)
@@ -680,13 +696,14 @@ TEST(test_kv_engine_rollback)
 		/* and with the one-batch run, up to float rounding and the odd KV code it flips */
 		double split_err = rel_err(b, a, V);
 		printf("  kv %s: rolled-back run vs one batch: rel err %.2e (bound 1e-3)\n",
-		       t ? "int8" : "fp8", split_err);
+		       be_kvfmt_name(fmts[t]), split_err);
 		CHECK(split_err < 1e-3);
 		CHECK(!kv_cache_check(engine_kv(e1), NULL));
 		free(a), free(b), free(c);
 		engine_free(e2);
 		engine_free(e1);
 	}
+	CHECK(errs[2] < errs[1] && errs[2] < errs[0]);
 	free(ref), free(got);
 	model_close(m);
 }
