@@ -545,6 +545,20 @@ static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv,
  * table lookup or a scalar loop). */
 #define ATTN_GEMM_ROWS 8
 
+/* ATTN_BF16: with a BF16 cache, attention computes as flash attention does on GPUs: the
+ * scaled queries and the softmax weights are rounded to bf16 once, each product of two bf16
+ * values is exact, sums are f32 (the softmax itself, its running max and sum and the
+ * accumulator stay f32). The same on every path and kernel set, so a token's result does
+ * not depend on the batch it came in (up to f32 summation order). On a set with bf16
+ * attention products (amx; the generic set as their reference) every task runs scores and
+ * P V on AMX tiles against the cache blocks in place, with no transposed or decoded copy:
+ * bench_attn, one thread, amx, against the F32 cache: prefill of 512 tokens 3080 -> 1490 us
+ * per layer, 128 tokens 259 -> 160 us (the f32 online softmax is then the largest part);
+ * batch-16 decode at context 256 410 -> 320 us, 512 850 -> 645 us, 64 the same (70-90 us;
+ * decode through the f32 kernels on widened rows was 485 and 1199 us: even 3 query rows
+ * of 16 in a tile beat the vector products). Other sets widen the bf16 rows to f32 (exact)
+ * for the f32 kernels. */
+
 /* Keys per online-softmax step for cache blocks of bt slots: whole blocks, at least one. */
 static size_t attn_step_keys(size_t bt)
 {
@@ -591,8 +605,11 @@ static void attn_task(void *p, size_t task, size_t thread)
 	const int32_t *table = b->block_table[i0];
 	float scale = 1.0f / sqrtf((float)hd);
 	int f32 = kv->fmt == BE_KV_F32, gemm = R >= ATTN_GEMM_ROWS;
+	/* BF16 cache and a set with bf16 attention products: see ATTN_BF16 */
+	int bf16 = kv->fmt == BE_KV_BF16 && ks->attn_scores_bf16;
 	size_t sk = attn_step_keys(bt);
 	const float *vb[ATTN_KEYS]; /* a step's value blocks: sk / bt <= ATTN_KEYS pointers */
+	const uint16_t *kb16[ATTN_KEYS], *vb16[ATTN_KEYS]; /* the same, BF16 */
 
 	float *Q = j->c->scratch + thread * j->c->scratch_per; /* (R, hd), scaled */
 	float *acc = Q + R * hd;                                  /* (R, hd) */
@@ -600,6 +617,8 @@ static void attn_task(void *p, size_t task, size_t thread)
 	float *m = S + R * sk, *l = m + R;                        /* (R) each */
 	float *Kt = l + R; /* (hd, sk) transposed keys, or (sk, hd) decoded FP8 / INT8 ones */
 	float *vd = Kt + hd * sk;        /* (sk, hd): decoded FP8 / INT8 values */
+	uint16_t *Qb = (uint16_t *)(vd + sk * hd); /* (R, hd) bf16 queries, BF16 cache */
+	uint16_t *Pb = Qb + R * hd;                 /* (R, sk) bf16 softmax weights */
 	size_t maxpos = 0;
 	for (size_t t = 0; t < n_tok; t++) {
 		size_t pos = (size_t)b->pos[i0 + t];
@@ -608,6 +627,10 @@ static void attn_task(void *p, size_t task, size_t thread)
 		memcpy(Q + t * n_rep * hd, qt, n_rep * hd * sizeof *Q);
 	}
 	ks->scale(Q, scale, R * hd); /* the same product per element as a scalar loop */
+	if (kv->fmt == BE_KV_BF16) { /* ATTN_BF16: queries rounded once, on every path */
+		ks->f32_to_bf16(Qb, Q, R * hd);
+		ks->bf16_to_f32(Q, Qb, R * hd);
+	}
 	for (size_t r = 0; r < R; r++) {
 		m[r] = -INFINITY;
 		l[r] = 0.0f;
@@ -617,6 +640,25 @@ static void attn_task(void *p, size_t task, size_t thread)
 	size_t n_keys = maxpos + 1;
 	for (size_t k0 = 0; k0 < n_keys; k0 += sk) {
 		size_t n_k = n_keys - k0 < sk ? n_keys - k0 : sk;
+		if (bf16) { /* ATTN_BF16: the step's K and V blocks read in place */
+			size_t nb = 0;
+			for (size_t s0 = k0; s0 < k0 + n_k; s0 += bt, nb++) {
+				size_t blk = (size_t)table[s0 / bt];
+				kb16[nb] = (const uint16_t *)kv->data + be_kv_row(kv, blk, j->layer, 0, 0) +
+					   g * hd;
+				vb16[nb] = (const uint16_t *)kv->data + be_kv_row(kv, blk, j->layer, 1, 0) +
+					   g * hd;
+			}
+			ks->attn_scores_bf16(S, sk, Qb, hd, kb16, kv->kv_dim, bt, R, hd, n_k);
+			for (size_t r = 0; r < R; r++) {
+				size_t pos = (size_t)b->pos[i0 + r / n_rep];
+				size_t nv = pos < k0 ? 0 : pos - k0 + 1 < n_k ? pos - k0 + 1 : n_k;
+				ks->online_softmax(S + r * sk, n_k, nv, &m[r], &l[r], acc + r * hd, hd);
+				ks->f32_to_bf16(Pb + r * sk, S + r * sk, n_k);
+			}
+			ks->attn_pv_bf16(acc, hd, Pb, sk, vb16, kv->kv_dim, bt, R, n_k, hd);
+			continue;
+		}
 		for (size_t s0 = k0; s0 < k0 + n_k; s0 += bt) { /* the step's blocks */
 			size_t blk = (size_t)table[s0 / bt], n_t = k0 + n_k - s0 < bt ? k0 + n_k - s0 : bt;
 			size_t rk = be_kv_row(kv, blk, j->layer, 0, 0), c0 = s0 - k0;
@@ -639,6 +681,10 @@ static void attn_task(void *p, size_t task, size_t thread)
 			size_t pos = (size_t)b->pos[i0 + r / n_rep];
 			size_t nv = pos < k0 ? 0 : pos - k0 + 1 < n_k ? pos - k0 + 1 : n_k;
 			ks->online_softmax(S + r * sk, n_k, nv, &m[r], &l[r], acc + r * hd, hd);
+			if (kv->fmt == BE_KV_BF16) { /* ATTN_BF16: the weights rounded */
+				ks->f32_to_bf16(Pb + r * sk, S + r * sk, n_k);
+				ks->bf16_to_f32(S + r * sk, Pb + r * sk, n_k);
+			}
 		}
 		size_t nb = 0;
 		for (size_t s0 = k0; s0 < k0 + n_k; s0 += bt) {
@@ -684,6 +730,7 @@ static int cpu_attention(void *ctx, float *out, const float *q, const be_kv *kv,
 	size_t sk = attn_step_keys(kv->block_tokens);
 	size_t R = ATTN_QTOK * n_rep;
 	size_t per = 2 * R * hd + R * sk + 2 * R + 2 * hd * sk;
+	per += (R * hd + R * sk + 1) / 2; /* Qb and Pb of the BF16 path, 2 bytes an element */
 	per = (per + 15) / 16 * 16; /* keep each thread's scratch on its own cache lines */
 	if (per > c->scratch_per) { /* grows once per shape, never per token */
 		float *sc = cpu_alloc_aligned(per * c->n_threads * sizeof(float));

@@ -89,6 +89,20 @@ typedef struct cpu_kernel_set {
 	void (*gemm_nn_chunks)(float *Y, size_t ldy, const float *X, size_t ldx,
 			       const float *const *Bs, size_t ldb, size_t kb, size_t m, size_t k,
 			       size_t n, int acc);
+	/* Attention on bf16 operands, for a BF16 KV cache read in place: only sets with bf16
+	 * matrix tiles (amx) and the generic reference have them, NULL elsewhere. Key / value
+	 * row j of a step is at Ks[j / kb] + (j % kb) * ldk (bf16 elements; kb >= 1 rows per
+	 * cache block). Products of bf16 values are exact in f32 and summed in f32 (order
+	 * differs between sets). Scores: S[i][j] = sum_d X[i][d] K_j[d] for i < m, j < n
+	 * (X (m, hd) bf16 rows ldx apart; only those S entries are written). */
+	void (*attn_scores_bf16)(float *S, size_t lds, const uint16_t *X, size_t ldx,
+				 const uint16_t *const *Ks, size_t ldk, size_t kb, size_t m,
+				 size_t hd, size_t n);
+	/* acc[i][d] += sum_j P[i][j] V_j[d] for i < m, d < hd: P (m, n) bf16 rows ldp apart
+	 * (the softmax weights), acc f32 rows lda apart. */
+	void (*attn_pv_bf16)(float *acc, size_t lda, const uint16_t *P, size_t ldp,
+			     const uint16_t *const *Vs, size_t ldv, size_t kb, size_t m, size_t n,
+			     size_t hd);
 	/* Y (m, n) = X (m, k) B^T with B (n, k): Y[i][j] = sum_p X[i][p] B[j][p]; ldy, ldx,
 	 * ldb are row strides in floats; k may be 0 (Y = 0). Only Y[i][j] for i < m, j < n is
 	 * written; Y must not overlap X or B. Attention's scores of a few query rows against

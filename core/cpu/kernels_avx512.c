@@ -1098,6 +1098,185 @@ TGT static void matmul_bf16_amx(float *Y, const uint16_t *Xb, const uint16_t *W,
 	matmul_bf16_avx512(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 }
 
+/* ---- attention on a BF16 KV cache, on AMX tiles ------------------------------------------- */
+/* Scores: per 16 keys, the key rows' 32-bit lanes (bf16 pairs along d) transposed into
+ * second-operand tiles [pair][key] (cpu_avx512_transpose16x16; keys past n zero), then for
+ * every 16 query rows one accumulator tile over hd / 32 products. Query rows past m come
+ * from a zero-padded copy of the last block, and edge score tiles go through a 16 x 16
+ * buffer, so nothing outside S[0..m)[0..n) is read or written. hd must be a multiple of 32
+ * up to 256, else the generic reference runs. */
+TGT_AMX static void attn_scores_bf16_amx(float *S, size_t lds, const uint16_t *X, size_t ldx,
+					 const uint16_t *const *Ks, size_t ldk, size_t kb,
+					 size_t m, size_t hd, size_t n)
+{
+	if (hd % 32 || hd > 256 || m == 0 || n == 0) {
+		cpu_kernels_generic.attn_scores_bf16(S, lds, X, ldx, Ks, ldk, kb, m, hd, n);
+		return;
+	}
+	size_t nkk = hd / 32, m_full = m / 16 * 16;
+	_Alignas(64) uint32_t kt[8][256];    /* [kk] a tile: row i = pair 16 kk + i, col key */
+	_Alignas(64) uint16_t xtail[16 * 256]; /* rows m_full.. of X, zero past m */
+	_Alignas(64) float ct[256];
+	if (m_full < m) {
+		memset(xtail, 0, 16 * hd * sizeof *xtail);
+		for (size_t i = m_full; i < m; i++)
+			memcpy(xtail + (i - m_full) * hd, X + i * ldx, hd * sizeof *X);
+	}
+	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
+	_tile_loadconfig(&cfg);
+	for (size_t j0 = 0; j0 < n; j0 += 16) {
+		size_t nj = n - j0 < 16 ? n - j0 : 16;
+		for (size_t kk = 0; kk < nkk; kk++) {
+			for (size_t j = 0; j < 16; j++) {
+				__m512i row = _mm512_setzero_si512();
+				if (j < nj)
+					row = _mm512_loadu_si512(Ks[(j0 + j) / kb] + (j0 + j) % kb * ldk +
+								 32 * kk);
+				_mm512_store_si512(kt[kk] + 16 * j, row);
+			}
+			cpu_avx512_transpose16x16(kt[kk]);
+		}
+		for (size_t i0 = 0; i0 < m; i0 += 16) {
+			const uint16_t *xa = i0 < m_full ? X + i0 * ldx : xtail;
+			size_t xs = (i0 < m_full ? ldx : hd) * sizeof *X;
+			_tile_zero(0);
+			for (size_t kk = 0; kk < nkk; kk++) {
+				_tile_loadd(4, xa + 32 * kk, xs);
+				_tile_loadd(6, kt[kk], 64);
+				_tile_dpbf16ps(0, 4, 6);
+			}
+			if (i0 < m_full && nj == 16) {
+				_tile_stored(0, S + i0 * lds + j0, lds * sizeof *S);
+				continue;
+			}
+			_tile_stored(0, ct, 64);
+			size_t ni = m - i0 < 16 ? m - i0 : 16;
+			for (size_t i = 0; i < ni; i++)
+				memcpy(S + (i0 + i) * lds + j0, ct + 16 * i, nj * sizeof *S);
+		}
+	}
+	_tile_release();
+}
+
+/* P V: the value rows of 32 keys interleaved in pairs into second-operand tiles
+ * [key pair][d] (one vpermt2w per pair and 16 d; keys past n zero), a chunk of up to 256
+ * keys x 64 d at a time (32 KiB); then for every 16 rows the hd / 16 <= 4 accumulator tiles
+ * are loaded from acc, take every 32-key product of the chunk, and are stored back. Rows
+ * past m and keys past n go through zero-padded copies. hd must be a multiple of 16, else
+ * the generic reference runs. */
+TGT_AMX static void attn_pv_bf16_amx(float *acc, size_t lda, const uint16_t *P, size_t ldp,
+				     const uint16_t *const *Vs, size_t ldv, size_t kb, size_t m,
+				     size_t n, size_t hd)
+{
+	if (hd % 16 || m == 0 || n == 0) {
+		cpu_kernels_generic.attn_pv_bf16(acc, lda, P, ldp, Vs, ldv, kb, m, n, hd);
+		return;
+	}
+	enum { CHUNK = 256 };
+	_Alignas(64) uint32_t vp[CHUNK / 32][4][256]; /* [key block][d block] tile */
+	_Alignas(64) uint16_t pa[16 * 32];          /* an edge block of P, zero-padded */
+	_Alignas(64) float ca[4][256];              /* edge rows of acc */
+	const __m512i ilv = _mm512_setr_epi32(0x00200000, 0x00210001, 0x00220002, 0x00230003,
+					      0x00240004, 0x00250005, 0x00260006, 0x00270007,
+					      0x00280008, 0x00290009, 0x002a000a, 0x002b000b,
+					      0x002c000c, 0x002d000d, 0x002e000e, 0x002f000f);
+	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
+	_tile_loadconfig(&cfg);
+	for (size_t c0 = 0; c0 < n; c0 += CHUNK) {
+		size_t nc = n - c0 < CHUNK ? n - c0 : CHUNK, nkb = (nc + 31) / 32;
+		for (size_t d0 = 0; d0 < hd; d0 += 64) {
+			size_t ndb = (hd - d0 < 64 ? hd - d0 : 64) / 16;
+			/* pair q of key block b: keys c0 + 32 b + 2 q and + 1 */
+			for (size_t b = 0; b < nkb; b++)
+				for (size_t q = 0; q < 16; q++) {
+					size_t j = c0 + 32 * b + 2 * q;
+					const uint16_t *v0 = j < n ? Vs[j / kb] + j % kb * ldv + d0 : NULL;
+					const uint16_t *v1 =
+						j + 1 < n ? Vs[(j + 1) / kb] + (j + 1) % kb * ldv + d0 : NULL;
+					for (size_t db = 0; db < ndb; db++) {
+						__m512i a = v0 ? _mm512_castsi256_si512(_mm256_loadu_si256(
+									 (const __m256i *)(v0 + 16 * db)))
+							       : _mm512_setzero_si512();
+						__m512i c = v1 ? _mm512_castsi256_si512(_mm256_loadu_si256(
+									 (const __m256i *)(v1 + 16 * db)))
+							       : _mm512_setzero_si512();
+						_mm512_store_si512(vp[b][db] + 16 * q,
+								   _mm512_permutex2var_epi16(a, ilv, c));
+					}
+				}
+			for (size_t i0 = 0; i0 < m; i0 += 16) {
+				size_t ni = m - i0 < 16 ? m - i0 : 16;
+				float *ar = acc + i0 * lda + d0;
+				if (ni == 16) {
+					/* tile numbers are immediates: one load per possible tile */
+					_tile_loadd(0, ar, lda * sizeof *acc);
+					if (ndb > 1)
+						_tile_loadd(1, ar + 16, lda * sizeof *acc);
+					if (ndb > 2)
+						_tile_loadd(2, ar + 32, lda * sizeof *acc);
+					if (ndb > 3)
+						_tile_loadd(3, ar + 48, lda * sizeof *acc);
+				} else {
+					memset(ca, 0, sizeof ca);
+					for (size_t i = 0; i < ni; i++)
+						for (size_t db = 0; db < ndb; db++)
+							memcpy(ca[db] + 16 * i, ar + i * lda + 16 * db,
+							       16 * sizeof *acc);
+					_tile_loadd(0, ca[0], 64);
+					_tile_loadd(1, ca[1], 64);
+					_tile_loadd(2, ca[2], 64);
+					_tile_loadd(3, ca[3], 64);
+				}
+				for (size_t b = 0; b < nkb; b++) {
+					size_t k0 = c0 + 32 * b, nk = n - k0 < 32 ? n - k0 : 32;
+					if (ni == 16 && nk == 32) {
+						_tile_loadd(4, P + i0 * ldp + k0, ldp * sizeof *P);
+					} else {
+						memset(pa, 0, sizeof pa);
+						for (size_t i = 0; i < ni; i++)
+							memcpy(pa + 32 * i, P + (i0 + i) * ldp + k0,
+							       nk * sizeof *P);
+						_tile_loadd(4, pa, 64);
+					}
+					_tile_loadd(5, vp[b][0], 64);
+					_tile_dpbf16ps(0, 4, 5);
+					if (ndb > 1) {
+						_tile_loadd(6, vp[b][1], 64);
+						_tile_dpbf16ps(1, 4, 6);
+					}
+					if (ndb > 2) {
+						_tile_loadd(7, vp[b][2], 64);
+						_tile_dpbf16ps(2, 4, 7);
+					}
+					if (ndb > 3) {
+						_tile_loadd(5, vp[b][3], 64);
+						_tile_dpbf16ps(3, 4, 5);
+					}
+				}
+				if (ni == 16) {
+					_tile_stored(0, ar, lda * sizeof *acc);
+					if (ndb > 1)
+						_tile_stored(1, ar + 16, lda * sizeof *acc);
+					if (ndb > 2)
+						_tile_stored(2, ar + 32, lda * sizeof *acc);
+					if (ndb > 3)
+						_tile_stored(3, ar + 48, lda * sizeof *acc);
+				} else {
+					_tile_stored(0, ca[0], 64);
+					_tile_stored(1, ca[1], 64);
+					_tile_stored(2, ca[2], 64);
+					_tile_stored(3, ca[3], 64);
+					for (size_t i = 0; i < ni; i++)
+						for (size_t db = 0; db < ndb; db++)
+							memcpy(ar + i * lda + 16 * db, ca[db] + 16 * i,
+							       16 * sizeof *acc);
+				}
+			}
+		}
+	}
+	_tile_release();
+}
+
 /* ---- vector helpers ---------------------------------------------------------------------- */
 
 /* e^x for f32 lanes, about 2 ulp: 2^n * p(r) with x = n ln2 + r, |r| <= ln2/2, a degree-6
@@ -1631,5 +1810,7 @@ const cpu_kernel_set cpu_kernels_amx = {
 	.name = "amx",
 	.isa = CPU_ISA_AMX,
 	.matmul_bf16 = matmul_bf16_amx,
+	.attn_scores_bf16 = attn_scores_bf16_amx,
+	.attn_pv_bf16 = attn_pv_bf16_amx,
 	AVX512_SET_COMMON,
 };

@@ -130,6 +130,35 @@ static void gemm_nn_chunks_generic(float *Y, size_t ldy, const float *X, size_t 
 	}
 }
 
+/* The references of the bf16 attention products: exact products, f32 sums in order. */
+static void attn_scores_bf16_generic(float *S, size_t lds, const uint16_t *X, size_t ldx,
+				     const uint16_t *const *Ks, size_t ldk, size_t kb, size_t m,
+				     size_t hd, size_t n)
+{
+	for (size_t j = 0; j < n; j++) {
+		const uint16_t *k = Ks[j / kb] + j % kb * ldk;
+		for (size_t i = 0; i < m; i++) {
+			float s = 0.0f;
+			for (size_t d = 0; d < hd; d++)
+				s += num_bf16_to_f32(X[i * ldx + d]) * num_bf16_to_f32(k[d]);
+			S[i * lds + j] = s;
+		}
+	}
+}
+
+static void attn_pv_bf16_generic(float *acc, size_t lda, const uint16_t *P, size_t ldp,
+				 const uint16_t *const *Vs, size_t ldv, size_t kb, size_t m,
+				 size_t n, size_t hd)
+{
+	for (size_t i = 0; i < m; i++)
+		for (size_t j = 0; j < n; j++) {
+			float p = num_bf16_to_f32(P[i * ldp + j]);
+			const uint16_t *v = Vs[j / kb] + j % kb * ldv;
+			for (size_t d = 0; d < hd; d++)
+				acc[i * lda + d] += p * num_bf16_to_f32(v[d]);
+		}
+}
+
 /* The reference: each Y[i][j] a dot product summed in order p = 0..k-1, as dot_generic. */
 static void gemm_nt_generic(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
 			    size_t ldb, size_t m, size_t k, size_t n)
@@ -231,6 +260,8 @@ const cpu_kernel_set cpu_kernels_generic = {
 	.softmax = softmax_generic,
 	.gemm_nn = gemm_nn_generic,
 	.gemm_nn_chunks = gemm_nn_chunks_generic,
+	.attn_scores_bf16 = attn_scores_bf16_generic,
+	.attn_pv_bf16 = attn_pv_bf16_generic,
 	.gemm_nt = gemm_nt_generic,
 	.exp_sum = exp_sum_generic,
 	.online_softmax = online_softmax_generic,

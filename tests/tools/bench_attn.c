@@ -3,8 +3,9 @@
  * (one dot product, expf and axpy per key; cos / sin in double per token and pair), in the
  * same process on one thread. Times are the fastest of many calls (the machine is shared).
  * Then every row again per KV format (F32, BF16, FP8, INT8), tiled only.
- * Usage: bench_attn [prefill]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a kernel set)
- * "prefill" times only the tiled prefill rows, 40 calls each (quick A/B runs, profiling). */
+ * Usage: bench_attn [prefill [bf16]]   (OPTSTUDIO_CPU=generic|avx2|avx512 forces a kernel set)
+ * "prefill" times only the tiled prefill rows, 40 calls each (quick A/B runs, profiling), on
+ * the F32 cache or, with "bf16", on its values rounded into a BF16 cache. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,7 @@ static void rope_per_token(const cpu_kernel_set *ks, float *q, float *k, size_t 
 int main(int argc, char **argv)
 {
 	int only_prefill = argc > 1 && !strcmp(argv[1], "prefill");
+	int prefill_bf16 = only_prefill && argc > 2 && !strcmp(argv[2], "bf16");
 	backend *be = NULL;
 	backend_cpu_opts o = {.n_threads = 1};
 	os_error err = {0};
@@ -147,7 +149,19 @@ int main(int argc, char **argv)
 		if (only_prefill) {
 			if (cases[c].ctx)
 				break;
-			double t = BEST_OF(40, be->ops->attention(be->ctx, out, q, &kv, 0, &b));
+			be_kv kp = kv;
+			if (prefill_bf16) {
+				kp.fmt = BE_KV_BF16;
+				kp.data = malloc(elems * sizeof(uint16_t));
+				if (!kp.data)
+					return 1;
+				for (size_t e = 0; e < elems; e++)
+					((uint16_t *)kp.data)[e] =
+						num_f32_to_bf16(((const float *)kv.data)[e]);
+			}
+			double t = BEST_OF(40, be->ops->attention(be->ctx, out, q, &kp, 0, &b));
+			if (prefill_bf16)
+				free(kp.data);
 			printf("attention %-24s %12s %12.1f\n", cases[c].name, "-", 1e6 * t);
 			continue;
 		}

@@ -80,16 +80,17 @@ enum { HD = 24, NH = 6, NKV = 2, BT = 5, NSEQ = 3, MAXLEN = 533, NBLK = 3 * (MAX
 static const size_t seq_len[NSEQ] = {41, 23, MAXLEN};
 
 /* float64 attention for token (seq, pos), head h, from the values the cache holds:
- * out[c] = sum_t softmax_t(q . K_t / sqrt(HD)) V_t[c] over t <= pos. */
+ * out[c] = sum_t softmax_t(q . K_t * qscale) V_t[c] over t <= pos (qscale 1 / sqrt(HD), or
+ * 1 for queries already scaled). */
 static void naive_attention(double *out, const float *q, const float *kc, const float *vc,
-			    size_t pos)
+			    size_t pos, double qscale)
 {
 	double s[MAXLEN], m = -INFINITY, l = 0.0;
 	for (size_t t = 0; t <= pos; t++) {
 		double d = 0.0;
 		for (size_t c = 0; c < HD; c++)
 			d += (double)q[c] * kc[t * HD + c];
-		s[t] = d / sqrt((double)HD);
+		s[t] = d * qscale;
 		m = s[t] > m ? s[t] : m;
 	}
 	for (size_t c = 0; c < HD; c++)
@@ -245,12 +246,29 @@ TEST(test_attention_op)
 								vc[t * HD + c] = kv_value(&kv, e4m3, rv, g * HD + c);
 							}
 						}
-						double ref[HD];
-						naive_attention(ref, q + (i * NH + h) * HD, kc, vc,
-								(size_t)qpos[i]);
+						double ref[HD], refb[HD];
+						const float *qh = q + (i * NH + h) * HD;
+						naive_attention(ref, qh, kc, vc, (size_t)qpos[i],
+								1.0 / sqrt((double)HD));
+						/* a BF16 cache takes bf16 products: the reference has
+						 * the queries scaled in f32 and rounded, as the backend
+						 * does; the softmax weights are rounded too, each by at
+						 * most 2^-9 of itself, which moves the output by at most
+						 * 2^-9 max |V| (|V| < 1) */
+						int bf16 = fmt == BE_KV_BF16;
+						if (bf16) {
+							float qb[HD], sc = 1.0f / sqrtf((float)HD);
+							for (size_t c = 0; c < HD; c++)
+								qb[c] = num_bf16_to_f32(
+									num_f32_to_bf16(qh[c] * sc));
+							naive_attention(refb, qb, kc, vc, (size_t)qpos[i], 1.0);
+						}
 						for (size_t c = 0; c < HD; c++) {
-							double e = fabs(out[(i * NH + h) * HD + c] - ref[c]) /
-								   (fabs(ref[c]) + 1e-2);
+							double got = out[(i * NH + h) * HD + c];
+							double e = fabs(got - ref[c]) / (fabs(ref[c]) + 1e-2);
+							if (bf16) /* in units of the bound below */
+								e = fabs(got - refb[c]) /
+								    (0x1p-9 + 2e-5 * fabs(refb[c])) * 2e-5;
 							worst = e > worst ? e : worst;
 						}
 					}

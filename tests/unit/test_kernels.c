@@ -597,6 +597,113 @@ TEST(test_gemm_nn_chunks)
 				}
 }
 
+/* The bf16 attention products (sets that have them: generic and amx) against float64 of the
+ * same bf16 values, with key / value rows in out-of-order chunks between poisoned gaps, at
+ * awkward m (row tails), n (key tails of 16 and 32, more than one 256-key chunk), kb and hd;
+ * nothing outside S[0..m)[0..n) / acc rows < m, columns < hd may be written. */
+TEST(test_attn_bf16)
+{
+	uint64_t s = seed0 ^ 0xa77e;
+	static const size_t ms[] = {1, 5, 16, 17, 96, 97}, ns[] = {1, 7, 16, 33, 64, 257},
+			    kbs[] = {1, 5, 16}, hds[] = {32, 64, 128};
+	enum { MAXM = 97, MAXN = 257, MAXD = 128, PAD = 3, GAP = 5, LDK = MAXD + 8 };
+	enum { CH = 16 * LDK + GAP }; /* a chunk's slot: up to 16 rows */
+	static uint16_t X[MAXM * (MAXD + PAD)], P[MAXM * (MAXN + PAD)], KV[MAXN * LDK],
+		Kc[MAXN * CH];
+	static float S0[MAXM * (MAXN + PAD)], Sg[MAXM * (MAXN + PAD)], A0[MAXM * (MAXD + PAD)],
+		Ag[MAXM * (MAXD + PAD)], tmp[MAXN * (MAXD + PAD)];
+	const uint16_t *Ks[MAXN];
+	size_t n_tested = 0;
+	for (size_t a = 0; a < COUNT(ms); a++)
+		for (size_t c = 0; c < COUNT(ns); c++)
+			for (size_t q = 0; q < COUNT(kbs); q++)
+				for (size_t h = 0; h < COUNT(hds); h++) {
+					size_t m = ms[a], n = ns[c], kb = kbs[q], hd = hds[h];
+					size_t ldx = hd + PAD, ldp = n + PAD, lds = n + PAD, lda = hd + PAD;
+					size_t n_ch = (n + kb - 1) / kb;
+					fill(tmp, COUNT(tmp), &s);
+					for (size_t e = 0; e < COUNT(X); e++)
+						X[e] = num_f32_to_bf16(tmp[e % COUNT(tmp)]);
+					fill(tmp, COUNT(tmp), &s);
+					for (size_t e = 0; e < COUNT(KV); e++)
+						KV[e] = num_f32_to_bf16(tmp[e % COUNT(tmp)]);
+					fill(tmp, COUNT(tmp), &s);
+					for (size_t e = 0; e < COUNT(P); e++)
+						P[e] = num_f32_to_bf16(tmp[e % COUNT(tmp)]);
+					for (size_t e = 0; e < COUNT(Kc); e++)
+						Kc[e] = 0x7fc0; /* poison: a NaN read would spread */
+					for (size_t i = 0; i < m; i++) { /* so would padding read */
+						for (size_t d = hd; d < ldx; d++)
+							X[i * ldx + d] = 0x7fc0;
+						for (size_t j = n; j < ldp; j++)
+							P[i * ldp + j] = 0x7fc0;
+					}
+					for (size_t g = 0; g < n_ch; g++) { /* chunk g in slot n_ch - 1 - g */
+						Ks[g] = Kc + (n_ch - 1 - g) * CH + GAP;
+						for (size_t j = g * kb; j < n && j < (g + 1) * kb; j++)
+							memcpy((uint16_t *)Ks[g] + (j - g * kb) * LDK,
+							       KV + j * LDK, hd * sizeof *KV);
+					}
+					fill(S0, COUNT(S0), &s);
+					fill(A0, COUNT(A0), &s);
+					for (int v = 0; v < CPU_ISA_COUNT; v++) {
+						const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+						if (!ks || !ks->attn_scores_bf16)
+							continue;
+						n_tested++;
+						/* scores */
+						memcpy(Sg, S0, sizeof Sg);
+						ks->attn_scores_bf16(Sg, lds, X, ldx, Ks, LDK, kb, m, hd, n);
+						size_t bad = SIZE_MAX;
+						for (size_t i = 0; i < MAXM && bad == SIZE_MAX; i++)
+							for (size_t j = 0; j < lds && bad == SIZE_MAX; j++) {
+								size_t e = i * lds + j;
+								if (i >= m || j >= n) {
+									bad = Sg[e] != S0[e] ? e : bad;
+									continue;
+								}
+								double r = 0, t = 0;
+								for (size_t d = 0; d < hd; d++) {
+									double x = num_bf16_to_f32(X[i * ldx + d]) *
+										   (double)num_bf16_to_f32(
+											   KV[j * LDK + d]);
+									r += x;
+									t += fabs(x);
+								}
+								bad = fabs(Sg[e] - r) <= tol_for(hd, t) ? bad : e;
+							}
+						CHECK_MSG(bad == SIZE_MAX,
+							  "attn_scores_bf16 %s m %zu n %zu kb %zu hd %zu: [%zu]",
+							  ks->name, m, n, kb, hd, bad);
+						/* P V, values from the same chunks */
+						memcpy(Ag, A0, sizeof Ag);
+						ks->attn_pv_bf16(Ag, lda, P, ldp, Ks, LDK, kb, m, n, hd);
+						bad = SIZE_MAX;
+						for (size_t i = 0; i < MAXM && bad == SIZE_MAX; i++)
+							for (size_t d = 0; d < lda && bad == SIZE_MAX; d++) {
+								size_t e = i * lda + d;
+								if (i >= m || d >= hd) {
+									bad = Ag[e] != A0[e] ? e : bad;
+									continue;
+								}
+								double r = A0[e], t = fabs(r);
+								for (size_t j = 0; j < n; j++) {
+									double x = num_bf16_to_f32(P[i * ldp + j]) *
+										   (double)num_bf16_to_f32(
+											   KV[j * LDK + d]);
+									r += x;
+									t += fabs(x);
+								}
+								bad = fabs(Ag[e] - r) <= tol_for(n + 1, t) ? bad : e;
+							}
+						CHECK_MSG(bad == SIZE_MAX,
+							  "attn_pv_bf16 %s m %zu n %zu kb %zu hd %zu: [%zu]",
+							  ks->name, m, n, kb, hd, bad);
+					}
+				}
+	CHECK(n_tested > 0);
+}
+
 /* gemm_nt: every set against float64 at awkward m, k (odd, a 16-lane tail, 80 = 5 chunks) and
  * n (not multiples of 8 or 16, one long row of keys), strides wider than the widths with
  * random padding (a read past k would change the sums); nothing outside rows < m, columns
@@ -918,6 +1025,7 @@ int main(void)
 	RUN(test_elementwise_vs_generic);
 	RUN(test_gemm_nn);
 	RUN(test_gemm_nn_chunks);
+	RUN(test_attn_bf16);
 	RUN(test_gemm_nt);
 	RUN(test_online_softmax);
 	RUN(test_transpose);
