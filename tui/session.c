@@ -47,8 +47,7 @@ bool cli_parse_float(const char *s, float *out)
 
 size_t cli_session_kv_bytes_per_token(const model *m)
 {
-	const model_config *c = model_get_config(m);
-	return c->n_layers * 2 * c->n_kv_heads * c->head_dim * sizeof(float);
+	return model_kv_bytes_per_pos(m);
 }
 
 /* The hub's path for a name, else the argument itself when it is a readable file. */

@@ -41,7 +41,8 @@ int cli_session_start_engine(cli_session *s, size_t kv_blocks, size_t max_batch)
 /* Frees everything; a zeroed session is fine. */
 void cli_session_close(cli_session *s);
 
-/* Bytes of KV cache one token position takes (K and V, every layer, f32). */
+/* Bytes of KV cache one token position takes (K and V, every layer) in the model's KV type
+ * (model_kv_format: elements, and the FP8 / INT8 scales, as kv_cache_new counts them). */
 size_t cli_session_kv_bytes_per_token(const model *m);
 
 /* Parses a whole non-negative decimal (size_t) or finite float option; false when malformed. */

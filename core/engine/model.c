@@ -608,6 +608,15 @@ int model_kv_format(const model *m)
 	return m->kv_fmt;
 }
 
+size_t model_kv_bytes_per_pos(const model *m)
+{
+	const model_config *c = model_get_config(m);
+	int fmt = model_kv_format(m);
+	size_t per_head = c->head_dim * be_kvfmt_elem_bytes(fmt) +
+			  (be_kvfmt_has_scales(fmt) ? sizeof(float) : 0);
+	return c->n_layers * 2 * c->n_kv_heads * per_head;
+}
+
 size_t model_n_params(const model *m)
 {
 	return m->n_params;
