@@ -57,6 +57,8 @@ static const char bench_help[] =
 	"      --label TEXT         a label for the stored run (e.g. baseline, int4)\n"
 	"      --threads N          CPU threads (default: all online CPUs)\n"
 	"      --bf16               BF16 weights (default F32)\n"
+	"      --kv T               KV cache f32|bf16|fp8|int8 (default: the model\n"
+	"                           file's, else f32)\n"
 	"      --step-tokens N      tokens per engine step, decodes + prefill chunks (default 256)\n"
 	"      --whole-prefill      admit prompts only whole, never in chunks\n"
 	"      --no-store           do not store the run\n"
@@ -78,6 +80,7 @@ typedef struct bench_args {
 	const char *label;
 	size_t n_threads;
 	bool bf16;
+	int kv_type; /* enum engine_kv_type; 0 = the model's */
 	size_t step_tokens;
 	bool whole_prefill;
 	bool no_store;
@@ -85,7 +88,7 @@ typedef struct bench_args {
 } bench_args;
 
 enum { OPT_CONC = 256, OPT_IN, OPT_OUT, OPT_REQ, OPT_WARM, OPT_SEED, OPT_CORPUS, OPT_INSTANCE,
-       OPT_DISCOUNT, OPT_LABEL, OPT_THREADS, OPT_BF16, OPT_STEP, OPT_WHOLE, OPT_NO_STORE,
+       OPT_DISCOUNT, OPT_LABEL, OPT_THREADS, OPT_BF16, OPT_KV, OPT_STEP, OPT_WHOLE, OPT_NO_STORE,
        OPT_JSON };
 
 static int cmp_size(const void *a, const void *b)
@@ -137,6 +140,7 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
 		{"label", required_argument, NULL, OPT_LABEL},
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"bf16", no_argument, NULL, OPT_BF16},
+		{"kv", required_argument, NULL, OPT_KV},
 		{"step-tokens", required_argument, NULL, OPT_STEP},
 		{"whole-prefill", no_argument, NULL, OPT_WHOLE},
 		{"no-store", no_argument, NULL, OPT_NO_STORE},
@@ -209,6 +213,11 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
 		}
 		case OPT_BF16:
 			a->bf16 = true;
+			continue;
+		case OPT_KV:
+			if (!cli_parse_kv_type(optarg, &a->kv_type))
+				return cli_usage_error("bench", "--kv wants f32, bf16, fp8 or int8, got '%s'",
+						       optarg);
 			continue;
 		case OPT_WHOLE:
 			a->whole_prefill = true;
@@ -396,6 +405,7 @@ static char *config_json(const bench_args *a, const cli_session *s, const char *
 	cJSON_AddNumberToObject(o, "discount", a->discount);
 	cJSON_AddNumberToObject(o, "threads", (double)a->n_threads);
 	cJSON_AddStringToObject(o, "weight_format", be_wfmt_name(model_weight_format(s->m)));
+	cJSON_AddStringToObject(o, "kv_cache", be_kvfmt_name(s->kv_fmt));
 	cJSON_AddNumberToObject(o, "step_tokens", (double)a->step_tokens);
 	cJSON_AddStringToObject(o, "prefill", a->whole_prefill ? "whole" : "chunked");
 	cJSON_AddStringToObject(o, "corpus", corpus_desc);
@@ -484,7 +494,8 @@ int cmd_bench(int argc, char **argv)
 		ex = cli_fail(&err, "cannot price on instance '%s'", a.instance);
 		goto done;
 	}
-	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16};
+	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16,
+			       .kv_type = a.kv_type};
 	if ((ex = cli_session_open(&s, &so)) != EXIT_OK)
 		goto done;
 	ex = EXIT_FAIL;
@@ -520,9 +531,10 @@ int cmd_bench(int argc, char **argv)
 	loadgen_target it = loadgen_engine_target_iface(tg);
 
 	if (!a.json) {
-		printf("bench %s: %s weights, %zu input + %zu output tokens a request, %s prefill, "
-		       "corpus %s\n\n",
-		       a.model, be_wfmt_name(model_weight_format(s.m)), a.input_tokens, a.output_tokens,
+		printf("bench %s: %s weights, %s KV cache, %zu input + %zu output tokens a request, "
+		       "%s prefill, corpus %s\n\n",
+		       a.model, be_wfmt_name(model_weight_format(s.m)), be_kvfmt_name(s.kv_fmt),
+		       a.input_tokens, a.output_tokens,
 		       a.whole_prefill ? "whole" : "chunked", corpus_desc);
 		print_header();
 	}
@@ -551,7 +563,7 @@ int cmd_bench(int argc, char **argv)
 	const model_config *mc = model_get_config(s.m);
 	price_workload w = {
 		.step_bytes = (double)model_step_bytes(s.m),
-		.kv_bytes_per_pos = (double)cli_session_kv_bytes_per_token(s.m),
+		.kv_bytes_per_pos = (double)cli_session_kv_bytes_per_token(&s),
 		.n_params = (double)model_n_params(s.m),
 		.input_tokens = (double)a.input_tokens,
 		.output_tokens = (double)a.output_tokens,
@@ -661,6 +673,7 @@ int cmd_bench(int argc, char **argv)
 	if (a.label)
 		cJSON_AddStringToObject(jo, "label", a.label);
 	cJSON_AddStringToObject(jo, "weight_format", be_wfmt_name(model_weight_format(s.m)));
+	cJSON_AddStringToObject(jo, "kv_cache", be_kvfmt_name(s.kv_fmt));
 	cJSON_AddNumberToObject(jo, "input_tokens", (double)a.input_tokens);
 	cJSON_AddNumberToObject(jo, "output_tokens", (double)a.output_tokens);
 	cJSON_AddNumberToObject(jo, "warmup", (double)a.warmup);

@@ -49,6 +49,8 @@ static const char bench_help[] =
 	"options:\n"
 	"      --threads N    CPU threads (default: all online CPUs)\n"
 	"      --bf16         BF16 weights (default F32)\n"
+	"      --kv T         KV cache f32|bf16|fp8|int8 (default: the model\n"
+	"                     file's, else f32)\n"
 	"      --prefill N    prompt tokens of the prefill measurement (default 512)\n"
 	"      --decode N     decode steps per timed repetition (default 32)\n"
 	"      --context N    tokens each decoding sequence holds before timing (default 64)\n"
@@ -63,16 +65,18 @@ typedef struct bench_args {
 	size_t context;
 	size_t reps;
 	bool bf16;
+	int kv_type; /* enum engine_kv_type; 0 = the model's */
 	bool json;
 } bench_args;
 
-enum { OPT_THREADS = 256, OPT_BF16, OPT_JSON, OPT_PREFILL, OPT_DECODE, OPT_CONTEXT, OPT_REPS };
+enum { OPT_THREADS = 256, OPT_BF16, OPT_KV, OPT_JSON, OPT_PREFILL, OPT_DECODE, OPT_CONTEXT, OPT_REPS };
 
 static int parse_bench_args(int argc, char **argv, bench_args *a)
 {
 	static const struct option long_opts[] = {
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"bf16", no_argument, NULL, OPT_BF16},
+		{"kv", required_argument, NULL, OPT_KV},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"prefill", required_argument, NULL, OPT_PREFILL},
 		{"decode", required_argument, NULL, OPT_DECODE},
@@ -111,6 +115,11 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
 			break;
 		case OPT_BF16:
 			a->bf16 = true;
+			continue;
+		case OPT_KV:
+			if (!cli_parse_kv_type(optarg, &a->kv_type))
+				return cli_usage_error("bench-engine", "--kv wants f32, bf16, fp8 or int8, got '%s'",
+						       optarg);
 			continue;
 		case OPT_JSON:
 			a->json = true;
@@ -342,9 +351,10 @@ static void print_table(const bench_args *a, const cli_session *s, size_t n_thre
 {
 	const model *m = s->m;
 	printf("bench-engine: %s\n", s->path);
-	printf("  %s weights, %.1fM parameters, %.1f MB read per decode step (weights), %zu "
-	       "threads, %zu reps (median, min-max)\n",
-	       be_wfmt_name(model_weight_format(m)), (double)model_n_params(m) / 1e6,
+	printf("  %s weights, %s KV cache, %.1fM parameters, %.1f MB read per decode step "
+	       "(weights), %zu threads, %zu reps (median, min-max)\n",
+	       be_wfmt_name(model_weight_format(m)), be_kvfmt_name(s->kv_fmt),
+	       (double)model_n_params(m) / 1e6,
 	       (double)model_step_bytes(m) / 1e6, n_threads, a->reps);
 	printf("  machine (same run, at the start): read bandwidth %.1f GB/s, peak f32 FMA %.1f "
 	       "GFLOP/s, ", pk->bw, pk->f32);
@@ -389,6 +399,7 @@ static int print_json(const bench_args *a, const cli_session *s, size_t n_thread
 	const model *m = s->m;
 	cJSON_AddStringToObject(o, "model", s->path);
 	cJSON_AddStringToObject(o, "weight_format", be_wfmt_name(model_weight_format(m)));
+	cJSON_AddStringToObject(o, "kv_cache", be_kvfmt_name(s->kv_fmt));
 	cJSON_AddNumberToObject(o, "n_params", (double)model_n_params(m));
 	cJSON_AddNumberToObject(o, "step_bytes", (double)model_step_bytes(m));
 	cJSON_AddNumberToObject(o, "threads", (double)n_threads);
@@ -449,7 +460,8 @@ int cmd_bench_engine(int argc, char **argv)
 	enum { N_BATCHES = sizeof batches / sizeof batches[0], MAX_B = 16 };
 
 	cli_session s;
-	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16};
+	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16,
+			       .kv_type = a.kv_type};
 	if ((ex = cli_session_open(&s, &so)) != EXIT_OK)
 		return ex;
 	ex = EXIT_FAIL;
@@ -527,7 +539,7 @@ int cmd_bench_engine(int argc, char **argv)
 				    prefill_flops_per_token(c, a.prefill);
 	pts[n_pts].bytes_per_step = 0;
 	n_pts++;
-	double kv_per_tok = (double)cli_session_kv_bytes_per_token(s.m);
+	double kv_per_tok = (double)cli_session_kv_bytes_per_token(&s);
 	double tps_b1 = 0, tps_b16 = 0;
 	for (size_t i = 0; i < N_BATCHES; i++) {
 		size_t B = batches[i];

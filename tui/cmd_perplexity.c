@@ -28,6 +28,8 @@ static const char perplexity_help[] =
 	"                    lower figure, not comparable with llama.cpp's)\n"
 	"      --threads N   CPU threads (default: all online CPUs)\n"
 	"      --bf16        run with BF16 weights (default F32)\n"
+	"      --kv T        KV cache f32|bf16|fp8|int8 (default: the model\n"
+	"                    file's, else f32)\n"
 	"      --json        print a JSON object: perplexity, perplexity_stderr, mean_nll,\n"
 	"                    tokens_scored, chunks, ctx, text_tokens, seconds, tok_s, ...\n";
 
@@ -39,10 +41,11 @@ typedef struct ppl_args {
 	size_t n_threads;
 	bool score_all;
 	bool bf16;
+	int kv_type; /* enum engine_kv_type; 0 = the model's */
 	bool json;
 } ppl_args;
 
-enum { OPT_CTX = 256, OPT_CHUNKS, OPT_SCORE_ALL, OPT_THREADS, OPT_BF16, OPT_JSON };
+enum { OPT_CTX = 256, OPT_CHUNKS, OPT_SCORE_ALL, OPT_THREADS, OPT_BF16, OPT_KV, OPT_JSON };
 
 static int parse_ppl_args(int argc, char **argv, ppl_args *a)
 {
@@ -52,6 +55,7 @@ static int parse_ppl_args(int argc, char **argv, ppl_args *a)
 		{"score-all", no_argument, NULL, OPT_SCORE_ALL},
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"bf16", no_argument, NULL, OPT_BF16},
+		{"kv", required_argument, NULL, OPT_KV},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -85,6 +89,11 @@ static int parse_ppl_args(int argc, char **argv, ppl_args *a)
 			break;
 		case OPT_BF16:
 			a->bf16 = true;
+			break;
+		case OPT_KV:
+			if (!cli_parse_kv_type(optarg, &a->kv_type))
+				return cli_usage_error("perplexity", "--kv wants f32, bf16, fp8 or int8, got '%s'",
+						       optarg);
 			break;
 		case OPT_JSON:
 			a->json = true;
@@ -170,7 +179,8 @@ int cmd_perplexity(int argc, char **argv)
 		return ex;
 
 	cli_session s;
-	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16};
+	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16,
+			       .kv_type = a.kv_type};
 	if ((ex = cli_session_open(&s, &so)) != EXIT_OK) {
 		free(text);
 		return ex;

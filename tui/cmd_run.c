@@ -38,6 +38,8 @@ static const char run_help[] =
 	"      --threads N         CPU threads (default: all online CPUs); the output does not\n"
 	"                          depend on it\n"
 	"      --bf16              run with BF16 weights (default F32)\n"
+	"      --kv T              KV cache f32|bf16|fp8|int8 (default: the model\n"
+	"                          file's, else f32)\n"
 	"      --draft D           speculative decoding with draft D: recommended (the hub's\n"
 	"                          smallest model with the same tokenizer, else a quantized\n"
 	"                          copy of the model, built once into <home>/artifacts),\n"
@@ -69,6 +71,7 @@ typedef struct run_args {
 	bool chat;
 	bool json;
 	bool bf16;
+	int kv_type; /* enum engine_kv_type; 0 = the model's */
 	bool seed_given;
 	size_t n_threads;
 	sampler_params sp;
@@ -89,7 +92,7 @@ enum {
 	OPT_CHAT,
 	OPT_SYSTEM,
 	OPT_THREADS,
-	OPT_BF16,
+	OPT_BF16, OPT_KV,
 	OPT_JSON,
 	OPT_DRAFT,
 	OPT_SPEC_K,
@@ -111,6 +114,7 @@ static int parse_run_args(int argc, char **argv, run_args *a)
 		{"system", required_argument, NULL, OPT_SYSTEM},
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"bf16", no_argument, NULL, OPT_BF16},
+		{"kv", required_argument, NULL, OPT_KV},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"draft", required_argument, NULL, OPT_DRAFT},
 		{"spec-k", required_argument, NULL, OPT_SPEC_K},
@@ -182,6 +186,11 @@ static int parse_run_args(int argc, char **argv, run_args *a)
 			break;
 		case OPT_BF16:
 			a->bf16 = true;
+			break;
+		case OPT_KV:
+			if (!cli_parse_kv_type(optarg, &a->kv_type))
+				return cli_usage_error("run", "--kv wants f32, bf16, fp8 or int8, got '%s'",
+						       optarg);
 			break;
 		case OPT_JSON:
 			a->json = true;
@@ -404,7 +413,8 @@ int cmd_run(int argc, char **argv)
 		return ex;
 
 	cli_session s;
-	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16};
+	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16,
+			       .kv_type = a.kv_type};
 	if ((ex = cli_session_open(&s, &so)) != EXIT_OK)
 		return ex;
 	int32_t *prompt = NULL, *gen = NULL, *pos = NULL, *seqs = NULL;

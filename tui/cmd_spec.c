@@ -349,7 +349,7 @@ int spec_cli_run(cli_session *s, const spec_cli_args *a, const int32_t *prompt, 
 		}
 		engine_opts eo = {
 			.kv_bytes = blocks * KV_DEFAULT_BLOCK_TOKENS *
-				    cli_session_kv_bytes_per_token(dm),
+				    model_kv_bytes_per_pos(dm, model_kv_format(dm)),
 			.kv_block_tokens = KV_DEFAULT_BLOCK_TOKENS,
 		};
 		if (engine_new(&de, dm, s->be, &eo, &err) != OS_OK) {

@@ -45,9 +45,35 @@ bool cli_parse_float(const char *s, float *out)
 	return true;
 }
 
-size_t cli_session_kv_bytes_per_token(const model *m)
+size_t cli_session_kv_bytes_per_token(const cli_session *s)
 {
-	return model_kv_bytes_per_pos(m);
+	return model_kv_bytes_per_pos(s->m, s->kv_fmt);
+}
+
+bool cli_parse_kv_type(const char *name, int *kv_type)
+{
+	static const struct { const char *name; int type; } types[] = {
+		{"f32", ENGINE_KV_F32}, {"bf16", ENGINE_KV_BF16},
+		{"fp8", ENGINE_KV_FP8}, {"int8", ENGINE_KV_INT8},
+	};
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		if (!strcmp(name, types[i].name)) {
+			*kv_type = types[i].type;
+			return true;
+		}
+	return false;
+}
+
+/* The cache element type an engine asked for kv_type uses with model m. */
+static int kv_fmt_of(const model *m, int kv_type)
+{
+	switch (kv_type) {
+	case ENGINE_KV_F32: return BE_KV_F32;
+	case ENGINE_KV_BF16: return BE_KV_BF16;
+	case ENGINE_KV_FP8: return BE_KV_FP8;
+	case ENGINE_KV_INT8: return BE_KV_I8;
+	default: return model_kv_format(m);
+	}
 }
 
 /* The hub's path for a name, else the argument itself when it is a readable file. */
@@ -101,6 +127,8 @@ int cli_session_open(cli_session *s, const cli_session_opts *o)
 	gguf_close(f);
 	f = NULL;
 	s->load_s = cli_now_s() - t0;
+	s->kv_type = o->kv_type;
+	s->kv_fmt = kv_fmt_of(s->m, o->kv_type);
 	backend_cpu_opts bo = {.n_threads = o->n_threads};
 	if (backend_cpu_new(&s->be, &bo, &err) != OS_OK) {
 		ex = cli_fail(&err, "cannot start the CPU backend");
@@ -119,8 +147,9 @@ int cli_session_start_engine(cli_session *s, size_t kv_blocks, size_t max_batch)
 	size_t bt = KV_DEFAULT_BLOCK_TOKENS;
 	engine_opts eo = {
 		.max_batch = max_batch,
-		.kv_bytes = kv_blocks * bt * cli_session_kv_bytes_per_token(s->m),
+		.kv_bytes = kv_blocks * bt * cli_session_kv_bytes_per_token(s),
 		.kv_block_tokens = bt,
+		.kv_type = s->kv_type,
 	};
 	engine_free(s->e);
 	s->e = NULL;

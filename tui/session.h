@@ -15,6 +15,7 @@ typedef struct cli_session_opts {
 	const char *model_arg;  /* hub name or GGUF path, as the user typed it */
 	size_t n_threads;       /* 0 = online CPUs */
 	bool bf16;              /* run-time weights in BF16 instead of F32 */
+	int kv_type;            /* enum engine_kv_type: the KV cache type; 0 = the model's */
 } cli_session_opts;
 
 /* Everything owned; closed by cli_session_close. */
@@ -27,6 +28,8 @@ typedef struct cli_session {
 	backend *be;
 	engine *e;              /* NULL until cli_session_start_engine */
 	double load_s;          /* wall time of reading + dequantizing the model, s */
+	int kv_type;            /* enum engine_kv_type the engines are asked for (0: model's) */
+	int kv_fmt;             /* enum be_kvfmt their KV caches then use */
 } cli_session;
 
 /* Opens the model, tokenizer, chat template and backend (no engine yet: its KV size depends
@@ -41,9 +44,13 @@ int cli_session_start_engine(cli_session *s, size_t kv_blocks, size_t max_batch)
 /* Frees everything; a zeroed session is fine. */
 void cli_session_close(cli_session *s);
 
-/* Bytes of KV cache one token position takes (K and V, every layer) in the model's KV type
- * (model_kv_format: elements, and the FP8 / INT8 scales, as kv_cache_new counts them). */
-size_t cli_session_kv_bytes_per_token(const model *m);
+/* Bytes of KV cache one token position takes (K and V, every layer) in the session's KV
+ * type (elements, and the FP8 / INT8 scales, as kv_cache_new counts them). */
+size_t cli_session_kv_bytes_per_token(const cli_session *s);
+
+/* The --kv option of the engine commands: "f32", "bf16", "fp8" or "int8" into *kv_type
+ * (enum engine_kv_type). false for anything else. */
+bool cli_parse_kv_type(const char *name, int *kv_type);
 
 /* Parses a whole non-negative decimal (size_t) or finite float option; false when malformed. */
 bool cli_parse_size(const char *s, size_t *out);

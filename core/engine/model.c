@@ -608,10 +608,9 @@ int model_kv_format(const model *m)
 	return m->kv_fmt;
 }
 
-size_t model_kv_bytes_per_pos(const model *m)
+size_t model_kv_bytes_per_pos(const model *m, int fmt)
 {
 	const model_config *c = model_get_config(m);
-	int fmt = model_kv_format(m);
 	size_t per_head = c->head_dim * be_kvfmt_elem_bytes(fmt) +
 			  (be_kvfmt_has_scales(fmt) ? sizeof(float) : 0);
 	return c->n_layers * 2 * c->n_kv_heads * per_head;

@@ -88,9 +88,10 @@ int model_weight_format(const model *m);
 /* The KV cache element type the file asks for (enum be_kvfmt, from optstudio.kv_type;
  * BE_KV_F32 when absent). engine_new uses it unless told otherwise. */
 int model_kv_format(const model *m);
-/* Bytes of KV cache one token position takes in that type: K and V of every layer, the
- * elements and the FP8 / INT8 scales, as kv_cache_new counts them. */
-size_t model_kv_bytes_per_pos(const model *m);
+/* Bytes of KV cache one token position of m takes in KV type kv_fmt (enum be_kvfmt; e.g.
+ * model_kv_format(m)): K and V of every layer, the elements and the FP8 / INT8 scales, as
+ * kv_cache_new counts them. */
+size_t model_kv_bytes_per_pos(const model *m, int kv_fmt);
 /* Number of parameters (tied embeddings counted once). */
 size_t model_n_params(const model *m);
 /* Vocabulary size: the number of logits per row. */

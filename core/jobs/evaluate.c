@@ -225,7 +225,7 @@ static int make_engine(job_run *r, const model *m, size_t kv_blocks, engine **ou
 {
 	engine_opts eo = {
 		.max_batch = EVAL_STEP_TOKENS,
-		.kv_bytes = kv_blocks * KV_DEFAULT_BLOCK_TOKENS * model_kv_bytes_per_pos(m),
+		.kv_bytes = kv_blocks * KV_DEFAULT_BLOCK_TOKENS * model_kv_bytes_per_pos(m, model_kv_format(m)),
 		.kv_block_tokens = KV_DEFAULT_BLOCK_TOKENS,
 	};
 	return engine_new(out, m, r->be, &eo, err);
@@ -544,7 +544,7 @@ static char *config_json(eval_state *ev, const store_instance *here, double disc
 	cJSON_AddNumberToObject(o, "job_id", (double)r->job->id);
 	price_workload w = {
 		.step_bytes = (double)model_step_bytes(ev->m),
-		.kv_bytes_per_pos = (double)model_kv_bytes_per_pos(ev->m),
+		.kv_bytes_per_pos = (double)model_kv_bytes_per_pos(ev->m, model_kv_format(ev->m)),
 		.n_params = (double)model_n_params(ev->m),
 		.input_tokens = (double)ev->input,
 		.output_tokens = (double)ev->output,

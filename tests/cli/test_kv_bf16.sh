@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The BF16 KV cache end to end: `quantize --kv bf16` records it (recipe JSON), `run` and
 # `perplexity` work on the file, and its perplexity is near but not equal to the same
-# method's file with the F32 cache (so the recorded type is what the engine used).
+# method's file with the F32 cache (so the recorded type is what the engine used). The
+# engine commands' --kv overrides the file's type both ways, and bench-engine reports it
+# and counts its bytes.
 . "$(dirname "$0")/lib.sh"
 FIX=$BUILD_DIR/tests/make_fixture
 "$FIX" "$TMP/fx.gguf" --seed 23 >/dev/null || { fail "make_fixture" "cannot build the fixture"; test_summary; exit; }
@@ -35,6 +37,25 @@ else
 	fail "perplexity with bf16 KV near f32 KV and not equal" "bf16 '$pb' f32 '$pf'"
 fi
 
+# --kv on the engine commands: the same numbers as the file's recorded type, either way
+po=$("$BIN" perplexity "$TMP/f.gguf" "$TMP/text.txt" --ctx 96 --chunks 3 --json --kv bf16 2>/dev/null | ppl)
+[ -n "$po" ] && [ "$po" = "$pb" ] && ok "perplexity --kv bf16 = the bf16 file ($po)" ||
+	fail "perplexity --kv bf16 = the bf16 file" "override '$po' file '$pb'"
+po=$("$BIN" perplexity "$TMP/b.gguf" "$TMP/text.txt" --ctx 96 --chunks 3 --json --kv f32 2>/dev/null | ppl)
+[ -n "$po" ] && [ "$po" = "$pf" ] && ok "perplexity --kv f32 = the f32 file ($po)" ||
+	fail "perplexity --kv f32 = the f32 file" "override '$po' file '$pf'"
+for c in run perplexity bench bench-engine; do
+	expect_rc "$c --help" 0 "$BIN" $c --help
+	expect_out "$c help lists --kv" "--kv T .*f32\|bf16\|fp8\|int8"
+done
+expect_rc "bench-engine --kv bf17" 2 "$BIN" bench-engine "$TMP/f.gguf" --kv bf17
+expect_out "bad --kv names the choices" "--kv wants f32, bf16, fp8 or int8, got 'bf17'"
+jget() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1" 2>/dev/null; }
+for t in f32 bf16 fp8; do
+	j=$("$BIN" bench-engine "$TMP/f.gguf" --kv $t --prefill 16 --decode 2 --reps 1 --json 2>/dev/null)
+	got=$(printf '%s' "$j" | jget kv_cache)
+	[ "$got" = "$t" ] && ok "bench-engine --kv $t reports it" || fail "bench-engine --kv $t reports it" "$j"
+done
 expect_rc "optimize --help lists bf16" 0 "$BIN" optimize --help
 expect_out "optimize help: bf16 kv cache" "--kv-cache T .*bf16"
 test_summary

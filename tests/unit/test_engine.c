@@ -493,8 +493,11 @@ TEST(test_kv_bf16_capacity)
 		CHECK_EQ_INT(kv_cache_n_blocks(engine_kv(eb)), 2 * kv_cache_n_blocks(engine_kv(ef)));
 		CHECK_EQ_INT(2 * kv_cache_block_bytes(engine_kv(eb)),
 			     kv_cache_block_bytes(engine_kv(ef)));
+		CHECK_EQ_INT(model_kv_bytes_per_pos(m, BE_KV_BF16) *
+				     kv_cache_view(engine_kv(eb))->block_tokens,
+			     kv_cache_block_bytes(engine_kv(eb)));
 		CHECK(kv_cache_view(engine_kv(eb))->scales == NULL);
-		CHECK_EQ_INT(model_kv_bytes_per_pos(m) * kv_cache_view(engine_kv(ef))->block_tokens,
+		CHECK_EQ_INT(model_kv_bytes_per_pos(m, BE_KV_F32) * kv_cache_view(engine_kv(ef))->block_tokens,
 			     kv_cache_block_bytes(engine_kv(ef)));
 	}
 	engine_free(ef), engine_free(eb);
@@ -714,7 +717,7 @@ TEST(test_file_kv_type)
 		CHECK(e && engine_kv_format(e) == BE_KV_BF16);
 		/* the rooflines' KV bytes per position are what the cache spends on one */
 		if (e)
-			CHECK_EQ_INT(model_kv_bytes_per_pos(m) * kv_cache_view(engine_kv(e))->block_tokens,
+			CHECK_EQ_INT(model_kv_bytes_per_pos(m, model_kv_format(m)) * kv_cache_view(engine_kv(e))->block_tokens,
 				     kv_cache_block_bytes(engine_kv(e)));
 		engine_free(e);
 		e = new_engine_kv(m, be1, 16, 0, ENGINE_KV_F32); /* a forced type wins */
