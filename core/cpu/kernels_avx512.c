@@ -1279,14 +1279,10 @@ TGT_AMX static void attn_pv_bf16_amx(float *acc, size_t lda, const uint16_t *P, 
 
 /* ---- vector helpers ---------------------------------------------------------------------- */
 
-/* e^x for f32 lanes, about 2 ulp: 2^n * p(r) with x = n ln2 + r, |r| <= ln2/2, a degree-6
- * polynomial for e^r. Lanes below -87.3 (including -inf) give 0, above 88.7 give +inf. */
-INLINE __m512 exp512(__m512 x)
+/* e^x for f32 lanes of x already clamped to [-87.3, 88.7], about 2 ulp: 2^n * p(r) with
+ * x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r. */
+INLINE __m512 exp512_clamped(__m512 xc)
 {
-	const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.72283f);
-	__mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-	__mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
-	__m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
 	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
 					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
@@ -1299,7 +1295,16 @@ INLINE __m512 exp512(__m512 x)
 	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
 	p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
 	/* scalef computes p * 2^n without building the exponent by hand (n may be -126..128) */
-	__m512 e = _mm512_scalef_ps(p, n);
+	return _mm512_scalef_ps(p, n);
+}
+
+/* e^x for f32 lanes: lanes below -87.3 (including -inf) give 0, above 88.7 give +inf. */
+INLINE __m512 exp512(__m512 x)
+{
+	const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.72283f);
+	__mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+	__mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+	__m512 e = exp512_clamped(_mm512_min_ps(_mm512_max_ps(x, lo), hi));
 	e = _mm512_mask_mov_ps(e, under, _mm512_setzero_ps());
 	return _mm512_mask_mov_ps(e, over, _mm512_set1_ps(INFINITY));
 }
@@ -1429,19 +1434,7 @@ INLINE __m512 exp512_nonpos(__m512 x)
 {
 	const __m512 lo = _mm512_set1_ps(-87.33654f);
 	__mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
-	__m512 xc = _mm512_max_ps(x, lo);
-	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
-					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-	__m512 p = _mm512_set1_ps(1.9875691500E-4f);
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-	p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-	return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_scalef_ps(p, n));
+	return _mm512_maskz_mov_ps((__mmask16)~under, exp512_clamped(_mm512_max_ps(x, lo)));
 }
 
 /* 16-lane vector t of a row of n floats: the lanes below n (or none). */

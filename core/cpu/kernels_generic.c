@@ -93,25 +93,9 @@ static void softmax_generic(float *x, size_t n)
 		x[i] *= r;
 }
 
-static void gemm_nn_generic(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
-			    size_t ldb, size_t m, size_t k, size_t n, int acc)
-{
-	for (size_t i = 0; i < m; i++) {
-		float *y = Y + i * ldy;
-		if (!acc)
-			for (size_t j = 0; j < n; j++)
-				y[j] = 0.0f;
-		for (size_t p = 0; p < k; p++) {
-			float a = X[i * ldx + p];
-			const float *b = B + p * ldb;
-			for (size_t j = 0; j < n; j++)
-				y[j] += a * b[j];
-		}
-	}
-}
 
-/* The reference of the chunked product: gemm_nn_generic's loops, row p of B looked up in
- * its chunk. */
+/* The reference of gemm_nn and of the chunked product: row p of B looked up in its chunk,
+ * Y[i][j] summed in order p = 0..k-1. */
 static void gemm_nn_chunks_generic(float *Y, size_t ldy, const float *X, size_t ldx,
 				   const float *const *Bs, size_t ldb, size_t kb, size_t m,
 				   size_t k, size_t n, int acc)
@@ -128,6 +112,13 @@ static void gemm_nn_chunks_generic(float *Y, size_t ldy, const float *X, size_t 
 				y[j] += a * b[j];
 		}
 	}
+}
+
+/* The plain product: one chunk holding all k rows of B. */
+static void gemm_nn_generic(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
+			    size_t ldb, size_t m, size_t k, size_t n, int acc)
+{
+	gemm_nn_chunks_generic(Y, ldy, X, ldx, &B, ldb, k ? k : 1, m, k, n, acc);
 }
 
 /* The references of the bf16 attention products: exact products, f32 sums in order. */

@@ -635,11 +635,11 @@ TEST(test_bad_batches)
 	model_close(m);
 }
 
-/* Rewrites src into dst through the writer: metadata copied then overridden by arch (when
- * not NULL), every tensor copied except that skip is left out and the tensor named
- * reshape gets ne = {ne0, ne1} (same bytes). */
-static int rewrite(const char *src, const char *dst, const char *arch, const char *skip,
-		   const char *reshape, uint64_t ne0, uint64_t ne1)
+/* Rewrites src into dst through the writer: metadata copied then string key set to value
+ * (when key is not NULL), every tensor copied except that skip is left out and the tensor
+ * named reshape gets ne = {ne0, ne1} (same bytes). */
+static int rewrite(const char *src, const char *dst, const char *key, const char *value,
+		   const char *skip, const char *reshape, uint64_t ne0, uint64_t ne1)
 {
 	gguf_file *f;
 	gguf_writer *w;
@@ -652,8 +652,8 @@ static int rewrite(const char *src, const char *dst, const char *arch, const cha
 		return rc;
 	}
 	rc = gguf_writer_copy_kv(w, f, NULL);
-	if (!rc && arch)
-		rc = gguf_writer_set_str(w, "general.architecture", arch);
+	if (!rc && key)
+		rc = gguf_writer_set_str(w, key, value);
 	for (size_t i = 0; !rc && i < gguf_n_tensors(f); i++) {
 		const gguf_tensor *t = gguf_tensor_at(f, i);
 		if (skip && strcmp(t->name, skip) == 0)
@@ -676,29 +676,7 @@ static int rewrite(const char *src, const char *dst, const char *arch, const cha
 /* Copies src to dst with optstudio.kv_type = kv_type. */
 static int rewrite_kv_type(const char *src, const char *dst, const char *kv_type)
 {
-	gguf_file *f;
-	gguf_writer *w;
-	os_error err;
-	int rc = gguf_open(&f, src, &err);
-	if (rc)
-		return rc;
-	if ((rc = gguf_writer_new(&w, &err))) {
-		gguf_close(f);
-		return rc;
-	}
-	rc = gguf_writer_copy_kv(w, f, NULL);
-	if (!rc)
-		rc = gguf_writer_set_str(w, "optstudio.kv_type", kv_type);
-	for (size_t i = 0; !rc && i < gguf_n_tensors(f); i++) {
-		const gguf_tensor *t = gguf_tensor_at(f, i);
-		rc = gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data,
-					    t->n_bytes);
-	}
-	if (!rc)
-		rc = gguf_writer_write(w, dst, &err);
-	gguf_writer_free(w);
-	gguf_close(f);
-	return rc;
+	return rewrite(src, dst, "optstudio.kv_type", kv_type, NULL, NULL, 0, 0);
 }
 
 /* A file's optstudio.kv_type "bf16" is the engine's default KV type; unknown names (case
@@ -746,7 +724,7 @@ TEST(test_bad_files)
 	os_error err;
 
 	/* attn_k of layer 1 declared [32, 64] instead of [64, 32] (same byte count) */
-	CHECK(rewrite(path_f32, p, NULL, NULL, "blk.1.attn_k.weight", 32, 64) == OS_OK);
+	CHECK(rewrite(path_f32, p, NULL, NULL, NULL, "blk.1.attn_k.weight", 32, 64) == OS_OK);
 	CHECK_EQ_INT(model_open(&m, p, NULL, &err), OS_EFORMAT);
 	CHECK(m == NULL);
 	CHECK_MSG(strstr(err.msg, "blk.1.attn_k.weight") && strstr(err.msg, "[32, 64]") &&
@@ -754,13 +732,13 @@ TEST(test_bad_files)
 		  "message: %s", err.msg);
 	printf("  %s\n", err.msg);
 
-	CHECK(rewrite(path_f32, p, "qwen2", NULL, NULL, 0, 0) == OS_OK);
+	CHECK(rewrite(path_f32, p, "general.architecture", "qwen2", NULL, NULL, 0, 0) == OS_OK);
 	CHECK_EQ_INT(model_open(&m, p, NULL, &err), OS_EUNSUPPORTED);
 	CHECK_MSG(strstr(err.msg, "'qwen2'") && strstr(err.msg, "not supported"), "message: %s",
 		  err.msg);
 	printf("  %s\n", err.msg);
 
-	CHECK(rewrite(path_f32, p, NULL, "blk.0.ffn_up.weight", NULL, 0, 0) == OS_OK);
+	CHECK(rewrite(path_f32, p, NULL, NULL, "blk.0.ffn_up.weight", NULL, 0, 0) == OS_OK);
 	CHECK_EQ_INT(model_open(&m, p, NULL, &err), OS_EFORMAT);
 	CHECK_MSG(strstr(err.msg, "missing tensor blk.0.ffn_up.weight"), "message: %s", err.msg);
 
