@@ -29,9 +29,8 @@ static const char bench_help[] =
 	"                     projection weights per token plus the output head once per\n"
 	"                     prompt (only the last token's logits are computed); peak is\n"
 	"                     that of the instruction the matmul uses for the weight format\n"
-	"                     (f32 FMA for F32 and FP8, and for INT4 outside the amx set;\n"
-	"                     for BF16, FP8-W8A8 and INT4 (bf16 products) the AMX tile\n"
-	"                     products where the kernel set is amx, else bf16 dot\n"
+	"                     (f32 FMA for F32, FP8 and INT4; for BF16 and FP8-W8A8 the AMX\n"
+	"                     tile products where the kernel set is amx, else bf16 dot\n"
 	"                     products; for INT8 W8A8 int8 AMX tiles or VNNI dot products,\n"
 	"                     an integer multiply-add counting 2 ops); attention FLOPs\n"
 	"                     are not counted\n"
@@ -315,9 +314,8 @@ typedef struct machine_peaks {
 } machine_peaks;
 
 /* The instruction a model's prefill matmuls run on, by the format of its blocks: f32 FMA
- * for F32 and the formats multiplied in f32 (FP8 weight-only, INT4 outside the amx set);
- * bf16 for BF16 and FP8 W8A8 (whose E4M3 values are exact in bf16), on AMX tiles under the
- * amx set, which also multiplies INT4 prompts in bf16 there; int8 for INT8
+ * for F32 and the formats multiplied in f32 (FP8 weight-only, INT4); bf16 for BF16 and FP8
+ * W8A8 (whose E4M3 values are exact in bf16), on AMX tiles under the amx set; int8 for INT8
  * W8A8, on AMX-INT8 tiles where the quantized set is amx, else VNNI dot products. Sets
  * pk->used_name; a kind this CPU lacks falls back to f32 FMA. */
 static roofline_kind prefill_peak_kind(const backend *be, int wfmt, machine_peaks *pk)
@@ -334,11 +332,6 @@ static roofline_kind prefill_peak_kind(const backend *be, int wfmt, machine_peak
 		}
 	}
 	const cpu_qkernel_set *qk = backend_cpu_qkernels(be);
-	if (wfmt == BE_WFMT_I4 && qk && qk->i4_bf16 && qk->i4_bf16->isa == CPU_ISA_AMX &&
-	    pk->amx > 0) {
-		pk->used_name = "bf16 AMX tiles";
-		return ROOFLINE_BF16_AMX;
-	}
 	if (wfmt == BE_WFMT_I8 && qk && qk->isa != CPU_ISA_GENERIC) {
 		pk->used_name = qk->isa == CPU_ISA_AMX ? "int8 AMX tiles" : "int8 dot product";
 		return qk->isa == CPU_ISA_AMX ? ROOFLINE_I8_AMX : ROOFLINE_I8_DP;

@@ -19,10 +19,6 @@
  *              Y[t][o] = (float)acc * (xs * sw[o])
  *   INT4 W4A16 group g of G inputs: w = s[o][g] * (q - z[o][g]) (num_i4_dequantize, one
  *              rounding), Y[t][o] = sum_k X[t][k] w[o][k]
- *              A set with i4_bf16_min_tok > 0 computes, from that many tokens on, the
- *              16-bit-activation product of W4A16 GPU kernels instead:
- *              Y[t][o] = sum_k bf16(X[t][k]) bf16(w[o][k]) (num_f32_to_bf16, products exact
- *              in f32, f32 sums), on the bf16 matrix kernel of its isa (see below).
  *
  * Weight storage (any alignment works; 64 bytes is best):
  *   FP8:  W n_out * n_in E4M3 bytes (no NaN codes), sw n_out f32 scales.
@@ -53,13 +49,6 @@
  * only the summation order differs. INT8 keeps its integer kernels (exact int32 sums). */
 #define CPU_QTILE_MIN_TOK 32
 
-/* The amx set multiplies INT4 weights of this many tokens and more in bf16 on AMX tiles
- * (i4_bf16_min_tok): each weight row is decoded once (w = s (q - z) in f32, then rounded to
- * bf16), the activations rounded to bf16 once, and the product is kernels.h's bf16 matmul of
- * the amx set, 20 times the f32 FMA rate here. Below it, the f32 tile kernels, which decode
- * in registers and read the packed nibbles at the memory roofline. */
-#define CPU_QI4_BF16_MIN_TOK 8
-
 /* The amx set's INT8 matmul runs a GEMM on AMX-INT8 tiles from this many tokens on (n_in a
  * multiple of 64), on panels of 32 weight rows: the threaded wrapper then gives it tasks of
  * whole panels. Fewer tokens take the AVX-512 vpdpbusd tiles, at the memory roofline there. */
@@ -70,10 +59,6 @@
 typedef struct cpu_qkernel_set {
 	const char *name; /* "generic", "avx512", "amx" */
 	cpu_isa isa;
-	/* NULL, or the plain set whose matmul_bf16 takes the INT4 products of i4_bf16_min_tok
-	 * tokens and more, in bf16 (see the INT4 formula above) */
-	const cpu_kernel_set *i4_bf16;
-	size_t i4_bf16_min_tok;
 
 	/* FP8 W8A16: Y[t][o] = sw[o] * sum_k X[t][k] e4m3(W[o][k]). */
 	void (*matmul_fp8)(float *Y, const float *X, const uint8_t *W, const float *sw,
@@ -100,10 +85,6 @@ typedef struct cpu_qkernel_set {
 	void (*decode_i8)(float *out, const uint8_t *q, size_t n);
 	void (*decode_i4_row)(float *out, const uint8_t *W, const float *s, const uint8_t *z,
 			      size_t group, size_t n_in);
-	/* The same row rounded to bf16 (num_f32_to_bf16 of each value), for the bf16 INT4
-	 * path; bit-identical in every set too. */
-	void (*decode_i4_row_bf16)(uint16_t *out, const uint8_t *W, const float *s,
-				   const uint8_t *z, size_t group, size_t n_in);
 
 	/* Per-token FP8 activations: xs[t] = num_e4m3_scale(absmax of row t) and
 	 * Xd[t][k] = e4m3_to_f32(num_e4m3_quantize(X[t][k], num_inv_scale(xs[t]))), exactly

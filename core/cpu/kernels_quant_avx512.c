@@ -688,42 +688,6 @@ TGT static void decode_i4_row_avx512(float *out, const uint8_t *W, const float *
 	}
 }
 
-/* bf16 of 16 f32 lanes, round to nearest even, NaN kept quiet: num_f32_to_bf16 lane by lane. */
-INLINE __m256i bf16_round16(__m512 f)
-{
-	__m512i u = _mm512_castps_si512(f);
-	__m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
-	__mmask16 nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
-	__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-	__m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))),
-				      16);
-	__m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-	return _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(r, nan, q));
-}
-
-/* A group has only 16 distinct values, so they are decoded and rounded once, into a table of
- * 16 bf16 words, and each byte (two weights) becomes a dword of two word indices (low nibble
- * in the low word: element 2i first) that one vpermw turns into the two bf16 weights: five
- * instructions per 32 weights, against eight and a second pass through an f32 row. */
-TGT static void decode_i4_row_bf16_avx512(uint16_t *out, const uint8_t *W, const float *s,
-					  const uint8_t *z, size_t group, size_t n_in)
-{
-	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-	const __m512i two_nibbles = _mm512_set1_epi32(0x000f000f);
-	for (size_t g = 0; g < n_in / group; g++) {
-		__m512i qz = _mm512_sub_epi32(iota, _mm512_set1_epi32(z[g]));
-		__m512 lut = _mm512_mul_ps(_mm512_cvtepi32_ps(qz), _mm512_set1_ps(s[g]));
-		__m512i lut16 = _mm512_castsi256_si512(bf16_round16(lut));
-		for (size_t k = g * group; k < (g + 1) * group; k += 32) {
-			__m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(W + k / 2)));
-			/* bits 0-3: low nibble, bits 16-19: high nibble */
-			__m512i idx = _mm512_and_si512(_mm512_or_si512(b, _mm512_slli_epi32(b, 12)),
-						       two_nibbles);
-			_mm512_storeu_si512(out + k, _mm512_permutexvar_epi16(idx, lut16));
-		}
-	}
-}
-
 /* ---- activation quantizers (bit-identical to the generic ones) --------------------------- */
 
 /* max |x| over a row; NaN lanes are skipped as the generic "a > max ? a : max" does (vmaxps
@@ -806,7 +770,6 @@ TGT static void quantize_i8_act_avx512(int8_t *Xq, float *xs, int32_t *xsum, con
 	.matmul_fp8 = matmul_fp8_avx512, .matmul_i4 = matmul_i4_avx512,                       \
 	.prepare_i4 = prepare_i4_avx512, .decode_fp8 = decode_fp8_avx512,                     \
 	.decode_i8 = decode_i8_avx512, .decode_i4_row = decode_i4_row_avx512,                 \
-	.decode_i4_row_bf16 = decode_i4_row_bf16_avx512,                                      \
 	.quantize_e4m3_act = quantize_e4m3_act_avx512,                                        \
 	.quantize_i8_act = quantize_i8_act_avx512
 
@@ -817,13 +780,10 @@ const cpu_qkernel_set cpu_qkernels_avx512 = {
 	AVX512_QSET_COMMON,
 };
 
-/* The same set with INT8 W8A8 of CPU_QI8_GEMM_MIN_TOK tokens and more on AMX-INT8 tiles, and
- * INT4 of CPU_QI4_BF16_MIN_TOK and more on AMX-BF16 tiles. */
+/* The same set with INT8 W8A8 of CPU_QI8_GEMM_MIN_TOK tokens and more on AMX-INT8 tiles. */
 const cpu_qkernel_set cpu_qkernels_amx = {
 	.name = "amx",
 	.isa = CPU_ISA_AMX,
-	.i4_bf16 = &cpu_kernels_amx,
-	.i4_bf16_min_tok = CPU_QI4_BF16_MIN_TOK,
 	.matmul_i8 = matmul_i8_amx,
 	AVX512_QSET_COMMON,
 };

@@ -92,14 +92,6 @@ static void decode_i4_row_generic(float *out, const uint8_t *W, const float *s,
 		out[k] = num_i4_dequantize(num_i4_get(W, k), s[k / group], z[k / group]);
 }
 
-static void decode_i4_row_bf16_generic(uint16_t *out, const uint8_t *W, const float *s,
-				       const uint8_t *z, size_t group, size_t n_in)
-{
-	for (size_t k = 0; k < n_in; k++)
-		out[k] = num_f32_to_bf16(
-			num_i4_dequantize(num_i4_get(W, k), s[k / group], z[k / group]));
-}
-
 static void quantize_e4m3_act_generic(float *Xd, float *xs, const float *X, size_t n_tok,
 				      size_t n_in)
 {
@@ -150,7 +142,6 @@ const cpu_qkernel_set cpu_qkernels_generic = {
 	.decode_fp8 = decode_fp8_generic,
 	.decode_i8 = decode_i8_generic,
 	.decode_i4_row = decode_i4_row_generic,
-	.decode_i4_row_bf16 = decode_i4_row_bf16_generic,
 	.quantize_e4m3_act = quantize_e4m3_act_generic,
 	.quantize_i8_act = quantize_i8_act_generic,
 };
@@ -264,17 +255,6 @@ static void qjob_tiled(const struct qjob *j, size_t o0, size_t o1, size_t thread
 	size_t n_in = j->n_in, n_out = j->n_out;
 	for (size_t ob = o0; ob < o1; ob += j->tile_rows) {
 		size_t nr = o1 - ob < j->tile_rows ? o1 - ob : j->tile_rows;
-		if (j->kind == QJOB_I4 && j->Xb) { /* bf16 products: rows rounded once */
-			uint16_t *wt = (uint16_t *)scr;
-			size_t ng = n_in / j->group;
-			const uint8_t *W = j->W;
-			for (size_t r = 0; r < nr; r++)
-				j->qk->decode_i4_row_bf16(wt + r * n_in, W + (ob + r) * (n_in / 2),
-							  j->sw + (ob + r) * ng,
-							  j->zeros + (ob + r) * ng, j->group, n_in);
-			j->ks->matmul_bf16(j->Y + ob, j->Xb, wt, j->n_tok, n_in, n_out, 0, nr);
-			continue;
-		}
 		if (j->kind == QJOB_I4) {
 			float *wt = (float *)scr;
 			size_t ng = n_in / j->group;
@@ -352,9 +332,8 @@ static size_t panels_per_task(size_t n_out, size_t n_threads)
 static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
 {
 	size_t n_threads = threadpool_n_threads(pool);
-	if ((j->kind == QJOB_I8 && j->qk->isa == CPU_ISA_AMX && j->n_tok >= CPU_QI8_GEMM_MIN_TOK &&
-	     j->n_in % 64 == 0) ||
-	    (j->kind == QJOB_I4 && j->Xb)) /* AMX tiles of 32 rows either way */
+	if (j->kind == QJOB_I8 && j->qk->isa == CPU_ISA_AMX && j->n_tok >= CPU_QI8_GEMM_MIN_TOK &&
+	    j->n_in % 64 == 0)
 		j->rows_per_task = panels_per_task(j->n_out, n_threads);
 	else
 		j->rows_per_task = rows_per_task(j->n_out, row_bytes, n_threads, j->ks != NULL);
@@ -363,21 +342,17 @@ static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
 }
 
 /* Sets j up for the prefill path when n_tok >= CPU_QTILE_MIN_TOK and this isa has matrix
- * kernels (ks NULL: look them up), or for given kernels ks (the bf16 INT4 path): tiles of up
- * to QTILE_BYTES of decoded weights (a multiple of 32 rows, the GEMM's panel width), one per
- * thread, in *heap (free with cpu_free_aligned). elem: bytes of a decoded weight (4 f32,
- * 2 bf16). Returns false to use the tile kernels (small n_tok or no memory for the scratch:
- * they compute the same thing, except that the bf16 INT4 path rounds). */
-static bool qjob_tiled_setup(threadpool *pool, struct qjob *j, const cpu_kernel_set *ks,
-			     size_t elem, void **heap)
+ * kernels: tiles of up to QTILE_BYTES of decoded weights (a multiple of 32 rows, the GEMM's
+ * panel width), one per thread, in *heap (free with cpu_free_aligned). elem: bytes of a
+ * decoded weight (4 f32, 2 bf16). Returns false to use the tile kernels (small n_tok or no
+ * memory for the scratch: they compute the same thing). */
+static bool qjob_tiled_setup(threadpool *pool, struct qjob *j, size_t elem, void **heap)
 {
 	*heap = NULL;
-	if (!ks && j->n_tok < CPU_QTILE_MIN_TOK) /* decode: before cpu_kernels_get, whose cpuid
-						  * traps to the hypervisor in a VM (microseconds
-						  * a call) */
+	if (j->n_tok < CPU_QTILE_MIN_TOK) /* decode: before cpu_kernels_get, whose cpuid traps
+					   * to the hypervisor in a VM (microseconds a call) */
 		return false;
-	if (!ks)
-		ks = cpu_kernels_get(j->qk->isa);
+	const cpu_kernel_set *ks = cpu_kernels_get(j->qk->isa);
 	if (!ks)
 		return false;
 	size_t rows = QTILE_BYTES / (j->n_in * elem + 1) / 32 * 32;
@@ -414,7 +389,7 @@ int cpu_qmatmul_fp8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const
 	_Alignas(64) unsigned char stack[QSCRATCH_STACK];
 	void *heap = NULL, *tiles = NULL;
 	float *xs = NULL;
-	bool tiled = qjob_tiled_setup(pool, &j, NULL, act_fp8 ? 2 : 4, &tiles);
+	bool tiled = qjob_tiled_setup(pool, &j, act_fp8 ? 2 : 4, &tiles);
 	if (act_fp8) {
 		size_t xd_bytes = align64(n_tok * n_in * sizeof(float));
 		size_t xs_bytes = align64(n_tok * sizeof(float));
@@ -481,27 +456,13 @@ int cpu_qmatmul_i4(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const 
 			 .zeros = zeros, .group = group, .n_tok = n_tok, .n_in = n_in,
 			 .n_out = n_out};
 	void *tiles;
+	if (qjob_tiled_setup(pool, &j, 4, &tiles)) { /* f32 activations as they are */
+		qjob_run(pool, &j, n_in / 2);
+		cpu_free_aligned(tiles);
+		return OS_OK;
+	}
 	_Alignas(64) unsigned char stack[QSCRATCH_STACK];
 	void *heap;
-	if (qk->i4_bf16 && n_tok >= qk->i4_bf16_min_tok &&
-	    qjob_tiled_setup(pool, &j, qk->i4_bf16, 2, &tiles)) {
-		uint16_t *xb = qscratch(stack, n_tok * n_in * sizeof(uint16_t), &heap);
-		if (!xb) {
-			cpu_free_aligned(tiles);
-			return OS_ENOMEM;
-		}
-		j.ks->f32_to_bf16(xb, X, n_tok * n_in);
-		j.Xb = xb;
-		qjob_run(pool, &j, n_in / 2);
-		cpu_free_aligned(heap);
-		cpu_free_aligned(tiles);
-		return OS_OK;
-	}
-	if (qjob_tiled_setup(pool, &j, NULL, 4, &tiles)) { /* f32 activations as they are */
-		qjob_run(pool, &j, n_in / 2);
-		cpu_free_aligned(tiles);
-		return OS_OK;
-	}
 	float *xp = qscratch(stack, n_tok * n_in * sizeof(float), &heap);
 	if (!xp)
 		return OS_ENOMEM;

@@ -5,10 +5,9 @@
  * cache), and calls cycle through the copies, so weights come from memory as in a real
  * decode step. OPTSTUDIO_CPU forces a kernel set.
  *   bench_quant --ab-i8 N_TOK[,N_TOK...] [--threads N] [--seconds S]
- *   bench_quant --ab-i4 N_TOK[,N_TOK...] [--threads N] [--seconds S]
- * instead: a paired A/B of INT8 W8A8 (INT4 W4A16, group 128) between the avx512 quantized set
- * and the amx one (AMX-INT8 tiles; INT4 in bf16 on AMX-BF16 tiles) in one process, for a machine whose speed drifts between runs: passes of one
- * SmolLM2-135M forward's matmuls (30 layers of distinct cold weights, and the head for
+ * instead: a paired A/B of INT8 W8A8 between the avx512 quantized set and the amx one (AMX-INT8
+ * tiles) in one process, for a machine whose speed drifts between runs: passes of one
+ * SmolLM2-135M forward's matmuls (30 layers of distinct cold INT8 weights, and the head for
  * one token) alternate A B, B A, ..., and each adjacent pair's time ratio cancels the drift
  * both saw. */
 #include <stdio.h>
@@ -204,10 +203,10 @@ static int format_listed(const char *list, const char *name)
 	return 0;
 }
 
-/* ---- paired A/B of the INT8 / INT4 sets ------------------------------------------------ */
+/* ---- paired A/B of the INT8 sets ------------------------------------------------------- */
 
 enum { AB_LAYERS = 30, AB_DIM = 576, AB_FFN = 1536, AB_KV = 192, AB_VOCAB = 49152,
-       AB_MAX_TOK = 2048, AB_I4_GROUP = 128 };
+       AB_MAX_TOK = 2048 };
 
 static const size_t ab_shapes[][2] = { /* n_out, n_in of a layer's projections, in order */
 	{AB_DIM, AB_DIM}, {AB_KV, AB_DIM}, {AB_KV, AB_DIM}, {AB_DIM, AB_DIM},
@@ -222,12 +221,11 @@ struct ab_i8_ctx {
 	float *Y;
 	const float *X;
 	const int8_t *W;
-	const float *sw;      /* INT8 row scales; INT4 group scales */
-	const uint8_t *zeros; /* INT4 group zero points; NULL: INT8 */
+	const float *sw;
 };
 
-/* One forward's INT8 (INT4) matmuls with set `which` (W, sw, zeros: every matrix after the
- * other); seconds. */
+/* One forward's INT8 matmuls with set `which` (W, sw: every matrix after the other);
+ * seconds. */
 static double ab_pass(void *ctx, int which, size_t n_tok)
 {
 	const struct ab_i8_ctx *c = ctx;
@@ -237,31 +235,19 @@ static double ab_pass(void *ctx, int which, size_t n_tok)
 	const float *X = c->X;
 	const int8_t *W = c->W;
 	const float *sw = c->sw;
-	const uint8_t *z = c->zeros;
 	double t0 = now_s();
-	for (size_t l = 0; l <= AB_LAYERS; l++)
-		for (size_t i = 0; i < (l < AB_LAYERS ? AB_N_SHAPES : 1); i++) {
-			size_t n_out = l < AB_LAYERS ? ab_shapes[i][0] : AB_VOCAB;
-			size_t n_in = l < AB_LAYERS ? ab_shapes[i][1] : AB_DIM;
-			size_t nt = l < AB_LAYERS ? n_tok : 1; /* the head: the last token */
-			if (z) {
-				cpu_qmatmul_i4(pool, qk, Y, X, (const uint8_t *)W, sw, z, AB_I4_GROUP,
-					       nt, n_in, n_out);
-				W += n_out * n_in / 2;
-				sw += n_out * n_in / AB_I4_GROUP;
-				z += n_out * n_in / AB_I4_GROUP;
-			} else {
-				cpu_qmatmul_i8(pool, qk, Y, X, W, sw, nt, n_in, n_out);
-				W += n_out * n_in;
-				sw += n_out;
-			}
+	for (size_t l = 0; l < AB_LAYERS; l++)
+		for (size_t i = 0; i < AB_N_SHAPES; i++) {
+			cpu_qmatmul_i8(pool, qk, Y, X, W, sw, n_tok, ab_shapes[i][1], ab_shapes[i][0]);
+			W += ab_shapes[i][0] * ab_shapes[i][1];
+			sw += ab_shapes[i][0];
 		}
+	cpu_qmatmul_i8(pool, qk, Y, X, W, sw, 1, AB_DIM, AB_VOCAB);
 	return now_s() - t0;
 }
 
-/* The --ab-i8 (i4: --ab-i4) mode: prints one line per token count; 0, 1 on failure, 2 on bad
- * arguments. */
-static int ab_quant(const char *toks, bool i4, size_t n_threads, double seconds)
+/* The --ab-i8 mode: prints one line per token count; 0, 1 on failure, 2 on bad arguments. */
+static int ab_i8(const char *toks, size_t n_threads, double seconds)
 {
 	const cpu_qkernel_set *sets[2] = {cpu_qkernels_get(CPU_ISA_AVX512),
 					  cpu_qkernels_get(CPU_ISA_AMX)};
@@ -272,17 +258,14 @@ static int ab_quant(const char *toks, bool i4, size_t n_threads, double seconds)
 	size_t n_w = (size_t)AB_VOCAB * AB_DIM, n_s = AB_VOCAB;
 	for (size_t i = 0; i < AB_N_SHAPES; i++)
 		n_w += AB_LAYERS * ab_shapes[i][0] * ab_shapes[i][1], n_s += AB_LAYERS * ab_shapes[i][0];
-	if (i4)
-		n_s = n_w / AB_I4_GROUP;
 	int8_t *W = cpu_alloc_aligned(n_w);
 	float *sw = cpu_alloc_aligned(n_s * sizeof *sw);
-	uint8_t *zeros = i4 ? cpu_alloc_aligned(n_s) : NULL;
 	float *X = cpu_alloc_aligned((size_t)AB_MAX_TOK * AB_FFN * sizeof *X);
 	float *Y = cpu_alloc_aligned((size_t)AB_MAX_TOK * AB_VOCAB * sizeof *Y);
 	threadpool *pool = NULL;
 	os_error err;
 	int rc = 1;
-	if (!W || !sw || !X || !Y || (i4 && !zeros)) {
+	if (!W || !sw || !X || !Y) {
 		fprintf(stderr, "bench_quant: out of memory\n");
 		goto done;
 	}
@@ -295,35 +278,30 @@ static int ab_quant(const char *toks, bool i4, size_t n_threads, double seconds)
 		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
 		W[i] = (int8_t)((int)((seed >> 33) % 255) - 127);
 	}
-	for (size_t i = 0; i < n_s; i++) {
+	for (size_t i = 0; i < n_s; i++)
 		sw[i] = 0.001f + (float)(i % 7) * 1e-4f;
-		if (zeros)
-			zeros[i] = (uint8_t)(i * 7 % 16);
-	}
 	for (size_t i = 0; i < (size_t)AB_MAX_TOK * AB_FFN; i++)
 		X[i] = (float)((i * 40503u) % 997) / 997.0f - 0.5f;
-	printf("bench_quant --ab-%s: %zu threads, %s, old %s, new %s; ratio = old time / new "
+	printf("bench_quant --ab-i8: %zu threads, INT8 W8A8, old %s, new %s; ratio = old time / new "
 	       "time of adjacent passes (> 1: new is faster)\n",
-	       i4 ? "i4" : "i8", threadpool_n_threads(pool), i4 ? "INT4 W4A16 G128" : "INT8 W8A8",
-	       sets[0]->name, sets[1]->name);
+	       threadpool_n_threads(pool), sets[0]->name, sets[1]->name);
 	for (const char *p = toks; *p;) {
 		char *end;
 		size_t n_tok = strtoul(p, &end, 10);
 		if (end == p || n_tok == 0 || n_tok > AB_MAX_TOK || (*end && *end != ',')) {
-			fprintf(stderr, "bench_quant: --ab-i%c takes token counts 1..%d, comma-separated\n",
-				i4 ? '4' : '8', AB_MAX_TOK);
+			fprintf(stderr, "bench_quant: --ab-i8 takes token counts 1..%d, comma-separated\n",
+				AB_MAX_TOK);
 			rc = 2;
 			goto done;
 		}
 		p = *end ? end + 1 : end;
-		struct ab_i8_ctx c = {pool, {sets[0], sets[1]}, Y, X, W, sw, zeros};
+		struct ab_i8_ctx c = {pool, {sets[0], sets[1]}, Y, X, W, sw};
 		ab_pairs_run(ab_pass, &c, n_tok, seconds);
 	}
 	rc = 0;
 done:
 	threadpool_free(pool);
 	cpu_free_aligned(W), cpu_free_aligned(sw), cpu_free_aligned(X), cpu_free_aligned(Y);
-	cpu_free_aligned(zeros);
 	return rc;
 }
 
@@ -333,7 +311,6 @@ int main(int argc, char **argv)
 	double seconds = 0.6;
 	const char *formats = NULL; /* comma-separated names of bfmt_names; NULL: all */
 	const char *ab_toks = NULL;
-	bool ab_i4 = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--set-mib") && i + 1 < argc)
 			set_mib = strtoul(argv[++i], NULL, 10);
@@ -343,20 +320,18 @@ int main(int argc, char **argv)
 			seconds = strtod(argv[++i], NULL);
 		else if (!strcmp(argv[i], "--formats") && i + 1 < argc)
 			formats = argv[++i];
-		else if ((!strcmp(argv[i], "--ab-i8") || !strcmp(argv[i], "--ab-i4")) && i + 1 < argc) {
-			ab_i4 = argv[i][6] == '4';
+		else if (!strcmp(argv[i], "--ab-i8") && i + 1 < argc)
 			ab_toks = argv[++i];
-		}
 		else {
 			fprintf(stderr, "usage: bench_quant [--set-mib N] [--threads N] [--seconds S] "
 					"[--formats F32,BF16,FP8,FP8-A8,INT8,INT4]\n"
-					"       bench_quant --ab-i8|--ab-i4 N_TOK[,N_TOK...] [--threads N] "
+					"       bench_quant --ab-i8 N_TOK[,N_TOK...] [--threads N] "
 					"[--seconds S]\n");
 			return 2;
 		}
 	}
 	if (ab_toks)
-		return ab_quant(ab_toks, ab_i4, n_threads, seconds);
+		return ab_i8(ab_toks, n_threads, seconds);
 	bench b = {.set_bytes = set_mib << 20, .seconds = seconds};
 	os_error err;
 	if (threadpool_new(&b.pool, n_threads, &err) != OS_OK ||

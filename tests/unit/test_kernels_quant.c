@@ -750,9 +750,7 @@ TEST(prefill_path_vs_twin)
 	const cpu_qkernel_set *g = &cpu_qkernels_generic;
 	float lut[256];
 	num_e4m3_table(lut);
-	/* CPU_QI4_BF16_MIN_TOK and 13: decode batches, which take the bf16 INT4 path of a set
-	 * that has one (the FP8 variants take the tile kernels there) */
-	const size_t toks[] = {CPU_QI4_BF16_MIN_TOK, 13, CPU_QTILE_MIN_TOK, 45, 130};
+	const size_t toks[] = {CPU_QTILE_MIN_TOK, 45, 130};
 	const size_t ins[] = {64, 160, 576, 1536}, outs[] = {17, 300};
 	for (size_t a = 0; a < N_OF(ins); a++)
 		for (size_t b = 0; b < N_OF(outs); b++)
@@ -805,21 +803,6 @@ TEST(prefill_path_vs_twin)
 									  i4s + o * ng, z + o * ng, group, n_in);
 						CHECK_MSG(!memcmp(Wd, Wd2, n_out * n_in * 4), "%s decode_i4",
 							  qk->name);
-						uint16_t *wb = (uint16_t *)Wd2; /* n_in bf16 of a row */
-						for (size_t o = 0; o < n_out; o++) {
-							qk->decode_i4_row_bf16(wb, W4 + o * n_in / 2,
-									       i4s + o * ng, z + o * ng,
-									       group, n_in);
-							size_t k = 0;
-							while (k < n_in &&
-							       wb[k] == num_f32_to_bf16(Wd[o * n_in + k]))
-								k++;
-							if (k < n_in) {
-								CHECK_MSG(0, "%s decode_i4_row_bf16 [%zu][%zu]",
-									  qk->name, o, k);
-								break;
-							}
-						}
 						for (int p = 0; p < 2; p++) {
 							threadpool *tp = p ? pool : NULL;
 							float *out = p ? Y1 : Y;
@@ -831,29 +814,16 @@ TEST(prefill_path_vs_twin)
 						}
 						CHECK_MSG(!memcmp(Y, Y1, n_tok * n_out * 4),
 							  "%s variant %d: threads change the result", qk->name, v);
-						/* a set's bf16 INT4 path: its own reference, the same roundings
-						 * (bf16 activations and decoded weights) summed in double */
-						bool bf16 = v == 2 && qk->i4_bf16 &&
-							    n_tok >= qk->i4_bf16_min_tok;
 						int bad = 0;
 						for (size_t t = 0; t < n_tok && !bad; t++)
 							for (size_t o = 0; o < n_out && !bad; o++) {
-								double abs_sum = 0, dot = 0;
-								for (size_t k = 0; k < n_in; k++) {
-									double x = X[t * n_in + k];
-									double w = Wd[o * n_in + k];
-									if (bf16) {
-										x = num_bf16_to_f32(
-											num_f32_to_bf16((float)x));
-										w = num_bf16_to_f32(
-											num_f32_to_bf16((float)w));
-										dot += x * w;
-									}
+								double abs_sum = 0;
+								for (size_t k = 0; k < n_in; k++)
 									abs_sum += v < 2 ? fabs(Xr[t * n_in + k] *
 												lut[W8[o * n_in + k]])
-											 : fabs(x * w);
-								}
-								double want = bf16 ? dot : R[t * n_out + o];
+											 : fabs(X[t * n_in + k] *
+												Wd[o * n_in + k]);
+								double want = R[t * n_out + o];
 								if (v < 2)
 									abs_sum *= sw[o];
 								if (v == 1) {

@@ -5,7 +5,6 @@
  * stop and full-disk paths, bad quantized files. */
 #define _GNU_SOURCE
 #include "core/cpu/backend_cpu.h"
-#include "core/cpu/kernels_quant.h"
 #include "core/engine/engine.h"
 #include "core/format/fixture.h"
 #include "core/format/gguf.h"
@@ -40,15 +39,13 @@ static model *open_model(const char *path)
 	return m;
 }
 
-/* Logits of every row of a prefill of toks (n) into out (n, vocab) on backend on; kv_type
- * as engine.h. */
-static int run_logits_on(backend *on, const model *m, int kv_type, const int32_t *toks,
-			 size_t n, float *out)
+/* Logits of every row of a prefill of toks (n) into out (n, vocab); kv_type as engine.h. */
+static int run_logits(const model *m, int kv_type, const int32_t *toks, size_t n, float *out)
 {
 	engine *e = NULL;
 	os_error err;
 	engine_opts o = {.max_batch = 16, .kv_bytes = 1u << 20, .kv_type = kv_type};
-	int rc = engine_new(&e, m, on, &o, &err);
+	int rc = engine_new(&e, m, be, &o, &err);
 	if (rc) {
 		printf("  engine_new: %s\n", err.msg);
 		return rc;
@@ -64,11 +61,6 @@ static int run_logits_on(backend *on, const model *m, int kv_type, const int32_t
 		printf("  engine_forward: %s\n", err.msg);
 	engine_free(e);
 	return rc;
-}
-
-static int run_logits(const model *m, int kv_type, const int32_t *toks, size_t n, float *out)
-{
-	return run_logits_on(be, m, kv_type, toks, n, out);
 }
 
 /* max |a - b| / max |b| */
@@ -262,34 +254,13 @@ static void check_formats(const char *path)
 			q = open_model(path);
 			r.head = QUANT_HEAD_F32;
 			CHECK(!quant_model_apply(q, &r, NULL, NULL, NULL));
+			CHECK(!run_logits(q, ENGINE_KV_F32, toks, N_TOK, got));
 			model *d = NULL;
 			CHECK(!dequantized_copy(path, q, &d));
 			CHECK(!run_logits(d, ENGINE_KV_F32, toks, N_TOK, deq));
-			/* a quantized set that multiplies INT4 batches in bf16 (the amx set) rounds
-			 * weights and activations to bf16 there: the exact check runs on the same
-			 * plain kernels with the f32 INT4 kernels of the avx512 set, and the bf16
-			 * products are held to bf16 rounding (~2^-9 a product) */
-			const cpu_qkernel_set *qk = backend_cpu_qkernels(be);
-			backend *exact = be;
-			bool bf16_i4 = cases[k].m == QUANT_INT4_RTN && qk->i4_bf16;
-			if (bf16_i4) {
-				CHECK(!run_logits(q, ENGINE_KV_F32, toks, N_TOK, got));
-				double eb = rel_err(got, deq, N_TOK * V);
-				printf("  %s g%zu with bf16 products (%s set) vs dequantized F32: "
-				       "%.5f (bound 0.03)\n", quant_method_name(cases[k].m),
-				       cases[k].group, qk->name, eb);
-				CHECK(eb > 0 && eb < 0.03);
-				backend_cpu_opts o = {.kernels = backend_cpu_kernels(be),
-						      .qkernels = cpu_qkernels_get(CPU_ISA_AVX512)};
-				CHECK(o.qkernels && !o.qkernels->i4_bf16);
-				CHECK(!backend_cpu_new(&exact, &o, NULL));
-			}
-			CHECK(!run_logits_on(exact, q, ENGINE_KV_F32, toks, N_TOK, got));
 			double ed = rel_err(got, deq, N_TOK * V);
 			CHECK_MSG(ed < 1e-4, "%s vs dequantized F32: %g", quant_method_name(cases[k].m),
 				  ed);
-			if (exact != be)
-				backend_free(exact);
 			model_close(d);
 		}
 		model_close(q);

@@ -12,6 +12,7 @@
 #include "core/format/gguf.h"
 #include "core/format/model_info.h"
 #include "core/format/sha256.h"
+#include "core/optimize/quantize.h"
 #include "core/optimize/self_draft.h"
 #include "tests/test.h"
 
@@ -281,6 +282,34 @@ TEST(test_greedy_identity_fixture)
 	printf("  greedy acceptance: other-seed draft %.2f, same model %.2f, BF16 self %.3f\n",
 	       acc_other, acc_same, acc_bf16);
 	unload(&d);
+	unload(&t);
+}
+
+/* An INT4 target (round to nearest, groups of 32): prompts, verification batches of up to
+ * k + 1 = 17 tokens and one-token decode must take the same INT4 arithmetic, or greedy
+ * speculative output drifts from plain greedy output (it caught an INT4 path that rounded
+ * prompt batches to bf16 on AMX tiles: token 6 of a k = 7 run differed). */
+TEST(test_greedy_identity_int4)
+{
+	loaded t;
+	CHECK(load(&t, path_target, BE_WFMT_F32) == 0);
+	if (!t.e)
+		return;
+	engine_free(t.e);
+	t.e = NULL;
+	quant_recipe r = quant_recipe_default(QUANT_INT4_RTN);
+	r.group = 32;
+	os_error err;
+	CHECK_MSG(quant_model_apply(t.m, &r, NULL, NULL, &err) == OS_OK, "%s", err.msg);
+	engine_opts eo = {.kv_bytes = (size_t)16 << 20};
+	CHECK_MSG(engine_new(&t.e, t.m, be, &eo, &err) == OS_OK, "%s", err.msg);
+	if (t.e) {
+		static const size_t ks[] = {7, 12, SPEC_MAX_K};
+		for (size_t i = 0; i < 3; i++) {
+			check_greedy_identity(&t, &t, SPEC_DRAFT_MODEL, ks[i], false, 2, NULL);
+			check_greedy_identity(&t, NULL, SPEC_DRAFT_NGRAM, ks[i], false, 1, NULL);
+		}
+	}
 	unload(&t);
 }
 
@@ -866,6 +895,7 @@ int main(void)
 	RUN(test_best_k);
 	RUN(test_greedy_identity_fixture);
 	RUN(test_greedy_identity_batched);
+	RUN(test_greedy_identity_int4);
 	RUN(test_stop_token);
 	RUN(test_rollback);
 	RUN(test_distribution_test_has_power);
