@@ -64,17 +64,6 @@ bool cli_parse_kv_type(const char *name, int *kv_type)
 	return false;
 }
 
-/* The cache element type an engine asked for kv_type uses with model m. */
-static int kv_fmt_of(const model *m, int kv_type)
-{
-	switch (kv_type) {
-	case ENGINE_KV_F32: return BE_KV_F32;
-	case ENGINE_KV_BF16: return BE_KV_BF16;
-	case ENGINE_KV_FP8: return BE_KV_FP8;
-	case ENGINE_KV_INT8: return BE_KV_I8;
-	default: return model_kv_format(m);
-	}
-}
 
 /* The hub's path for a name, else the argument itself when it is a readable file. */
 static int resolve(const char *arg, char **path, os_error *err)
@@ -128,7 +117,7 @@ int cli_session_open(cli_session *s, const cli_session_opts *o)
 	f = NULL;
 	s->load_s = cli_now_s() - t0;
 	s->kv_type = o->kv_type;
-	s->kv_fmt = kv_fmt_of(s->m, o->kv_type);
+	s->kv_fmt = engine_kv_type_format(s->m, o->kv_type);
 	backend_cpu_opts bo = {.n_threads = o->n_threads};
 	if (backend_cpu_new(&s->be, &bo, &err) != OS_OK) {
 		ex = cli_fail(&err, "cannot start the CPU backend");

@@ -650,16 +650,8 @@ static void attn_task(void *p, size_t task, size_t thread)
 					   g * hd;
 			}
 			ks->attn_scores_bf16(S, sk, Qb, hd, kb16, kv->kv_dim, bt, R, hd, n_k);
-			for (size_t r = 0; r < R; r++) {
-				size_t pos = (size_t)b->pos[i0 + r / n_rep];
-				size_t nv = pos < k0 ? 0 : pos - k0 + 1 < n_k ? pos - k0 + 1 : n_k;
-				ks->online_softmax(S + r * sk, n_k, nv, &m[r], &l[r], acc + r * hd, hd);
-				ks->f32_to_bf16(Pb + r * sk, S + r * sk, n_k);
-			}
-			ks->attn_pv_bf16(acc, hd, Pb, sk, vb16, kv->kv_dim, bt, R, n_k, hd);
-			continue;
 		}
-		for (size_t s0 = k0; s0 < k0 + n_k; s0 += bt) { /* the step's blocks */
+		for (size_t s0 = k0; !bf16 && s0 < k0 + n_k; s0 += bt) { /* the step's blocks */
 			size_t blk = (size_t)table[s0 / bt], n_t = k0 + n_k - s0 < bt ? k0 + n_k - s0 : bt;
 			size_t rk = be_kv_row(kv, blk, j->layer, 0, 0), c0 = s0 - k0;
 			if (gemm) {
@@ -675,16 +667,20 @@ static void attn_task(void *p, size_t task, size_t thread)
 			kv_decode_rows(j->c, Kt, kv, rk, g, n_t);
 			ks->gemm_nt(S + c0, sk, Q, hd, Kt, hd, R, hd, n_t);
 		}
-		if (gemm)
+		if (gemm && !bf16)
 			ks->gemm_nn(S, sk, Q, hd, Kt, sk, R, hd, n_k, 0);
 		for (size_t r = 0; r < R; r++) {
 			size_t pos = (size_t)b->pos[i0 + r / n_rep];
 			size_t nv = pos < k0 ? 0 : pos - k0 + 1 < n_k ? pos - k0 + 1 : n_k;
 			ks->online_softmax(S + r * sk, n_k, nv, &m[r], &l[r], acc + r * hd, hd);
-			if (kv->fmt == BE_KV_BF16) { /* ATTN_BF16: the weights rounded */
+			if (kv->fmt == BE_KV_BF16) /* ATTN_BF16: the weights rounded */
 				ks->f32_to_bf16(Pb + r * sk, S + r * sk, n_k);
+			if (kv->fmt == BE_KV_BF16 && !bf16) /* and widened for the f32 kernels */
 				ks->bf16_to_f32(S + r * sk, Pb + r * sk, n_k);
-			}
+		}
+		if (bf16) {
+			ks->attn_pv_bf16(acc, hd, Pb, sk, vb16, kv->kv_dim, bt, R, n_k, hd);
+			continue;
 		}
 		size_t nb = 0;
 		for (size_t s0 = k0; s0 < k0 + n_k; s0 += bt) {

@@ -47,6 +47,18 @@ static int alloc_act(engine *e, float **p, size_t width, os_error *err)
 	return OS_OK;
 }
 
+int engine_kv_type_format(const model *m, int kv_type)
+{
+	switch (kv_type) {
+	case ENGINE_KV_MODEL: return model_kv_format(m);
+	case ENGINE_KV_F32: return BE_KV_F32;
+	case ENGINE_KV_FP8: return BE_KV_FP8;
+	case ENGINE_KV_INT8: return BE_KV_I8;
+	case ENGINE_KV_BF16: return BE_KV_BF16;
+	default: return -1;
+	}
+}
+
 int engine_new(engine **out, const model *m, backend *be, const engine_opts *opts,
 	       os_error *err)
 {
@@ -61,17 +73,10 @@ int engine_new(engine **out, const model *m, backend *be, const engine_opts *opt
 					    be_wfmt_name(wfmt), t.name);
 	}
 	int kv_type = opts ? opts->kv_type : ENGINE_KV_MODEL;
-	int kv_fmt;
-	switch (kv_type) {
-	case ENGINE_KV_MODEL: kv_fmt = model_kv_format(m); break;
-	case ENGINE_KV_F32: kv_fmt = BE_KV_F32; break;
-	case ENGINE_KV_FP8: kv_fmt = BE_KV_FP8; break;
-	case ENGINE_KV_INT8: kv_fmt = BE_KV_I8; break;
-	case ENGINE_KV_BF16: kv_fmt = BE_KV_BF16; break;
-	default:
+	int kv_fmt = engine_kv_type_format(m, kv_type);
+	if (kv_fmt < 0)
 		return os_error_set(err, OS_EUSAGE, "engine: KV type %d is not one of "
 				    "model, f32, bf16, fp8, int8", kv_type);
-	}
 	if (opts && opts->max_batch > ((size_t)1 << 20))
 		return os_error_set(err, OS_ERANGE, "engine: max batch %zu is above %zu tokens",
 				    opts->max_batch, (size_t)1 << 20);

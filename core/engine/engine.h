@@ -58,6 +58,9 @@ void engine_free(engine *e);
  * kv_seq_truncate. Borrowed, valid until engine_free. */
 kv_cache *engine_kv(engine *e);
 const model *engine_model(const engine *e);
+/* The KV cache element type (enum be_kvfmt) an engine of m asked for kv_type (enum
+ * engine_kv_type; ENGINE_KV_MODEL = model_kv_format(m)) uses; -1 for an unknown kv_type. */
+int engine_kv_type_format(const model *m, int kv_type);
 /* The KV cache element type in use (enum be_kvfmt). */
 int engine_kv_format(const engine *e);
 size_t engine_max_batch(const engine *e);
