@@ -533,17 +533,16 @@ static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv,
  * us, 256 408 -> 377 us, 512 825 -> 779 us, medians of 8 alternating runs; FP8 / INT8
  * decode takes them too, measured with its gemm_nt scores below). */
 #define ATTN_KEYS 256
-/* Query rows from which the scores of a block are a product with the transposed key block
- * (gemm_nn; prefill). Fewer (decode: one token's n_rep heads) are too few to pay for the
- * transpose: F32 tasks then take gemm_nt against the key rows in place (per 16 keys, 16
- * lane-wise accumulators and one transpose-and-add tree per query row; measured, bench_attn
- * one thread, best of 5 alternating runs: batch-16 decode at context 512 978 -> 804 us per
- * layer, context 64 127 -> 80 us, still with one block per step); FP8 / INT8 tasks the
- * same against their rows decoded as they are, by the quantized set's vector decodes
- * (batch-16 decode, context 256: FP8 1382 -> 529 us, INT8 1155 -> 477 us; context 512: FP8
- * 2761 -> 1085 us, INT8 2363 -> 994 us; before: a dot product per score of rows decoded by a
- * table lookup or a scalar loop). */
-#define ATTN_GEMM_ROWS 8
+/* Scores are always one product with the transposed key block of a step (gemm_nn), decode
+ * included: every query row then takes the same instructions whatever the task's row count,
+ * so a token's attention does not depend on the batch it comes in (what greedy speculative
+ * decoding needs to reproduce plain decoding), and it is faster than the products against
+ * the key rows in place that decode used before (gemm_nt, kept below 8 query rows for
+ * want of the transpose). bench_attn, one thread, two alternating runs each, µs per layer,
+ * batch-16 decode: F32 cache, context 64 154 / 165 -> 69 / 69, 256 600 / 705 -> 373 /
+ * 375, 512 1218 / 1362 -> 892 / 805; FP8 cache, context 256 748 / 744 -> 525 / 558; batch-1
+ * decode, context 64, 8.7 / 8.9 -> 4.0 / 4.1. BF16 caches on the amx set take tiles either
+ * way (unchanged). */
 
 /* ATTN_BF16: with a BF16 cache, attention computes as flash attention does on GPUs: the
  * scaled queries and the softmax weights are rounded to bf16 once, each product of two bf16
@@ -581,8 +580,6 @@ typedef struct attn_job {
  * rows, row r = token r / n_rep, head g * n_rep + r % n_rep. Blockwise online softmax
  * (flash-attention style), per step of n_k keys (whole cache blocks, attn_step_keys):
  *   S (R, n_k) = (Q / sqrt(hd)) K^T             one gemm_nn against the transposed keys
- *                                               (prefill), or F32 decode: one gemm_nt per
- *                                               block against the key rows in place
  *   per row r, over the slots it may see (position <= pos of its token):
  *     m' = max(m, max_t S_t); l = l e^(m - m') + sum_t e^(S_t - m'); P_t = e^(S_t - m')
  *     (P_t = 0 for the slots it may not see); acc_r *= e^(m - m'); m = m'
@@ -604,7 +601,7 @@ static void attn_task(void *p, size_t task, size_t thread)
 	size_t i0 = j->grp[gi], n_tok = j->grp[gi + 1] - i0, R = n_tok * n_rep;
 	const int32_t *table = b->block_table[i0];
 	float scale = 1.0f / sqrtf((float)hd);
-	int f32 = kv->fmt == BE_KV_F32, gemm = R >= ATTN_GEMM_ROWS;
+	int f32 = kv->fmt == BE_KV_F32;
 	/* BF16 cache and a set with bf16 attention products: see ATTN_BF16 */
 	int bf16 = kv->fmt == BE_KV_BF16 && ks->attn_scores_bf16;
 	size_t sk = attn_step_keys(bt);
@@ -615,7 +612,7 @@ static void attn_task(void *p, size_t task, size_t thread)
 	float *acc = Q + R * hd;                                  /* (R, hd) */
 	float *S = acc + R * hd;                                  /* (R, sk) */
 	float *m = S + R * sk, *l = m + R;                        /* (R) each */
-	float *Kt = l + R; /* (hd, sk) transposed keys, or (sk, hd) decoded FP8 / INT8 ones */
+	float *Kt = l + R; /* (hd, sk) transposed keys */
 	float *vd = Kt + hd * sk;        /* (sk, hd): decoded FP8 / INT8 values */
 	uint16_t *Qb = (uint16_t *)(vd + sk * hd); /* (R, hd) bf16 queries, BF16 cache */
 	uint16_t *Pb = Qb + R * hd;                 /* (R, sk) bf16 softmax weights */
@@ -653,21 +650,10 @@ static void attn_task(void *p, size_t task, size_t thread)
 		}
 		for (size_t s0 = k0; !bf16 && s0 < k0 + n_k; s0 += bt) { /* the step's blocks */
 			size_t blk = (size_t)table[s0 / bt], n_t = k0 + n_k - s0 < bt ? k0 + n_k - s0 : bt;
-			size_t rk = be_kv_row(kv, blk, j->layer, 0, 0), c0 = s0 - k0;
-			if (gemm) {
-				kv_load_kt(j->c, Kt + c0, sk, kv, rk, g, n_t);
-				continue;
-			}
-			if (f32) { /* F32 key rows read in place, no transposed copy */
-				ks->gemm_nt(S + c0, sk, Q, hd, (const float *)kv->data + rk + g * hd,
-					    kv->kv_dim, R, hd, n_t);
-				continue;
-			}
-			/* too few rows to pay for decoding transposed: the rows decoded as they are */
-			kv_decode_rows(j->c, Kt, kv, rk, g, n_t);
-			ks->gemm_nt(S + c0, sk, Q, hd, Kt, hd, R, hd, n_t);
+			kv_load_kt(j->c, Kt + (s0 - k0), sk, kv, be_kv_row(kv, blk, j->layer, 0, 0), g,
+				   n_t);
 		}
-		if (gemm && !bf16)
+		if (!bf16)
 			ks->gemm_nn(S, sk, Q, hd, Kt, sk, R, hd, n_k, 0);
 		for (size_t r = 0; r < R; r++) {
 			size_t pos = (size_t)b->pos[i0 + r / n_rep];

@@ -103,13 +103,6 @@ typedef struct cpu_kernel_set {
 	void (*attn_pv_bf16)(float *acc, size_t lda, const uint16_t *P, size_t ldp,
 			     const uint16_t *const *Vs, size_t ldv, size_t kb, size_t m, size_t n,
 			     size_t hd);
-	/* Y (m, n) = X (m, k) B^T with B (n, k): Y[i][j] = sum_p X[i][p] B[j][p]; ldy, ldx,
-	 * ldb are row strides in floats; k may be 0 (Y = 0). Only Y[i][j] for i < m, j < n is
-	 * written; Y must not overlap X or B. Attention's scores of a few query rows against
-	 * key rows read in place from the cache (no transposed copy). f32 accumulation; the
-	 * generic set sums in order p = 0..k-1, the SIMD sets lane-wise then by a tree. */
-	void (*gemm_nt)(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
-			size_t ldb, size_t m, size_t k, size_t n);
 	/* In place x[i] = e^(x[i] - m) for i < n, returns the f32 sum of the new x[i] (order
 	 * differs between sets). -INFINITY entries become 0; m finite. Softmax without the
 	 * division, for the online softmax of attention. */

@@ -407,67 +407,6 @@ TGT static void gemm_nn_avx2(float *Y, size_t ldy, const float *X, size_t ldx, c
 	gemm_nn_chunks_avx2(Y, ldy, X, ldx, &B, ldb, k ? k : 1, m, k, n, acc);
 }
 
-/* Lane t of the result = the sum of a[t]'s 8 lanes: a transpose-and-add tree (unpacks,
- * shuffles within 128-bit lanes, one 128-bit lane swap), 7 adds and 14 shuffles. */
-INLINE __m256 hsum8x8(const __m256 a[8])
-{
-	__m256 b[4], c[2];
-#pragma GCC unroll 4
-	for (int i = 0; i < 4; i++)
-		b[i] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]),
-				     _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]));
-#pragma GCC unroll 2
-	for (int i = 0; i < 2; i++)
-		c[i] = _mm256_add_ps(_mm256_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44),
-				     _mm256_shuffle_ps(b[2 * i], b[2 * i + 1], 0xee));
-	return _mm256_add_ps(_mm256_permute2f128_ps(c[0], c[1], 0x20),
-			     _mm256_permute2f128_ps(c[0], c[1], 0x31));
-}
-
-/* One row of X against nj <= 8 rows of B: 8 accumulators (lanes over k), the k % 8 tail
- * masked, then hsum8x8. NJ is 8 (a full block, folded at compile time) or 0 (use nj). */
-INLINE __m256 gemm_nt_row8(const float *x, const float *B, size_t ldb, size_t k, size_t nj,
-			   const int NJ)
-{
-	size_t kf = k / 8 * 8;
-	__m256 a[8];
-#pragma GCC unroll 8
-	for (int t = 0; t < 8; t++)
-		a[t] = _mm256_setzero_ps();
-	for (size_t p = 0; p < kf; p += 8) {
-		__m256 q = _mm256_loadu_ps(x + p);
-#pragma GCC unroll 8
-		for (int t = 0; t < 8; t++)
-			if (NJ == 8 || (size_t)t < nj)
-				a[t] = _mm256_fmadd_ps(q, _mm256_loadu_ps(B + (size_t)t * ldb + p), a[t]);
-	}
-	if (kf < k) {
-		__m256i mk = tail_mask8(k - kf);
-		__m256 q = _mm256_maskload_ps(x + kf, mk);
-#pragma GCC unroll 8
-		for (int t = 0; t < 8; t++)
-			if (NJ == 8 || (size_t)t < nj)
-				a[t] = _mm256_fmadd_ps(
-					q, _mm256_maskload_ps(B + (size_t)t * ldb + kf, mk), a[t]);
-	}
-	return hsum8x8(a);
-}
-
-/* Blocks of 8 B rows, every X row against the block while it sits in L1. */
-TGT static void gemm_nt_avx2(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
-			     size_t ldb, size_t m, size_t k, size_t n)
-{
-	size_t j = 0;
-	for (; j + 8 <= n; j += 8)
-		for (size_t i = 0; i < m; i++)
-			_mm256_storeu_ps(Y + i * ldy + j,
-					 gemm_nt_row8(X + i * ldx, B + j * ldb, ldb, k, 8, 8));
-	if (j < n)
-		for (size_t i = 0; i < m; i++)
-			_mm256_maskstore_ps(Y + i * ldy + j, tail_mask8(n - j),
-					    gemm_nt_row8(X + i * ldx, B + j * ldb, ldb, k, n - j, 0));
-}
-
 TGT static void swiglu_avx2(float *y, const float *gate, const float *up, size_t n)
 {
 	size_t i = 0;
@@ -559,7 +498,6 @@ const cpu_kernel_set cpu_kernels_avx2 = {
 	.softmax = softmax_avx2,
 	.gemm_nn = gemm_nn_avx2,
 	.gemm_nn_chunks = gemm_nn_chunks_avx2,
-	.gemm_nt = gemm_nt_avx2,
 	.exp_sum = exp_sum_avx2,
 	.online_softmax = online_softmax_avx2,
 	.swiglu = swiglu_avx2,

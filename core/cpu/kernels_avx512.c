@@ -1591,75 +1591,6 @@ TGT static void gemm_nn_avx512(float *Y, size_t ldy, const float *X, size_t ldx,
 	gemm_nn_chunks_avx512(Y, ldy, X, ldx, &B, ldb, k ? k : 1, m, k, n, acc);
 }
 
-/* Lane t of the result = the sum of a[t]'s 16 lanes. A transpose-and-add tree: each stage
- * pairs vectors with one shuffle each and adds them, halving their number (unpacks, then
- * shuffles within 128-bit blocks, then two 128-bit block shuffles): 15 adds and 30 shuffles,
- * about half of a full transpose16 and no stores. */
-INLINE __m512 hsum16x16(const __m512 a[16])
-{
-	__m512 b[8], c[4], d[2];
-#pragma GCC unroll 8
-	for (int i = 0; i < 8; i++) /* block lanes: a[2i] at 0, 2; a[2i+1] at 1, 3 */
-		b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
-				     _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
-#pragma GCC unroll 4
-	for (int i = 0; i < 4; i++) /* block lane q: a[4i+q] */
-		c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44),
-				     _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xee));
-#pragma GCC unroll 2
-	for (int i = 0; i < 2; i++) /* blocks: a[8i..8i+3] twice, then a[8i+4..8i+7] twice */
-		d[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x88),
-				     _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xdd));
-	return _mm512_add_ps(_mm512_shuffle_f32x4(d[0], d[1], 0x88),
-			     _mm512_shuffle_f32x4(d[0], d[1], 0xdd));
-}
-
-/* One row of X against nj <= 16 rows of B: 16 accumulators (one per B row, lanes over k),
- * the k % 16 tail masked, then hsum16x16. NJ is 16 (a full block, folded at compile time)
- * or 0 (use nj). */
-INLINE __m512 gemm_nt_row16(const float *x, const float *B, size_t ldb, size_t k, size_t nj,
-			    const int NJ)
-{
-	size_t kf = k / 16 * 16;
-	__m512 a[16];
-#pragma GCC unroll 16
-	for (int t = 0; t < 16; t++)
-		a[t] = _mm512_setzero_ps();
-	for (size_t p = 0; p < kf; p += 16) {
-		__m512 q = _mm512_loadu_ps(x + p);
-#pragma GCC unroll 16
-		for (int t = 0; t < 16; t++)
-			if (NJ == 16 || (size_t)t < nj)
-				a[t] = _mm512_fmadd_ps(q, _mm512_loadu_ps(B + (size_t)t * ldb + p), a[t]);
-	}
-	if (kf < k) {
-		__mmask16 mk = tail16(k - kf);
-		__m512 q = _mm512_maskz_loadu_ps(mk, x + kf);
-#pragma GCC unroll 16
-		for (int t = 0; t < 16; t++)
-			if (NJ == 16 || (size_t)t < nj)
-				a[t] = _mm512_fmadd_ps(
-					q, _mm512_maskz_loadu_ps(mk, B + (size_t)t * ldb + kf), a[t]);
-	}
-	return hsum16x16(a);
-}
-
-/* Blocks of 16 B rows (keys), every X row against the block while it sits in L1; the K
- * loads are FMA memory operands, so reloading them per row costs no extra instruction. */
-TGT static void gemm_nt_avx512(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
-			       size_t ldb, size_t m, size_t k, size_t n)
-{
-	size_t j = 0;
-	for (; j + 16 <= n; j += 16)
-		for (size_t i = 0; i < m; i++)
-			_mm512_storeu_ps(Y + i * ldy + j,
-					 gemm_nt_row16(X + i * ldx, B + j * ldb, ldb, k, 16, 16));
-	if (j < n)
-		for (size_t i = 0; i < m; i++)
-			_mm512_mask_storeu_ps(Y + i * ldy + j, tail16(n - j),
-					      gemm_nt_row16(X + i * ldx, B + j * ldb, ldb, k, n - j, 0));
-}
-
 INLINE __m512 swiglu512(__m512 g, __m512 u)
 {
 	__m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), g));
@@ -1784,7 +1715,7 @@ TGT static void f32_to_bf16_avx512(uint16_t *y, const float *x, size_t n)
 #define AVX512_SET_COMMON                                                                     \
 	.matmul_f32 = matmul_f32_avx512, .dot = dot_avx512, .axpy = axpy_avx512,              \
 	.add = add_avx512, .scale = scale_avx512, .rmsnorm = rmsnorm_avx512,                  \
-	.softmax = softmax_avx512, .gemm_nn = gemm_nn_avx512, .gemm_nt = gemm_nt_avx512,      \
+	.softmax = softmax_avx512, .gemm_nn = gemm_nn_avx512,      \
 	.gemm_nn_chunks = gemm_nn_chunks_avx512,                                              \
 	.exp_sum = exp_sum_avx512, .online_softmax = online_softmax_avx512,                   \
 	.swiglu = swiglu_avx512, .rope_rotate = rope_rotate_avx512,                           \

@@ -150,20 +150,6 @@ static void attn_pv_bf16_generic(float *acc, size_t lda, const uint16_t *P, size
 		}
 }
 
-/* The reference: each Y[i][j] a dot product summed in order p = 0..k-1, as dot_generic. */
-static void gemm_nt_generic(float *Y, size_t ldy, const float *X, size_t ldx, const float *B,
-			    size_t ldb, size_t m, size_t k, size_t n)
-{
-	for (size_t i = 0; i < m; i++)
-		for (size_t j = 0; j < n; j++) {
-			const float *x = X + i * ldx, *b = B + j * ldb;
-			float s = 0.0f;
-			for (size_t p = 0; p < k; p++)
-				s += x[p] * b[p];
-			Y[i * ldy + j] = s;
-		}
-}
-
 static float exp_sum_generic(float *x, size_t n, float m)
 {
 	float s = 0.0f;
@@ -253,7 +239,6 @@ const cpu_kernel_set cpu_kernels_generic = {
 	.gemm_nn_chunks = gemm_nn_chunks_generic,
 	.attn_scores_bf16 = attn_scores_bf16_generic,
 	.attn_pv_bf16 = attn_pv_bf16_generic,
-	.gemm_nt = gemm_nt_generic,
 	.exp_sum = exp_sum_generic,
 	.online_softmax = online_softmax_generic,
 	.swiglu = swiglu_generic,
