@@ -59,6 +59,8 @@ static const char bench_help[] =
 	"      --bf16               BF16 weights (default F32)\n"
 	"      --kv T               KV cache f32|bf16|fp8|int8 (default: the model\n"
 	"                           file's, else f32)\n"
+	"      --batch-invariant    kernels that give a token the same bits in any\n"
+	"                           batch (optstudio(1))\n"
 	"      --step-tokens N      tokens per engine step, decodes + prefill chunks (default 256)\n"
 	"      --whole-prefill      admit prompts only whole, never in chunks\n"
 	"      --no-store           do not store the run\n"
@@ -81,6 +83,7 @@ typedef struct bench_args {
 	size_t n_threads;
 	bool bf16;
 	int kv_type; /* enum engine_kv_type; 0 = the model's */
+	bool batch_invariant;
 	size_t step_tokens;
 	bool whole_prefill;
 	bool no_store;
@@ -88,7 +91,7 @@ typedef struct bench_args {
 } bench_args;
 
 enum { OPT_CONC = 256, OPT_IN, OPT_OUT, OPT_REQ, OPT_WARM, OPT_SEED, OPT_CORPUS, OPT_INSTANCE,
-       OPT_DISCOUNT, OPT_LABEL, OPT_THREADS, OPT_BF16, OPT_KV, OPT_STEP, OPT_WHOLE, OPT_NO_STORE,
+       OPT_DISCOUNT, OPT_LABEL, OPT_THREADS, OPT_BF16, OPT_KV, OPT_BATCH_INVARIANT, OPT_STEP, OPT_WHOLE, OPT_NO_STORE,
        OPT_JSON };
 
 static int cmp_size(const void *a, const void *b)
@@ -141,6 +144,7 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"bf16", no_argument, NULL, OPT_BF16},
 		{"kv", required_argument, NULL, OPT_KV},
+		{"batch-invariant", no_argument, NULL, OPT_BATCH_INVARIANT},
 		{"step-tokens", required_argument, NULL, OPT_STEP},
 		{"whole-prefill", no_argument, NULL, OPT_WHOLE},
 		{"no-store", no_argument, NULL, OPT_NO_STORE},
@@ -213,6 +217,9 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
 		}
 		case OPT_BF16:
 			a->bf16 = true;
+			continue;
+		case OPT_BATCH_INVARIANT:
+			a->batch_invariant = true;
 			continue;
 		case OPT_KV:
 			if (!cli_parse_kv_type(optarg, &a->kv_type))
@@ -406,6 +413,7 @@ static char *config_json(const bench_args *a, const cli_session *s, const char *
 	cJSON_AddNumberToObject(o, "threads", (double)a->n_threads);
 	cJSON_AddStringToObject(o, "weight_format", be_wfmt_name(model_weight_format(s->m)));
 	cJSON_AddStringToObject(o, "kv_cache", be_kvfmt_name(s->kv_fmt));
+	cJSON_AddBoolToObject(o, "batch_invariant", a->batch_invariant);
 	cJSON_AddNumberToObject(o, "step_tokens", (double)a->step_tokens);
 	cJSON_AddStringToObject(o, "prefill", a->whole_prefill ? "whole" : "chunked");
 	cJSON_AddStringToObject(o, "corpus", corpus_desc);
@@ -495,7 +503,8 @@ int cmd_bench(int argc, char **argv)
 		goto done;
 	}
 	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16,
-			       .kv_type = a.kv_type};
+			       .kv_type = a.kv_type,
+			       .batch_invariant = a.batch_invariant};
 	if ((ex = cli_session_open(&s, &so)) != EXIT_OK)
 		goto done;
 	ex = EXIT_FAIL;
@@ -674,6 +683,7 @@ int cmd_bench(int argc, char **argv)
 		cJSON_AddStringToObject(jo, "label", a.label);
 	cJSON_AddStringToObject(jo, "weight_format", be_wfmt_name(model_weight_format(s.m)));
 	cJSON_AddStringToObject(jo, "kv_cache", be_kvfmt_name(s.kv_fmt));
+	cJSON_AddBoolToObject(jo, "batch_invariant", a.batch_invariant);
 	cJSON_AddNumberToObject(jo, "input_tokens", (double)a.input_tokens);
 	cJSON_AddNumberToObject(jo, "output_tokens", (double)a.output_tokens);
 	cJSON_AddNumberToObject(jo, "warmup", (double)a.warmup);

@@ -50,6 +50,8 @@ static const char bench_help[] =
 	"      --bf16         BF16 weights (default F32)\n"
 	"      --kv T         KV cache f32|bf16|fp8|int8 (default: the model\n"
 	"                     file's, else f32)\n"
+	"      --batch-invariant  kernels that give a token the same bits in any\n"
+	"                     batch, to measure what that costs (optstudio(1))\n"
 	"      --prefill N    prompt tokens of the prefill measurement (default 512)\n"
 	"      --decode N     decode steps per timed repetition (default 32)\n"
 	"      --context N    tokens each decoding sequence holds before timing (default 64)\n"
@@ -65,10 +67,11 @@ typedef struct bench_args {
 	size_t reps;
 	bool bf16;
 	int kv_type; /* enum engine_kv_type; 0 = the model's */
+	bool batch_invariant;
 	bool json;
 } bench_args;
 
-enum { OPT_THREADS = 256, OPT_BF16, OPT_KV, OPT_JSON, OPT_PREFILL, OPT_DECODE, OPT_CONTEXT, OPT_REPS };
+enum { OPT_THREADS = 256, OPT_BF16, OPT_KV, OPT_BATCH_INVARIANT, OPT_JSON, OPT_PREFILL, OPT_DECODE, OPT_CONTEXT, OPT_REPS };
 
 static int parse_bench_args(int argc, char **argv, bench_args *a)
 {
@@ -76,6 +79,7 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"bf16", no_argument, NULL, OPT_BF16},
 		{"kv", required_argument, NULL, OPT_KV},
+		{"batch-invariant", no_argument, NULL, OPT_BATCH_INVARIANT},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"prefill", required_argument, NULL, OPT_PREFILL},
 		{"decode", required_argument, NULL, OPT_DECODE},
@@ -114,6 +118,9 @@ static int parse_bench_args(int argc, char **argv, bench_args *a)
 			break;
 		case OPT_BF16:
 			a->bf16 = true;
+			continue;
+		case OPT_BATCH_INVARIANT:
+			a->batch_invariant = true;
 			continue;
 		case OPT_KV:
 			if (!cli_parse_kv_type(optarg, &a->kv_type))
@@ -344,9 +351,10 @@ static void print_table(const bench_args *a, const cli_session *s, size_t n_thre
 {
 	const model *m = s->m;
 	printf("bench-engine: %s\n", s->path);
-	printf("  %s weights, %s KV cache, %.1fM parameters, %.1f MB read per decode step "
+	printf("  %s weights, %s KV cache%s, %.1fM parameters, %.1f MB read per decode step "
 	       "(weights), %zu threads, %zu reps (median, min-max)\n",
 	       be_wfmt_name(model_weight_format(m)), be_kvfmt_name(s->kv_fmt),
+	       a->batch_invariant ? ", batch-invariant kernels" : "",
 	       (double)model_n_params(m) / 1e6,
 	       (double)model_step_bytes(m) / 1e6, n_threads, a->reps);
 	printf("  machine (same run, at the start): read bandwidth %.1f GB/s, peak f32 FMA %.1f "
@@ -393,6 +401,7 @@ static int print_json(const bench_args *a, const cli_session *s, size_t n_thread
 	cJSON_AddStringToObject(o, "model", s->path);
 	cJSON_AddStringToObject(o, "weight_format", be_wfmt_name(model_weight_format(m)));
 	cJSON_AddStringToObject(o, "kv_cache", be_kvfmt_name(s->kv_fmt));
+	cJSON_AddBoolToObject(o, "batch_invariant", a->batch_invariant);
 	cJSON_AddNumberToObject(o, "n_params", (double)model_n_params(m));
 	cJSON_AddNumberToObject(o, "step_bytes", (double)model_step_bytes(m));
 	cJSON_AddNumberToObject(o, "threads", (double)n_threads);
@@ -454,7 +463,8 @@ int cmd_bench_engine(int argc, char **argv)
 
 	cli_session s;
 	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16,
-			       .kv_type = a.kv_type};
+			       .kv_type = a.kv_type,
+			       .batch_invariant = a.batch_invariant};
 	if ((ex = cli_session_open(&s, &so)) != EXIT_OK)
 		return ex;
 	ex = EXIT_FAIL;

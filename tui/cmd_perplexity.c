@@ -30,6 +30,8 @@ static const char perplexity_help[] =
 	"      --bf16        run with BF16 weights (default F32)\n"
 	"      --kv T        KV cache f32|bf16|fp8|int8 (default: the model\n"
 	"                    file's, else f32)\n"
+	"      --batch-invariant  kernels that give a token the same bits in any batch\n"
+	"                    (optstudio(1))\n"
 	"      --json        print a JSON object: perplexity, perplexity_stderr, mean_nll,\n"
 	"                    tokens_scored, chunks, ctx, text_tokens, seconds, tok_s, ...\n";
 
@@ -42,10 +44,11 @@ typedef struct ppl_args {
 	bool score_all;
 	bool bf16;
 	int kv_type; /* enum engine_kv_type; 0 = the model's */
+	bool batch_invariant;
 	bool json;
 } ppl_args;
 
-enum { OPT_CTX = 256, OPT_CHUNKS, OPT_SCORE_ALL, OPT_THREADS, OPT_BF16, OPT_KV, OPT_JSON };
+enum { OPT_CTX = 256, OPT_CHUNKS, OPT_SCORE_ALL, OPT_THREADS, OPT_BF16, OPT_KV, OPT_BATCH_INVARIANT, OPT_JSON };
 
 static int parse_ppl_args(int argc, char **argv, ppl_args *a)
 {
@@ -56,6 +59,7 @@ static int parse_ppl_args(int argc, char **argv, ppl_args *a)
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"bf16", no_argument, NULL, OPT_BF16},
 		{"kv", required_argument, NULL, OPT_KV},
+		{"batch-invariant", no_argument, NULL, OPT_BATCH_INVARIANT},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -89,6 +93,9 @@ static int parse_ppl_args(int argc, char **argv, ppl_args *a)
 			break;
 		case OPT_BF16:
 			a->bf16 = true;
+			break;
+		case OPT_BATCH_INVARIANT:
+			a->batch_invariant = true;
 			break;
 		case OPT_KV:
 			if (!cli_parse_kv_type(optarg, &a->kv_type))
@@ -180,7 +187,8 @@ int cmd_perplexity(int argc, char **argv)
 
 	cli_session s;
 	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16,
-			       .kv_type = a.kv_type};
+			       .kv_type = a.kv_type,
+			       .batch_invariant = a.batch_invariant};
 	if ((ex = cli_session_open(&s, &so)) != EXIT_OK) {
 		free(text);
 		return ex;

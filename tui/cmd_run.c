@@ -40,6 +40,10 @@ static const char run_help[] =
 	"      --bf16              run with BF16 weights (default F32)\n"
 	"      --kv T              KV cache f32|bf16|fp8|int8 (default: the model\n"
 	"                          file's, else f32)\n"
+	"      --batch-invariant   kernels that give a token the same bits in any batch:\n"
+	"                          greedy output with --draft is then exactly the plain\n"
+	"                          greedy output (without, it can part at a near-tie);\n"
+	"                          decode of a few tokens is slower (optstudio(1))\n"
 	"      --draft D           speculative decoding with draft D: recommended (the hub's\n"
 	"                          smallest model with the same tokenizer, else a quantized\n"
 	"                          copy of the model, built once into <home>/artifacts),\n"
@@ -72,6 +76,7 @@ typedef struct run_args {
 	bool json;
 	bool bf16;
 	int kv_type; /* enum engine_kv_type; 0 = the model's */
+	bool batch_invariant;
 	bool seed_given;
 	size_t n_threads;
 	sampler_params sp;
@@ -92,7 +97,7 @@ enum {
 	OPT_CHAT,
 	OPT_SYSTEM,
 	OPT_THREADS,
-	OPT_BF16, OPT_KV,
+	OPT_BF16, OPT_KV, OPT_BATCH_INVARIANT,
 	OPT_JSON,
 	OPT_DRAFT,
 	OPT_SPEC_K,
@@ -115,6 +120,7 @@ static int parse_run_args(int argc, char **argv, run_args *a)
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"bf16", no_argument, NULL, OPT_BF16},
 		{"kv", required_argument, NULL, OPT_KV},
+		{"batch-invariant", no_argument, NULL, OPT_BATCH_INVARIANT},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"draft", required_argument, NULL, OPT_DRAFT},
 		{"spec-k", required_argument, NULL, OPT_SPEC_K},
@@ -186,6 +192,9 @@ static int parse_run_args(int argc, char **argv, run_args *a)
 			break;
 		case OPT_BF16:
 			a->bf16 = true;
+			break;
+		case OPT_BATCH_INVARIANT:
+			a->batch_invariant = true;
 			break;
 		case OPT_KV:
 			if (!cli_parse_kv_type(optarg, &a->kv_type))
@@ -414,7 +423,8 @@ int cmd_run(int argc, char **argv)
 
 	cli_session s;
 	cli_session_opts so = {.model_arg = a.model, .n_threads = a.n_threads, .bf16 = a.bf16,
-			       .kv_type = a.kv_type};
+			       .kv_type = a.kv_type,
+			       .batch_invariant = a.batch_invariant};
 	if ((ex = cli_session_open(&s, &so)) != EXIT_OK)
 		return ex;
 	int32_t *prompt = NULL, *gen = NULL, *pos = NULL, *seqs = NULL;

@@ -118,7 +118,7 @@ int cli_session_open(cli_session *s, const cli_session_opts *o)
 	s->load_s = cli_now_s() - t0;
 	s->kv_type = o->kv_type;
 	s->kv_fmt = engine_kv_type_format(s->m, o->kv_type);
-	backend_cpu_opts bo = {.n_threads = o->n_threads};
+	backend_cpu_opts bo = {.n_threads = o->n_threads, .batch_invariant = o->batch_invariant};
 	if (backend_cpu_new(&s->be, &bo, &err) != OS_OK) {
 		ex = cli_fail(&err, "cannot start the CPU backend");
 		goto fail;

@@ -16,6 +16,7 @@ typedef struct cli_session_opts {
 	size_t n_threads;       /* 0 = online CPUs */
 	bool bf16;              /* run-time weights in BF16 instead of F32 */
 	int kv_type;            /* enum engine_kv_type: the KV cache type; 0 = the model's */
+	bool batch_invariant;   /* the kernels' batch-invariant twins (backend_cpu_opts) */
 } cli_session_opts;
 
 /* Everything owned; closed by cli_session_close. */

@@ -790,6 +790,10 @@ int backend_cpu_new(backend **out, const backend_cpu_opts *opts, os_error *err)
 		return rc;
 	if (!qk && (rc = cpu_qkernels_select(&qk, err)))
 		return rc;
+	if (opts && opts->batch_invariant) {
+		ks = cpu_kernels_batch_invariant(ks);
+		qk = cpu_qkernels_batch_invariant(qk);
+	}
 	backend *be = calloc(1, sizeof *be);
 	cpu_ctx *c = calloc(1, sizeof *c);
 	if (!be || !c) {

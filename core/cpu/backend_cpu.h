@@ -3,6 +3,7 @@
 #ifndef OPTSTUDIO_BACKEND_CPU_H
 #define OPTSTUDIO_BACKEND_CPU_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "../engine/backend.h"
@@ -17,6 +18,9 @@ typedef struct backend_cpu_opts {
 	const cpu_qkernel_set *qkernels; /* quantized matmuls (FP8 / INT8 / INT4); NULL = the set
 					  * of kernels' ISA when kernels is given, else
 					  * cpu_qkernels_select */
+	bool batch_invariant;           /* the batch-invariant twins of both sets (kernels.h,
+					  * cpu_kernels_batch_invariant): a token's logits the same
+					  * bits in any batch, at some decode speed */
 } backend_cpu_opts;
 
 /* Makes a CPU backend (opts NULL = defaults); end it with backend_free. Results do not

@@ -14,6 +14,7 @@
 #ifndef OPTSTUDIO_KERNELS_H
 #define OPTSTUDIO_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,11 @@ typedef enum cpu_rope_layout {
 typedef struct cpu_kernel_set {
 	const char *name; /* "generic", "avx2", "avx512" */
 	cpu_isa isa;
+	/* Every kernel's result for a row (a token) is the same bits whatever the batch
+	 * around it: n_tok of the matmuls, m of the attention products. The generic and avx2
+	 * sets are so by construction; avx512 and amx have twins that are (see
+	 * cpu_kernels_batch_invariant). */
+	bool batch_invariant;
 
 	/* Y[t][o] = sum_k X[t][k] W[o][k] for every t < n_tok and o in [o0, o1). W streams
 	 * from memory once: all n_tok dot products are computed per loaded weight chunk.
@@ -142,6 +148,14 @@ const cpu_kernel_set *cpu_kernels_get(cpu_isa isa);
  * untouched. */
 int cpu_kernels_select(const cpu_kernel_set **out, os_error *err);
 
+/* The batch-invariant twin of ks (ks itself when it is one): the same kernels except the
+ * matmuls, which then sum every output in one order for every n_tok. A token's logits are
+ * then the same bits in any batch, so greedy speculative decoding reproduces plain greedy
+ * decoding exactly (vLLM calls this batch invariance). The price is speed at the batch
+ * sizes whose fastest kernel sums in another order: on avx512 / amx, F32 and BF16 decode of
+ * 1-7 tokens (kernels_avx512.c gives the measurements). */
+const cpu_kernel_set *cpu_kernels_batch_invariant(const cpu_kernel_set *ks);
+
 /* Y = X W^T with W in fmt (F32: float, BF16: uint16_t bf16 bits), threaded over the pool by
  * output rows (pool may be NULL). For n_tok >= 32 the kernels tile over tokens and outputs
  * so each weight block is reused across tokens from cache. Y must not overlap X or W.
@@ -176,5 +190,7 @@ extern const cpu_kernel_set cpu_kernels_generic;
 extern const cpu_kernel_set cpu_kernels_avx2;
 extern const cpu_kernel_set cpu_kernels_avx512;
 extern const cpu_kernel_set cpu_kernels_amx;
+extern const cpu_kernel_set cpu_kernels_avx512_bi;
+extern const cpu_kernel_set cpu_kernels_amx_bi;
 
 #endif

@@ -488,6 +488,7 @@ static void transpose_avx2(float *dst, size_t ldd, const float *src, size_t lds,
 const cpu_kernel_set cpu_kernels_avx2 = {
 	.name = "avx2",
 	.isa = CPU_ISA_AVX2,
+	.batch_invariant = true, /* dot-product tiles for every n_tok */
 	.matmul_f32 = matmul_f32_avx2,
 	.matmul_bf16 = matmul_bf16_avx2,
 	.dot = dot_avx2,

@@ -639,6 +639,100 @@ TGT static void dec_f32(float *Y, const float *X, const float *W, size_t n_tok, 
 	}
 }
 
+/* ---- F32 matmul for 1..7 tokens: the GEMM's sums, weights transposed in registers ------- */
+/* For the batch-invariant sets (kernels.h): the GEMM and the outer-product decode tiles give
+ * every Y[t][o] as one FMA chain over k = 0..n_in-1 from zero, so a token's row is the same
+ * whatever batch it comes in; the dot-product tiles (tile_f32) sum 16 lanes and then across
+ * them, other bits. For fewer tokens than dec_f32 fills its lanes with, this kernel keeps
+ * the outputs in the lanes instead: per 16 inputs it loads 16 weight rows as they are,
+ * transposes them in registers (transpose16) into 16 columns of 16 rows, and runs one FMA
+ * per column and token into an accumulator per token, in k order: the GEMM's chain.
+ * Accumulators stay in registers over the whole n_in, so the weights stream once and Y is
+ * written once; each 16 inputs prefetch 16 lines of the next tile's rows. The transposes
+ * cost: paired A/B against the dot tiles (ab_kernels, one thread, 30 cold layers + head):
+ * 1 token 0.77x, 4 tokens 1.14x; bench-engine batch-1 decode ~60% of the bandwidth
+ * roofline against ~80%. (Neither 16- instead of 32-row tiles nor dropping the prefetch
+ * changed it by more than 2%.) */
+enum { FEW_MAX_TOK = D_MIN_TOK - 1 };
+
+/* Rows s..s+rows-1 (rows <= 16 G; W at row s), tokens 0..NT-1 of X (rows n_in apart): Y[t][s
+ * + r] for r < rows (Y at row s of token 0, rows n_out apart). G groups of 16 rows: their
+ * chains are independent, so the FMA latency of one token's chain is hidden. pf: the next
+ * tile's weights. */
+INLINE void few_tile_f32(float *Y, size_t n_out, const float *X, const float *W, size_t n_in,
+			 size_t rows, const float *pf, const int NT, const int G)
+{
+	__m512 acc[2][FEW_MAX_TOK];
+#pragma GCC unroll 2
+	for (int g = 0; g < G; g++)
+#pragma GCC unroll 7
+		for (int t = 0; t < NT; t++)
+			acc[g][t] = _mm512_setzero_ps();
+	for (size_t k = 0; k < n_in; k += 16) {
+		size_t nl = n_in - k < 16 ? n_in - k : 16;
+		__mmask16 m = tail16(nl);
+#pragma GCC unroll 2
+		for (int g = 0; g < G; g++) {
+#pragma GCC unroll 16
+			for (size_t j = 0; j < 16; j++)
+				_mm_prefetch((const char *)(pf + 16 * ((size_t)G * k + 16 * (size_t)g + j)),
+					     _MM_HINT_T0);
+			__m512 r[16];
+#pragma GCC unroll 16
+			for (size_t i = 0; i < 16; i++)
+				r[i] = 16 * (size_t)g + i < rows
+					       ? _mm512_maskz_loadu_ps(m, W + (16 * (size_t)g + i) * n_in + k)
+					       : _mm512_setzero_ps();
+			transpose16(r); /* r[c]: input k + c of the 16 rows */
+			if (nl == 16) {
+#pragma GCC unroll 16
+				for (size_t c = 0; c < 16; c++)
+#pragma GCC unroll 7
+					for (int t = 0; t < NT; t++)
+						acc[g][t] = _mm512_fmadd_ps(
+							r[c], _mm512_set1_ps(X[t * n_in + k + c]), acc[g][t]);
+			} else {
+				for (size_t c = 0; c < nl; c++)
+#pragma GCC unroll 7
+					for (int t = 0; t < NT; t++)
+						acc[g][t] = _mm512_fmadd_ps(
+							r[c], _mm512_set1_ps(X[t * n_in + k + c]), acc[g][t]);
+			}
+		}
+	}
+#pragma GCC unroll 2
+	for (int g = 0; g < G; g++) {
+		size_t rg = rows > 16 * (size_t)g ? rows - 16 * (size_t)g : 0;
+		__mmask16 rm = tail16(rg < 16 ? rg : 16);
+#pragma GCC unroll 7
+		for (int t = 0; t < NT; t++)
+			_mm512_mask_storeu_ps(Y + t * n_out + 16 * g, rm, acc[g][t]);
+	}
+}
+
+#define FEW_CASE(NT, G)                                                                       \
+	case NT:                                                                              \
+		for (size_t o = o0; o < o1; o += 16 * (G))                                    \
+			few_tile_f32(Y + o, n_out, X, W + o * n_in, n_in,                     \
+				     o1 - o < 16 * (G) ? o1 - o : 16 * (G),                   \
+				     W + (o + 16 * (G)) * n_in, NT, G);                       \
+		break;
+
+TGT static void few_f32(float *Y, const float *X, const float *W, size_t n_tok, size_t n_in,
+			size_t n_out, size_t o0, size_t o1)
+{
+	switch (n_tok) {
+		FEW_CASE(1, 2)
+		FEW_CASE(2, 2)
+		FEW_CASE(3, 2)
+		FEW_CASE(4, 2)
+		FEW_CASE(5, 1)
+		FEW_CASE(6, 1)
+		FEW_CASE(7, 1)
+	}
+}
+#undef FEW_CASE
+
 /* ---- BF16 decode with f32 FMAs: weights widened on the fly ------------------------------ */
 /* vdpbf16ps retires at a quarter of the FMA instruction rate here (half its FLOP rate), which
  * made BF16 decode of 8..31 tokens compute-bound at that rate. A bf16 is the top half of an
@@ -810,6 +904,31 @@ TGT static void matmul_bf16_avx512(float *Y, const uint16_t *Xb, const uint16_t 
 		return;
 	}
 	MATMUL_DRIVER(tile_bf16, Y, Xb, W, n_tok, n_in, n_out, o0, o1, 2, 2);
+}
+
+/* The batch-invariant set's matmuls: every Y[t][o] in one order whatever n_tok, so a row does
+ * not depend on its batch. F32: the FMA chain over k of the GEMM (few_f32 below 8 tokens,
+ * dec_f32 to 16, the GEMM above). BF16: the vdpbf16ps GEMM's pair chain for every n_tok
+ * (its panels are packed per call, which at 1 token costs more than the dot tiles' direct
+ * reads), or, for odd n_in, the dot tiles for every n_tok. */
+TGT static void matmul_f32_avx512_bi(float *Y, const float *X, const float *W, size_t n_tok,
+				     size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	if (n_tok <= FEW_MAX_TOK)
+		few_f32(Y, X, W, n_tok, n_in, n_out, o0, o1);
+	else if (n_tok < GEMM_MIN_TOK_F32 && o1 >= 16)
+		dec_f32(Y, X, W, n_tok, n_in, n_out, o0, o1);
+	else
+		gemm_f32(Y, X, W, n_tok, n_in, n_out, o0, o1);
+}
+
+TGT static void matmul_bf16_avx512_bi(float *Y, const uint16_t *Xb, const uint16_t *W,
+				      size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	if (n_in % 2 == 0 && (size_t)n_in * G_NR <= INT32_MAX)
+		gemm_bf16(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
+	else
+		MATMUL_DRIVER(tile_bf16, Y, Xb, W, n_tok, n_in, n_out, o0, o1, 2, 2);
 }
 
 /* ---- BF16 matmul on AMX tiles (the "amx" set) -------------------------------------------- */
@@ -1096,6 +1215,21 @@ TGT static void matmul_bf16_amx(float *Y, const uint16_t *Xb, const uint16_t *W,
 				     : gemm_bf16_amx(Y, Xb, W, n_tok, n_in, n_out, o0, o1)) == 0)
 		return;
 	matmul_bf16_avx512(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
+}
+
+/* The batch-invariant amx set's BF16 matmul: tiles for every n_tok (the swapped operands up
+ * to AMX_WA_MAX_TOK, bit-identical to the packed panels: checked by batch_invariance and
+ * test_kernels). 1 to 3 tokens on tiles run below the dot tiles' memory rate (bench-engine
+ * --bf16 batch-1 decode ~50% of the roofline against ~75%). When a tile path cannot
+ * allocate its scratch it falls back to the vdpbf16ps GEMM: correct, other bits. */
+TGT static void matmul_bf16_amx_bi(float *Y, const uint16_t *Xb, const uint16_t *W,
+				   size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	if (n_in % 32 == 0 && (size_t)n_in * G_NR <= INT32_MAX &&
+	    (n_tok <= AMX_WA_MAX_TOK ? gemm_bf16_amx_wa(Y, Xb, W, n_tok, n_in, n_out, o0, o1)
+				     : gemm_bf16_amx(Y, Xb, W, n_tok, n_in, n_out, o0, o1)) == 0)
+		return;
+	matmul_bf16_avx512_bi(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 }
 
 /* ---- attention on a BF16 KV cache, on AMX tiles ------------------------------------------- */
@@ -1713,7 +1847,7 @@ TGT static void f32_to_bf16_avx512(uint16_t *y, const float *x, size_t n)
 
 /* Every op but the BF16 matmul, shared by the two sets below. */
 #define AVX512_SET_COMMON                                                                     \
-	.matmul_f32 = matmul_f32_avx512, .dot = dot_avx512, .axpy = axpy_avx512,              \
+	.dot = dot_avx512, .axpy = axpy_avx512,              \
 	.add = add_avx512, .scale = scale_avx512, .rmsnorm = rmsnorm_avx512,                  \
 	.softmax = softmax_avx512, .gemm_nn = gemm_nn_avx512,      \
 	.gemm_nn_chunks = gemm_nn_chunks_avx512,                                              \
@@ -1725,6 +1859,7 @@ TGT static void f32_to_bf16_avx512(uint16_t *y, const float *x, size_t n)
 const cpu_kernel_set cpu_kernels_avx512 = {
 	.name = "avx512",
 	.isa = CPU_ISA_AVX512,
+	.matmul_f32 = matmul_f32_avx512,
 	.matmul_bf16 = matmul_bf16_avx512,
 	AVX512_SET_COMMON,
 };
@@ -1733,7 +1868,29 @@ const cpu_kernel_set cpu_kernels_avx512 = {
 const cpu_kernel_set cpu_kernels_amx = {
 	.name = "amx",
 	.isa = CPU_ISA_AMX,
+	.matmul_f32 = matmul_f32_avx512,
 	.matmul_bf16 = matmul_bf16_amx,
+	.attn_scores_bf16 = attn_scores_bf16_amx,
+	.attn_pv_bf16 = attn_pv_bf16_amx,
+	AVX512_SET_COMMON,
+};
+
+/* The batch-invariant twins (kernels.h, cpu_kernels_batch_invariant). */
+const cpu_kernel_set cpu_kernels_avx512_bi = {
+	.name = "avx512",
+	.isa = CPU_ISA_AVX512,
+	.batch_invariant = true,
+	.matmul_f32 = matmul_f32_avx512_bi,
+	.matmul_bf16 = matmul_bf16_avx512_bi,
+	AVX512_SET_COMMON,
+};
+
+const cpu_kernel_set cpu_kernels_amx_bi = {
+	.name = "amx",
+	.isa = CPU_ISA_AMX,
+	.batch_invariant = true,
+	.matmul_f32 = matmul_f32_avx512_bi,
+	.matmul_bf16 = matmul_bf16_amx_bi,
 	.attn_scores_bf16 = attn_scores_bf16_amx,
 	.attn_pv_bf16 = attn_pv_bf16_amx,
 	AVX512_SET_COMMON,

@@ -227,6 +227,7 @@ static void f32_to_bf16_generic(uint16_t *y, const float *x, size_t n)
 const cpu_kernel_set cpu_kernels_generic = {
 	.name = "generic",
 	.isa = CPU_ISA_GENERIC,
+	.batch_invariant = true,
 	.matmul_f32 = matmul_f32_generic,
 	.matmul_bf16 = matmul_bf16_generic,
 	.dot = dot_generic,
@@ -251,6 +252,15 @@ const cpu_kernel_set cpu_kernels_generic = {
 /* ---- selection ----------------------------------------------------------------------------- */
 
 static const char *const isa_names[CPU_ISA_COUNT] = {"generic", "avx2", "avx512", "amx"};
+
+const cpu_kernel_set *cpu_kernels_batch_invariant(const cpu_kernel_set *ks)
+{
+	if (ks == &cpu_kernels_avx512)
+		return &cpu_kernels_avx512_bi;
+	if (ks == &cpu_kernels_amx)
+		return &cpu_kernels_amx_bi;
+	return ks;
+}
 
 const cpu_kernel_set *cpu_kernels_get(cpu_isa isa)
 {

@@ -59,6 +59,14 @@
 typedef struct cpu_qkernel_set {
 	const char *name; /* "generic", "avx512", "amx" */
 	cpu_isa isa;
+	/* A row's result does not depend on n_tok (kernels.h's batch_invariant): the FP8 and
+	 * INT4 wrappers then take the prefill path (weights decoded, then the batch-invariant
+	 * f32 / bf16 matmul) for every n_tok, whose order the tile kernels do not share. INT8
+	 * sums are exact in every set. */
+	bool batch_invariant;
+	/* The kernel set of the prefill path when fixed here (the batch-invariant twins: no
+	 * cpuid per call), NULL: cpu_kernels_get(isa). */
+	const cpu_kernel_set *tile_set;
 
 	/* FP8 W8A16: Y[t][o] = sw[o] * sum_k X[t][k] e4m3(W[o][k]). */
 	void (*matmul_fp8)(float *Y, const float *X, const uint8_t *W, const float *sw,
@@ -104,6 +112,9 @@ typedef struct cpu_qkernel_set {
  * amx set with AMX-INT8, the avx512 one without. */
 const cpu_qkernel_set *cpu_qkernels_get(cpu_isa isa);
 
+/* The batch-invariant twin of qk (qk itself when it is one). */
+const cpu_qkernel_set *cpu_qkernels_batch_invariant(const cpu_qkernel_set *qk);
+
 /* The fastest quantized set this CPU supports, or the one OPTSTUDIO_CPU forces ("generic",
  * "avx2" -> generic, "avx512", "amx"), with the errors of cpu_kernels_select. */
 int cpu_qkernels_select(const cpu_qkernel_set **out, os_error *err);
@@ -131,5 +142,7 @@ int cpu_qmatmul_i4(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const 
 extern const cpu_qkernel_set cpu_qkernels_generic;
 extern const cpu_qkernel_set cpu_qkernels_avx512;
 extern const cpu_qkernel_set cpu_qkernels_amx;
+extern const cpu_qkernel_set cpu_qkernels_avx512_bi;
+extern const cpu_qkernel_set cpu_qkernels_amx_bi;
 
 #endif

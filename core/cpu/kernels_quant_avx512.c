@@ -787,3 +787,22 @@ const cpu_qkernel_set cpu_qkernels_amx = {
 	.matmul_i8 = matmul_i8_amx,
 	AVX512_QSET_COMMON,
 };
+
+/* The batch-invariant twins (kernels_quant.h, cpu_qkernels_batch_invariant). */
+const cpu_qkernel_set cpu_qkernels_avx512_bi = {
+	.name = "avx512",
+	.isa = CPU_ISA_AVX512,
+	.batch_invariant = true,
+	.tile_set = &cpu_kernels_avx512_bi,
+	.matmul_i8 = matmul_i8_avx512,
+	AVX512_QSET_COMMON,
+};
+
+const cpu_qkernel_set cpu_qkernels_amx_bi = {
+	.name = "amx",
+	.isa = CPU_ISA_AMX,
+	.batch_invariant = true,
+	.tile_set = &cpu_kernels_amx_bi,
+	.matmul_i8 = matmul_i8_amx,
+	AVX512_QSET_COMMON,
+};

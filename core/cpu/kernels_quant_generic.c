@@ -148,6 +148,15 @@ const cpu_qkernel_set cpu_qkernels_generic = {
 
 /* ---- selection ----------------------------------------------------------------------------- */
 
+const cpu_qkernel_set *cpu_qkernels_batch_invariant(const cpu_qkernel_set *qk)
+{
+	if (qk == &cpu_qkernels_avx512)
+		return &cpu_qkernels_avx512_bi;
+	if (qk == &cpu_qkernels_amx)
+		return &cpu_qkernels_amx_bi;
+	return qk;
+}
+
 const cpu_qkernel_set *cpu_qkernels_get(cpu_isa isa)
 {
 	cpu_features f;
@@ -349,10 +358,10 @@ static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
 static bool qjob_tiled_setup(threadpool *pool, struct qjob *j, size_t elem, void **heap)
 {
 	*heap = NULL;
-	if (j->n_tok < CPU_QTILE_MIN_TOK) /* decode: before cpu_kernels_get, whose cpuid traps
-					   * to the hypervisor in a VM (microseconds a call) */
+	if (j->n_tok < CPU_QTILE_MIN_TOK && !j->qk->batch_invariant) /* decode: before
+		* cpu_kernels_get, whose cpuid traps to the hypervisor in a VM (microseconds) */
 		return false;
-	const cpu_kernel_set *ks = cpu_kernels_get(j->qk->isa);
+	const cpu_kernel_set *ks = j->qk->tile_set ? j->qk->tile_set : cpu_kernels_get(j->qk->isa);
 	if (!ks)
 		return false;
 	size_t rows = QTILE_BYTES / (j->n_in * elem + 1) / 32 * 32;

@@ -4,10 +4,11 @@
  * logits with the one-pass row: how many rows differ in any bit, and the largest difference
  * relative to the row's largest logit. Exact speculative decoding under greedy sampling
  * needs every row identical.
- * Usage: batch_invariance MODEL [--kv f32|bf16|fp8|int8] [--n N] [--threads T]
- * (OPTSTUDIO_CPU=generic|avx2|avx512|amx forces a kernel set). Exit status 1 when a row
- * differs. */
+ * Usage: batch_invariance MODEL [--kv f32|bf16|fp8|int8] [--n N] [--threads T] [--invariant]
+ * (OPTSTUDIO_CPU=generic|avx2|avx512|amx forces a kernel set; --invariant takes its
+ * batch-invariant twin). Exit status 1 when a row differs. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,11 +63,14 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	int kv_type = ENGINE_KV_MODEL;
 	size_t n = 40, threads = 0;
+	bool invariant = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--kv") && i + 1 < argc)
 			kv_type = kv_type_of(argv[++i]);
 		else if (!strcmp(argv[i], "--n") && i + 1 < argc)
 			n = strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--invariant"))
+			invariant = true;
 		else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			threads = strtoul(argv[++i], NULL, 10);
 		else
@@ -74,22 +78,23 @@ int main(int argc, char **argv)
 	}
 	if (!path || kv_type < 0 || n < 2 || n > 512) {
 		fprintf(stderr, "usage: batch_invariance MODEL [--kv f32|bf16|fp8|int8] [--n N] "
-				"[--threads T]\n");
+				"[--threads T] [--invariant]\n");
 		return 2;
 	}
 	os_error err;
 	model *m = NULL;
 	backend *be = NULL;
 	engine *e = NULL;
-	backend_cpu_opts bo = {.n_threads = threads};
+	backend_cpu_opts bo = {.n_threads = threads, .batch_invariant = invariant};
 	engine_opts eo = {.max_batch = 512, .kv_type = kv_type};
 	if (model_open(&m, path, NULL, &err) || backend_cpu_new(&be, &bo, &err) ||
 	    engine_new(&e, m, be, &eo, &err)) {
 		fprintf(stderr, "batch_invariance: %s\n", err.msg);
 		return 2;
 	}
-	printf("model %s, kernels %s, KV %s, %zu tokens\n", path,
-	       backend_cpu_kernels(be)->name, be_kvfmt_name(engine_kv_format(e)), n);
+	printf("model %s, kernels %s%s, KV %s, %zu tokens\n", path,
+	       backend_cpu_kernels(be)->name,
+	       backend_cpu_kernels(be)->batch_invariant ? " (batch-invariant)" : "", be_kvfmt_name(engine_kv_format(e)), n);
 	size_t V = model_n_vocab(m);
 	int32_t *toks = malloc(n * sizeof *toks);
 	uint64_t st = 0x9e3779b97f4a7c15ull;

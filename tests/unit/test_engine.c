@@ -7,6 +7,7 @@
 #include "core/format/fixture.h"
 #include "core/format/gguf.h"
 #include "core/numerics.h"
+#include "core/optimize/quantize.h"
 #include "tests/test.h"
 
 #include <unistd.h>
@@ -422,6 +423,108 @@ TEST(test_batch_equals_alone)
 {
 	batch_equals_alone(ENGINE_KV_F32);
 	batch_equals_alone(ENGINE_KV_BF16);
+}
+
+/* (c) Batch invariance: with a kernel set's batch-invariant twin, a token's logits are the
+ * same bits whatever batch it comes in (in one prefill pass, in passes of 1, 3, 8 or 17
+ * tokens, or N - 1 then 1, as speculative decoding runs a prompt), for every set this CPU
+ * has, weight format and KV type. Greedy speculative decoding relies on it to reproduce
+ * plain greedy decoding exactly. Returns the number of rows that differed. */
+static size_t invariant_rows_differing(engine *e, const int32_t *toks, size_t n)
+{
+	size_t V = model_n_vocab(engine_model(e)), differ = 0;
+	float *ref = malloc(n * V * sizeof *ref), *got = malloc(n * V * sizeof *got);
+	int32_t s, pos[64], seq[64];
+	uint8_t want[64];
+	os_error err;
+	if (prefill_all(e, toks, n, ref, &s) != OS_OK) {
+		free(ref), free(got);
+		return n;
+	}
+	kv_seq_free(engine_kv(e), s);
+	static const size_t chunks[] = {1, 3, 8, 17, 0};
+	for (size_t ci = 0; ci < sizeof chunks / sizeof *chunks; ci++) {
+		if (kv_seq_new(engine_kv(e), &s, &err) != OS_OK) {
+			differ += n;
+			break;
+		}
+		for (size_t i0 = 0; i0 < n;) {
+			size_t c = chunks[ci] ? (n - i0 < chunks[ci] ? n - i0 : chunks[ci])
+					      : (i0 == 0 ? n - 1 : 1);
+			for (size_t i = 0; i < c; i++) {
+				pos[i] = (int32_t)(i0 + i);
+				seq[i] = s;
+				want[i] = 1;
+			}
+			engine_batch b = {.n = c, .tokens = toks + i0, .pos = pos, .seq = seq,
+					  .want = want};
+			if (engine_forward(e, &b, got + i0 * V, &err) != OS_OK)
+				memset(got + i0 * V, 0xff, c * V * sizeof *got); /* NaNs: differ */
+			i0 += c;
+		}
+		kv_seq_free(engine_kv(e), s);
+		for (size_t t = 0; t < n; t++)
+			differ += memcmp(ref + t * V, got + t * V, V * sizeof *ref) != 0;
+	}
+	free(ref), free(got);
+	return differ;
+}
+
+static void batch_invariant_case(backend *be, model *m, const char *label, int kv_type)
+{
+	engine *e = new_engine_kv(m, be, 64, 0, kv_type);
+	CHECK(e);
+	if (!e)
+		return;
+	enum { N = 37 };
+	int32_t toks[N];
+	uint64_t st = 2024;
+	random_tokens(toks, N, model_n_vocab(m), &st);
+	size_t differ = invariant_rows_differing(e, toks, N);
+	CHECK_MSG(differ == 0, "%s, %s, KV %s: %zu of %d rows x 5 splittings differ",
+		  backend_cpu_kernels(be)->name, label, be_kvfmt_name(engine_kv_format(e)), differ,
+		  N);
+	engine_free(e);
+}
+
+TEST(test_batch_invariant_bits)
+{
+	static const struct {
+		const char *label;
+		int method; /* quant_method; -1: F32, -2: BF16 weights */
+	} formats[] = {
+		{"F32", -1}, {"BF16", -2}, {"INT8 W8A8", QUANT_INT8_RTN}, {"FP8", QUANT_FP8},
+		{"FP8 W8A8", QUANT_FP8_W8A8}, {"INT4", QUANT_INT4_RTN},
+	};
+	static const int kv_types[] = {ENGINE_KV_F32, ENGINE_KV_BF16, ENGINE_KV_FP8,
+				       ENGINE_KV_INT8};
+	for (int isa = 0; isa < CPU_ISA_COUNT; isa++) {
+		const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)isa);
+		if (!ks)
+			continue;
+		backend *be;
+		os_error err;
+		backend_cpu_opts o = {.n_threads = 2, .kernels = ks, .batch_invariant = true};
+		CHECK(backend_cpu_new(&be, &o, &err) == OS_OK);
+		CHECK(backend_cpu_kernels(be)->batch_invariant);
+		for (size_t f = 0; f < sizeof formats / sizeof *formats; f++) {
+			model *m = open_model(path_f32, formats[f].method == -2 ? BE_WFMT_BF16
+										: BE_WFMT_F32);
+			CHECK(m);
+			if (formats[f].method >= 0) {
+				quant_recipe r = quant_recipe_default(formats[f].method);
+				r.group = 32;
+				CHECK_MSG(quant_model_apply(m, &r, NULL, NULL, &err) == OS_OK, "%s",
+					  err.msg);
+			}
+			/* every KV type on F32 weights; the F32 cache on the others */
+			for (size_t k = 0; k < (formats[f].method == -1 ? 4u : 1u); k++)
+				batch_invariant_case(be, m, formats[f].label, kv_types[k]);
+			model_close(m);
+		}
+		printf("  %s: batch-invariant twin checked\n", ks->name);
+		backend_free(be);
+	}
 }
 
 /* (b) Prefill of N then a decode step equals the last row of a prefill of N + 1; also
@@ -841,6 +944,7 @@ int main(void)
 	RUN(test_reference);
 	RUN(test_batch_equals_alone);
 	RUN(test_prefill_decode);
+	RUN(test_batch_invariant_bits);
 	RUN(test_kv_bf16_capacity);
 	RUN(test_threads);
 	RUN(test_bf16_vs_f32);
