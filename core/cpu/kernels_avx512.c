@@ -648,11 +648,13 @@ TGT static void dec_f32(float *Y, const float *X, const float *W, size_t n_tok, 
  * transposes them in registers (transpose16) into 16 columns of 16 rows, and runs one FMA
  * per column and token into an accumulator per token, in k order: the GEMM's chain.
  * Accumulators stay in registers over the whole n_in, so the weights stream once and Y is
- * written once; each 16 inputs prefetch 16 lines of the next tile's rows. The transposes
- * cost: paired A/B against the dot tiles (ab_kernels, one thread, 30 cold layers + head):
- * 1 token 0.77x, 4 tokens 1.14x; bench-engine batch-1 decode ~60% of the bandwidth
- * roofline against ~80%. (Neither 16- instead of 32-row tiles nor dropping the prefetch
- * changed it by more than 2%.) */
+ * written once; each 16 inputs prefetch 16 lines of the next tile's rows into L2 (into L1,
+ * the 32-row tiles' 74 KiB of SmolLM2's head overran it: the head at 1 token, one thread,
+ * cold, took 1.27-1.30x the dot tiles' time, 1.05-1.13x with L2). The transposes are the
+ * cost: 64 shuffles per 256 weights on the one 512-bit shuffle port, ~4 weights a cycle,
+ * so with the weights in L2 (576 x 576) 1 token takes 34 us against the dot tiles' 12;
+ * from memory that mostly hides (ab_kernels with the prefetch into L1: 1 token 0.77x, 4
+ * tokens 1.14x; 16- instead of 32-row tiles and no prefetch within 2%). */
 enum { FEW_MAX_TOK = D_MIN_TOK - 1 };
 
 /* Rows s..s+rows-1 (rows <= 16 G; W at row s), tokens 0..NT-1 of X (rows n_in apart): Y[t][s
@@ -676,7 +678,7 @@ INLINE void few_tile_f32(float *Y, size_t n_out, const float *X, const float *W,
 #pragma GCC unroll 16
 			for (size_t j = 0; j < 16; j++)
 				_mm_prefetch((const char *)(pf + 16 * ((size_t)G * k + 16 * (size_t)g + j)),
-					     _MM_HINT_T0);
+					     _MM_HINT_T1);
 			__m512 r[16];
 #pragma GCC unroll 16
 			for (size_t i = 0; i < 16; i++)
