@@ -30,7 +30,8 @@ static void fill(float *p, size_t n, uint64_t *s)
 		p[i] = rnd(s);
 }
 
-static const cpu_kernel_set *simd_sets[CPU_ISA_COUNT];
+/* The SIMD sets this CPU has, and the batch-invariant twins of those that have one. */
+static const cpu_kernel_set *simd_sets[2 * CPU_ISA_COUNT];
 static size_t n_simd_sets;
 
 static void find_sets(void)
@@ -40,6 +41,8 @@ static void find_sets(void)
 		const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)i);
 		if (ks)
 			simd_sets[n_simd_sets++] = ks;
+		if (ks && cpu_kernels_batch_invariant(ks) != ks)
+			simd_sets[n_simd_sets++] = cpu_kernels_batch_invariant(ks);
 		static const char *const names[CPU_ISA_COUNT] = {"generic", "avx2", "avx512", "amx"};
 		printf("  set %-7s %s\n", names[i],
 		       ks ? "available, tested" : "not on this CPU, skipped");
@@ -232,6 +235,70 @@ TEST(test_matmul_bf16)
 	CHECK(threadpool_new(&pool, 3, NULL) == OS_OK);
 	check_matmul(CPU_WFMT_BF16, pool);
 	threadpool_free(pool);
+}
+
+/* The batch-invariant sets: every row of a batch of n tokens is bit for bit the row the same
+ * token gives alone (and in a batch of 2 or 3), for n across every path the default sets
+ * switch between (1..7 few-token tiles, 8..16 outer products, the GEMM; BF16 on AMX tiles
+ * or the vdpbf16ps GEMM), awkward n_in and n_out, on a row range off the tile grid too. */
+TEST(test_matmul_batch_invariant)
+{
+	static const size_t n_toks[] = {2, 3, 5, 8, 13, 17, 40, 70};
+	static const size_t shapes[][2] = {{96, 37}, {576, 200}, {100, 33}, {1030, 50}};
+	uint64_t s = seed0 ^ 0xb1;
+	for (size_t v = 0; v < n_simd_sets && !test_case_failed; v++) {
+		const cpu_kernel_set *ks = simd_sets[v];
+		if (!ks->batch_invariant)
+			continue;
+		for (size_t si = 0; si < COUNT(shapes) && !test_case_failed; si++)
+			for (int f = 0; f < CPU_WFMT_COUNT && !test_case_failed; f++) {
+				size_t n_in = shapes[si][0], n_out = shapes[si][1], n_max = 70;
+				size_t o0 = si % 2 ? 3 : 0, o1 = n_out - (si % 2 ? 5 : 0);
+				struct mm_case m = {0};
+				uint16_t *xb = cpu_alloc_aligned(n_max * n_in * 2);
+				if (!mm_alloc(&m, n_max, n_in, n_out) || !xb) {
+					mm_free(&m);
+					cpu_free_aligned(xb);
+					FAIL_AT("out of memory");
+				}
+				fill(m.X, n_max * n_in, &s);
+				fill_weights(m.W, (cpu_wfmt)f, n_out * n_in, &s);
+				ks->f32_to_bf16(xb, m.X, n_max * n_in);
+				/* alone: each token by itself, into Y2 */
+				for (size_t t = 0; t < n_max; t++) {
+					if (f == CPU_WFMT_F32)
+						ks->matmul_f32(m.Y2 + t * n_out, m.X + t * n_in, m.W, 1, n_in,
+							       n_out, o0, o1);
+					else
+						ks->matmul_bf16(m.Y2 + t * n_out, xb + t * n_in, m.W, 1,
+								n_in, n_out, o0, o1);
+				}
+				for (size_t ni = 0; ni < COUNT(n_toks) && !test_case_failed; ni++) {
+					size_t n = n_toks[ni], t0 = n_max - n; /* the last n tokens */
+					if (f == CPU_WFMT_F32)
+						ks->matmul_f32(m.Y + t0 * n_out, m.X + t0 * n_in, m.W, n, n_in,
+							       n_out, o0, o1);
+					else
+						ks->matmul_bf16(m.Y + t0 * n_out, xb + t0 * n_in, m.W, n, n_in,
+								n_out, o0, o1);
+					size_t bad = SIZE_MAX;
+					for (size_t t = t0; t < n_max && bad == SIZE_MAX; t++)
+						for (size_t o = o0; o < o1 && bad == SIZE_MAX; o++)
+							if (memcmp(&m.Y[t * n_out + o], &m.Y2[t * n_out + o],
+								   sizeof(float)))
+								bad = t * n_out + o;
+					CHECK_MSG(bad == SIZE_MAX,
+						  "%s (batch-invariant) %s n_in %zu n_out %zu: token %zu of a "
+						  "batch of %zu: %.9g, alone %.9g",
+						  ks->name, f ? "BF16" : "F32", n_in, n_out,
+						  bad / n_out - t0, n, bad != SIZE_MAX ? m.Y[bad] : 0.0,
+						  bad != SIZE_MAX ? m.Y2[bad] : 0.0);
+				}
+				mm_free(&m);
+				cpu_free_aligned(xb);
+			}
+		printf("  %s (batch-invariant): rows of batches of 2..70 = alone\n", ks->name);
+	}
 }
 
 TEST(test_matmul_rows_vs_generic)
@@ -960,6 +1027,7 @@ int main(void)
 	RUN(test_matmul_f32);
 	RUN(test_matmul_bf16);
 	RUN(test_matmul_rows_vs_generic);
+	RUN(test_matmul_batch_invariant);
 	RUN(test_matmul_threaded_large);
 	RUN(test_matmul_prefill_shapes);
 	RUN(test_elementwise_vs_generic);
