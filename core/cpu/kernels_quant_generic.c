@@ -135,6 +135,7 @@ static void quantize_i8_act_generic(int8_t *Xq, float *xs, int32_t *xsum, const 
 const cpu_qkernel_set cpu_qkernels_generic = {
 	.name = "generic",
 	.isa = CPU_ISA_GENERIC,
+	.batch_invariant = true, /* every sum in k order, whatever path */
 	.matmul_fp8 = matmul_fp8_generic,
 	.matmul_i8 = matmul_i8_generic,
 	.matmul_i4 = matmul_i4_generic,
@@ -358,7 +359,8 @@ static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
 static bool qjob_tiled_setup(threadpool *pool, struct qjob *j, size_t elem, void **heap)
 {
 	*heap = NULL;
-	if (j->n_tok < CPU_QTILE_MIN_TOK && !j->qk->batch_invariant) /* decode: before
+	size_t min_tok = j->kind == QJOB_I4 ? j->qk->i4_tile_min_tok : j->qk->fp8_tile_min_tok;
+	if (j->n_tok < (min_tok ? min_tok : CPU_QTILE_MIN_TOK)) /* decode: before
 		* cpu_kernels_get, whose cpuid traps to the hypervisor in a VM (microseconds) */
 		return false;
 	const cpu_kernel_set *ks = j->qk->tile_set ? j->qk->tile_set : cpu_kernels_get(j->qk->isa);

@@ -49,14 +49,18 @@ static void fill_scales(float *sc, size_t n, uint64_t *s)
 		sc[i] = (1.5f + test_rand_float(s)) * 0.01f; /* 0.005 .. 0.025 */
 }
 
-/* The SIMD sets this CPU runs (the generic one excluded). */
+/* The SIMD sets this CPU runs (the generic one excluded), and their batch-invariant twins;
+ * out has room for 2 * CPU_ISA_COUNT. */
 static size_t simd_sets(const cpu_qkernel_set **out)
 {
 	size_t n = 0;
 	for (int i = 1; i < CPU_ISA_COUNT; i++) {
 		const cpu_qkernel_set *qk = cpu_qkernels_get((cpu_isa)i);
-		if (qk && qk != &cpu_qkernels_generic)
+		if (qk && qk != &cpu_qkernels_generic) {
 			out[n++] = qk;
+			if (cpu_qkernels_batch_invariant(qk) != qk)
+				out[n++] = cpu_qkernels_batch_invariant(qk);
+		}
 	}
 	return n;
 }
@@ -104,7 +108,7 @@ TEST(selection)
 
 TEST(fp8_twins)
 {
-	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	const cpu_qkernel_set *sets[2 * CPU_ISA_COUNT];
 	size_t n_sets = simd_sets(sets);
 	if (!n_sets)
 		SKIP("no SIMD quantized set on this CPU");
@@ -162,7 +166,7 @@ static void sum_i8_rows(int32_t *xsum, const int8_t *Xq, size_t n_tok, size_t n_
 
 TEST(int8_twins_bit_exact)
 {
-	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	const cpu_qkernel_set *sets[2 * CPU_ISA_COUNT];
 	size_t n_sets = simd_sets(sets);
 	if (!n_sets)
 		SKIP("no SIMD quantized set on this CPU");
@@ -222,7 +226,7 @@ TEST(int8_twins_bit_exact)
 TEST(int8_extreme_sums)
 {
 	/* every code at +-127: the largest sums, checked against int64 at n_in = 65536 */
-	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	const cpu_qkernel_set *sets[2 * CPU_ISA_COUNT];
 	size_t n_sets = simd_sets(sets);
 	size_t n_in = CPU_QI8_MAX_IN, n_out = 2;
 	int8_t *X = malloc(n_in), *W = malloc(n_out * n_in);
@@ -234,7 +238,7 @@ TEST(int8_extreme_sums)
 	}
 	int32_t xsum = -127 * (int32_t)n_in;
 	float one = 1.0f, ones[2] = {1.0f, 1.0f};
-	const cpu_qkernel_set *all[CPU_ISA_COUNT + 1] = {&cpu_qkernels_generic};
+	const cpu_qkernel_set *all[2 * CPU_ISA_COUNT + 1] = {&cpu_qkernels_generic};
 	for (size_t i = 0; i < n_sets; i++)
 		all[i + 1] = sets[i];
 	for (size_t i = 0; i <= n_sets; i++) {
@@ -294,7 +298,7 @@ static void *guarded(size_t bytes, void **base, size_t *len)
  * activations and weights ending at an inaccessible page (no read past them). */
 TEST(int8_gemm_edges)
 {
-	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	const cpu_qkernel_set *sets[2 * CPU_ISA_COUNT];
 	size_t n_sets = simd_sets(sets);
 	if (!n_sets)
 		SKIP("no SIMD quantized set on this CPU");
@@ -363,7 +367,7 @@ static void fill_i4(uint8_t *W, float *sc, uint8_t *z, size_t n_out, size_t n_in
 
 TEST(int4_twins)
 {
-	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	const cpu_qkernel_set *sets[2 * CPU_ISA_COUNT];
 	size_t n_sets = simd_sets(sets);
 	if (!n_sets)
 		SKIP("no SIMD quantized set on this CPU");
@@ -467,7 +471,7 @@ static void act_rows(float *X, size_t n_tok, size_t n_in, float anchor, uint64_t
 
 TEST(activation_quantizers_bit_exact)
 {
-	const cpu_qkernel_set *sets[CPU_ISA_COUNT];
+	const cpu_qkernel_set *sets[2 * CPU_ISA_COUNT];
 	size_t n_sets = simd_sets(sets);
 	if (!n_sets)
 		SKIP("no SIMD quantized set on this CPU");
@@ -678,7 +682,7 @@ TEST(row_ranges)
 	uint64_t seed = 0x9a11a0;
 	printf("  seed 0x%" PRIx64 "\n", seed);
 	const size_t n_in = 192, n_out = 61, G = 64, ng = n_in / G;
-	const cpu_qkernel_set *sets[CPU_ISA_COUNT + 1];
+	const cpu_qkernel_set *sets[2 * CPU_ISA_COUNT + 1];
 	size_t n_sets = simd_sets(sets);
 	sets[n_sets++] = &cpu_qkernels_generic;
 	uint8_t *W8 = malloc(n_out * n_in), *W4 = malloc(n_out * n_in / 2), *z = malloc(n_out * ng);
@@ -743,7 +747,7 @@ TEST(prefill_path_vs_twin)
 {
 	uint64_t seed = 0x9a1171;
 	printf("  seed 0x%" PRIx64 "\n", seed);
-	const cpu_qkernel_set *sets[CPU_ISA_COUNT + 1] = {&cpu_qkernels_generic};
+	const cpu_qkernel_set *sets[2 * CPU_ISA_COUNT + 1] = {&cpu_qkernels_generic};
 	size_t n_sets = 1 + simd_sets(sets + 1);
 	threadpool *pool;
 	CHECK(threadpool_new(&pool, 2, NULL) == OS_OK);
@@ -932,7 +936,7 @@ TEST(quantize_error_bounds)
 TEST(decode_i8_every_code)
 {
 	static const size_t lens[] = {1, 15, 16, 17, 31, 63, 64, 65, 256, 300};
-	const cpu_qkernel_set *sets[CPU_ISA_COUNT + 1] = {&cpu_qkernels_generic};
+	const cpu_qkernel_set *sets[2 * CPU_ISA_COUNT + 1] = {&cpu_qkernels_generic};
 	size_t n_sets = 1 + simd_sets(sets + 1);
 	uint8_t q[300];
 	float out[300 + 16];
