@@ -923,9 +923,12 @@ TGT static void matmul_bf16_avx512_bi(float *Y, const uint16_t *Xb, const uint16
  * cold layers + head): the packed-panel tiles 8 tokens 1.42x, 16 1.35x, 32 2.1x, 64 2.5x, 512
  * 3.8x; the swapped operands (gemm_bf16_amx_wa, against the packed-panel tiles) 4 tokens
  * 1.07x, 6 1.32x, 8 1.55x, 16 1.46x, 24 1.27x, 32 1.16x, 33 1.09x, 48 1.05x, 64 1.05x, but
- * 2 tokens 0.87x, 128 0.92x, 512 0.84x: so tiles from AMX_MIN_TOK = 4 tokens, swapped up to
- * AMX_WA_MAX_TOK; 1 to 3 tokens keep the dot-product tiles, which read the weights at the
- * memory roofline there. */
+ * 2 tokens 0.87x, 128 0.92x, 512 0.84x: so the swapped operands from AMX_MIN_TOK = 4 tokens
+ * up to AMX_WA_MAX_TOK, packed panels beyond; 1 to 3 tokens keep the dot-product tiles, which
+ * read the weights at the memory roofline there. The batch-invariant twin takes tiles for
+ * those too (gemm_bf16_amx_few): every element of every tile path is one f32 accumulator over
+ * n_in in steps of 32 by TDPBF16PS, so its bits do not depend on the batch; vdpbf16ps sums in
+ * another order. */
 enum { AMX_MIN_TOK = 4, AMX_TM = 32, AMX_WA_MAX_TOK = 64 };
 
 /* One 16 x 16 accumulator tile: at y in Y (rows ld floats apart), or, when only tokens x rows
@@ -1176,6 +1179,91 @@ TGT_AMX static int gemm_bf16_amx_wa(float *Y, const uint16_t *X, const uint16_t 
 	return 0;
 }
 
+/* 1 to 3 tokens: the weights as the first operand as in gemm_bf16_amx_wa, but tiles shaped to
+ * the batch so that nothing is packed or copied per call: the activation tile (second
+ * operand) is 16 k-pairs by nt tokens (4 nt bytes a row), so for one token it is the
+ * activation row itself, read 4 bytes a row; 2 and 3 tokens interleave their pairs into a
+ * small stack copy. The accumulator is 16 rows by nt tokens. Every element is still one
+ * accumulator over the whole n_in in steps of 32 inputs by TDPBF16PS, as in the other AMX
+ * paths, so the bits do not depend on the batch (a narrower tile computes each of its
+ * elements exactly as a wider one does). The last < 16 rows take a tile moved back to end at
+ * o1 (rows before o are recomputed, not stored), so no zero-padded copy either. */
+
+/* AMX_FEW_AHEAD: the tile whose rows are prefetched into L2 while one computes, whole and in
+ * address order, one sequential stream; AMX_FEW_L1: meanwhile each step brings the line that
+ * many inputs on of its own 16 rows into L1, so the tile loads find them there. Measured,
+ * paired A/B against the dot-product tiles at 1 token (2 threads, 30 cold layers + head):
+ * as here 0.96-1.04x (the fastest passes 0.95-0.98x); without the L1 prefetch 0.94-0.95x
+ * (64 or 256 inputs on instead of 128: no better); the next tile's rows a line each per step
+ * instead of in address order 0.97-0.99x, two tiles ahead 0.89-0.96x, into L1 0.94x, the
+ * first tile of a range also fetching its own rows 1.00x. One tile at a time: 2, 3 and 4
+ * tiles in flight (more accumulators and independent tile loads) measured 0.87x, 0.73x and
+ * 0.56-0.80x with the next block fetched a line per row per step, 2 tiles 0.98x with the
+ * prefetches as here; alternating two register pairs for the tile loads 1.00x. */
+enum { AMX_FEW_AHEAD = 1, AMX_FEW_L1 = 128, AMX_FEW_MAX_IN = 8192 };
+
+/* One 16-row tile (W rows from w, n_in apart) over all of n_in against the activation pairs
+ * xb (rows xb_ld bytes apart) into acc (16 rows, 64 bytes apart); meanwhile pf_lines lines
+ * from pf on are prefetched into L2, in address order. */
+__attribute__((noinline)) TGT_AMX static void amx_few_tile(float acc[256], const uint16_t *w,
+							   size_t n_in, const void *xb,
+							   size_t xb_ld, const char *pf,
+							   size_t pf_lines)
+{
+	size_t steps = n_in / 32, per = (pf_lines + steps - 1) / steps, done = 0;
+	_tile_zero(0);
+	for (size_t k = 0; k < n_in; k += 32) {
+		for (size_t i = 0; i < per && done < pf_lines; i++, done++)
+			_mm_prefetch(pf + 64 * done, _MM_HINT_T1);
+		if (k + AMX_FEW_L1 < n_in)
+			for (size_t r = 0; r < 16; r++)
+				_mm_prefetch((const char *)(w + r * n_in + k + AMX_FEW_L1),
+					     _MM_HINT_T0);
+		_tile_loadd(6, (const char *)xb + (k / 2) * xb_ld, xb_ld);
+		_tile_loadd(4, w + k, n_in * sizeof *w);
+		_tile_dpbf16ps(0, 4, 6);
+	}
+	_tile_stored(0, acc, 64);
+}
+
+/* Returns 0, or -1 (nothing written) for shapes it does not take (the caller falls back to
+ * gemm_bf16_amx_wa, whose bits are the same). */
+TGT_AMX static int gemm_bf16_amx_few(float *Y, const uint16_t *X, const uint16_t *W,
+				     size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	if (o1 < 16 || (n_tok > 1 && n_in > AMX_FEW_MAX_IN))
+		return -1;
+	_Alignas(64) uint32_t xpair[AMX_FEW_MAX_IN / 2 * 3];
+	const void *xb = X;
+	size_t xb_ld = 4 * n_tok;
+	if (n_tok > 1) {
+		for (size_t p = 0; p < n_in / 2; p++)
+			for (size_t t = 0; t < n_tok; t++)
+				memcpy(&xpair[p * n_tok + t], X + t * n_in + 2 * p, sizeof *xpair);
+		xb = xpair;
+	}
+	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
+	cfg.colsb[0] = cfg.colsb[6] = (uint16_t)(4 * n_tok);
+	_tile_loadconfig(&cfg);
+	_Alignas(64) float acc[256];
+	const char *w_end = (const char *)(W + o1 * n_in);
+	for (size_t o = o0; o < o1; o += 16) {
+		size_t s = o + 16 <= o1 ? o : o1 - 16;
+		/* the rows AMX_FEW_AHEAD tiles on, those still inside [o0, o1) */
+		const char *pf = (const char *)(W + (s + 16 * AMX_FEW_AHEAD) * n_in);
+		const char *pe = pf + 16 * n_in * sizeof *W;
+		if (pe > w_end)
+			pe = w_end;
+		size_t pf_lines = pe > pf ? (size_t)(pe - pf) / 64 : 0;
+		amx_few_tile(acc, W + s * n_in, n_in, xb, xb_ld, pf, pf_lines);
+		for (size_t t = 0; t < n_tok; t++)
+			for (size_t r = o - s; r < 16; r++)
+				Y[t * n_out + s + r] = acc[16 * r + t];
+	}
+	_tile_release();
+	return 0;
+}
+
 /* The AVX-512 BF16 matmul with products of AMX_MIN_TOK tokens and more on tiles. */
 TGT static void matmul_bf16_amx(float *Y, const uint16_t *Xb, const uint16_t *W, size_t n_tok,
 				size_t n_in, size_t n_out, size_t o0, size_t o1)
@@ -1187,17 +1275,21 @@ TGT static void matmul_bf16_amx(float *Y, const uint16_t *Xb, const uint16_t *W,
 	matmul_bf16_avx512(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 }
 
-/* The batch-invariant amx set's BF16 matmul: tiles for every n_tok (the swapped operands up
- * to AMX_WA_MAX_TOK, bit-identical to the packed panels: checked by batch_invariance and
- * test_kernels). 1 to 3 tokens on tiles run below the dot tiles' memory rate (bench-engine
- * --bf16 batch-1 decode ~50% of the roofline against ~75%). When a tile path cannot
- * allocate its scratch it falls back to the vdpbf16ps GEMM: correct, other bits. */
+/* The batch-invariant amx set's BF16 matmul: tiles for every n_tok, bit-identical across the
+ * three tile paths (gemm_bf16_amx_few below AMX_MIN_TOK, the swapped operands up to
+ * AMX_WA_MAX_TOK, packed panels beyond; checked by batch_invariance and test_kernels). At
+ * 1 token: the swapped operands' tiles reached ~50% of the bandwidth roofline in bench-engine
+ * --bf16, gemm_bf16_amx_few ~71% against the dot tiles' ~78% (medians of 12 noisy pairs;
+ * paired A/B of the matmuls alone, ab_kernels: 0.98-1.04x at 1 token, 1.05-1.09x at 2 and
+ * 3). The default amx set keeps the dot tiles there. When a tile path cannot allocate its
+ * scratch it falls back to the vdpbf16ps GEMM: correct, other bits. */
 TGT static void matmul_bf16_amx_bi(float *Y, const uint16_t *Xb, const uint16_t *W,
 				   size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
 	if (n_in % 32 == 0 && (size_t)n_in * G_NR <= INT32_MAX &&
-	    (n_tok <= AMX_WA_MAX_TOK ? gemm_bf16_amx_wa(Y, Xb, W, n_tok, n_in, n_out, o0, o1)
-				     : gemm_bf16_amx(Y, Xb, W, n_tok, n_in, n_out, o0, o1)) == 0)
+	    ((n_tok < AMX_MIN_TOK && gemm_bf16_amx_few(Y, Xb, W, n_tok, n_in, n_out, o0, o1) == 0) ||
+	     (n_tok <= AMX_WA_MAX_TOK ? gemm_bf16_amx_wa(Y, Xb, W, n_tok, n_in, n_out, o0, o1)
+				      : gemm_bf16_amx(Y, Xb, W, n_tok, n_in, n_out, o0, o1)) == 0))
 		return;
 	matmul_bf16_avx512_bi(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 }

@@ -399,6 +399,78 @@ TEST(test_matmul_prefill_shapes)
 	threadpool_free(pool);
 }
 
+/* Batch invariance of the amx twin's BF16 matmul: a token's row of Y has the same bits
+ * whether it comes alone or in a batch of 2, 3, 4, 17, 33, 65 or 100 tokens (each batch size
+ * takes another path: 16-row tiles shaped to 1-3 tokens, tiles with the weights as the first
+ * operand up to 64 tokens, packed panels beyond), and whatever row range [o0, o1) a call
+ * covers (ranges ending before row 16, off the 16- and 32-row grids). Greedy speculative
+ * decoding relies on it: a verified token must see the logits plain decoding saw. */
+TEST(test_matmul_bf16_amx_batch_invariant)
+{
+	const cpu_kernel_set *amx = cpu_kernels_get(CPU_ISA_AMX);
+	if (amx)
+		amx = cpu_kernels_batch_invariant(amx);
+	if (!amx) {
+		SKIP("test_matmul_bf16_amx_batch_invariant: no amx set on this CPU");
+		return;
+	}
+	enum { N_TOK = 100 };
+	static const size_t shapes[][2] = {{96, 200}, {576, 37}, {576, 200}, {32, 16}, {1536, 50}};
+	static const size_t batches[] = {1, 2, 3, 4, 17, 33, 65, 100};
+	uint64_t s = seed0 ^ 0xb1a5;
+	for (size_t si = 0; si < COUNT(shapes) && !test_case_failed; si++) {
+		size_t n_in = shapes[si][0], n_out = shapes[si][1];
+		float *X = cpu_alloc_aligned(N_TOK * n_in * sizeof(float));
+		uint16_t *xb = cpu_alloc_aligned(N_TOK * n_in * sizeof *xb);
+		uint16_t *W = cpu_alloc_aligned(n_out * n_in * sizeof *W);
+		float *Yall = cpu_alloc_aligned(N_TOK * n_out * sizeof(float));
+		float *Y = cpu_alloc_aligned(N_TOK * n_out * sizeof(float));
+		if (!X || !xb || !W || !Yall || !Y) {
+			cpu_free_aligned(X), cpu_free_aligned(xb), cpu_free_aligned(W);
+			cpu_free_aligned(Yall), cpu_free_aligned(Y);
+			FAIL_AT("out of memory");
+		}
+		fill(X, N_TOK * n_in, &s);
+		fill_weights(W, CPU_WFMT_BF16, n_out * n_in, &s);
+		amx->f32_to_bf16(xb, X, N_TOK * n_in);
+		/* the reference: all tokens in one call over all rows */
+		amx->matmul_bf16(Yall, xb, W, N_TOK, n_in, n_out, 0, n_out);
+		/* row ranges: whole, and split at 5 and 21 (clamped to n_out) */
+		size_t cuts[4] = {0, 5, 21 < n_out ? 21 : n_out, n_out};
+		for (size_t bi = 0; bi < COUNT(batches) && !test_case_failed; bi++)
+			for (int split = 0; split < 2 && !test_case_failed; split++) {
+				size_t b = batches[bi];
+				for (size_t i = 0; i < N_TOK * n_out; i++)
+					Y[i] = 12345.0f;
+				for (size_t t0 = 0; t0 < N_TOK; t0 += b) {
+					size_t nt = N_TOK - t0 < b ? N_TOK - t0 : b;
+					if (!split) {
+						amx->matmul_bf16(Y + t0 * n_out, xb + t0 * n_in, W, nt,
+								 n_in, n_out, 0, n_out);
+						continue;
+					}
+					for (int c = 0; c < 3; c++)
+						if (cuts[c + 1] > cuts[c])
+							amx->matmul_bf16(Y + t0 * n_out, xb + t0 * n_in, W,
+									 nt, n_in, n_out, cuts[c],
+									 cuts[c + 1]);
+				}
+				size_t bad = SIZE_MAX;
+				for (size_t i = 0; i < N_TOK * n_out && bad == SIZE_MAX; i++)
+					if (memcmp(&Y[i], &Yall[i], sizeof(float)) != 0)
+						bad = i;
+				CHECK_MSG(bad == SIZE_MAX,
+					  "amx BF16 n_in %zu n_out %zu, batches of %zu%s: token %zu row %zu "
+					  "%.9g, in one batch of %d %.9g",
+					  n_in, n_out, b, split ? ", rows split at 5 and 21" : "",
+					  bad / n_out, bad % n_out, bad != SIZE_MAX ? Y[bad] : 0.0,
+					  N_TOK, bad != SIZE_MAX ? Yall[bad] : 0.0);
+			}
+		cpu_free_aligned(X), cpu_free_aligned(xb), cpu_free_aligned(W);
+		cpu_free_aligned(Yall), cpu_free_aligned(Y);
+	}
+}
+
 /* A bigger matrix split over 2 threads into several tasks: same bits as one thread. */
 TEST(test_matmul_threaded_large)
 {
@@ -1030,6 +1102,7 @@ int main(void)
 	RUN(test_matmul_batch_invariant);
 	RUN(test_matmul_threaded_large);
 	RUN(test_matmul_prefill_shapes);
+	RUN(test_matmul_bf16_amx_batch_invariant);
 	RUN(test_elementwise_vs_generic);
 	RUN(test_gemm_nn);
 	RUN(test_gemm_nn_chunks);
