@@ -242,6 +242,38 @@ static size_t block_of(size_t budget, size_t row_bytes, size_t multiple)
 enum { G_MR = 12, G_NR = 32, G_KC_F32 = 256, G_KC_BF16 = 512, G_TB = 528, G_OB = 256,
        GEMM_MIN_TOK_F32 = 17, GEMM_MIN_TOK_BF16 = 32 };
 
+/* In-register transpose of 16 rows of 16 32-bit lanes: r[i] lane c -> r[c] lane i. Three
+ * stages: 32-bit unpacks, 64-bit shuffles within 128-bit blocks, then a 4x4 transpose of the
+ * 128-bit blocks. */
+INLINE void transpose16(__m512 r[16])
+{
+	__m512 a[16], b[16];
+#pragma GCC unroll 8
+	for (int i = 0; i < 8; i++) {
+		a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+		a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+	}
+	/* b[4i+q] block L = rows 4i..4i+3, lane 4L+q */
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++) {
+		b[4 * i + 0] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0x44);
+		b[4 * i + 1] = _mm512_shuffle_ps(a[4 * i], a[4 * i + 2], 0xee);
+		b[4 * i + 2] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0x44);
+		b[4 * i + 3] = _mm512_shuffle_ps(a[4 * i + 1], a[4 * i + 3], 0xee);
+	}
+#pragma GCC unroll 4
+	for (int q = 0; q < 4; q++) {
+		__m512 c0 = _mm512_shuffle_f32x4(b[q], b[4 + q], 0x88);
+		__m512 c1 = _mm512_shuffle_f32x4(b[q], b[4 + q], 0xdd);
+		__m512 c2 = _mm512_shuffle_f32x4(b[8 + q], b[12 + q], 0x88);
+		__m512 c3 = _mm512_shuffle_f32x4(b[8 + q], b[12 + q], 0xdd);
+		r[q] = _mm512_shuffle_f32x4(c0, c2, 0x88);
+		r[8 + q] = _mm512_shuffle_f32x4(c0, c2, 0xdd);
+		r[4 + q] = _mm512_shuffle_f32x4(c1, c3, 0x88);
+		r[12 + q] = _mm512_shuffle_f32x4(c1, c3, 0xdd);
+	}
+}
+
 /* kernels_avx512.h; F32: a lane is one weight; BF16: a lane is a (k, k+1) pair. 16 x 16
  * blocks, transposed in registers. */
 TGT void cpu_avx512_pack_panel32(void *Wp_, const void *W_, size_t row_lanes, size_t n_lanes,
@@ -259,7 +291,7 @@ TGT void cpu_avx512_pack_panel32(void *Wp_, const void *W_, size_t row_lanes, si
 			for (size_t i = 0; i < 16; i++)
 				r[i] = i < rows ? _mm512_maskz_loadu_ps(m, W + (j0 + i) * row_lanes + l)
 						: _mm512_setzero_ps();
-			cpu_avx512_transpose16(r);
+			transpose16(r);
 			for (size_t c = 0; c < nl; c++)
 				_mm512_store_ps(Wp + (l + c) * G_NR + j0, r[c]);
 		}
@@ -274,7 +306,7 @@ TGT void cpu_avx512_transpose16x16(void *block)
 #pragma GCC unroll 16
 	for (int i = 0; i < 16; i++)
 		r[i] = _mm512_load_ps(b + 16 * i);
-	cpu_avx512_transpose16(r);
+	transpose16(r);
 #pragma GCC unroll 16
 	for (int i = 0; i < 16; i++)
 		_mm512_store_ps(b + 16 * i, r[i]);
@@ -537,7 +569,7 @@ TGT static void dec_pack_x(float *Xp, const float *X, size_t n_in, size_t k0, si
 		for (size_t i = 0; i < 16; i++)
 			r[i] = i < nt ? _mm512_maskz_loadu_ps(m, X + i * n_in + k0 + l)
 				      : _mm512_setzero_ps();
-		cpu_avx512_transpose16(r);
+		transpose16(r);
 		for (size_t c = 0; c < nl; c++)
 			_mm512_store_ps(Xp + (l + c) * 16, r[c]);
 	}
@@ -562,7 +594,7 @@ __attribute__((noinline)) TGT static void dec_tile_f32(float *Y, size_t n_out, c
 		for (size_t t = 0; t < 16; t++)
 			acc[t] = t < nt ? _mm512_maskz_loadu_ps(rm, Y + t * n_out)
 					: _mm512_setzero_ps();
-		cpu_avx512_transpose16(acc);
+		transpose16(acc);
 	}
 	/* rows 3i, 3i+1, 3i+2 as p[i] + {0, 1, 2} * n_in: 6 pointers and one stride in GPRs */
 	const float *p[6];
@@ -583,7 +615,7 @@ __attribute__((noinline)) TGT static void dec_tile_f32(float *Y, size_t n_out, c
 		for (int i = 0; i < 6; i++)
 			p[i]++;
 	}
-	cpu_avx512_transpose16(acc);
+	transpose16(acc);
 	for (size_t t = 0; t < nt; t++)
 		_mm512_mask_storeu_ps(Y + t * n_out, rm, acc[t]);
 }
@@ -653,7 +685,7 @@ INLINE void few_tile_f32(float *Y, size_t n_out, const float *X, const float *W,
 				r[i] = 16 * (size_t)g + i < rows
 					       ? _mm512_maskz_loadu_ps(m, W + (16 * (size_t)g + i) * n_in + k)
 					       : _mm512_setzero_ps();
-			cpu_avx512_transpose16(r); /* r[c]: input k + c of the 16 rows */
+			transpose16(r); /* r[c]: input k + c of the 16 rows */
 			if (nl == 16) {
 #pragma GCC unroll 16
 				for (size_t c = 0; c < 16; c++)
@@ -752,7 +784,7 @@ TGT static void dec_pack_xb(float *Xp, const uint16_t *X, size_t n_in, size_t k0
 						   : _mm512_setzero_si512();
 				r[i] = odd ? bf16_odd(v) : bf16_even(v);
 			}
-			cpu_avx512_transpose16(r);
+			transpose16(r);
 #pragma GCC unroll 16
 			for (size_t c = 0; c < 16; c++)
 				_mm512_store_ps(Xp + (l + 16 * (size_t)odd + c) * 16, r[c]);
@@ -799,7 +831,7 @@ __attribute__((noinline)) TGT static void dec_tile_bf16(float *Y, size_t n_out,
 		for (size_t t = 0; t < 16; t++)
 			acc[t] = t < nt ? _mm512_maskz_loadu_ps(rm, Y + t * n_out)
 					: _mm512_setzero_ps();
-		cpu_avx512_transpose16(acc);
+		transpose16(acc);
 	}
 	for (size_t kb = 0; kb < kc; kb += DW_KB) {
 		size_t ke = kc - kb < DW_KB ? kc : kb + DW_KB;
@@ -817,7 +849,7 @@ __attribute__((noinline)) TGT static void dec_tile_bf16(float *Y, size_t n_out,
 				acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(w[r * DW_LD]), xv, acc[r]);
 		}
 	}
-	cpu_avx512_transpose16(acc);
+	transpose16(acc);
 	for (size_t t = 0; t < nt; t++)
 		_mm512_mask_storeu_ps(Y + t * n_out, rm, acc[t]);
 }
@@ -1167,7 +1199,7 @@ TGT_AMX static int gemm_bf16_amx_wa(float *Y, const uint16_t *X, const uint16_t 
 #pragma GCC unroll 16
 				for (int i = 0; i < 16; i++)
 					v[i] = _mm512_load_ps(acc[2 * r + c] + 16 * i);
-				cpu_avx512_transpose16(v); /* v[t] = token 16 c + t, rows 16 r .. 16 r + 15 */
+				transpose16(v); /* v[t] = token 16 c + t, rows 16 r .. 16 r + 15 */
 				for (size_t t = 16 * (size_t)c; t < nt && t < 16 * (size_t)c + 16; t++)
 					_mm512_mask_storeu_ps(Y + (t0 + t) * n_out + o + 16 * r, rm,
 							      v[t - 16 * c]);
@@ -1861,7 +1893,7 @@ TGT static void transpose_avx512(float *dst, size_t ldd, const float *src, size_
 			for (size_t i = 0; i < 16; i++)
 				v[i] = i < nr ? _mm512_maskz_loadu_ps(mc, src + (r0 + i) * lds + c0)
 					      : _mm512_setzero_ps();
-			cpu_avx512_transpose16(v);
+			transpose16(v);
 			for (size_t c = 0; c < nc; c++)
 				_mm512_mask_storeu_ps(dst + (c0 + c) * ldd + r0, mr, v[c]);
 		}

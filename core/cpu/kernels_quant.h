@@ -59,17 +59,13 @@
 typedef struct cpu_qkernel_set {
 	const char *name; /* "generic", "avx512", "amx" */
 	cpu_isa isa;
-	/* A row's result does not depend on n_tok (kernels.h's batch_invariant). The twins of
-	 * the avx512 and amx sets get there by taking the prefill path (weights decoded, then
-	 * the batch-invariant f32 / bf16 matmul) from fp8_tile_min_tok / i4_tile_min_tok tokens
-	 * (FP8 from 1; INT4 from 8, with an INT4 kernel of the same sums below). INT8 sums are
-	 * exact in every set. */
+	/* A row's result does not depend on n_tok (kernels.h's batch_invariant): the generic
+	 * set sums in k order on both paths; the avx512 / amx twins never take the prefill path
+	 * (tile_min_tok). INT8 sums are exact in every set. */
 	bool batch_invariant;
-	/* The kernel set of the prefill path when fixed here (the batch-invariant twins: no
-	 * cpuid per call), NULL: cpu_kernels_get(isa). */
-	const cpu_kernel_set *tile_set;
-	/* Tokens from which FP8 / INT4 take the prefill path; 0: CPU_QTILE_MIN_TOK. */
-	size_t fp8_tile_min_tok, i4_tile_min_tok;
+	/* Tokens from which FP8 / INT4 take the prefill path (CPU_QTILE_MIN_TOK); 0 = that,
+	 * SIZE_MAX = never. */
+	size_t tile_min_tok;
 
 	/* FP8 W8A16: Y[t][o] = sw[o] * sum_k X[t][k] e4m3(W[o][k]). */
 	void (*matmul_fp8)(float *Y, const float *X, const uint8_t *W, const float *sw,

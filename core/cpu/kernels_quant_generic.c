@@ -359,11 +359,11 @@ static void qjob_run(threadpool *pool, struct qjob *j, size_t row_bytes)
 static bool qjob_tiled_setup(threadpool *pool, struct qjob *j, size_t elem, void **heap)
 {
 	*heap = NULL;
-	size_t min_tok = j->kind == QJOB_I4 ? j->qk->i4_tile_min_tok : j->qk->fp8_tile_min_tok;
-	if (j->n_tok < (min_tok ? min_tok : CPU_QTILE_MIN_TOK)) /* decode: before
-		* cpu_kernels_get, whose cpuid traps to the hypervisor in a VM (microseconds) */
+	size_t min_tok = j->qk->tile_min_tok ? j->qk->tile_min_tok : CPU_QTILE_MIN_TOK;
+	if (j->n_tok < min_tok) /* decode: before cpu_kernels_get, whose cpuid traps to the
+				 * hypervisor in a VM (microseconds a call) */
 		return false;
-	const cpu_kernel_set *ks = j->qk->tile_set ? j->qk->tile_set : cpu_kernels_get(j->qk->isa);
+	const cpu_kernel_set *ks = cpu_kernels_get(j->qk->isa);
 	if (!ks)
 		return false;
 	size_t rows = QTILE_BYTES / (j->n_in * elem + 1) / 32 * 32;
