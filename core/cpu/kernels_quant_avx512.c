@@ -792,10 +792,10 @@ const cpu_qkernel_set cpu_qkernels_amx = {
  * kernels for every n_tok. Each (row, token) sum of theirs is its own accumulator, reduced
  * the same way for every token count, so no path switch changes bits; the prefill path's
  * GEMM order would have needed weights transposed at decode. Measured (bench-engine,
- * SmolLM2, one quiet run each): decode batch 1 INT4 182 -> 131 tok/s, FP8 134 -> 134 (FP8 and
- * INT4 through the prefill path's order instead, with an INT4 kernel that transposed its
- * decoded rows in registers: INT4 ~50, FP8 ~40); prefill of 512 tokens INT4 844 -> 478,
- * FP8 777 -> 411 tok/s. */
+ * SmolLM2, default -> twin): decode batch 1 the same code and speed (INT4, two alternating
+ * pairs: 172 / 140 -> 176 / 200 tok/s; FP8 134 -> 134), where the prefill path's order with
+ * an INT4 kernel transposing its decoded rows in registers reached only ~50 (FP8 through
+ * decoded tiles ~40); prefill of 512 tokens INT4 844 -> 478, FP8 777 -> 411 tok/s. */
 const cpu_qkernel_set cpu_qkernels_avx512_bi = {
 	.name = "avx512",
 	.isa = CPU_ISA_AVX512,
