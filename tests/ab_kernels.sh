@@ -23,6 +23,7 @@ fi
 flags=(-std=gnu11 -O2 -pthread -I.)
 # the old file's exported names renamed, so both sets link into one program
 gcc "${flags[@]}" -Dcpu_kernels_avx512=cpu_kernels_avx512_old -Dcpu_kernels_amx=cpu_kernels_amx_old \
+	-Dcpu_kernels_avx512_bi=cpu_kernels_avx512_bi_old -Dcpu_kernels_amx_bi=cpu_kernels_amx_bi_old \
 	-Dcpu_avx512_pack_panel32=cpu_avx512_pack_panel32_old \
 	-Dcpu_avx512_transpose16x16=cpu_avx512_transpose16x16_old \
 	-c "$tmp/kernels_old.c" -o "$tmp/kernels_old.o"

@@ -640,10 +640,10 @@ TGT static void dec_f32(float *Y, const float *X, const float *W, size_t n_tok, 
 }
 
 /* ---- F32 matmul for 1..7 tokens: the GEMM's sums, weights transposed in registers ------- */
-/* For the batch-invariant sets (kernels.h): the GEMM and the outer-product decode tiles give
- * every Y[t][o] as one FMA chain over k = 0..n_in-1 from zero, so a token's row is the same
- * whatever batch it comes in; the dot-product tiles (tile_f32) sum 16 lanes and then across
- * them, other bits. For fewer tokens than dec_f32 fills its lanes with, this kernel keeps
+/* For the batch-invariant sets (kernels.h), and from FEW_MIN_TOK_F32 tokens for all: the GEMM
+ * and the outer-product decode tiles give every Y[t][o] as one FMA chain over k = 0..n_in-1
+ * from zero, so a token's row is the same whatever batch it comes in; the dot-product tiles
+ * (tile_f32) sum 16 lanes and then across them, other bits. For fewer tokens than dec_f32 fills its lanes with, this kernel keeps
  * the outputs in the lanes instead: per 16 inputs it loads 16 weight rows as they are,
  * transposes them in registers (transpose16) into 16 columns of 16 rows, and runs one FMA
  * per column and token into an accumulator per token, in k order: the GEMM's chain.
@@ -655,7 +655,10 @@ TGT static void dec_f32(float *Y, const float *X, const float *W, size_t n_tok, 
  * so with the weights in L2 (576 x 576) 1 token takes 34 us against the dot tiles' 12;
  * from memory that mostly hides (ab_kernels with the prefetch into L1: 1 token 0.77x, 4
  * tokens 1.14x; 16- instead of 32-row tiles and no prefetch within 2%). */
-enum { FEW_MAX_TOK = D_MIN_TOK - 1 };
+/* FEW_MIN_TOK_F32: from 4 tokens the default set takes this kernel too, whose transposes
+ * are then shared by enough FMAs: paired A/B against the dot tiles (ab_kernels, 2 threads,
+ * 30 cold layers + head, 8 s): 2 tokens 0.94x, 3 0.98x, 4 1.05x, 6 1.10x. */
+enum { FEW_MIN_TOK_F32 = 4, FEW_MAX_TOK = D_MIN_TOK - 1 };
 
 /* Rows s..s+rows-1 (rows <= 16 G; W at row s), tokens 0..NT-1 of X (rows n_in apart): Y[t][s
  * + r] for r < rows (Y at row s of token 0, rows n_out apart). G groups of 16 rows: their
@@ -879,7 +882,8 @@ TGT static void dec_bf16(float *Y, const uint16_t *X, const uint16_t *W, size_t 
 }
 
 /* Prefill-sized batches take the GEMM, decode batches of 8..16 tokens (BF16: 8..31) the
- * outer-product tiles (when o1 >= 16), fewer tokens and tiny outputs the dot-product tiles. */
+ * outer-product tiles (when o1 >= 16), F32 batches of 4..7 few_f32, fewer tokens and tiny
+ * outputs the dot-product tiles. */
 TGT static void matmul_f32_avx512(float *Y, const float *X, const float *W, size_t n_tok,
 				  size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
@@ -889,6 +893,10 @@ TGT static void matmul_f32_avx512(float *Y, const float *X, const float *W, size
 	}
 	if (n_tok >= D_MIN_TOK && n_tok < GEMM_MIN_TOK_F32 && o1 >= 16) {
 		dec_f32(Y, X, W, n_tok, n_in, n_out, o0, o1);
+		return;
+	}
+	if (n_tok >= FEW_MIN_TOK_F32 && n_tok <= FEW_MAX_TOK) {
+		few_f32(Y, X, W, n_tok, n_in, n_out, o0, o1);
 		return;
 	}
 	MATMUL_DRIVER(tile_f32, Y, X, W, n_tok, n_in, n_out, o0, o1, 4, 4);
