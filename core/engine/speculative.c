@@ -23,6 +23,8 @@ typedef struct spec_seq {
 	size_t n_hist, cap_hist;
 	size_t n_prompt, max_new, n_new;
 	size_t last_start;      /* first token emitted by the last step */
+	bool fresh;             /* added since the last step, which then also reports the
+				 * token sampled from the prompt's logits */
 	size_t d_len;           /* tokens the draft cache holds: hist[0..d_len-1] */
 	size_t k;               /* proposals of the next round */
 	double acc, rej;        /* decayed accepted tokens / rejections (adaptive k) */
@@ -320,7 +322,8 @@ static int hist_push(spec_seq *s, int32_t t)
 	return OS_OK;
 }
 
-/* Feeds tokens[0..n-1] of one sequence at positions start.. (no logits kept). */
+/* Feeds tokens[0..n-1] of one sequence at positions start..; d->logits holds the last
+ * token's row. */
 static int prefill(spec_decoder *d, engine *e, int32_t kvs, const int32_t *tokens, size_t n,
 		   size_t start, os_error *err)
 {
@@ -337,6 +340,8 @@ static int prefill(spec_decoder *d, engine *e, int32_t kvs, const int32_t *token
 	engine_batch b = {.n = n, .tokens = d->bt, .pos = d->bp, .seq = d->bs, .want = NULL};
 	return engine_forward(e, &b, d->logits, err);
 }
+
+static bool emit(spec_decoder *d, spec_seq *s, int32_t t, int *rc);
 
 int spec_seq_add(spec_decoder *d, const int32_t *prompt, size_t n, size_t max_new,
 		 uint64_t seed, int *id, os_error *err)
@@ -399,10 +404,21 @@ int spec_seq_add(spec_decoder *d, const int32_t *prompt, size_t n, size_t max_ne
 	s->acc = SPEC_PRIOR_ACC;
 	s->rej = SPEC_PRIOR_REJ;
 	double t0 = now_ms();
+	/* The whole prompt in one pass and the first token sampled from its last row, as plain
+	 * decoding does (before: n - 1 tokens, the last one fed with the first proposals, so a
+	 * prompt took other batch shapes than in a plain run, and with kernels that are not
+	 * batch-invariant other bits: the first token of a plain and a speculative greedy run
+	 * could differ). The target then holds all but the last token, as between rounds. */
 	if ((rc = kv_seq_new(engine_kv(d->target), &s->tkv, err)))
 		goto fail;
-	if ((rc = prefill(d, d->target, s->tkv, prompt, n - 1, 0, err)))
+	if ((rc = prefill(d, d->target, s->tkv, prompt, n, 0, err)))
 		goto fail;
+	s->fresh = true;
+	emit(d, s, sampler_sample(s->st, d->logits), &rc);
+	if (rc) {
+		rc = os_error_set(err, rc, "speculative: out of memory");
+		goto fail;
+	}
 	if (d->draft) {
 		if ((rc = kv_seq_new(engine_kv(d->draft), &s->dkv, err)))
 			goto fail;
@@ -528,7 +544,6 @@ static int accept_seq(spec_decoder *d, spec_seq *s, os_error *err)
 	size_t old_n = s->n_hist, kp = s->n_prop, acc = 0;
 	int rc = OS_OK;
 	bool stopped = false;
-	s->last_start = old_n;
 	for (size_t i = 0; i < kp && !stopped; i++) {
 		const float *row = rows + i * d->V;
 		int32_t x = s->prop[i], t;
@@ -605,9 +620,12 @@ int spec_step(spec_decoder *d, size_t *n_active, os_error *err)
 	for (size_t i = 0; i < d->n_seqs; i++)
 		if (d->seqs[i].live && !d->seqs[i].done)
 			n_act++;
-	for (size_t i = 0; i < d->n_seqs; i++)
-		if (d->seqs[i].live)
-			d->seqs[i].last_start = d->seqs[i].n_hist;
+	for (size_t i = 0; i < d->n_seqs; i++) {
+		spec_seq *s = &d->seqs[i];
+		if (s->live && !s->fresh)
+			s->last_start = s->n_hist;
+		s->fresh = false;
+	}
 	if (!n_act)
 		return OS_OK;
 	spec_seq **act = malloc(n_act * sizeof *act);

@@ -95,8 +95,10 @@ void spec_free(spec_decoder *d);
 
 /* Starts a sequence: prompt (n >= 1 tokens, copied) is the beginning of its history; it
  * generates at most max_new tokens (>= 1), fewer when it emits a stop token (which is kept as
- * its last token). seed seeds its samplers (target and draft). Prefills prompt[0..n-2] into
- * both caches. *id (>= 0) names it in later calls. */
+ * its last token). seed seeds its samplers (target and draft). Prefills the prompt into the
+ * target in one pass and samples the first token from its last row (as plain decoding does;
+ * the next spec_step reports it with its own tokens), prompt[0..n-2] into the draft. *id
+ * (>= 0) names it in later calls. */
 int spec_seq_add(spec_decoder *d, const int32_t *prompt, size_t n, size_t max_new,
 		 uint64_t seed, int *id, os_error *err);
 /* Ends a sequence: frees its KV sequences and state. An invalid id is ignored. */

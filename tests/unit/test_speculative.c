@@ -313,6 +313,38 @@ TEST(test_greedy_identity_int4)
 	unload(&t);
 }
 
+/* Streaming: the first spec_step after spec_seq_add reports the token sampled from the
+ * prompt's logits with its own (tokens from n_prompt on), and each later step exactly the
+ * tokens it emitted, so a reader of every step's range sees every generated token once. */
+TEST(test_step_ranges)
+{
+	loaded t;
+	CHECK(load(&t, path_target, BE_WFMT_F32) == 0);
+	if (!t.e)
+		return;
+	os_error err;
+	spec_opts o = {.k = 4};
+	sampler_params sp = sampler_params_default();
+	spec_decoder *sd = NULL;
+	CHECK(spec_new(&sd, t.e, NULL, SPEC_DRAFT_NGRAM, &o, &sp, &err) == OS_OK);
+	int32_t prompt[7] = {5, 9, 2, 5, 9, 2, 5};
+	int id;
+	CHECK(sd && spec_seq_add(sd, prompt, 7, 30, 1, &id, &err) == OS_OK);
+	size_t seen = 7, n, from, n_act = 1, steps = 0;
+	while (sd && n_act) {
+		CHECK(spec_step(sd, &n_act, &err) == OS_OK);
+		spec_seq_tokens(sd, id, &n, &from);
+		if (n_act)
+			CHECK_MSG(from == seen && n > from, "step %zu: range [%zu, %zu), expected from %zu",
+				  steps, from, n, seen);
+		seen = n;
+		steps++;
+	}
+	CHECK_EQ_INT(seen, 7 + 30);
+	spec_free(sd);
+	unload(&t);
+}
+
 TEST(test_greedy_identity_batched)
 {
 	loaded t, d;
@@ -453,10 +485,30 @@ static double chi2(const double *probs, const long *counts, size_t n, long total
 	return stat;
 }
 
-/* The distribution of the first two generated tokens of speculative sampling against the
- * target's own p(t1) p(t2 | t1) from sampler_probs, on a 12-token vocabulary, over many
- * seeded trials; a model draft of another seed (so proposals are rejected often) and
- * n-grams (q one-hot). */
+/* The sampler's distribution p (V) of the next token after prompt[0..np) then extra[0..ne),
+ * from a fresh KV sequence of e fed token by token; l: V floats of scratch. */
+static void next_probs(engine *e, sampler *s, const int32_t *prompt, size_t np,
+		       const int32_t *extra, size_t ne, float *l, float *p)
+{
+	os_error err;
+	int32_t kvs;
+	CHECK(kv_seq_new(engine_kv(e), &kvs, &err) == OS_OK);
+	sampler_reset(s, 0);
+	for (size_t i = 0; i < np + ne; i++) {
+		int32_t t = i < np ? prompt[i] : extra[i - np];
+		CHECK(next_logits(e, kvs, t, l) == OS_OK);
+		sampler_accept(s, t);
+	}
+	sampler_probs(s, l, p);
+	kv_seq_free(engine_kv(e), kvs);
+}
+
+/* The distribution of the second and third generated tokens of speculative sampling against
+ * the target's own sum over t1 of p(t1) p(t2 | t1) p(t3 | t1, t2) from sampler_probs, on a
+ * 12-token vocabulary, over many seeded trials; a model draft of another seed (so proposals
+ * are rejected often) and n-grams (q one-hot). The first token is sampled from the prompt's
+ * logits as plain decoding does; the second and third go through the first round's
+ * proposals, accept / reject and resampling. */
 static void check_distribution(int kind, size_t k, float temp, int top_k, int trials)
 {
 	loaded t, d;
@@ -471,35 +523,27 @@ static void check_distribution(int kind, size_t k, float temp, int top_k, int tr
 	sampler_params sp = sampler_params_default();
 	sp.temperature = temp;
 	sp.top_k = top_k; /* excluded tokens must never appear */
-	/* expected joint distribution */
-	double pj[V * V];
+	/* expected joint distribution of (t2, t3) */
+	double pj[V * V] = {0};
 	{
 		sampler *s = NULL;
-		float *l = malloc(V * sizeof *l), p1[V], p2[V];
-		int32_t kvs;
+		float *l = malloc(V * sizeof *l), p1[V], p2[V], p3[V];
 		CHECK(sampler_new(&s, V, &sp, &err) == OS_OK);
-		CHECK(kv_seq_new(engine_kv(t.e), &kvs, &err) == OS_OK);
-		for (size_t i = 0; i < np; i++) {
-			CHECK(next_logits(t.e, kvs, prompt[i], l) == OS_OK);
-			sampler_accept(s, prompt[i]);
-		}
-		sampler_probs(s, l, p1);
+		next_probs(t.e, s, prompt, np, NULL, 0, l, p1);
 		for (int a = 0; a < V; a++) {
-			int32_t kv2;
-			CHECK(kv_seq_new(engine_kv(t.e), &kv2, &err) == OS_OK);
-			for (size_t i = 0; i < np; i++)
-				CHECK(next_logits(t.e, kv2, prompt[i], l) == OS_OK);
-			CHECK(next_logits(t.e, kv2, a, l) == OS_OK);
-			sampler_reset(s, 0);
-			for (size_t i = 0; i < np; i++)
-				sampler_accept(s, prompt[i]);
-			sampler_accept(s, a);
-			sampler_probs(s, l, p2);
-			for (int b = 0; b < V; b++)
-				pj[a * V + b] = (double)p1[a] * p2[b];
-			kv_seq_free(engine_kv(t.e), kv2);
+			if (p1[a] == 0)
+				continue;
+			int32_t ab[2] = {a, 0};
+			next_probs(t.e, s, prompt, np, ab, 1, l, p2);
+			for (int b = 0; b < V; b++) {
+				if (p2[b] == 0)
+					continue;
+				ab[1] = b;
+				next_probs(t.e, s, prompt, np, ab, 2, l, p3);
+				for (int c = 0; c < V; c++)
+					pj[b * V + c] += (double)p1[a] * p2[b] * p3[c];
+			}
 		}
-		kv_seq_free(engine_kv(t.e), kvs);
 		sampler_free(s);
 		free(l);
 	}
@@ -511,7 +555,7 @@ static void check_distribution(int kind, size_t k, float temp, int top_k, int tr
 	uint64_t rng = seed0 + (uint64_t)kind * 1000 + k;
 	for (int tr = 0; tr < trials && sd; tr++) {
 		int id;
-		if (spec_seq_add(sd, prompt, np, 2, test_rand_next(&rng), &id, &err)) {
+		if (spec_seq_add(sd, prompt, np, k + 2, test_rand_next(&rng), &id, &err)) {
 			CHECK_MSG(0, "%s", err.msg);
 			break;
 		}
@@ -521,8 +565,8 @@ static void check_distribution(int kind, size_t k, float temp, int top_k, int tr
 		}
 		size_t n;
 		const int32_t *h = spec_seq_tokens(sd, id, &n, NULL);
-		if (n == np + 2)
-			counts[h[np] * V + h[np + 1]]++;
+		if (n >= np + 3)
+			counts[h[np + 1] * V + h[np + 2]]++;
 		spec_seq_remove(sd, id);
 	}
 	const spec_metrics *m = spec_get_metrics(sd);
@@ -895,6 +939,7 @@ int main(void)
 	RUN(test_best_k);
 	RUN(test_greedy_identity_fixture);
 	RUN(test_greedy_identity_batched);
+	RUN(test_step_ranges);
 	RUN(test_greedy_identity_int4);
 	RUN(test_stop_token);
 	RUN(test_rollback);
