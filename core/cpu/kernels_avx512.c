@@ -964,11 +964,9 @@ TGT static void matmul_bf16_avx512_bi(float *Y, const uint16_t *Xb, const uint16
  * 3.8x; the swapped operands (gemm_bf16_amx_wa, against the packed-panel tiles) 4 tokens
  * 1.07x, 6 1.32x, 8 1.55x, 16 1.46x, 24 1.27x, 32 1.16x, 33 1.09x, 48 1.05x, 64 1.05x, but
  * 2 tokens 0.87x, 128 0.92x, 512 0.84x: so the swapped operands from AMX_MIN_TOK = 4 tokens
- * up to AMX_WA_MAX_TOK, packed panels beyond; 1 to 3 tokens keep the dot-product tiles, which
- * read the weights at the memory roofline there. The batch-invariant twin takes tiles for
- * those too (gemm_bf16_amx_few): every element of every tile path is one f32 accumulator over
- * n_in in steps of 32 by TDPBF16PS, so its bits do not depend on the batch; vdpbf16ps sums in
- * another order. */
+ * up to AMX_WA_MAX_TOK, packed panels beyond, and tiles shaped to 1 to 3 tokens below
+ * (gemm_bf16_amx_few; matmul_bf16_amx_tiles has their measurements against the dot-product
+ * tiles these took before). */
 enum { AMX_MIN_TOK = 4, AMX_TM = 32, AMX_WA_MAX_TOK = 64 };
 
 /* One 16 x 16 accumulator tile: at y in Y (rows ld floats apart), or, when only tokens x rows
@@ -1304,34 +1302,40 @@ TGT_AMX static int gemm_bf16_amx_few(float *Y, const uint16_t *X, const uint16_t
 	return 0;
 }
 
-/* The AVX-512 BF16 matmul with products of AMX_MIN_TOK tokens and more on tiles. */
+/* BF16 products on tiles for every n_tok: gemm_bf16_amx_few below AMX_MIN_TOK, the swapped
+ * operands up to AMX_WA_MAX_TOK, packed panels beyond, bit-identical across the three (every
+ * element one f32 accumulator over n_in in steps of 32 by TDPBF16PS), so a token's row does
+ * not depend on its batch. Returns -1 (nothing written) for n_in not a multiple of 32 or a
+ * scratch it cannot allocate. 1 to 3 tokens on tiles against the dot-product tiles (paired
+ * A/B, ab_kernels WFMT=bf16, 2 threads, 30 cold layers + head, 12 s): 1 token 1.03x (490
+ * pairs; quartiles 0.99-1.08), 2 tokens 1.08x, 3 1.09x. */
+TGT static int matmul_bf16_amx_tiles(float *Y, const uint16_t *Xb, const uint16_t *W,
+				     size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
+{
+	if (n_in % 32 != 0 || (size_t)n_in * G_NR > INT32_MAX)
+		return -1;
+	if (n_tok < AMX_MIN_TOK && gemm_bf16_amx_few(Y, Xb, W, n_tok, n_in, n_out, o0, o1) == 0)
+		return 0;
+	return n_tok <= AMX_WA_MAX_TOK ? gemm_bf16_amx_wa(Y, Xb, W, n_tok, n_in, n_out, o0, o1)
+				       : gemm_bf16_amx(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
+}
+
+/* The amx set's BF16 matmul: tiles, else the AVX-512 kernels. */
 TGT static void matmul_bf16_amx(float *Y, const uint16_t *Xb, const uint16_t *W, size_t n_tok,
 				size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
-	if (n_tok >= AMX_MIN_TOK && n_in % 32 == 0 && (size_t)n_in * G_NR <= INT32_MAX &&
-	    (n_tok <= AMX_WA_MAX_TOK ? gemm_bf16_amx_wa(Y, Xb, W, n_tok, n_in, n_out, o0, o1)
-				     : gemm_bf16_amx(Y, Xb, W, n_tok, n_in, n_out, o0, o1)) == 0)
-		return;
-	matmul_bf16_avx512(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
+	if (matmul_bf16_amx_tiles(Y, Xb, W, n_tok, n_in, n_out, o0, o1) != 0)
+		matmul_bf16_avx512(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 }
 
-/* The batch-invariant amx set's BF16 matmul: tiles for every n_tok, bit-identical across the
- * three tile paths (gemm_bf16_amx_few below AMX_MIN_TOK, the swapped operands up to
- * AMX_WA_MAX_TOK, packed panels beyond; checked by batch_invariance and test_kernels). At
- * 1 token: the swapped operands' tiles reached ~50% of the bandwidth roofline in bench-engine
- * --bf16, gemm_bf16_amx_few ~71% against the dot tiles' ~78% (medians of 12 noisy pairs;
- * paired A/B of the matmuls alone, ab_kernels: 0.98-1.04x at 1 token, 1.05-1.09x at 2 and
- * 3). The default amx set keeps the dot tiles there. When a tile path cannot allocate its
- * scratch it falls back to the vdpbf16ps GEMM: correct, other bits. */
+/* The batch-invariant amx set's BF16 matmul: the same tiles, else the avx512 twin's (the
+ * tiles fall back only for n_in not a multiple of 32, or without memory for their scratch:
+ * then correct, other bits). */
 TGT static void matmul_bf16_amx_bi(float *Y, const uint16_t *Xb, const uint16_t *W,
 				   size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1)
 {
-	if (n_in % 32 == 0 && (size_t)n_in * G_NR <= INT32_MAX &&
-	    ((n_tok < AMX_MIN_TOK && gemm_bf16_amx_few(Y, Xb, W, n_tok, n_in, n_out, o0, o1) == 0) ||
-	     (n_tok <= AMX_WA_MAX_TOK ? gemm_bf16_amx_wa(Y, Xb, W, n_tok, n_in, n_out, o0, o1)
-				      : gemm_bf16_amx(Y, Xb, W, n_tok, n_in, n_out, o0, o1)) == 0))
-		return;
-	matmul_bf16_avx512_bi(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
+	if (matmul_bf16_amx_tiles(Y, Xb, W, n_tok, n_in, n_out, o0, o1) != 0)
+		matmul_bf16_avx512_bi(Y, Xb, W, n_tok, n_in, n_out, o0, o1);
 }
 
 /* ---- attention on a BF16 KV cache, on AMX tiles ------------------------------------------- */
@@ -1966,7 +1970,8 @@ const cpu_kernel_set cpu_kernels_avx512 = {
 	AVX512_SET_COMMON,
 };
 
-/* The same set with BF16 matmuls of AMX_MIN_TOK tokens and more on AMX tiles. */
+/* The same set with BF16 matmuls on AMX tiles (for every batch size when n_in is a multiple
+ * of 32). */
 const cpu_kernel_set cpu_kernels_amx = {
 	.name = "amx",
 	.isa = CPU_ISA_AMX,
