@@ -14,7 +14,8 @@ typedef struct cpu_features {
 	bool os_amx;    /* the OS saves tile state (XCR0 bits 17, 18) */
 } cpu_features;
 
-/* Fills *f from cpuid and xgetbv. Cheap (a few cpuid instructions); no caching. */
+/* Fills *f from cpuid and xgetbv, probed on the first call and copied on later ones (cpuid
+ * traps to the hypervisor in a VM). Thread-safe. */
 void cpu_features_detect(cpu_features *f);
 
 /* True when this process may run AMX tile instructions: the CPU has AMX-TILE and AMX-BF16,
