@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/cpu/backend_cpu.h"
 #include "core/engine/draft.h"
 #include "core/engine/speculative.h"
 #include "core/eval/accuracy.h"
@@ -336,7 +337,8 @@ static int run_accuracy(eval_state *ev, os_error *err)
 			      perplexity_n_chunks(ev->n_text, ctx, EVAL_ACC_MAX_CHUNKS), ctx);
 		perplexity_opts po = {.ctx = ctx, .max_chunks = EVAL_ACC_MAX_CHUNKS, .bos = bos,
 				      .progress = ppl_progress, .should_stop = ev_should_stop,
-				      .cb_ctx = ev};
+				      .cb_ctx = ev,
+				      .n_threads = threadpool_n_threads(backend_cpu_pool(ev->r->be))};
 		if ((rc = perplexity_compute(ev->e, ev->text, ev->n_text, &po, &ev->ppl, err)))
 			return rc;
 		ev->has_acc = true;
