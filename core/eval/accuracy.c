@@ -3,6 +3,8 @@
 #include "accuracy.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -57,6 +59,73 @@ static size_t argmax(const float *x, size_t n)
 		if (x[i] > x[b])
 			b = i;
 	return b;
+}
+
+/* The scores of one scored row: both NLLs, KL(base || model), agreement, max |error|. */
+typedef struct row_scores {
+	double nll_m, nll_b, kl, max_err;
+	bool agree;
+} row_scores;
+
+/* Rows [r0, r1) of one pass: row r of lm / lb (vocab wide) against target[r]. */
+typedef struct score_slice {
+	const float *lm, *lb;
+	const int32_t *target;
+	row_scores *out;
+	size_t vocab, r0, r1;
+} score_slice;
+
+static void *score_slice_run(void *p)
+{
+	const score_slice *sl = p;
+	size_t vocab = sl->vocab;
+	for (size_t r = sl->r0; r < sl->r1; r++) {
+		const float *xm = sl->lm + r * vocab, *xb = sl->lb + r * vocab;
+		row_scores *o = &sl->out[r];
+		o->nll_m = perplexity_token_nll(xm, vocab, sl->target[r]);
+		o->nll_b = perplexity_token_nll(xb, vocab, sl->target[r]);
+		o->kl = accuracy_kl(xb, xm, vocab);
+		o->agree = argmax(xm, vocab) == argmax(xb, vocab);
+		o->max_err = 0;
+		for (size_t v = 0; v < vocab; v++) {
+			double d = fabs((double)xm[v] - xb[v]);
+			o->max_err = d > o->max_err ? d : o->max_err;
+		}
+	}
+	return NULL;
+}
+
+enum { SCORE_MAX_THREADS = 64 };
+
+/* out[r] for n_rows rows over up to n_threads threads in contiguous slices (the caller runs
+ * the first, and any whose thread cannot start); the caller sums them in row order. Four
+ * vocabulary-wide double passes per row, on one thread before: `optstudio eval` of SmolLM2's
+ * INT8 file against F32, ctx 512, 4 chunks, alternating: 7.14 / 6.68 -> 5.88 / 5.58 s, the
+ * same KL mean. */
+static void score_rows(const float *lm, const float *lb, const int32_t *target, row_scores *out,
+		       size_t vocab, size_t n_rows, size_t n_threads)
+{
+	if (n_threads > SCORE_MAX_THREADS)
+		n_threads = SCORE_MAX_THREADS;
+	if (n_threads > n_rows)
+		n_threads = n_rows;
+	if (n_threads < 1)
+		n_threads = 1;
+	score_slice sl[SCORE_MAX_THREADS];
+	pthread_t tid[SCORE_MAX_THREADS];
+	bool started[SCORE_MAX_THREADS] = {false};
+	for (size_t i = 0; i < n_threads; i++)
+		sl[i] = (score_slice){lm, lb, target, out, vocab, n_rows * i / n_threads,
+				      n_rows * (i + 1) / n_threads};
+	for (size_t i = 1; i < n_threads; i++)
+		started[i] = pthread_create(&tid[i], NULL, score_slice_run, &sl[i]) == 0;
+	score_slice_run(&sl[0]);
+	for (size_t i = 1; i < n_threads; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		else
+			score_slice_run(&sl[i]);
+	}
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -125,20 +194,19 @@ int accuracy_compare(engine *m, engine *b, const int32_t *tokens, size_t n_token
 			engine_batch bb = {.n = np, .tokens = tok, .pos = pos, .seq = sq_b, .want = want};
 			if ((rc = engine_forward(m, &bm, lm, err)) || (rc = engine_forward(b, &bb, lb, err)))
 				goto done;
-			for (size_t i = 0, r = 0; i < np; i++) {
-				if (!want[i])
-					continue;
-				const float *xm = lm + r * vocab, *xb = lb + r * vocab;
-				int32_t target = ct[j0 + i + 1];
-				s_nm += perplexity_token_nll(xm, vocab, target);
-				s_nb += perplexity_token_nll(xb, vocab, target);
-				kls[n++] = accuracy_kl(xb, xm, vocab);
-				agree += argmax(xm, vocab) == argmax(xb, vocab);
-				for (size_t v = 0; v < vocab; v++) {
-					double d = fabs((double)xm[v] - xb[v]);
-					max_err = d > max_err ? d : max_err;
-				}
-				r++;
+			int32_t target[PASS];
+			row_scores sc[PASS];
+			size_t rows = 0;
+			for (size_t i = 0; i < np; i++)
+				if (want[i])
+					target[rows++] = ct[j0 + i + 1];
+			score_rows(lm, lb, target, sc, vocab, rows, o->n_threads);
+			for (size_t r = 0; r < rows; r++) { /* in row order: any split, same sums */
+				s_nm += sc[r].nll_m;
+				s_nb += sc[r].nll_b;
+				kls[n++] = sc[r].kl;
+				agree += sc[r].agree;
+				max_err = sc[r].max_err > max_err ? sc[r].max_err : max_err;
 			}
 		}
 		kv_seq_free(engine_kv(m), sm);

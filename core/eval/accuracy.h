@@ -28,6 +28,9 @@ typedef struct accuracy_opts {
 	accuracy_progress_fn progress; /* NULL: none */
 	accuracy_stop_fn should_stop;  /* NULL: never */
 	void *cb_ctx;
+	size_t n_threads;              /* threads for the per-token scores (NLLs, KL, agreement:
+	                                * vocabulary-wide double sums); 0 or 1: the caller's
+	                                * only. The result does not depend on it. */
 } accuracy_opts;
 
 typedef struct accuracy_result {

@@ -377,7 +377,8 @@ static int run_accuracy(eval_state *ev, os_error *err)
 	if ((rc = make_engine(r, bm, blocks_for(ctx), &be, err)))
 		goto done;
 	accuracy_opts ao = {.ctx = ctx, .max_chunks = EVAL_ACC_MAX_CHUNKS, .bos = bos,
-			    .progress = acc_progress, .should_stop = ev_should_stop, .cb_ctx = ev};
+			    .progress = acc_progress, .should_stop = ev_should_stop, .cb_ctx = ev,
+			    .n_threads = threadpool_n_threads(backend_cpu_pool(r->be))};
 	if ((rc = accuracy_compare(ev->e, be, ev->text, ev->n_text, &ao, &ev->acc, err)))
 		goto done;
 	ev->has_acc = ev->acc_vs_base = true;

@@ -55,4 +55,10 @@ P=$("$BIN" perplexity "$TMP/b.gguf" "$TMP/text.txt" --ctx 64 --chunks 3 --json 2
 	python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])")
 near "$pb" "$P" 1e-6 && ok "model's perplexity as optstudio perplexity" || fail "model's perplexity as optstudio perplexity" "$pb vs $P"
 
+# the per-token scores run over the threads, summed in token order: the same figures
+scores() { python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["ppl_model"], j["kl_mean"], j["kl_p99"], j["top1_agreement_pct"], j["max_logit_error"])' 2>/dev/null; }
+s1=$("$BIN" eval "$TMP/b.gguf" --baseline "$TMP/a.gguf" --text "$TMP/text.txt" --ctx 64 --chunks 3 --json --threads 1 2>/dev/null | scores)
+s2=$("$BIN" eval "$TMP/b.gguf" --baseline "$TMP/a.gguf" --text "$TMP/text.txt" --ctx 64 --chunks 3 --json --threads 2 2>/dev/null | scores)
+[ -n "$s1" ] && [ "$s1" = "$s2" ] && ok "1 and 2 threads: the same scores ($s1)" || fail "1 and 2 threads: the same scores" "'$s1' vs '$s2'"
+
 test_summary
