@@ -242,7 +242,7 @@ int cmd_eval(int argc, char **argv)
 		.bos = tokenizer_add_bos(sm.tok) ? tokenizer_bos(sm.tok) : -1,
 		.progress = on_chunk,
 		.cb_ctx = &ep,
-		.n_threads = threadpool_n_threads(backend_cpu_pool(sm.be)),
+		.pool = backend_cpu_pool(sm.be),
 	};
 	accuracy_result r;
 	int rc = accuracy_compare(sm.e, sb.e, toks, n_toks, &ao, &r, &err);

@@ -229,7 +229,7 @@ int cmd_perplexity(int argc, char **argv)
 		.bos = tokenizer_add_bos(s.tok) ? tokenizer_bos(s.tok) : -1,
 		.progress = on_chunk,
 		.cb_ctx = &pp,
-		.n_threads = threadpool_n_threads(backend_cpu_pool(s.be)),
+		.pool = backend_cpu_pool(s.be),
 	};
 	perplexity_result r;
 	int rc = perplexity_compute(s.e, toks, n_toks, &po, &r, &err);

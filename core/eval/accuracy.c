@@ -3,7 +3,6 @@
 #include "accuracy.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,64 +66,33 @@ typedef struct row_scores {
 	bool agree;
 } row_scores;
 
-/* Rows [r0, r1) of one pass: row r of lm / lb (vocab wide) against target[r]. */
-typedef struct score_slice {
+/* One pass's scored rows: row r of lm / lb (vocab wide) against target[r] into out[r]. */
+typedef struct score_rows_job {
 	const float *lm, *lb;
 	const int32_t *target;
 	row_scores *out;
-	size_t vocab, r0, r1;
-} score_slice;
+	size_t vocab;
+} score_rows_job;
 
-static void *score_slice_run(void *p)
+/* Four vocabulary-wide double passes per row, on one thread before: `optstudio eval` of
+ * SmolLM2's INT8 file against F32, ctx 512, 4 chunks, alternating: 7.14 / 6.68 -> 5.88 /
+ * 5.58 s, the same KL mean. The rows go over the pool, one task each; the caller sums them
+ * in row order. */
+static void score_row_task(void *p, size_t r, size_t thread)
 {
-	const score_slice *sl = p;
-	size_t vocab = sl->vocab;
-	for (size_t r = sl->r0; r < sl->r1; r++) {
-		const float *xm = sl->lm + r * vocab, *xb = sl->lb + r * vocab;
-		row_scores *o = &sl->out[r];
-		o->nll_m = perplexity_token_nll(xm, vocab, sl->target[r]);
-		o->nll_b = perplexity_token_nll(xb, vocab, sl->target[r]);
-		o->kl = accuracy_kl(xb, xm, vocab);
-		o->agree = argmax(xm, vocab) == argmax(xb, vocab);
-		o->max_err = 0;
-		for (size_t v = 0; v < vocab; v++) {
-			double d = fabs((double)xm[v] - xb[v]);
-			o->max_err = d > o->max_err ? d : o->max_err;
-		}
-	}
-	return NULL;
-}
-
-enum { SCORE_MAX_THREADS = 64 };
-
-/* out[r] for n_rows rows over up to n_threads threads in contiguous slices (the caller runs
- * the first, and any whose thread cannot start); the caller sums them in row order. Four
- * vocabulary-wide double passes per row, on one thread before: `optstudio eval` of SmolLM2's
- * INT8 file against F32, ctx 512, 4 chunks, alternating: 7.14 / 6.68 -> 5.88 / 5.58 s, the
- * same KL mean. */
-static void score_rows(const float *lm, const float *lb, const int32_t *target, row_scores *out,
-		       size_t vocab, size_t n_rows, size_t n_threads)
-{
-	if (n_threads > SCORE_MAX_THREADS)
-		n_threads = SCORE_MAX_THREADS;
-	if (n_threads > n_rows)
-		n_threads = n_rows;
-	if (n_threads < 1)
-		n_threads = 1;
-	score_slice sl[SCORE_MAX_THREADS];
-	pthread_t tid[SCORE_MAX_THREADS];
-	bool started[SCORE_MAX_THREADS] = {false};
-	for (size_t i = 0; i < n_threads; i++)
-		sl[i] = (score_slice){lm, lb, target, out, vocab, n_rows * i / n_threads,
-				      n_rows * (i + 1) / n_threads};
-	for (size_t i = 1; i < n_threads; i++)
-		started[i] = pthread_create(&tid[i], NULL, score_slice_run, &sl[i]) == 0;
-	score_slice_run(&sl[0]);
-	for (size_t i = 1; i < n_threads; i++) {
-		if (started[i])
-			pthread_join(tid[i], NULL);
-		else
-			score_slice_run(&sl[i]);
+	(void)thread;
+	const score_rows_job *j = p;
+	size_t vocab = j->vocab;
+	const float *xm = j->lm + r * vocab, *xb = j->lb + r * vocab;
+	row_scores *o = &j->out[r];
+	o->nll_m = perplexity_token_nll(xm, vocab, j->target[r]);
+	o->nll_b = perplexity_token_nll(xb, vocab, j->target[r]);
+	o->kl = accuracy_kl(xb, xm, vocab);
+	o->agree = argmax(xm, vocab) == argmax(xb, vocab);
+	o->max_err = 0;
+	for (size_t v = 0; v < vocab; v++) {
+		double d = fabs((double)xm[v] - xb[v]);
+		o->max_err = d > o->max_err ? d : o->max_err;
 	}
 }
 
@@ -200,7 +168,8 @@ int accuracy_compare(engine *m, engine *b, const int32_t *tokens, size_t n_token
 			for (size_t i = 0; i < np; i++)
 				if (want[i])
 					target[rows++] = ct[j0 + i + 1];
-			score_rows(lm, lb, target, sc, vocab, rows, o->n_threads);
+			score_rows_job sj = {lm, lb, target, sc, vocab};
+			threadpool_run(o->pool, rows, score_row_task, &sj);
 			for (size_t r = 0; r < rows; r++) { /* in row order: any split, same sums */
 				s_nm += sc[r].nll_m;
 				s_nb += sc[r].nll_b;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../cpu/threadpool.h"
 #include "../engine/engine.h"
 #include "../errors.h"
 
@@ -28,9 +29,10 @@ typedef struct accuracy_opts {
 	accuracy_progress_fn progress; /* NULL: none */
 	accuracy_stop_fn should_stop;  /* NULL: never */
 	void *cb_ctx;
-	size_t n_threads;              /* threads for the per-token scores (NLLs, KL, agreement:
-	                                * vocabulary-wide double sums); 0 or 1: the caller's
-	                                * only. The result does not depend on it. */
+	threadpool *pool;              /* runs the per-token scores (NLLs, KL, agreement:
+	                                * vocabulary-wide double sums) between forward passes,
+	                                * e.g. the CPU backend's; NULL: the caller's thread. The
+	                                * result does not depend on it. */
 } accuracy_opts;
 
 typedef struct accuracy_result {

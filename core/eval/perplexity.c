@@ -3,7 +3,6 @@
 #include "perplexity.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -41,53 +40,23 @@ double perplexity_token_nll(const float *logits, size_t n, int32_t target)
 	return mx + log(sum) - t;
 }
 
-/* The NLL of rows [r0, r1) of one pass: row r of logits (vocab wide) against target[r]. */
-typedef struct nll_slice {
+/* One pass's scored rows: row r of logits (vocab wide) against target[r] into nll[r]. */
+typedef struct nll_rows_job {
 	const float *logits;
 	const int32_t *target;
 	double *nll;
-	size_t vocab, r0, r1;
-} nll_slice;
+	size_t vocab;
+} nll_rows_job;
 
-static void *nll_slice_run(void *p)
+/* A vocabulary of double exp per row: SmolLM2's 255 scored rows of a ctx-512 chunk took
+ * 86-95 ms on one thread, 47-53 ms on two (about 6% of the chunk's ~640 ms; 8.6% of a
+ * `perplexity` profile was this loop), so the rows go over the pool, one task each; the
+ * caller sums them in row order. */
+static void nll_row_task(void *p, size_t r, size_t thread)
 {
-	const nll_slice *sl = p;
-	for (size_t r = sl->r0; r < sl->r1; r++)
-		sl->nll[r] = perplexity_token_nll(sl->logits + r * sl->vocab, sl->vocab, sl->target[r]);
-	return NULL;
-}
-
-enum { NLL_MAX_THREADS = 64 };
-
-/* nll[r] for n_rows rows over up to n_threads threads, in contiguous slices; the caller runs
- * the first slice, and a slice whose thread cannot start runs here too. A vocabulary of
- * double exp per row: SmolLM2's 255 scored rows of a ctx-512 chunk took 86-95 ms on one
- * thread, 47-53 ms on two (about 6% of the chunk's ~640 ms; 8.6% of a `perplexity` profile
- * was this loop). */
-static void nll_rows(const float *logits, const int32_t *target, double *nll, size_t vocab,
-		     size_t n_rows, size_t n_threads)
-{
-	if (n_threads > NLL_MAX_THREADS)
-		n_threads = NLL_MAX_THREADS;
-	if (n_threads > n_rows)
-		n_threads = n_rows;
-	if (n_threads < 1)
-		n_threads = 1;
-	nll_slice sl[NLL_MAX_THREADS];
-	pthread_t tid[NLL_MAX_THREADS];
-	bool started[NLL_MAX_THREADS] = {false};
-	for (size_t i = 0; i < n_threads; i++)
-		sl[i] = (nll_slice){logits, target, nll, vocab, n_rows * i / n_threads,
-				    n_rows * (i + 1) / n_threads};
-	for (size_t i = 1; i < n_threads; i++)
-		started[i] = pthread_create(&tid[i], NULL, nll_slice_run, &sl[i]) == 0;
-	nll_slice_run(&sl[0]);
-	for (size_t i = 1; i < n_threads; i++) {
-		if (started[i])
-			pthread_join(tid[i], NULL);
-		else
-			nll_slice_run(&sl[i]);
-	}
+	(void)thread;
+	const nll_rows_job *j = p;
+	j->nll[r] = perplexity_token_nll(j->logits + r * j->vocab, j->vocab, j->target[r]);
 }
 
 /* Running sums over scored tokens. */
@@ -209,7 +178,8 @@ int perplexity_compute(engine *e, const int32_t *tokens, size_t n_tokens,
 			for (size_t j = a; j < a + n; j++)
 				if (want[j])
 					target[rows++] = src[j + 1];
-			nll_rows(logits, target, nll, vocab, rows, opts->n_threads);
+			nll_rows_job nj = {logits, target, nll, vocab};
+			threadpool_run(opts->pool, rows, nll_row_task, &nj);
 			for (size_t r = 0; r < rows; r++) { /* in row order: any split, same sums */
 				sums.sum += nll[r];
 				sums.sum2 += nll[r] * nll[r];

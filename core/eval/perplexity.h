@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../cpu/threadpool.h"
 #include "../engine/engine.h"
 #include "../errors.h"
 
@@ -38,9 +39,10 @@ typedef struct perplexity_opts {
 	perplexity_progress_fn progress; /* NULL: none */
 	perplexity_stop_fn should_stop;  /* NULL: never stop */
 	void *cb_ctx;                    /* passed to both callbacks */
-	size_t n_threads;                /* threads for the scored rows' log-sum-exp (double
-	                                  * precision, a vocabulary per row); 0 or 1: the
-	                                  * caller's only. The result does not depend on it. */
+	threadpool *pool;                /* runs the scored rows' log-sum-exp (double precision,
+	                                  * a vocabulary per row) between forward passes, e.g.
+	                                  * the CPU backend's; NULL: the caller's thread. The
+	                                  * result does not depend on it. */
 } perplexity_opts;
 
 typedef struct perplexity_result {

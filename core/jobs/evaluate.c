@@ -338,7 +338,7 @@ static int run_accuracy(eval_state *ev, os_error *err)
 		perplexity_opts po = {.ctx = ctx, .max_chunks = EVAL_ACC_MAX_CHUNKS, .bos = bos,
 				      .progress = ppl_progress, .should_stop = ev_should_stop,
 				      .cb_ctx = ev,
-				      .n_threads = threadpool_n_threads(backend_cpu_pool(ev->r->be))};
+				      .pool = backend_cpu_pool(ev->r->be)};
 		if ((rc = perplexity_compute(ev->e, ev->text, ev->n_text, &po, &ev->ppl, err)))
 			return rc;
 		ev->has_acc = true;
@@ -378,7 +378,7 @@ static int run_accuracy(eval_state *ev, os_error *err)
 		goto done;
 	accuracy_opts ao = {.ctx = ctx, .max_chunks = EVAL_ACC_MAX_CHUNKS, .bos = bos,
 			    .progress = acc_progress, .should_stop = ev_should_stop, .cb_ctx = ev,
-			    .n_threads = threadpool_n_threads(backend_cpu_pool(r->be))};
+			    .pool = backend_cpu_pool(r->be)};
 	if ((rc = accuracy_compare(ev->e, be, ev->text, ev->n_text, &ao, &ev->acc, err)))
 		goto done;
 	ev->has_acc = ev->acc_vs_base = true;
