@@ -627,9 +627,11 @@ TEST(threads_do_not_change_results)
 	printf("  seed 0x%" PRIx64 "\n", seed);
 	const cpu_qkernel_set *qk;
 	CHECK(cpu_qkernels_select(&qk, NULL) == OS_OK);
-	/* a batch, one decode token on a 200-row matrix (a few tasks of unequal size), and a
-	 * prefill (the tiled paths; INT8 of the amx set: tasks of whole 32-row panels) */
-	static const size_t shapes[][2] = {{1003, 5}, {200, 1}, {331, 37}};
+	/* a batch, one decode token on a 200-row matrix (a few tasks of unequal size), a
+	 * prefill (the tiled paths; INT8 of the amx set: tasks of whole 32-row panels), and one
+	 * whose activations are prepared over the threads too (61 x 576 >= QACT_PAR_MIN: token
+	 * rows split 31 + 30 on 2 threads, 21 + 21 + 19 on 3) */
+	static const size_t shapes[][2] = {{1003, 5}, {200, 1}, {331, 37}, {97, 61}};
 	for (size_t sh = 0; sh < N_OF(shapes); sh++) {
 		size_t n_in = 576, n_out = shapes[sh][0], n_tok = shapes[sh][1];
 		float *W = malloc(n_out * n_in * 4), *X = malloc(n_tok * n_in * 4);
