@@ -19,6 +19,14 @@
  *              Y[t][o] = (float)acc * (xs * sw[o])
  *   INT4 W4A16 group g of G inputs: w = s[o][g] * (q - z[o][g]) (num_i4_dequantize, one
  *              rounding), Y[t][o] = sum_k X[t][k] w[o][k]
+ *              The amx set's tile path (matmul_i4_tiles) computes the same sum with the
+ *              scale applied to each group's partial instead of to each weight:
+ *              Y[t][o] = sum_g s[o][g] * sum_{k in g} X[t][k] (q[o][k] - z[o][g]), where
+ *              X = hi + mid + lo exactly (three bf16 planes) and q - z is exact in bf16, so
+ *              every product is exact and only f32 additions round: |Y - exact| <=
+ *              (3 G + n_in / G + 2) 2^-24 sum_k |X[t][k] s (q - z)| (tested), against ~2^-9
+ *              relative per element with bf16-rounded activations. Only activations below
+ *              ~2^-110 (whose lo or mid part is a bf16 denormal, flushed by AMX) lose bits.
  *
  * Weight storage (any alignment works; 64 bytes is best):
  *   FP8:  W n_out * n_in E4M3 bytes (no NaN codes), sw n_out f32 scales.
@@ -46,13 +54,25 @@
  * weight inside every dot product: the decode is paid once per row for all n_tok tokens.
  * The arithmetic is the same as the tile kernels' (products of exact weight values, f32
  * sums; W8A8 activations still quantized per token first; row scale applied to the sum),
- * only the summation order differs. INT8 keeps its integer kernels (exact int32 sums). */
+ * only the summation order differs. INT8 keeps its integer kernels (exact int32 sums); the
+ * amx set's INT4 takes its AMX-BF16 tiles (matmul_i4_tiles) before this path. */
 #define CPU_QTILE_MIN_TOK 32
 
 /* The amx set's INT8 matmul runs a GEMM on AMX-INT8 tiles from this many tokens on (n_in a
  * multiple of 64), on panels of 32 weight rows: the threaded wrapper then gives it tasks of
  * whole panels. Fewer tokens take the AVX-512 vpdpbusd tiles, at the memory roofline there. */
 #define CPU_QI8_GEMM_MIN_TOK 8
+
+/* The amx set's INT4 path on AMX-BF16 tiles (matmul_i4_tiles): from i4_tiles_min_tok tokens
+ * on, n_in a multiple of 32. Its activations are three bf16 planes laid out for the tiles'
+ * second operand, per block of 16 tokens b (tokens past n_tok zero), plane p (0 hi, 1 mid,
+ * 2 lo), pair l < n_in / 2: 16 uint32 lanes, lane j = token 16 b + j's bf16 pair
+ * (x[2 l] low half, x[2 l + 1] high half), so CPU_I4_TILES_PLANES(n_tok, n_in) uint32 in
+ * all; element (b, p, l, j) at ((3 b + p) n_in / 2 + l) 16 + j. The kernel also takes
+ * CPU_I4_TILES_SCRATCH(n_in) bytes of 64-byte aligned scratch, its own (one per thread). */
+#define CPU_I4_TILES_PLANES(n_tok, n_in) (((size_t)(n_tok) + 15) / 16 * 24 * (size_t)(n_in))
+#define CPU_I4_TILES_BLOCK 2 /* panels of 32 rows the kernel decodes at a time */
+#define CPU_I4_TILES_SCRATCH(n_in) (CPU_I4_TILES_BLOCK * ((size_t)(n_in) * 68 + 4096))
 
 /* One set of quantized kernels. Plain data; the sets are static const tables. Matmuls fill
  * Y[t][o] for every t < n_tok and o in [o0, o1), as kernels.h. */
@@ -82,6 +102,22 @@ typedef struct cpu_qkernel_set {
 			  size_t n_out, size_t o0, size_t o1);
 	/* Xp (n_tok, n_in) = X in this set's INT4 activation layout for group size group. */
 	void (*prepare_i4)(float *Xp, const float *X, size_t n_tok, size_t n_in, size_t group);
+	/* The INT4 tile path, in the amx set only (NULL elsewhere; the batch-invariant twins
+	 * never take it, so that a token's bits do not depend on its batch): Y as matmul_i4 with
+	 * the group-partial scaling described above, Xv from prepare_i4_tiles, rows [o0, o1)
+	 * in panels of 32 from o0 (any split gives the same bits; whole panels waste nothing),
+	 * n_in % 32 == 0. i4_tiles_min_tok: the fewest tokens worth it (unused when
+	 * matmul_i4_tiles is NULL). */
+	size_t i4_tiles_min_tok;
+	void (*matmul_i4_tiles)(float *Y, const uint32_t *Xv, const uint8_t *W,
+				const float *scales, const uint8_t *zeros, size_t group,
+				size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1,
+				void *scratch);
+	/* Xv (CPU_I4_TILES_PLANES(n_tok, n_in) uint32, 64-byte aligned) = the hi / mid / lo
+	 * planes of X, exact: hi = bf16(x) (round to nearest even), mid = bf16(x - hi),
+	 * lo = x - hi - mid; a token row's planes depend on that row alone (callers split by
+	 * blocks of 16 tokens, offsetting Xv by CPU_I4_TILES_PLANES(t0, n_in)). */
+	void (*prepare_i4_tiles)(uint32_t *Xv, const float *X, size_t n_tok, size_t n_in);
 
 	/* Weight decoding for the prefill path (CPU_QTILE_MIN_TOK), bit-identical in every set:
 	 * out[k] = e4m3_to_f32(W[k]) for n codes (the unscaled, exact E4M3 values), and one

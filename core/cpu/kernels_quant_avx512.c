@@ -639,6 +639,285 @@ TGT static void matmul_i4_avx512(float *Y, const float *Xp, const uint8_t *W,
 #undef TILE2
 }
 
+/* ---- INT4 W4A16 on AMX-BF16 tiles (the "amx" set) ----------------------------------------- */
+/* Exact INT4 on bf16 tiles (kernels_quant.h has the arithmetic): q - z in -15..15 is exact in
+ * bf16, and every f32 activation is the exact sum of three bf16 planes hi + mid + lo
+ * (prepare_i4_tiles_amx), so the TDPBF16PS products are exact and one accumulator tile sums a
+ * group's hi, mid and lo products in f32; the group's 16 x 16 partials then leave the tile,
+ * times the group's scale per row, into f32 accumulators in L1 (one fused multiply-add each),
+ * and the tile is zeroed for the next group.
+ * Operands: the weights are the first one, 16 rows x 32 bf16 per tile, and a packed INT4 row
+ * is that layout already: byte l holds elements 2 l and 2 l + 1, so one 32-bit lane per byte
+ * holding the pair (q[2 l] - z, q[2 l + 1] - z) is the row in element order, decoded per
+ * panel of 32 rows (i4_tiles_panel) without any transpose and used by every token tile. The
+ * activations are the second operand, in the VNNI pair layout prepared once per call. A tile
+ * of 32 tokens x 32 rows keeps four accumulators (tmm0-3: row half j, token half h at
+ * 2 h + j), the two weight tiles (tmm4, 5) and the activation tiles alternate in tmm6, 7 (tile
+ * registers are not renamed). Rows past the range are zero in the panel and tokens past
+ * n_tok zero in the planes; only rows [o0, o1) of tokens < n_tok are stored. Every
+ * (row, token) result is computed alone from its row and its token's planes, the same way
+ * wherever the row sits in a panel, so row ranges and threads never change bits. */
+#define TGT_AMX_BF16                                                                          \
+	__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16,"     \
+			      "avx512vnni,avx2,fma,f16c")))
+
+/* panel width (rows) and token tile */
+/* panel width (rows), token tile, panels per row block: CPU_I4_TILES_SCRATCH holds the
+ * block (kernels_quant.h) */
+enum { I4_NR = 32, I4_TM = 32, I4_BLOCK = CPU_I4_TILES_BLOCK };
+
+/* The exact three-way split of 32 activations x0 (elements 0..15), x1 (16..31) into bf16
+ * planes, each as 16 lanes of element pairs. hi rounds to nearest even; x - hi is exact in
+ * f32 (a multiple of x's ulp, below half of hi's bf16 ulp), so is x - hi - mid, which then
+ * has at most 8 significant bits (24 - 8 - 8) and converts to bf16 exactly. vcvtne2ps2bf16
+ * treats denormal inputs as zero, so only parts below 2^-126 (activations below ~2^-110)
+ * are lost. Non-finite x: hi carries it, mid and lo are 0 (x - hi would be NaN for Inf). */
+static inline __attribute__((always_inline)) TGT_AMX_BF16 void i4_split32(__m512 x0, __m512 x1,
+									   __m512i out[3])
+{
+	const __m512i expo = _mm512_set1_epi32(0x7f800000);
+	__mmask16 f0 = _mm512_cmpneq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(x0), expo),
+						expo);
+	__mmask16 f1 = _mm512_cmpneq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(x1), expo),
+						expo);
+	for (int p = 0; p < 3; p++) {
+		__m512i b = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+		out[p] = b;
+		if (p == 2)
+			break;
+		/* the planes' values back in f32 (bf16 -> f32 is a shift), and the residuals */
+		__m512 h0 = _mm512_castsi512_ps(
+			_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(b)), 16));
+		__m512 h1 = _mm512_castsi512_ps(
+			_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(b, 1)), 16));
+		x0 = _mm512_maskz_sub_ps(f0, x0, h0);
+		x1 = _mm512_maskz_sub_ps(f1, x1, h1);
+	}
+}
+
+/* 16 tokens per block (zero past n_tok); per 32 inputs, each plane's 16 token rows of 16
+ * pairs are stored in place and transposed there to 16 pairs of 16 token lanes, the second
+ * operand's rows. */
+TGT_AMX_BF16 static void prepare_i4_tiles_amx(uint32_t *Xv, const float *X, size_t n_tok,
+					      size_t n_in)
+{
+	const size_t n_pairs = n_in / 2;
+	for (size_t b = 0; b < (n_tok + 15) / 16; b++) {
+		size_t nt = n_tok - 16 * b < 16 ? n_tok - 16 * b : 16;
+		uint32_t *xv = Xv + 3 * b * n_pairs * 16;
+		for (size_t k = 0; k < n_in; k += 32) {
+			uint32_t *blk[3] = {xv + k / 2 * 16, xv + (n_pairs + k / 2) * 16,
+					    xv + (2 * n_pairs + k / 2) * 16};
+			for (size_t j = 0; j < 16; j++) {
+				__m512i v[3] = {_mm512_setzero_si512(), _mm512_setzero_si512(),
+						_mm512_setzero_si512()};
+				if (j < nt) {
+					const float *x = X + (16 * b + j) * n_in + k;
+					i4_split32(_mm512_loadu_ps(x), _mm512_loadu_ps(x + 16), v);
+				}
+				for (int p = 0; p < 3; p++)
+					_mm512_storeu_si512(blk[p] + 16 * j, v[p]);
+			}
+			for (int p = 0; p < 3; p++)
+				cpu_avx512_transpose16x16(blk[p]);
+		}
+	}
+}
+
+/* Wd (32 rows of n_in / 2 uint32) = rows o .. o + nr - 1 as bf16 pairs (q - z) in element
+ * order, zero rows past nr; sT[g][r] = the rows' group scales (0 past nr). Per 32 weights:
+ * a widening load of 16 bytes, a shift and two vpermd from the group's tables (vpermd reads
+ * the low 4 bits of each index, the low nibble) and an or. */
+TGT_AMX_BF16 static void i4_tiles_panel(uint32_t *Wd, float *sT, const uint8_t *W,
+					const float *scales, const uint8_t *zeros, size_t group,
+					size_t n_in, size_t o, size_t nr)
+{
+	const size_t n_pairs = n_in / 2, ng = n_in / group;
+	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+	for (size_t r = 0; r < nr; r++) {
+		const uint8_t *w = W + (o + r) * n_pairs, *z = zeros + (o + r) * ng;
+		uint32_t *d = Wd + r * n_pairs;
+		for (size_t g = 0; g < ng; g++) {
+			/* q - z as f32 then bf16 by truncation: exact, integers of 4 bits */
+			__m512i f = _mm512_castps_si512(
+				_mm512_cvtepi32_ps(_mm512_sub_epi32(iota, _mm512_set1_epi32(z[g]))));
+			__m512i tlo = _mm512_srli_epi32(f, 16), thi = _mm512_and_si512(f, high);
+			for (size_t l = g * group / 2; l < (g + 1) * group / 2; l += 16) {
+				__m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(w + l)));
+				__m512i lo = _mm512_permutexvar_epi32(v, tlo);
+				__m512i hi = _mm512_permutexvar_epi32(_mm512_srli_epi32(v, 4), thi);
+				_mm512_storeu_si512(d + l, _mm512_or_si512(lo, hi));
+			}
+			sT[g * I4_NR + r] = scales[(o + r) * ng + g];
+		}
+	}
+	for (size_t r = nr; r < I4_NR; r++) {
+		memset(Wd + r * n_pairs, 0, n_pairs * sizeof *Wd);
+		for (size_t g = 0; g < ng; g++)
+			sT[g * I4_NR + r] = 0.0f;
+	}
+}
+
+/* One group's products for one panel, 16 tokens (NH = 1) into tiles C0, C1, or 32 (NH = 2)
+ * into tmm0-3: xv the first 16 tokens' planes (the next 16's 24 n_in lanes on), Wd the
+ * panel's decoded rows; planes hi, mid, lo at 8 n_in lanes apart; B tiles alternate 6, 7. */
+#define I4_GROUP_PRODUCTS(C0, C1, NH)                                                         \
+	do {                                                                                 \
+		_tile_zero(C0);                                                              \
+		_tile_zero(C1);                                                              \
+		if ((NH) == 2) {                                                             \
+			_tile_zero(2);                                                       \
+			_tile_zero(3);                                                       \
+		}                                                                            \
+		for (size_t l = g * group / 2; l < (g + 1) * group / 2; l += 16) {           \
+			const uint32_t *b0 = xv + 16 * l, *b1 = xv + 24 * n_in + 16 * l;     \
+			_tile_loadd(4, Wd + l, ld);                                          \
+			_tile_loadd(5, Wd + 16 * n_pairs + l, ld);                           \
+			_tile_loadd(6, b0, 64);                                              \
+			if ((NH) == 2) {                                                     \
+				_tile_loadd(7, b1, 64);                                      \
+				_tile_dpbf16ps(0, 4, 6);                                     \
+				_tile_dpbf16ps(1, 5, 6);                                     \
+				_tile_loadd(6, b0 + 8 * n_in, 64);                           \
+				_tile_dpbf16ps(2, 4, 7);                                     \
+				_tile_dpbf16ps(3, 5, 7);                                     \
+				_tile_loadd(7, b1 + 8 * n_in, 64);                           \
+				_tile_dpbf16ps(0, 4, 6);                                     \
+				_tile_dpbf16ps(1, 5, 6);                                     \
+				_tile_loadd(6, b0 + 16 * n_in, 64);                          \
+				_tile_dpbf16ps(2, 4, 7);                                     \
+				_tile_dpbf16ps(3, 5, 7);                                     \
+				_tile_loadd(7, b1 + 16 * n_in, 64);                          \
+				_tile_dpbf16ps(0, 4, 6);                                     \
+				_tile_dpbf16ps(1, 5, 6);                                     \
+				_tile_dpbf16ps(2, 4, 7);                                     \
+				_tile_dpbf16ps(3, 5, 7);                                     \
+			} else {                                                             \
+				_tile_loadd(7, b0 + 8 * n_in, 64);                           \
+				_tile_dpbf16ps(C0, 4, 6);                                    \
+				_tile_dpbf16ps(C1, 5, 6);                                    \
+				_tile_loadd(6, b0 + 16 * n_in, 64);                          \
+				_tile_dpbf16ps(C0, 4, 7);                                    \
+				_tile_dpbf16ps(C1, 5, 7);                                    \
+				_tile_dpbf16ps(C0, 4, 6);                                    \
+				_tile_dpbf16ps(C1, 5, 6);                                    \
+			}                                                                    \
+		}                                                                            \
+		_tile_stored(C0, cb[0], 64);                                                 \
+		_tile_stored(C1, cb[1], 64);                                                 \
+		if ((NH) == 2) {                                                             \
+			_tile_stored(2, cb[2], 64);                                          \
+			_tile_stored(3, cb[3], 64);                                          \
+		}                                                                            \
+	} while (0)
+
+/* acc[2 h + j][16 c + t] += s[16 j + c] * (group g's partial of row 16 j + c, token 16 h + t)
+ * for one panel (Wd its decoded rows, s its scales of group g) and NH token halves from xv.
+ * With 16 tokens, odd groups take tmm2, 3: the tiles are not renamed, and alternating lets
+ * one group's products start while the last group's tiles are being stored. */
+static inline __attribute__((always_inline)) TGT_AMX_BF16 void
+i4_tiles_group(float acc[4][256], float cb[4][256], const uint32_t *Wd, const float *s,
+	       const uint32_t *xv, size_t g, size_t group, size_t n_in, const int NH)
+{
+	const size_t n_pairs = n_in / 2, ld = n_in * 2;
+	if (NH == 2)
+		I4_GROUP_PRODUCTS(0, 1, 2);
+	else if (g % 2 == 0)
+		I4_GROUP_PRODUCTS(0, 1, 1);
+	else
+		I4_GROUP_PRODUCTS(2, 3, 1);
+	/* row c of a partial tile is 16 tokens: one scale per row */
+	for (int i = 0; i < 2 * NH; i++)
+#pragma GCC unroll 16
+		for (int c = 0; c < 16; c++) {
+			float *a = acc[i] + 16 * c;
+			_mm512_store_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(s[16 * (i & 1) + c]),
+							   _mm512_load_ps(cb[i] + 16 * c),
+							   _mm512_load_ps(a)));
+		}
+}
+#undef I4_GROUP_PRODUCTS
+
+/* Y[t0 + 16 h + t][o + 16 j + c] = acc[2 h + j][16 c + t] for the nt tokens and nr rows
+ * (transposed in place: acc is by row, Y by token). */
+TGT static void i4_tiles_store(float *Y, size_t n_out, float acc[4][256], size_t t0, size_t nt,
+			       size_t o, size_t nr)
+{
+	for (size_t h = 0; 16 * h < nt; h++)
+		for (size_t j = 0; j < 2 && 16 * j < nr; j++) {
+			float *a = acc[2 * h + j];
+			cpu_avx512_transpose16x16(a);
+			__mmask16 m = mask16(nr - 16 * j);
+			size_t toks = nt - 16 * h < 16 ? nt - 16 * h : 16;
+			for (size_t t = 0; t < toks; t++)
+				_mm512_mask_storeu_ps(Y + (t0 + 16 * h + t) * n_out + o + 16 * j, m,
+						      _mm512_load_ps(a + 16 * t));
+		}
+}
+
+/* Measured: see i4_tiles_min_tok in the amx set; one thread, 60 distinct 576 x 576 matrices,
+ * group 64: 1 token 165 ps a weight (old 41), 16 tokens 170 (old 335), 32 tokens 245 (old
+ * 650), 512 tokens 3.1 ns (old 6.6). At 512 tokens the products run at ~10 ns a TDPBF16PS
+ * against 7.3 ns in a loop of nothing else (2.2 TFLOP/s a core), and the planes take ~9%.
+ * Rows [o0, o1) in blocks of up to I4_BLOCK panels, decoded once per call into the scratch;
+ * for every 32-token tile, group by group, every panel of the block: the tile's planes of one
+ * group (6 G x 32 bytes) are read from L1 by the block's later panels. Blocks of 2 panels
+ * measured best (one thread, 512 tokens as above): 1 panel 8% slower, 4 2%, 8 3%. */
+TGT_AMX_BF16 static void matmul_i4_tiles_amx(float *Y, const uint32_t *Xv, const uint8_t *W,
+					     const float *scales, const uint8_t *zeros,
+					     size_t group, size_t n_tok, size_t n_in, size_t n_out,
+					     size_t o0, size_t o1, void *scratch)
+{
+	const size_t n_pairs = n_in / 2, ng = n_in / group;
+	/* per panel: decoded rows, scales (ng x 32), accumulators (4 x 256) */
+	uint32_t *Wd = scratch;
+	float *sT = (float *)(Wd + I4_BLOCK * I4_NR * n_pairs);
+	float(*acc)[4][256] = (float(*)[4][256])(sT + I4_BLOCK * I4_NR * (n_in / 32));
+	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
+	_tile_loadconfig(&cfg);
+	_Alignas(64) float cb[4][256];
+	const size_t block = I4_BLOCK * I4_NR;
+	for (size_t ob = o0; ob < o1; ob += block) {
+		size_t oe = o1 - ob < block ? o1 : ob + block;
+		size_t np = (oe - ob + I4_NR - 1) / I4_NR;
+		for (size_t p = 0; p < np; p++) {
+			size_t o = ob + p * I4_NR;
+			i4_tiles_panel(Wd + p * I4_NR * n_pairs, sT + p * I4_NR * ng, W, scales, zeros,
+				       group, n_in, o, oe - o < I4_NR ? oe - o : I4_NR);
+		}
+		/* the next block's packed rows (contiguous), fetched during the first tile */
+		const uint8_t *pw = W + oe * n_pairs;
+		size_t pbytes = (o1 - oe < block ? o1 - oe : block) * n_pairs;
+		size_t pf_step = (pbytes / ng + 63) / 64 * 64;
+		for (size_t t = 0; t < n_tok; t += I4_TM) {
+			size_t nt = n_tok - t < I4_TM ? n_tok - t : I4_TM;
+			const uint32_t *xv = Xv + t / 16 * 24 * n_in;
+			memset(acc, 0, np * sizeof *acc);
+			for (size_t g = 0; g < ng; g++) {
+				if (t == 0)
+					for (size_t b = g * pf_step; b < (g + 1) * pf_step && b < pbytes;
+					     b += 64)
+						_mm_prefetch((const char *)(pw + b), _MM_HINT_T1);
+				for (size_t p = 0; p < np; p++) {
+					const uint32_t *wd = Wd + p * I4_NR * n_pairs;
+					const float *s = sT + (p * ng + g) * I4_NR;
+					if (nt > 16)
+						i4_tiles_group(acc[p], cb, wd, s, xv, g, group, n_in, 2);
+					else
+						i4_tiles_group(acc[p], cb, wd, s, xv, g, group, n_in, 1);
+				}
+			}
+			for (size_t p = 0; p < np; p++) {
+				size_t o = ob + p * I4_NR;
+				i4_tiles_store(Y, n_out, acc[p], t, nt, o, oe - o < I4_NR ? oe - o : I4_NR);
+			}
+		}
+	}
+	/* give the tile state back: a thread holding it makes every context switch save 8 KiB */
+	_tile_release();
+}
+
 /* ---- weight decoding for the prefill path (bit-identical to the generic one) ------------- */
 
 TGT static void decode_fp8_avx512(float *out, const uint8_t *W, size_t n)
@@ -780,11 +1059,23 @@ const cpu_qkernel_set cpu_qkernels_avx512 = {
 	AVX512_QSET_COMMON,
 };
 
-/* The same set with INT8 W8A8 of CPU_QI8_GEMM_MIN_TOK tokens and more on AMX-INT8 tiles. */
+/* The same set with INT8 W8A8 of CPU_QI8_GEMM_MIN_TOK tokens and more on AMX-INT8 tiles, and
+ * INT4 of i4_tiles_min_tok tokens and more on AMX-BF16 tiles (matmul_i4_tiles_amx). That
+ * threshold, paired A/B against today's paths (throwaway bench: 2 threads, one SmolLM2-135M
+ * forward's INT4 matmuls, 30 layers of distinct weights, 53 MB, median ratio of adjacent
+ * pairs, > 1: tiles faster): group 64: 4 tokens 0.41x, 6 0.66x, 8 0.75x, 10 0.96x,
+ * 12 1.03x, 16 1.48x, 24 1.36x, 32 1.79x, 64 1.75x, 512 1.54x; group 32: 8 0.74x, 12 1.10x,
+ * 16 1.39x, 32 1.69x, 512 1.34x; group 128 (only the 1536-input matrices divide): 8 0.81x,
+ * 12 1.17x, 16 1.48x, 32 2.2x, 512 1.65x. Below 12 tokens the per-call decode of every
+ * weight to bf16 (~60 ps a weight a thread) and three tile products per weight per 16
+ * tokens cost more than the FMA tiles' products. */
 const cpu_qkernel_set cpu_qkernels_amx = {
 	.name = "amx",
 	.isa = CPU_ISA_AMX,
 	.matmul_i8 = matmul_i8_amx,
+	.i4_tiles_min_tok = 12,
+	.matmul_i4_tiles = matmul_i4_tiles_amx,
+	.prepare_i4_tiles = prepare_i4_tiles_amx,
 	AVX512_QSET_COMMON,
 };
 

@@ -853,6 +853,210 @@ TEST(prefill_path_vs_twin)
 	threadpool_free(pool);
 }
 
+/* ---- INT4 on AMX-BF16 tiles (the amx set's matmul_i4_tiles) --------------------------------- */
+
+/* The amx set when it has the INT4 tile path on this CPU, else NULL (the callers SKIP). */
+static const cpu_qkernel_set *i4_tiles_set(void)
+{
+	const cpu_qkernel_set *qk = cpu_qkernels_get(CPU_ISA_AMX);
+	return qk && qk->matmul_i4_tiles ? qk : NULL;
+}
+
+/* Element k of token t's plane p in prepare_i4_tiles' layout (kernels_quant.h). */
+static float i4_plane_at(const uint32_t *Xv, size_t n_in, size_t t, size_t p, size_t k)
+{
+	uint32_t pair = Xv[((3 * (t / 16) + p) * (n_in / 2) + k / 2) * 16 + t % 16];
+	return num_bf16_to_f32((uint16_t)(k % 2 ? pair >> 16 : pair));
+}
+
+/* The planes: hi the bf16 nearest x (ties to even), hi + mid + lo == x exactly, for
+ * activations of every magnitude from 2^-40 to 2^40, Inf carried by hi alone, and tokens
+ * past n_tok (up to the block of 16) zero. */
+TEST(int4_tiles_planes_exact)
+{
+	const cpu_qkernel_set *qk = i4_tiles_set();
+	if (!qk)
+		SKIP("no AMX-BF16 INT4 tile path on this CPU (needs the amx set)");
+	uint64_t seed = 0x9a11b3;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	static const size_t toks[] = {1, 15, 16, 17, 33};
+	static const size_t ins[] = {32, 96, 576};
+	for (size_t a = 0; a < N_OF(ins); a++)
+		for (size_t c = 0; c < N_OF(toks); c++) {
+			size_t n_in = ins[a], n_tok = toks[c], n_pad = (n_tok + 15) / 16 * 16;
+			float *X = malloc(n_tok * n_in * 4);
+			uint32_t *Xv = cpu_alloc_aligned(CPU_I4_TILES_PLANES(n_tok, n_in) * 4);
+			CHECK(X && Xv);
+			CHECK(CPU_I4_TILES_PLANES(n_tok, n_in) == n_pad * 3 * n_in / 2);
+			for (size_t i = 0; i < n_tok * n_in; i++)
+				X[i] = ldexpf(rand_nonzero(&seed), (int)(test_rand_next(&seed) % 81) - 40);
+			X[0] = INFINITY;
+			memset(Xv, 0xa5, CPU_I4_TILES_PLANES(n_tok, n_in) * 4);
+			qk->prepare_i4_tiles(Xv, X, n_tok, n_in);
+			for (size_t t = 0; t < n_pad; t++)
+				for (size_t k = 0; k < n_in; k++) {
+					float hi = i4_plane_at(Xv, n_in, t, 0, k);
+					float mid = i4_plane_at(Xv, n_in, t, 1, k);
+					float lo = i4_plane_at(Xv, n_in, t, 2, k);
+					float x = t < n_tok ? X[t * n_in + k] : 0.0f;
+					bool ok = t == 0 && k == 0
+							  ? hi == INFINITY && mid == 0.0f && lo == 0.0f
+							  : num_f32_to_bf16(x) == num_f32_to_bf16(hi) &&
+								    (double)hi + mid + lo == (double)x;
+					CHECK_MSG(ok, "n_in %zu tok %zu/%zu [%zu]: %.9g = %.9g + %.9g + %.9g",
+						  n_in, t, n_tok, k, (double)x, (double)hi, (double)mid,
+						  (double)lo);
+				}
+			free(X);
+			cpu_free_aligned(Xv);
+		}
+}
+
+/* The float64 reference of one output: sum_k x[k] * s * (q - z), x rounded to bf16 first when
+ * hi_only (what one plane alone would compute); *abs_sum = sum_k |x s (q - z)|. */
+static double i4_ref(const float *x, const uint8_t *w, const float *s, const uint8_t *z,
+		     size_t group, size_t n_in, bool hi_only, double *abs_sum)
+{
+	double sum = 0, abs = 0;
+	for (size_t k = 0; k < n_in; k++) {
+		double xv = hi_only ? num_bf16_to_f32(num_f32_to_bf16(x[k])) : x[k];
+		double wv = (double)s[k / group] * ((int)num_i4_get(w, k) - (int)z[k / group]);
+		sum += xv * wv;
+		abs += fabs(xv * wv);
+	}
+	*abs_sum = abs;
+	return sum;
+}
+
+/* The tile kernel against float64 at awkward sizes (rows not a multiple of the 32-row panel,
+ * tokens around the 16-token blocks), within the bound of kernels_quant.h:
+ * (3 G + n_in / G + 2) 2^-24 sum |x w| (each group's 3 G exact products summed in f32, then
+ * n_in / G scaled partials, one rounding each). That bound is tight enough to tell the three
+ * planes from the hi plane alone: bf16-rounded activations miss it on most outputs, and the
+ * kernel's worst error must be 64 x below theirs. */
+TEST(int4_tiles_vs_float64)
+{
+	const cpu_qkernel_set *qk = i4_tiles_set();
+	if (!qk)
+		SKIP("no AMX-BF16 INT4 tile path on this CPU (needs the amx set)");
+	uint64_t seed = 0x9a11b4;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	static const size_t toks[] = {1, 15, 16, 17, 33, 70};
+	static const size_t ins[] = {96, 384, 576}, outs[] = {37, 100}, groups[] = {32, 64, 128};
+	for (size_t a = 0; a < N_OF(ins); a++)
+		for (size_t gi = 0; gi < N_OF(groups); gi++)
+			for (size_t b = 0; b < N_OF(outs); b++)
+				for (size_t c = 0; c < N_OF(toks); c++) {
+					size_t n_in = ins[a], G = groups[gi], n_out = outs[b], n_tok = toks[c];
+					if (n_in % G)
+						continue;
+					size_t ng = n_in / G;
+					float *X = malloc(n_tok * n_in * 4), *sc = malloc(n_out * ng * 4);
+					float *Y = malloc(n_tok * n_out * 4);
+					uint8_t *W = malloc(n_out * n_in / 2), *z = malloc(n_out * ng);
+					uint32_t *Xv = cpu_alloc_aligned(CPU_I4_TILES_PLANES(n_tok, n_in) * 4);
+					void *scr = cpu_alloc_aligned(CPU_I4_TILES_SCRATCH(n_in));
+					CHECK(X && sc && Y && W && z && Xv && scr);
+					fill_x(X, n_tok * n_in, &seed);
+					fill_i4(W, sc, z, n_out, n_in, G, &seed);
+					qk->prepare_i4_tiles(Xv, X, n_tok, n_in);
+					qk->matmul_i4_tiles(Y, Xv, W, sc, z, G, n_tok, n_in, n_out, 0, n_out,
+							    scr);
+					double worst = 0, worst_hi = 0;
+					size_t hi_out = 0;
+					for (size_t t = 0; t < n_tok; t++)
+						for (size_t o = 0; o < n_out; o++) {
+							double abs_sum, abs_hi;
+							const float *x = X + t * n_in, *s = sc + o * ng;
+							const uint8_t *w = W + o * n_in / 2, *zo = z + o * ng;
+							double want = i4_ref(x, w, s, zo, G, n_in, false, &abs_sum);
+							double hi = i4_ref(x, w, s, zo, G, n_in, true, &abs_hi);
+							double bound = (3.0 * (double)G + (double)ng + 2.0) *
+								       ldexp(1.0, -24) * abs_sum;
+							double got = Y[t * n_out + o];
+							CHECK_MSG(fabs(got - want) <= bound,
+								  "g%zu %zux%zu tok %zu [%zu][%zu]: %.9g vs %.9g "
+								  "(bound %.3g)",
+								  G, n_out, n_in, n_tok, t, o, got, want, bound);
+							hi_out += fabs(hi - want) > bound;
+							worst = fmax(worst, fabs(got - want) / abs_sum);
+							worst_hi = fmax(worst_hi, fabs(hi - want) / abs_sum);
+						}
+					CHECK_MSG(hi_out * 2 > n_tok * n_out,
+						  "g%zu %zux%zu tok %zu: the bound does not tell the hi plane "
+						  "alone (%zu of %zu outputs outside)",
+						  G, n_out, n_in, n_tok, hi_out, n_tok * n_out);
+					CHECK_MSG(worst * 64 < worst_hi,
+						  "g%zu %zux%zu tok %zu: worst relative error %.3g, hi plane "
+						  "alone %.3g",
+						  G, n_out, n_in, n_tok, worst, worst_hi);
+					free(X), free(sc), free(Y), free(W), free(z);
+					cpu_free_aligned(Xv), cpu_free_aligned(scr);
+				}
+}
+
+/* The wrapper takes the tile path from i4_tiles_min_tok tokens on (its output is the kernel's,
+ * bit for bit) whatever the threads (1, 2, 3: tasks of whole panels) or the rows a call
+ * covers (any range gives the whole call's bits and writes nothing outside); and the
+ * batch-invariant twin never takes it: each token's output is that token's alone. */
+TEST(int4_tiles_threads_ranges_twin)
+{
+	const cpu_qkernel_set *qk = i4_tiles_set();
+	if (!qk)
+		SKIP("no AMX-BF16 INT4 tile path on this CPU (needs the amx set)");
+	const cpu_qkernel_set *bi = cpu_qkernels_batch_invariant(qk);
+	CHECK(bi != qk && bi->matmul_i4_tiles == NULL);
+	uint64_t seed = 0x9a11b5;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	const size_t n_in = 576, G = 64, ng = n_in / G, n_out = 203;
+	size_t n_tok = qk->i4_tiles_min_tok + 21;
+	float *X = malloc(n_tok * n_in * 4), *sc = malloc(n_out * ng * 4);
+	float *Yk = malloc(n_tok * n_out * 4), *Y = malloc(n_tok * n_out * 4);
+	float *Y1 = malloc(n_out * 4);
+	uint8_t *W = malloc(n_out * n_in / 2), *z = malloc(n_out * ng);
+	uint32_t *Xv = cpu_alloc_aligned(CPU_I4_TILES_PLANES(n_tok, n_in) * 4);
+	void *scr = cpu_alloc_aligned(CPU_I4_TILES_SCRATCH(n_in));
+	CHECK(X && sc && Yk && Y && Y1 && W && z && Xv && scr);
+	fill_x(X, n_tok * n_in, &seed);
+	fill_i4(W, sc, z, n_out, n_in, G, &seed);
+	qk->prepare_i4_tiles(Xv, X, n_tok, n_in);
+	qk->matmul_i4_tiles(Yk, Xv, W, sc, z, G, n_tok, n_in, n_out, 0, n_out, scr);
+	for (size_t nt = 1; nt <= 3; nt++) {
+		threadpool *pool = NULL;
+		if (nt > 1)
+			CHECK(threadpool_new(&pool, nt, NULL) == OS_OK);
+		memset(Y, 0, n_tok * n_out * 4);
+		CHECK(cpu_qmatmul_i4(pool, qk, Y, X, W, sc, z, G, n_tok, n_in, n_out) == OS_OK);
+		CHECK_MSG(!memcmp(Y, Yk, n_tok * n_out * 4), "%zu threads: not the tile kernel's bits",
+			  nt);
+		threadpool_free(pool);
+	}
+	/* row ranges that start anywhere, rows outside untouched */
+	static const size_t cuts[][2] = {{0, 5}, {5, 40}, {40, 41}, {41, 100}, {130, 203}};
+	for (size_t i = 0; i < n_tok * n_out; i++)
+		Y[i] = -7.0f;
+	for (size_t c = 0; c < N_OF(cuts); c++)
+		qk->matmul_i4_tiles(Y, Xv, W, sc, z, G, n_tok, n_in, n_out, cuts[c][0], cuts[c][1],
+				    scr);
+	for (size_t t = 0; t < n_tok; t++)
+		for (size_t o = 0; o < n_out; o++) {
+			size_t i = t * n_out + o;
+			CHECK_MSG(o >= 100 && o < 130 ? Y[i] == -7.0f : !memcmp(&Y[i], &Yk[i], 4),
+				  "row ranges: tok %zu row %zu: %.9g vs %.9g", t, o, (double)Y[i],
+				  (double)Yk[i]);
+		}
+	/* the twin: a token alone gives the batch's bits */
+	CHECK(cpu_qmatmul_i4(NULL, bi, Y, X, W, sc, z, G, n_tok, n_in, n_out) == OS_OK);
+	for (size_t t = 0; t < n_tok; t += 7) {
+		CHECK(cpu_qmatmul_i4(NULL, bi, Y1, X + t * n_in, W, sc, z, G, 1, n_in, n_out) ==
+		      OS_OK);
+		CHECK_MSG(!memcmp(Y1, Y + t * n_out, n_out * 4), "%s twin: token %zu of %zu differs",
+			  bi->name, t, n_tok);
+	}
+	free(X), free(sc), free(Yk), free(Y), free(Y1), free(W), free(z);
+	cpu_free_aligned(Xv), cpu_free_aligned(scr);
+}
+
 /* ---- quantize -> dequantize error bounds ---------------------------------------------------- */
 
 TEST(quantize_error_bounds)
@@ -973,6 +1177,9 @@ int main(void)
 	RUN(threads_do_not_change_results);
 	RUN(row_ranges);
 	RUN(prefill_path_vs_twin);
+	RUN(int4_tiles_planes_exact);
+	RUN(int4_tiles_vs_float64);
+	RUN(int4_tiles_threads_ranges_twin);
 	RUN(quantize_error_bounds);
 	RUN(decode_i8_every_code);
 	return test_summary();
