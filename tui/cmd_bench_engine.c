@@ -32,8 +32,10 @@ static const char bench_help[] =
 	"                     (f32 FMA for F32, FP8 and INT4; for BF16 and FP8-W8A8 the AMX\n"
 	"                     tile products where the kernel set is amx, else bf16 dot\n"
 	"                     products; for INT8 W8A8 int8 AMX tiles or VNNI dot products,\n"
-	"                     an integer multiply-add counting 2 ops); attention FLOPs\n"
-	"                     are not counted\n"
+	"                     an integer multiply-add counting 2 ops; for INT4 on the amx\n"
+	"                     set a third of the AMX tile products, since each f32\n"
+	"                     activation goes in as three exact bf16 parts); attention\n"
+	"                     FLOPs are not counted\n"
 	"The table gives each figure as a percentage of its roofline twice: the median's\n"
 	"(% roof) and the fastest repetition's (best %). The peak probes keep the best of\n"
 	"their own repetitions, so on a machine other work shares, best % compares like\n"
@@ -318,16 +320,35 @@ typedef struct machine_peaks {
 	double i8;                /* GOP/s of the int8 instruction INT8 weights use, or 0 */
 	double used;              /* the one the prefill roofline uses */
 	const char *used_name;
+	/* the tile products one multiply-add of the weight format costs: 3 where f32
+	 * activations go into AMX-BF16 tiles as three exact bf16 parts (kernels_quant.h) */
+	double products_per_op;
 } machine_peaks;
 
 /* The instruction a model's prefill matmuls run on, by the format of its blocks: f32 FMA
  * for F32 and the formats multiplied in f32 (FP8 weight-only, INT4); bf16 for BF16 and FP8
  * W8A8 (whose E4M3 values are exact in bf16), on AMX tiles under the amx set; int8 for INT8
- * W8A8, on AMX-INT8 tiles where the quantized set is amx, else VNNI dot products. Sets
- * pk->used_name; a kind this CPU lacks falls back to f32 FMA. */
-static roofline_kind prefill_peak_kind(const backend *be, int wfmt, machine_peaks *pk)
+ * W8A8, on AMX-INT8 tiles where the quantized set is amx, else VNNI dot products; INT4 of
+ * n_prefill tokens on the amx set's tile path: AMX-BF16 tiles at three products an
+ * operation. Sets pk->used_name and pk->products_per_op; a kind this CPU lacks falls back
+ * to f32 FMA. */
+static roofline_kind prefill_peak_kind(const backend *be, const model *m, size_t n_prefill,
+					machine_peaks *pk)
 {
 	pk->used_name = "f32 FMA";
+	pk->products_per_op = 1;
+	int wfmt = model_weight_format(m);
+	const model_config *c = model_get_config(m);
+	const cpu_qkernel_set *qk = backend_cpu_qkernels(be);
+	/* the tile path needs every matmul's inputs in whole 32s (kernels_quant.h) */
+	bool tiles_fit = c->dim % 32 == 0 && c->ffn_dim % 32 == 0 &&
+			 c->n_heads * c->head_dim % 32 == 0;
+	if (wfmt == BE_WFMT_I4 && qk && qk->matmul_i4_tiles && n_prefill >= qk->i4_tiles_min_tok &&
+	    tiles_fit && pk->amx > 0) {
+		pk->used_name = "bf16 AMX tiles / 3";
+		pk->products_per_op = 3;
+		return ROOFLINE_BF16_AMX;
+	}
 	if (wfmt == BE_WFMT_BF16 || wfmt == BE_WFMT_FP8_W8A8) {
 		if (pk->amx > 0) {
 			pk->used_name = "bf16 AMX tiles";
@@ -338,7 +359,6 @@ static roofline_kind prefill_peak_kind(const backend *be, int wfmt, machine_peak
 			return ROOFLINE_BF16_DP;
 		}
 	}
-	const cpu_qkernel_set *qk = backend_cpu_qkernels(be);
 	if (wfmt == BE_WFMT_I8 && qk && qk->isa != CPU_ISA_GENERIC) {
 		pk->used_name = qk->isa == CPU_ISA_AMX ? "int8 AMX tiles" : "int8 dot product";
 		return qk->isa == CPU_ISA_AMX ? ROOFLINE_I8_AMX : ROOFLINE_I8_DP;
@@ -520,13 +540,14 @@ int cmd_bench_engine(int argc, char **argv)
 		cli_error("cannot measure memory bandwidth (no memory for the 512 MiB test buffer)");
 		goto done;
 	}
-	roofline_kind peak_kind = prefill_peak_kind(s.be, model_weight_format(s.m), &pk);
+	roofline_kind peak_kind = prefill_peak_kind(s.be, s.m, a.prefill, &pk);
 	if (peak_kind == ROOFLINE_I8_AMX || peak_kind == ROOFLINE_I8_DP)
 		pk.used = pk.i8 = roofline_peak_flops(pool, peak_kind);
 	else
-		pk.used = peak_kind == ROOFLINE_BF16_AMX ? pk.amx
-			  : peak_kind == ROOFLINE_BF16_DP ? pk.bf16
-							  : pk.f32;
+		pk.used = (peak_kind == ROOFLINE_BF16_AMX ? pk.amx
+			   : peak_kind == ROOFLINE_BF16_DP ? pk.bf16
+							   : pk.f32) /
+			  pk.products_per_op;
 
 	bench_point pts[1 + N_BATCHES];
 	size_t n_pts = 0;
@@ -537,7 +558,7 @@ int cmd_bench_engine(int argc, char **argv)
 		goto done;
 	}
 	pts[n_pts].ceiling_before = pk.used; /* probed just now */
-	pts[n_pts].ceiling_after = roofline_peak_flops(pool, peak_kind);
+	pts[n_pts].ceiling_after = roofline_peak_flops(pool, peak_kind) / pk.products_per_op;
 	pts[n_pts].roofline_tok_s = ceiling_of(&pts[n_pts]) * 1e9 /
 				    prefill_flops_per_token(c, a.prefill);
 	pts[n_pts].bytes_per_step = 0;
