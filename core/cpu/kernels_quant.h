@@ -7,6 +7,11 @@
  * INT8, which is bit-identical):
  *
  *   FP8 W8A16  Y[t][o] = sw[o] * sum_k X[t][k] e4m3(W[o][k])            products exact in f32
+ *              The amx set's tile path (matmul_fp8_tiles) computes the same sum on
+ *              AMX-BF16 tiles: X = hi + mid + lo exactly (the bf16x3 planes below) and every
+ *              E4M3 value is exact in bf16, so the products are exact and only f32 additions
+ *              round, as on the other paths: |Y - exact| <= (3 n_in + 2) 2^-24
+ *              sum_k |X[t][k] sw[o] e4m3(W[o][k])| (tested).
  *   FP8 W8A8   xs = absmax_k |X[t][k]| / 448, xd[k] = the E4M3 value nearest X[t][k] / xs
  *              (num_e4m3_quantize, then decoded exactly),
  *              Y[t][o] = (sw[o] * sum_k xd[k] e4m3(W[o][k])) * xs
@@ -55,7 +60,8 @@
  * The arithmetic is the same as the tile kernels' (products of exact weight values, f32
  * sums; W8A8 activations still quantized per token first; row scale applied to the sum),
  * only the summation order differs. INT8 keeps its integer kernels (exact int32 sums); the
- * amx set's INT4 takes its AMX-BF16 tiles (matmul_i4_tiles) before this path. */
+ * amx set's INT4 and FP8 W8A16 take their AMX-BF16 tiles (matmul_i4_tiles,
+ * matmul_fp8_tiles) before this path. */
 #define CPU_QTILE_MIN_TOK 32
 
 /* The amx set's INT8 matmul runs a GEMM on AMX-INT8 tiles from this many tokens on (n_in a
@@ -63,16 +69,17 @@
  * whole panels. Fewer tokens take the AVX-512 vpdpbusd tiles, at the memory roofline there. */
 #define CPU_QI8_GEMM_MIN_TOK 8
 
-/* The amx set's INT4 path on AMX-BF16 tiles (matmul_i4_tiles): from i4_tiles_min_tok tokens
- * on, n_in a multiple of 32. Its activations are three bf16 planes laid out for the tiles'
+/* The amx set's INT4 and FP8 W8A16 paths on AMX-BF16 tiles (matmul_i4_tiles,
+ * matmul_fp8_tiles): from i4_tiles_min_tok / fp8_tiles_min_tok tokens on, n_in a multiple of
+ * 32. Their activations are the "bf16x3 planes", three bf16 planes laid out for the tiles'
  * second operand, per block of 16 tokens b (tokens past n_tok zero), plane p (0 hi, 1 mid,
  * 2 lo), pair l < n_in / 2: 16 uint32 lanes, lane j = token 16 b + j's bf16 pair
- * (x[2 l] low half, x[2 l + 1] high half), so CPU_I4_TILES_PLANES(n_tok, n_in) uint32 in
- * all; element (b, p, l, j) at ((3 b + p) n_in / 2 + l) 16 + j. The kernel also takes
- * CPU_I4_TILES_SCRATCH(n_in) bytes of 64-byte aligned scratch, its own (one per thread). */
-#define CPU_I4_TILES_PLANES(n_tok, n_in) (((size_t)(n_tok) + 15) / 16 * 24 * (size_t)(n_in))
-#define CPU_I4_TILES_BLOCK 2 /* panels of 32 rows the kernel decodes at a time */
-#define CPU_I4_TILES_SCRATCH(n_in) (CPU_I4_TILES_BLOCK * ((size_t)(n_in) * 68 + 4096))
+ * (x[2 l] low half, x[2 l + 1] high half), so CPU_BF16X3_PLANES(n_tok, n_in) uint32 in
+ * all; element (b, p, l, j) at ((3 b + p) n_in / 2 + l) 16 + j. Either kernel also takes
+ * CPU_QTILES_SCRATCH(n_in) bytes of 64-byte aligned scratch, its own (one per thread). */
+#define CPU_BF16X3_PLANES(n_tok, n_in) (((size_t)(n_tok) + 15) / 16 * 24 * (size_t)(n_in))
+#define CPU_QTILES_BLOCK 2 /* panels of 32 rows the kernel decodes at a time */
+#define CPU_QTILES_SCRATCH(n_in) (CPU_QTILES_BLOCK * ((size_t)(n_in) * 68 + 4096))
 
 /* One set of quantized kernels. Plain data; the sets are static const tables. Matmuls fill
  * Y[t][o] for every t < n_tok and o in [o0, o1), as kernels.h. */
@@ -104,7 +111,7 @@ typedef struct cpu_qkernel_set {
 	void (*prepare_i4)(float *Xp, const float *X, size_t n_tok, size_t n_in, size_t group);
 	/* The INT4 tile path, in the amx set only (NULL elsewhere; the batch-invariant twins
 	 * never take it, so that a token's bits do not depend on its batch): Y as matmul_i4 with
-	 * the group-partial scaling described above, Xv from prepare_i4_tiles, rows [o0, o1)
+	 * the group-partial scaling described above, Xv from prepare_bf16x3, rows [o0, o1)
 	 * in panels of 32 from o0 (any split gives the same bits; whole panels waste nothing),
 	 * n_in % 32 == 0. i4_tiles_min_tok: the fewest tokens worth it (unused when
 	 * matmul_i4_tiles is NULL). */
@@ -113,17 +120,30 @@ typedef struct cpu_qkernel_set {
 				const float *scales, const uint8_t *zeros, size_t group,
 				size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1,
 				void *scratch);
-	/* Xv (CPU_I4_TILES_PLANES(n_tok, n_in) uint32, 64-byte aligned) = the hi / mid / lo
+	/* Xv (CPU_BF16X3_PLANES(n_tok, n_in) uint32, 64-byte aligned) = the hi / mid / lo
 	 * planes of X, exact: hi = bf16(x) (round to nearest even), mid = bf16(x - hi),
 	 * lo = x - hi - mid; a token row's planes depend on that row alone (callers split by
-	 * blocks of 16 tokens, offsetting Xv by CPU_I4_TILES_PLANES(t0, n_in)). */
-	void (*prepare_i4_tiles)(uint32_t *Xv, const float *X, size_t n_tok, size_t n_in);
+	 * blocks of 16 tokens, offsetting Xv by CPU_BF16X3_PLANES(t0, n_in)). */
+	void (*prepare_bf16x3)(uint32_t *Xv, const float *X, size_t n_tok, size_t n_in);
+	/* The FP8 W8A16 tile path, in the amx set only (NULL elsewhere, the twins included, as
+	 * matmul_i4_tiles): Y as matmul_fp8, the row's whole sum accumulated in the tiles, then
+	 * times sw[o]; Xv from prepare_bf16x3, rows [o0, o1) in panels of 32 from o0 (any
+	 * split gives the same bits), n_in % 32 == 0. fp8_tiles_min_tok: the fewest tokens
+	 * worth it (unused when matmul_fp8_tiles is NULL). */
+	size_t fp8_tiles_min_tok;
+	void (*matmul_fp8_tiles)(float *Y, const uint32_t *Xv, const uint8_t *W, const float *sw,
+				 size_t n_tok, size_t n_in, size_t n_out, size_t o0, size_t o1,
+				 void *scratch);
 
 	/* Weight decoding for the prefill path (CPU_QTILE_MIN_TOK), bit-identical in every set:
 	 * out[k] = e4m3_to_f32(W[k]) for n codes (the unscaled, exact E4M3 values), and one
 	 * INT4 row: out[k] = num_i4_dequantize(q[k], s[k / group], z[k / group]) for n_in
 	 * elements (n_in a multiple of group, group in {32, 64, 128}). */
 	void (*decode_fp8)(float *out, const uint8_t *W, size_t n);
+	/* out[k] = num_f32_to_bf16(e4m3_to_f32(W[k])) for n codes, exact (E4M3 values have 4
+	 * significant bits and exponents within bf16's); the weight decode of
+	 * matmul_fp8_tiles, NULL in the sets without it. */
+	void (*decode_fp8_bf16)(uint16_t *out, const uint8_t *W, size_t n);
 	/* out[k] = (float)(int8_t)q[k] for n codes (INT8 KV cache rows; exact). */
 	void (*decode_i8)(float *out, const uint8_t *q, size_t n);
 	void (*decode_i4_row)(float *out, const uint8_t *W, const float *s, const uint8_t *z,

@@ -642,7 +642,7 @@ TGT static void matmul_i4_avx512(float *Y, const float *Xp, const uint8_t *W,
 /* ---- INT4 W4A16 on AMX-BF16 tiles (the "amx" set) ----------------------------------------- */
 /* Exact INT4 on bf16 tiles (kernels_quant.h has the arithmetic): q - z in -15..15 is exact in
  * bf16, and every f32 activation is the exact sum of three bf16 planes hi + mid + lo
- * (prepare_i4_tiles_amx), so the TDPBF16PS products are exact and one accumulator tile sums a
+ * (prepare_bf16x3_amx), so the TDPBF16PS products are exact and one accumulator tile sums a
  * group's hi, mid and lo products in f32; the group's 16 x 16 partials then leave the tile,
  * times the group's scale per row, into f32 accumulators in L1 (one fused multiply-add each),
  * and the tile is zeroed for the next group.
@@ -661,10 +661,9 @@ TGT static void matmul_i4_avx512(float *Y, const float *Xp, const uint8_t *W,
 	__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16,"     \
 			      "avx512vnni,avx2,fma,f16c")))
 
-/* panel width (rows) and token tile */
-/* panel width (rows), token tile, panels per row block: CPU_I4_TILES_SCRATCH holds the
+/* panel width (rows), token tile, panels per row block: CPU_QTILES_SCRATCH holds the
  * block (kernels_quant.h) */
-enum { I4_NR = 32, I4_TM = 32, I4_BLOCK = CPU_I4_TILES_BLOCK };
+enum { I4_NR = 32, I4_TM = 32, I4_BLOCK = CPU_QTILES_BLOCK };
 
 /* The exact three-way split of 32 activations x0 (elements 0..15), x1 (16..31) into bf16
  * planes, each as 16 lanes of element pairs. hi rounds to nearest even; x - hi is exact in
@@ -672,8 +671,8 @@ enum { I4_NR = 32, I4_TM = 32, I4_BLOCK = CPU_I4_TILES_BLOCK };
  * has at most 8 significant bits (24 - 8 - 8) and converts to bf16 exactly. vcvtne2ps2bf16
  * treats denormal inputs as zero, so only parts below 2^-126 (activations below ~2^-110)
  * are lost. Non-finite x: hi carries it, mid and lo are 0 (x - hi would be NaN for Inf). */
-static inline __attribute__((always_inline)) TGT_AMX_BF16 void i4_split32(__m512 x0, __m512 x1,
-									   __m512i out[3])
+static inline __attribute__((always_inline)) TGT_AMX_BF16 void
+bf16x3_split32(__m512 x0, __m512 x1, __m512i out[3])
 {
 	const __m512i expo = _mm512_set1_epi32(0x7f800000);
 	__mmask16 f0 = _mm512_cmpneq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(x0), expo),
@@ -698,7 +697,7 @@ static inline __attribute__((always_inline)) TGT_AMX_BF16 void i4_split32(__m512
 /* 16 tokens per block (zero past n_tok); per 32 inputs, each plane's 16 token rows of 16
  * pairs are stored in place and transposed there to 16 pairs of 16 token lanes, the second
  * operand's rows. */
-TGT_AMX_BF16 static void prepare_i4_tiles_amx(uint32_t *Xv, const float *X, size_t n_tok,
+TGT_AMX_BF16 static void prepare_bf16x3_amx(uint32_t *Xv, const float *X, size_t n_tok,
 					      size_t n_in)
 {
 	const size_t n_pairs = n_in / 2;
@@ -713,7 +712,7 @@ TGT_AMX_BF16 static void prepare_i4_tiles_amx(uint32_t *Xv, const float *X, size
 						_mm512_setzero_si512()};
 				if (j < nt) {
 					const float *x = X + (16 * b + j) * n_in + k;
-					i4_split32(_mm512_loadu_ps(x), _mm512_loadu_ps(x + 16), v);
+					bf16x3_split32(_mm512_loadu_ps(x), _mm512_loadu_ps(x + 16), v);
 				}
 				for (int p = 0; p < 3; p++)
 					_mm512_storeu_si512(blk[p] + 16 * j, v[p]);
@@ -759,18 +758,13 @@ TGT_AMX_BF16 static void i4_tiles_panel(uint32_t *Wd, float *sT, const uint8_t *
 	}
 }
 
-/* One group's products for one panel, 16 tokens (NH = 1) into tiles C0, C1, or 32 (NH = 2)
- * into tmm0-3: xv the first 16 tokens' planes (the next 16's 24 n_in lanes on), Wd the
- * panel's decoded rows; planes hi, mid, lo at 8 n_in lanes apart; B tiles alternate 6, 7. */
-#define I4_GROUP_PRODUCTS(C0, C1, NH)                                                         \
+/* The products of pairs [l0, l1) for one panel (INT4: a group; FP8: a chunk), 16 tokens
+ * (NH = 1) into tiles C0, C1, or 32 (NH = 2) into tmm0-3, added to what they hold: xv the
+ * first 16 tokens' planes (the next 16's 24 n_in lanes on), Wd the panel's decoded rows;
+ * planes hi, mid, lo at 8 n_in lanes apart; B tiles alternate 6, 7. */
+#define QTILES_PRODUCTS(C0, C1, NH)                                                           \
 	do {                                                                                 \
-		_tile_zero(C0);                                                              \
-		_tile_zero(C1);                                                              \
-		if ((NH) == 2) {                                                             \
-			_tile_zero(2);                                                       \
-			_tile_zero(3);                                                       \
-		}                                                                            \
-		for (size_t l = g * group / 2; l < (g + 1) * group / 2; l += 16) {           \
+		for (size_t l = l0; l < l1; l += 16) {                                       \
 			const uint32_t *b0 = xv + 16 * l, *b1 = xv + 24 * n_in + 16 * l;     \
 			_tile_loadd(4, Wd + l, ld);                                          \
 			_tile_loadd(5, Wd + 16 * n_pairs + l, ld);                           \
@@ -804,6 +798,18 @@ TGT_AMX_BF16 static void i4_tiles_panel(uint32_t *Wd, float *sT, const uint8_t *
 				_tile_dpbf16ps(C1, 5, 6);                                    \
 			}                                                                    \
 		}                                                                            \
+	} while (0)
+
+/* One INT4 group's products, from zeroed tiles, stored to cb. */
+#define I4_GROUP_PRODUCTS(C0, C1, NH)                                                         \
+	do {                                                                                 \
+		_tile_zero(C0);                                                              \
+		_tile_zero(C1);                                                              \
+		if ((NH) == 2) {                                                             \
+			_tile_zero(2);                                                       \
+			_tile_zero(3);                                                       \
+		}                                                                            \
+		QTILES_PRODUCTS(C0, C1, NH);                                                 \
 		_tile_stored(C0, cb[0], 64);                                                 \
 		_tile_stored(C1, cb[1], 64);                                                 \
 		if ((NH) == 2) {                                                             \
@@ -820,7 +826,7 @@ static inline __attribute__((always_inline)) TGT_AMX_BF16 void
 i4_tiles_group(float acc[4][256], float cb[4][256], const uint32_t *Wd, const float *s,
 	       const uint32_t *xv, size_t g, size_t group, size_t n_in, const int NH)
 {
-	const size_t n_pairs = n_in / 2, ld = n_in * 2;
+	const size_t n_pairs = n_in / 2, ld = n_in * 2, l0 = g * group / 2, l1 = l0 + group / 2;
 	if (NH == 2)
 		I4_GROUP_PRODUCTS(0, 1, 2);
 	else if (g % 2 == 0)
@@ -837,12 +843,12 @@ i4_tiles_group(float acc[4][256], float cb[4][256], const uint32_t *Wd, const fl
 							   _mm512_load_ps(a)));
 		}
 }
-#undef I4_GROUP_PRODUCTS
 
 /* Y[t0 + 16 h + t][o + 16 j + c] = acc[2 h + j][16 c + t] for the nt tokens and nr rows
- * (transposed in place: acc is by row, Y by token). */
-TGT static void i4_tiles_store(float *Y, size_t n_out, float acc[4][256], size_t t0, size_t nt,
-			       size_t o, size_t nr)
+ * (transposed in place: acc is by row, Y by token), times sw[o + 16 j + c] when sw is not
+ * NULL (FP8's row scales). */
+TGT static void qtiles_store(float *Y, size_t n_out, float acc[4][256], const float *sw,
+			     size_t t0, size_t nt, size_t o, size_t nr)
 {
 	for (size_t h = 0; 16 * h < nt; h++)
 		for (size_t j = 0; j < 2 && 16 * j < nr; j++) {
@@ -850,9 +856,10 @@ TGT static void i4_tiles_store(float *Y, size_t n_out, float acc[4][256], size_t
 			cpu_avx512_transpose16x16(a);
 			__mmask16 m = mask16(nr - 16 * j);
 			size_t toks = nt - 16 * h < 16 ? nt - 16 * h : 16;
+			__m512 s = sw ? _mm512_maskz_loadu_ps(m, sw + o + 16 * j) : _mm512_set1_ps(1.0f);
 			for (size_t t = 0; t < toks; t++)
 				_mm512_mask_storeu_ps(Y + (t0 + 16 * h + t) * n_out + o + 16 * j, m,
-						      _mm512_load_ps(a + 16 * t));
+						      _mm512_mul_ps(s, _mm512_load_ps(a + 16 * t)));
 		}
 }
 
@@ -910,7 +917,140 @@ TGT_AMX_BF16 static void matmul_i4_tiles_amx(float *Y, const uint32_t *Xv, const
 			}
 			for (size_t p = 0; p < np; p++) {
 				size_t o = ob + p * I4_NR;
-				i4_tiles_store(Y, n_out, acc[p], t, nt, o, oe - o < I4_NR ? oe - o : I4_NR);
+				qtiles_store(Y, n_out, acc[p], NULL, t, nt, o,
+					     oe - o < I4_NR ? oe - o : I4_NR);
+			}
+		}
+	}
+	/* give the tile state back: a thread holding it makes every context switch save 8 KiB */
+	_tile_release();
+}
+
+/* ---- FP8 W8A16 on AMX-BF16 tiles (the "amx" set) ------------------------------------------ */
+/* The INT4 tile scheme with E4M3 weights (kernels_quant.h has the arithmetic): every E4M3 value
+ * is exact in bf16, so with the bf16x3 planes every product is exact. One scale per row and no
+ * groups: the tiles accumulate their rows' whole sums over n_in, leave the tiles once, and the
+ * row scale multiplies each finished sum, as the other FP8 paths do. Panels, token tiles, tile
+ * registers, the row-range argument and the prefetch of the next block are INT4's. */
+
+/* 32 E4M3 codes -> their 32 values as bf16, exactly, in element order (16 lanes of pairs).
+ * A normal code S.EEEE.MMM is bf16 S.(EEEE + 120).MMM0000 (biases 7 and 127): the magnitude
+ * shifted left by 4 plus 120 << 7; the 7 subnormal magnitudes M 2^-9 (EEEE = 0) come from a
+ * table (vpermw on the lanes below 8). NaN codes do not occur in weights. */
+INLINE __m512i e4m3x32_bf16(__m256i b)
+{
+	/* bf16 of M 2^-9 for M = 0..7 (2^-9 is 0x3b00); the other 24 entries unused */
+	static const uint16_t sub[32] = {0x0000, 0x3b00, 0x3b80, 0x3bc0,
+					 0x3c00, 0x3c20, 0x3c40, 0x3c60};
+	__m512i c = _mm512_cvtepu8_epi16(b);
+	__m512i mag = _mm512_and_si512(c, _mm512_set1_epi16(0x7f));
+	__m512i v = _mm512_add_epi16(_mm512_slli_epi16(mag, 4), _mm512_set1_epi16(0x3c00));
+	v = _mm512_mask_permutexvar_epi16(v, _mm512_cmplt_epu16_mask(mag, _mm512_set1_epi16(8)),
+					  mag, _mm512_loadu_si512(sub));
+	__m512i sign = _mm512_slli_epi16(_mm512_and_si512(c, _mm512_set1_epi16(0x80)), 8);
+	return _mm512_or_si512(v, sign);
+}
+
+TGT static void decode_fp8_bf16_avx512(uint16_t *out, const uint8_t *W, size_t n)
+{
+	for (size_t k = 0; k < n; k += 32) {
+		__mmask32 m = (__mmask32)mask64(n - k < 32 ? n - k : 32);
+		_mm512_mask_storeu_epi16(out + k, m, e4m3x32_bf16(_mm256_maskz_loadu_epi8(m, W + k)));
+	}
+}
+
+/* Wd (32 rows of n_in / 2 uint32) = rows o .. o + nr - 1 as bf16 pairs in element order
+ * (the tiles' first operand as it is), zero rows past nr. */
+TGT static void fp8_tiles_panel(uint32_t *Wd, const uint8_t *W, size_t n_in, size_t o, size_t nr)
+{
+	const size_t n_pairs = n_in / 2;
+	for (size_t r = 0; r < nr; r++) {
+		const uint8_t *w = W + (o + r) * n_in;
+		uint32_t *d = Wd + r * n_pairs;
+		for (size_t k = 0; k < n_in; k += 32)
+			_mm512_storeu_si512(d + k / 2,
+					    e4m3x32_bf16(_mm256_loadu_si256((const __m256i *)(w + k))));
+	}
+	memset(Wd + nr * n_pairs, 0, (I4_NR - nr) * n_pairs * sizeof *Wd);
+}
+
+/* One panel's sums for NH token halves from xv into cb (tile layout: cb[2 h + j][16 c + t] for
+ * row 16 j + c, token 16 h + t). With 16 tokens, odd panels take tmm2, 3: the tiles are not
+ * renamed, and alternating lets one panel's products start while the last panel's tiles are
+ * being stored. */
+#define FP8_PANEL_SUMS(C0, C1, NH)                                                            \
+	do {                                                                                 \
+		_tile_zero(C0);                                                              \
+		_tile_zero(C1);                                                              \
+		if ((NH) == 2) {                                                             \
+			_tile_zero(2);                                                       \
+			_tile_zero(3);                                                       \
+		}                                                                            \
+		QTILES_PRODUCTS(C0, C1, NH);                                                 \
+		_tile_stored(C0, cb[0], 64);                                                 \
+		_tile_stored(C1, cb[1], 64);                                                 \
+		if ((NH) == 2) {                                                             \
+			_tile_stored(2, cb[2], 64);                                          \
+			_tile_stored(3, cb[3], 64);                                          \
+		}                                                                            \
+	} while (0)
+
+static inline __attribute__((always_inline)) TGT_AMX_BF16 void
+fp8_tiles_sums(float cb[4][256], const uint32_t *Wd, const uint32_t *xv, size_t n_in, bool odd,
+	       const int NH)
+{
+	const size_t n_pairs = n_in / 2, ld = n_in * 2, l0 = 0, l1 = n_pairs;
+	if (NH == 2)
+		FP8_PANEL_SUMS(0, 1, 2);
+	else if (!odd)
+		FP8_PANEL_SUMS(0, 1, 1);
+	else
+		FP8_PANEL_SUMS(2, 3, 1);
+}
+#undef FP8_PANEL_SUMS
+
+/* Rows [o0, o1) in blocks of up to I4_BLOCK panels decoded once per call into the scratch
+ * (matmul_i4_tiles_amx's rows without its scales); for every 32-token tile, every panel of the
+ * block, whole sums, scaled into Y. Measured (the amx set's paired A/B below, 16, 32 and 512
+ * tokens): sums left in memory between chunks of 64, 128 or 256 inputs, so that a chunk of the
+ * token tile's planes stays in L1 for the block's panels (INT4's order), were no faster than
+ * whole sums (ratios 0.98-1.11, within the noise of the shared machine). */
+TGT_AMX_BF16 static void matmul_fp8_tiles_amx(float *Y, const uint32_t *Xv, const uint8_t *W,
+					      const float *sw, size_t n_tok, size_t n_in,
+					      size_t n_out, size_t o0, size_t o1, void *scratch)
+{
+	const size_t n_pairs = n_in / 2;
+	uint32_t *Wd = scratch; /* I4_BLOCK panels of 32 rows x n_in bf16 */
+	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
+	_tile_loadconfig(&cfg);
+	_Alignas(64) float cb[4][256];
+	const size_t block = I4_BLOCK * I4_NR;
+	for (size_t ob = o0; ob < o1; ob += block) {
+		size_t oe = o1 - ob < block ? o1 : ob + block;
+		size_t np = (oe - ob + I4_NR - 1) / I4_NR;
+		for (size_t p = 0; p < np; p++) {
+			size_t o = ob + p * I4_NR;
+			fp8_tiles_panel(Wd + p * I4_NR * n_pairs, W, n_in, o,
+					oe - o < I4_NR ? oe - o : I4_NR);
+		}
+		/* the next block's rows (contiguous), fetched during the first tile */
+		const uint8_t *pw = W + oe * n_in;
+		size_t pbytes = (o1 - oe < block ? o1 - oe : block) * n_in;
+		size_t pf_step = (pbytes / np + 63) / 64 * 64;
+		for (size_t t = 0; t < n_tok; t += I4_TM) {
+			size_t nt = n_tok - t < I4_TM ? n_tok - t : I4_TM;
+			const uint32_t *xv = Xv + t / 16 * 24 * n_in;
+			for (size_t p = 0; p < np; p++) {
+				size_t o = ob + p * I4_NR;
+				if (t == 0)
+					for (size_t b = p * pf_step; b < (p + 1) * pf_step && b < pbytes;
+					     b += 64)
+						_mm_prefetch((const char *)(pw + b), _MM_HINT_T1);
+				if (nt > 16)
+					fp8_tiles_sums(cb, Wd + p * I4_NR * n_pairs, xv, n_in, false, 2);
+				else
+					fp8_tiles_sums(cb, Wd + p * I4_NR * n_pairs, xv, n_in, p % 2, 1);
+				qtiles_store(Y, n_out, cb, sw, t, nt, o, oe - o < I4_NR ? oe - o : I4_NR);
 			}
 		}
 	}
@@ -1068,14 +1208,24 @@ const cpu_qkernel_set cpu_qkernels_avx512 = {
  * 16 1.39x, 32 1.69x, 512 1.34x; group 128 (only the 1536-input matrices divide): 8 0.81x,
  * 12 1.17x, 16 1.48x, 32 2.2x, 512 1.65x. Below 12 tokens the per-call decode of every
  * weight to bf16 (~60 ps a weight a thread) and three tile products per weight per 16
- * tokens cost more than the FMA tiles' products. */
+ * tokens cost more than the FMA tiles' products.
+ * FP8 W8A16 from fp8_tiles_min_tok tokens on (matmul_fp8_tiles_amx), the same kind of paired
+ * A/B (2 threads, one forward's FP8 matmuls: 576x576, 192x576 twice, 576x576, 1536x576 twice,
+ * 576x1536, 30 layers of distinct weights, 106 MB; old: the FMA tiles below 32 tokens, the
+ * f32 decode + GEMM from 32): 4 tokens 0.50x, 8 0.81x, 9 1.02x, 10 1.08x, 11 1.14x,
+ * 12 1.13-1.25x, 16 1.62x, 24 1.68x, 32 1.93x, 64 2.00x, 512 1.52x. The tile path's time is
+ * flat up to 16 tokens (one block of planes: the per-call bf16 decode of every weight and
+ * three products per weight per 16 tokens), the FMA tiles' grows with the tokens. */
 const cpu_qkernel_set cpu_qkernels_amx = {
 	.name = "amx",
 	.isa = CPU_ISA_AMX,
 	.matmul_i8 = matmul_i8_amx,
 	.i4_tiles_min_tok = 12,
 	.matmul_i4_tiles = matmul_i4_tiles_amx,
-	.prepare_i4_tiles = prepare_i4_tiles_amx,
+	.prepare_bf16x3 = prepare_bf16x3_amx,
+	.fp8_tiles_min_tok = 10,
+	.matmul_fp8_tiles = matmul_fp8_tiles_amx,
+	.decode_fp8_bf16 = decode_fp8_bf16_avx512,
 	AVX512_QSET_COMMON,
 };
 

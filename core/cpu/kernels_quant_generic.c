@@ -243,12 +243,13 @@ struct qjob {
 	const cpu_qkernel_set *qk;
 	const cpu_kernel_set *ks;  /* tiled (prefill) path: the f32 / bf16 kernels, else NULL */
 	const uint16_t *Xb;        /* tiled FP8 W8A8: the decoded activations as bf16 */
-	unsigned char *tiles;      /* tiled, INT4 tile path: per-thread scratch, tile_stride
-				    * bytes each */
+	unsigned char *tiles;      /* tiled, AMX-BF16 tile paths: per-thread scratch,
+				    * tile_stride bytes each */
 	size_t tile_rows, tile_stride;
 	float *Y;
 	const float *X;      /* FP8: f32 (or decoded FP8) activations; INT4: prepared */
-	const uint32_t *Xv;  /* INT4 tile path (matmul_i4_tiles): the planes, else NULL */
+	const uint32_t *Xv;  /* INT4 / FP8 tile paths (matmul_i4_tiles, matmul_fp8_tiles): the
+			      * bf16x3 planes, else NULL */
 	const int8_t *Xq;    /* INT8 */
 	const float *xs;     /* INT8 */
 	const int32_t *xsum; /* INT8 */
@@ -305,6 +306,11 @@ static void qjob_task(void *ctx, size_t task, size_t thread)
 	const struct qjob *j = ctx;
 	size_t o0 = task * j->rows_per_task;
 	size_t o1 = o0 + j->rows_per_task < j->n_out ? o0 + j->rows_per_task : j->n_out;
+	if (j->Xv && j->kind == QJOB_FP8) {
+		j->qk->matmul_fp8_tiles(j->Y, j->Xv, j->W, j->sw, j->n_tok, j->n_in, j->n_out, o0,
+					o1, j->tiles + thread * j->tile_stride);
+		return;
+	}
 	if (j->Xv) {
 		j->qk->matmul_i4_tiles(j->Y, j->Xv, j->W, j->sw, j->zeros, j->group, j->n_tok,
 				       j->n_in, j->n_out, o0, o1, j->tiles + thread * j->tile_stride);
@@ -394,7 +400,7 @@ static bool qjob_tiled_setup(threadpool *pool, struct qjob *j, size_t elem, void
  * about as much as the work. */
 enum { QACT_PAR_MIN = 32768 };
 
-enum qact_kind { QACT_I8, QACT_E4M3, QACT_I4, QACT_I4_TILES, QACT_BF16, QACT_SCALE_Y };
+enum qact_kind { QACT_I8, QACT_E4M3, QACT_I4, QACT_BF16X3, QACT_BF16, QACT_SCALE_Y };
 
 struct qact_job {
 	enum qact_kind kind;
@@ -428,9 +434,9 @@ static void qact_task(void *ctx, size_t task, size_t thread)
 	case QACT_I4:
 		j->qk->prepare_i4(j->Xd + t0 * n_in, j->X + t0 * n_in, nt, n_in, j->group);
 		break;
-	case QACT_I4_TILES: /* t0 is a multiple of 16: a whole block */
-		j->qk->prepare_i4_tiles(j->Xv + CPU_I4_TILES_PLANES(t0, n_in), j->X + t0 * n_in, nt,
-					n_in);
+	case QACT_BF16X3: /* t0 is a multiple of 16: a whole block */
+		j->qk->prepare_bf16x3(j->Xv + CPU_BF16X3_PLANES(t0, n_in), j->X + t0 * n_in, nt,
+				      n_in);
 		break;
 	case QACT_BF16:
 		j->ks->f32_to_bf16(j->Xb + t0 * n_in, j->X + t0 * n_in, nt * n_in);
@@ -452,7 +458,7 @@ static void qact_run(threadpool *pool, struct qact_job *j)
 	if (n_tasks > j->n_tok)
 		n_tasks = j->n_tok;
 	j->rows_per_task = (j->n_tok + n_tasks - 1) / n_tasks;
-	if (j->kind == QACT_I4_TILES)
+	if (j->kind == QACT_BF16X3)
 		j->rows_per_task = (j->rows_per_task + 15) / 16 * 16;
 	threadpool_run(pool, (j->n_tok + j->rows_per_task - 1) / j->rows_per_task, qact_task, j);
 }
@@ -469,6 +475,29 @@ static void *qscratch(unsigned char *stack, size_t bytes, void **heap)
 	return *heap;
 }
 
+/* The AMX-BF16 tile paths (matmul_i4_tiles, matmul_fp8_tiles, by j->kind): the bf16x3 planes
+ * prepared once for the call (split over the pool by blocks of 16 tokens), then tasks of whole
+ * 32-row panels, each thread with its own panel scratch. OS_ENOMEM (nothing written) when the
+ * buffers cannot be allocated: the caller then takes the other paths, which compute the same
+ * sums. row_bytes: bytes of a weight row. */
+static int qmatmul_tiles(threadpool *pool, struct qjob *j, size_t row_bytes)
+{
+	size_t xv_bytes = align64(CPU_BF16X3_PLANES(j->n_tok, j->n_in) * sizeof(uint32_t));
+	j->tile_stride = align64(CPU_QTILES_SCRATCH(j->n_in));
+	unsigned char *buf = cpu_alloc_aligned(xv_bytes + j->tile_stride *
+								 threadpool_n_threads(pool));
+	if (!buf)
+		return OS_ENOMEM;
+	struct qact_job a = {.kind = QACT_BF16X3, .qk = j->qk, .X = j->X, .Xv = (uint32_t *)buf,
+			     .n_tok = j->n_tok, .n_in = j->n_in};
+	qact_run(pool, &a);
+	j->Xv = (const uint32_t *)buf;
+	j->tiles = buf + xv_bytes;
+	qjob_run(pool, j, row_bytes);
+	cpu_free_aligned(buf);
+	return OS_OK;
+}
+
 int cpu_qmatmul_fp8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
 		    const uint8_t *W, const float *sw, size_t n_tok, size_t n_in, size_t n_out,
 		    bool act_fp8)
@@ -477,6 +506,9 @@ int cpu_qmatmul_fp8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const
 		return OS_OK;
 	struct qjob j = {.kind = QJOB_FP8, .qk = qk, .Y = Y, .X = X, .W = W, .sw = sw,
 			 .n_tok = n_tok, .n_in = n_in, .n_out = n_out};
+	if (!act_fp8 && qk->matmul_fp8_tiles && n_tok >= qk->fp8_tiles_min_tok && n_in % 32 == 0 &&
+	    qmatmul_tiles(pool, &j, n_in) == OS_OK)
+		return OS_OK;
 	_Alignas(64) unsigned char stack[QSCRATCH_STACK];
 	void *heap = NULL, *tiles = NULL;
 	float *xs = NULL;
@@ -542,28 +574,6 @@ int cpu_qmatmul_i8(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const 
 	return OS_OK;
 }
 
-/* The INT4 tile path (matmul_i4_tiles): the activation planes prepared once for the call
- * (split over the pool by blocks of 16 tokens), then tasks of whole 32-row panels, each
- * thread with its own panel scratch. OS_ENOMEM (nothing written) when the buffers cannot be
- * allocated: the caller then takes the other paths, which compute the same sums. */
-static int qmatmul_i4_tiles(threadpool *pool, struct qjob *j)
-{
-	size_t xv_bytes = align64(CPU_I4_TILES_PLANES(j->n_tok, j->n_in) * sizeof(uint32_t));
-	j->tile_stride = align64(CPU_I4_TILES_SCRATCH(j->n_in));
-	unsigned char *buf = cpu_alloc_aligned(xv_bytes + j->tile_stride *
-								 threadpool_n_threads(pool));
-	if (!buf)
-		return OS_ENOMEM;
-	struct qact_job a = {.kind = QACT_I4_TILES, .qk = j->qk, .X = j->X, .Xv = (uint32_t *)buf,
-			     .n_tok = j->n_tok, .n_in = j->n_in};
-	qact_run(pool, &a);
-	j->Xv = (const uint32_t *)buf;
-	j->tiles = buf + xv_bytes;
-	qjob_run(pool, j, j->n_in / 2);
-	cpu_free_aligned(buf);
-	return OS_OK;
-}
-
 int cpu_qmatmul_i4(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const float *X,
 		   const uint8_t *W, const float *scales, const uint8_t *zeros, size_t group,
 		   size_t n_tok, size_t n_in, size_t n_out)
@@ -576,7 +586,7 @@ int cpu_qmatmul_i4(threadpool *pool, const cpu_qkernel_set *qk, float *Y, const 
 			 .zeros = zeros, .group = group, .n_tok = n_tok, .n_in = n_in,
 			 .n_out = n_out};
 	if (qk->matmul_i4_tiles && n_tok >= qk->i4_tiles_min_tok && n_in % 32 == 0 &&
-	    qmatmul_i4_tiles(pool, &j) == OS_OK)
+	    qmatmul_tiles(pool, &j, n_in / 2) == OS_OK)
 		return OS_OK;
 	void *tiles;
 	if (qjob_tiled_setup(pool, &j, 4, &tiles)) { /* f32 activations as they are */

@@ -862,7 +862,7 @@ static const cpu_qkernel_set *i4_tiles_set(void)
 	return qk && qk->matmul_i4_tiles ? qk : NULL;
 }
 
-/* Element k of token t's plane p in prepare_i4_tiles' layout (kernels_quant.h). */
+/* Element k of token t's plane p in prepare_bf16x3's layout (kernels_quant.h). */
 static float i4_plane_at(const uint32_t *Xv, size_t n_in, size_t t, size_t p, size_t k)
 {
 	uint32_t pair = Xv[((3 * (t / 16) + p) * (n_in / 2) + k / 2) * 16 + t % 16];
@@ -885,14 +885,14 @@ TEST(int4_tiles_planes_exact)
 		for (size_t c = 0; c < N_OF(toks); c++) {
 			size_t n_in = ins[a], n_tok = toks[c], n_pad = (n_tok + 15) / 16 * 16;
 			float *X = malloc(n_tok * n_in * 4);
-			uint32_t *Xv = cpu_alloc_aligned(CPU_I4_TILES_PLANES(n_tok, n_in) * 4);
+			uint32_t *Xv = cpu_alloc_aligned(CPU_BF16X3_PLANES(n_tok, n_in) * 4);
 			CHECK(X && Xv);
-			CHECK(CPU_I4_TILES_PLANES(n_tok, n_in) == n_pad * 3 * n_in / 2);
+			CHECK(CPU_BF16X3_PLANES(n_tok, n_in) == n_pad * 3 * n_in / 2);
 			for (size_t i = 0; i < n_tok * n_in; i++)
 				X[i] = ldexpf(rand_nonzero(&seed), (int)(test_rand_next(&seed) % 81) - 40);
 			X[0] = INFINITY;
-			memset(Xv, 0xa5, CPU_I4_TILES_PLANES(n_tok, n_in) * 4);
-			qk->prepare_i4_tiles(Xv, X, n_tok, n_in);
+			memset(Xv, 0xa5, CPU_BF16X3_PLANES(n_tok, n_in) * 4);
+			qk->prepare_bf16x3(Xv, X, n_tok, n_in);
 			for (size_t t = 0; t < n_pad; t++)
 				for (size_t k = 0; k < n_in; k++) {
 					float hi = i4_plane_at(Xv, n_in, t, 0, k);
@@ -954,12 +954,12 @@ TEST(int4_tiles_vs_float64)
 					float *X = malloc(n_tok * n_in * 4), *sc = malloc(n_out * ng * 4);
 					float *Y = malloc(n_tok * n_out * 4);
 					uint8_t *W = malloc(n_out * n_in / 2), *z = malloc(n_out * ng);
-					uint32_t *Xv = cpu_alloc_aligned(CPU_I4_TILES_PLANES(n_tok, n_in) * 4);
-					void *scr = cpu_alloc_aligned(CPU_I4_TILES_SCRATCH(n_in));
+					uint32_t *Xv = cpu_alloc_aligned(CPU_BF16X3_PLANES(n_tok, n_in) * 4);
+					void *scr = cpu_alloc_aligned(CPU_QTILES_SCRATCH(n_in));
 					CHECK(X && sc && Y && W && z && Xv && scr);
 					fill_x(X, n_tok * n_in, &seed);
 					fill_i4(W, sc, z, n_out, n_in, G, &seed);
-					qk->prepare_i4_tiles(Xv, X, n_tok, n_in);
+					qk->prepare_bf16x3(Xv, X, n_tok, n_in);
 					qk->matmul_i4_tiles(Y, Xv, W, sc, z, G, n_tok, n_in, n_out, 0, n_out,
 							    scr);
 					double worst = 0, worst_hi = 0;
@@ -1014,12 +1014,12 @@ TEST(int4_tiles_threads_ranges_twin)
 	float *Yk = malloc(n_tok * n_out * 4), *Y = malloc(n_tok * n_out * 4);
 	float *Y1 = malloc(n_out * 4);
 	uint8_t *W = malloc(n_out * n_in / 2), *z = malloc(n_out * ng);
-	uint32_t *Xv = cpu_alloc_aligned(CPU_I4_TILES_PLANES(n_tok, n_in) * 4);
-	void *scr = cpu_alloc_aligned(CPU_I4_TILES_SCRATCH(n_in));
+	uint32_t *Xv = cpu_alloc_aligned(CPU_BF16X3_PLANES(n_tok, n_in) * 4);
+	void *scr = cpu_alloc_aligned(CPU_QTILES_SCRATCH(n_in));
 	CHECK(X && sc && Yk && Y && Y1 && W && z && Xv && scr);
 	fill_x(X, n_tok * n_in, &seed);
 	fill_i4(W, sc, z, n_out, n_in, G, &seed);
-	qk->prepare_i4_tiles(Xv, X, n_tok, n_in);
+	qk->prepare_bf16x3(Xv, X, n_tok, n_in);
 	qk->matmul_i4_tiles(Yk, Xv, W, sc, z, G, n_tok, n_in, n_out, 0, n_out, scr);
 	for (size_t nt = 1; nt <= 3; nt++) {
 		threadpool *pool = NULL;
@@ -1054,6 +1054,284 @@ TEST(int4_tiles_threads_ranges_twin)
 			  bi->name, t, n_tok);
 	}
 	free(X), free(sc), free(Yk), free(Y), free(Y1), free(W), free(z);
+	cpu_free_aligned(Xv), cpu_free_aligned(scr);
+}
+
+/* ---- FP8 W8A16 on AMX-BF16 tiles (the amx set's matmul_fp8_tiles) ------------------------- */
+
+/* The amx set when it has the FP8 tile path on this CPU, else NULL (the callers SKIP). */
+static const cpu_qkernel_set *fp8_tiles_set(void)
+{
+	const cpu_qkernel_set *qk = cpu_qkernels_get(CPU_ISA_AMX);
+	return qk && qk->matmul_fp8_tiles ? qk : NULL;
+}
+
+/* Only the amx set has the path (and its decoder); the avx512 set and both twins do not. */
+TEST(fp8_tiles_membership)
+{
+	CHECK(cpu_qkernels_generic.matmul_fp8_tiles == NULL);
+	CHECK(cpu_qkernels_avx512.matmul_fp8_tiles == NULL);
+	CHECK(cpu_qkernels_avx512_bi.matmul_fp8_tiles == NULL);
+	CHECK(cpu_qkernels_amx_bi.matmul_fp8_tiles == NULL);
+	CHECK(cpu_qkernels_amx.matmul_fp8_tiles && cpu_qkernels_amx.decode_fp8_bf16 &&
+	      cpu_qkernels_amx.prepare_bf16x3);
+	CHECK(cpu_qkernels_batch_invariant(&cpu_qkernels_amx) == &cpu_qkernels_amx_bi);
+}
+
+/* E4M3 -> bf16 is exact for every code but the two NaNs: the bf16 is that of the code's f32
+ * value and converts back to it. All 254 codes in one call (odd length: the masked tail),
+ * nothing written past n. */
+TEST(fp8_tiles_decode_every_code)
+{
+	const cpu_qkernel_set *qk = fp8_tiles_set();
+	if (!qk)
+		SKIP("no AMX-BF16 FP8 tile path on this CPU (needs the amx set)");
+	uint8_t codes[256];
+	uint16_t out[256 + 1];
+	size_t n = 0;
+	for (int c = 0; c < 256; c++)
+		if ((c & 0x7f) != 0x7f)
+			codes[n++] = (uint8_t)c;
+	CHECK_EQ_INT(n, 254);
+	for (size_t start = 0; start < 2; start++) { /* whole and masked 32-code steps */
+		size_t m = n - start;
+		out[m] = 0xdead;
+		qk->decode_fp8_bf16(out, codes + start, m);
+		CHECK_MSG(out[m] == 0xdead, "decode wrote past n = %zu", m);
+		for (size_t i = 0; i < m; i++) {
+			uint8_t c = codes[start + i];
+			float v = num_e4m3_to_f32(c);
+			CHECK_MSG(out[i] == num_f32_to_bf16(v) && num_bf16_to_f32(out[i]) == v,
+				  "code 0x%02x: bf16 0x%04x (%.9g), want %.9g", c, out[i],
+				  (double)num_bf16_to_f32(out[i]), (double)v);
+		}
+	}
+}
+
+/* The float64 reference of one output: sw * sum_k x[k] e4m3(w[k]), x rounded to bf16 first
+ * when hi_only (what one plane alone would compute); *abs_sum = sum_k |x sw e4m3(w)|. */
+static double fp8_ref(const float *x, const uint8_t *w, float sw, size_t n_in, bool hi_only,
+		      double *abs_sum)
+{
+	double sum = 0, abs = 0;
+	for (size_t k = 0; k < n_in; k++) {
+		double xv = hi_only ? num_bf16_to_f32(num_f32_to_bf16(x[k])) : x[k];
+		double p = xv * (double)sw * num_e4m3_to_f32(w[k]);
+		sum += p;
+		abs += fabs(p);
+	}
+	*abs_sum = abs;
+	return sum;
+}
+
+/* The bound of kernels_quant.h: 3 n_in exact products summed in f32 (each addition one
+ * rounding), then one rounding for the scale: (3 n_in + 2) 2^-24 sum |x sw w|. */
+static double fp8_tiles_bound(size_t n_in, double abs_sum)
+{
+	return (3.0 * (double)n_in + 2.0) * ldexp(1.0, -24) * abs_sum;
+}
+
+/* One tile call on fresh planes and scratch; false if out of memory. */
+static bool fp8_tiles_run(const cpu_qkernel_set *qk, float *Y, const float *X, const uint8_t *W,
+			  const float *sw, size_t n_tok, size_t n_in, size_t n_out)
+{
+	uint32_t *Xv = cpu_alloc_aligned(CPU_BF16X3_PLANES(n_tok, n_in) * 4);
+	void *scr = cpu_alloc_aligned(CPU_QTILES_SCRATCH(n_in));
+	if (Xv && scr) {
+		qk->prepare_bf16x3(Xv, X, n_tok, n_in);
+		qk->matmul_fp8_tiles(Y, Xv, W, sw, n_tok, n_in, n_out, 0, n_out, scr);
+	}
+	bool ok = Xv && scr;
+	cpu_free_aligned(Xv), cpu_free_aligned(scr);
+	return ok;
+}
+
+/* The tile kernel against float64 at awkward sizes (rows not a multiple of the 32-row panel,
+ * tokens around the 16-token blocks), within fp8_tiles_bound. On random data that bound is
+ * loose at large n_in (random rounding errors grow like sqrt(n_in), the bound like n_in), so
+ * the planes are told from bf16-rounded activations twice: the kernel's worst relative error
+ * must be 64 x below the hi plane alone's, and on activations whose bf16 rounding errors all
+ * add up (every x 0.375 bf16 ulp above its hi, every weight positive: the hi plane alone is
+ * off by ~2^-9.4 relative, the bound is at most ~2^-11.8 at n_in 1536) the hi plane alone
+ * misses the bound on every output while the kernel stays within it. */
+TEST(fp8_tiles_vs_float64)
+{
+	const cpu_qkernel_set *qk = fp8_tiles_set();
+	if (!qk)
+		SKIP("no AMX-BF16 FP8 tile path on this CPU (needs the amx set)");
+	uint64_t seed = 0x9a11f9;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	static const size_t toks[] = {1, 15, 16, 17, 33, 70};
+	static const size_t ins[] = {96, 576, 1536}, outs[] = {37, 100};
+	for (size_t a = 0; a < N_OF(ins); a++)
+		for (size_t b = 0; b < N_OF(outs); b++)
+			for (size_t c = 0; c < N_OF(toks); c++)
+				for (int aligned = 0; aligned < 2; aligned++) {
+					size_t n_in = ins[a], n_out = outs[b], n_tok = toks[c];
+					if (aligned && (b > 0 || (n_tok != 17 && n_tok != 70)))
+						continue;
+					float *X = malloc(n_tok * n_in * 4), *sw = malloc(n_out * 4);
+					float *Y = malloc(n_tok * n_out * 4);
+					uint8_t *W = malloc(n_out * n_in);
+					CHECK(X && sw && Y && W);
+					fill_x(X, n_tok * n_in, &seed);
+					fill_e4m3(W, n_out * n_in, &seed);
+					fill_scales(sw, n_out, &seed);
+					if (aligned)
+						for (size_t i = 0; i < n_tok * n_in; i++) {
+							/* h in [1, 2) on the bf16 grid (ulp 2^-7), x = h +
+							 * 0.375 ulp: rounds to h, exact in f32 */
+							float h = 1.0f + (float)(test_rand_next(&seed) % 128) / 128.0f;
+							X[i] = ldexpf(h + 0.375f / 128.0f, (int)(i % 5) - 2);
+						}
+					if (aligned)
+						for (size_t i = 0; i < n_out * n_in; i++)
+							W[i] &= 0x7f;
+					CHECK(fp8_tiles_run(qk, Y, X, W, sw, n_tok, n_in, n_out));
+					double worst = 0, worst_hi = 0;
+					size_t hi_out = 0;
+					for (size_t t = 0; t < n_tok; t++)
+						for (size_t o = 0; o < n_out; o++) {
+							double abs_sum, abs_hi;
+							const float *x = X + t * n_in;
+							const uint8_t *w = W + o * n_in;
+							double want = fp8_ref(x, w, sw[o], n_in, false, &abs_sum);
+							double hi = fp8_ref(x, w, sw[o], n_in, true, &abs_hi);
+							double bound = fp8_tiles_bound(n_in, abs_sum);
+							double got = Y[t * n_out + o];
+							CHECK_MSG(fabs(got - want) <= bound,
+								  "%s%zux%zu tok %zu [%zu][%zu]: %.9g vs %.9g "
+								  "(bound %.3g)",
+								  aligned ? "aligned " : "", n_out, n_in, n_tok, t,
+								  o, got, want, bound);
+							hi_out += fabs(hi - want) > bound;
+							worst = fmax(worst, fabs(got - want) / abs_sum);
+							worst_hi = fmax(worst_hi, fabs(hi - want) / abs_sum);
+						}
+					if (aligned)
+						CHECK_MSG(hi_out == n_tok * n_out,
+							  "aligned %zux%zu tok %zu: the hi plane alone within the "
+							  "bound on %zu of %zu outputs",
+							  n_out, n_in, n_tok, n_tok * n_out - hi_out,
+							  n_tok * n_out);
+					CHECK_MSG(worst * 64 < worst_hi,
+						  "%s%zux%zu tok %zu: worst relative error %.3g, hi plane "
+						  "alone %.3g",
+						  aligned ? "aligned " : "", n_out, n_in, n_tok, worst,
+						  worst_hi);
+					free(X), free(sw), free(Y), free(W);
+				}
+}
+
+/* Rows of one weight, a power of two 2^e at column k_o, the rest zero codes: every plane
+ * product and partial sum is then exact, so Y[t][o] must be sw[o] * (x[t][k_o] 2^e) rounded
+ * once, bit for bit, with activations of 24 significant bits. This catches what the f32
+ * summation bound cannot at these sizes: a plane dropped (hi + mid alone is off by up to
+ * 2^-17 relative, below (3 n_in + 2) 2^-24 from n_in 43 on) or a column out of place. */
+TEST(fp8_tiles_one_hot_exact)
+{
+	const cpu_qkernel_set *qk = fp8_tiles_set();
+	if (!qk)
+		SKIP("no AMX-BF16 FP8 tile path on this CPU (needs the amx set)");
+	uint64_t seed = 0x9a11fb;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	static const size_t ins[] = {32, 96, 576};
+	const size_t n_out = 37, n_tok = 17;
+	for (size_t a = 0; a < N_OF(ins); a++) {
+		size_t n_in = ins[a];
+		float *X = malloc(n_tok * n_in * 4), *sw = malloc(n_out * 4);
+		float *Y = malloc(n_tok * n_out * 4);
+		uint8_t *W = calloc(n_out * n_in, 1);
+		CHECK(X && sw && Y && W);
+		fill_x(X, n_tok * n_in, &seed);
+		fill_scales(sw, n_out, &seed);
+		for (size_t o = 0; o < n_out; o++) /* codes E << 3 | 0: 2^(E - 7), E 1..15 */
+			W[o * n_in + (o * 37 + 5) % n_in] =
+				(uint8_t)((o % 2) << 7 | (1 + test_rand_next(&seed) % 15) << 3);
+		CHECK(fp8_tiles_run(qk, Y, X, W, sw, n_tok, n_in, n_out));
+		for (size_t t = 0; t < n_tok; t++)
+			for (size_t o = 0; o < n_out; o++) {
+				size_t k = (o * 37 + 5) % n_in;
+				float want = sw[o] * (X[t * n_in + k] * num_e4m3_to_f32(W[o * n_in + k]));
+				float got = Y[t * n_out + o];
+				CHECK_MSG(!memcmp(&got, &want, 4), "%zux%zu tok %zu [%zu][%zu]: %.9g vs %.9g",
+					  n_out, n_in, t, t, o, (double)got, (double)want);
+			}
+		free(X), free(sw), free(Y), free(W);
+	}
+}
+
+/* The wrapper takes the tile path from fp8_tiles_min_tok tokens on (its output is the
+ * kernel's, bit for bit) whatever the threads (1, 2, 3: tasks of whole panels) or the rows a
+ * call covers (any range gives the whole call's bits and writes nothing outside); W8A8 does
+ * not take it; and the batch-invariant twin never does: each token's output is that token's
+ * alone. */
+TEST(fp8_tiles_threads_ranges_twin)
+{
+	const cpu_qkernel_set *qk = fp8_tiles_set();
+	if (!qk)
+		SKIP("no AMX-BF16 FP8 tile path on this CPU (needs the amx set)");
+	const cpu_qkernel_set *bi = cpu_qkernels_batch_invariant(qk);
+	CHECK(bi != qk && bi->matmul_fp8_tiles == NULL);
+	uint64_t seed = 0x9a11fa;
+	printf("  seed 0x%" PRIx64 "\n", seed);
+	const size_t n_in = 576, n_out = 203;
+	size_t n_tok = qk->fp8_tiles_min_tok + 21;
+	float *X = malloc(n_tok * n_in * 4), *sw = malloc(n_out * 4);
+	float *Yk = malloc(n_tok * n_out * 4), *Y = malloc(n_tok * n_out * 4);
+	float *Y1 = malloc(n_out * 4);
+	uint8_t *W = malloc(n_out * n_in);
+	uint32_t *Xv = cpu_alloc_aligned(CPU_BF16X3_PLANES(n_tok, n_in) * 4);
+	void *scr = cpu_alloc_aligned(CPU_QTILES_SCRATCH(n_in));
+	CHECK(X && sw && Yk && Y && Y1 && W && Xv && scr);
+	fill_x(X, n_tok * n_in, &seed);
+	fill_e4m3(W, n_out * n_in, &seed);
+	fill_scales(sw, n_out, &seed);
+	qk->prepare_bf16x3(Xv, X, n_tok, n_in);
+	qk->matmul_fp8_tiles(Yk, Xv, W, sw, n_tok, n_in, n_out, 0, n_out, scr);
+	for (size_t nt = 1; nt <= 3; nt++) {
+		threadpool *pool = NULL;
+		if (nt > 1)
+			CHECK(threadpool_new(&pool, nt, NULL) == OS_OK);
+		memset(Y, 0, n_tok * n_out * 4);
+		CHECK(cpu_qmatmul_fp8(pool, qk, Y, X, W, sw, n_tok, n_in, n_out, false) == OS_OK);
+		CHECK_MSG(!memcmp(Y, Yk, n_tok * n_out * 4), "%zu threads: not the tile kernel's bits",
+			  nt);
+		/* from exactly the threshold (a token's tile result is its own, whatever n_tok),
+		 * and not below it: the FMA tiles' sums differ in their last bits */
+		size_t few = qk->fp8_tiles_min_tok;
+		CHECK(cpu_qmatmul_fp8(pool, qk, Y, X, W, sw, few, n_in, n_out, false) == OS_OK);
+		CHECK_MSG(!memcmp(Y, Yk, few * n_out * 4), "%zu tokens: not the tile path", few);
+		CHECK(cpu_qmatmul_fp8(pool, qk, Y, X, W, sw, few - 1, n_in, n_out, false) == OS_OK);
+		CHECK_MSG(memcmp(Y, Yk, (few - 1) * n_out * 4), "%zu tokens took the tile path",
+			  few - 1);
+		threadpool_free(pool);
+	}
+	/* W8A8 keeps its path: its activations are E4M3-rounded, far from the tiles' result */
+	CHECK(cpu_qmatmul_fp8(NULL, qk, Y, X, W, sw, n_tok, n_in, n_out, true) == OS_OK);
+	CHECK(memcmp(Y, Yk, n_tok * n_out * 4));
+	/* row ranges that start anywhere, rows outside untouched */
+	static const size_t cuts[][2] = {{0, 5}, {5, 40}, {40, 41}, {41, 100}, {130, 203}};
+	for (size_t i = 0; i < n_tok * n_out; i++)
+		Y[i] = -7.0f;
+	for (size_t c = 0; c < N_OF(cuts); c++)
+		qk->matmul_fp8_tiles(Y, Xv, W, sw, n_tok, n_in, n_out, cuts[c][0], cuts[c][1], scr);
+	for (size_t t = 0; t < n_tok; t++)
+		for (size_t o = 0; o < n_out; o++) {
+			size_t i = t * n_out + o;
+			CHECK_MSG(o >= 100 && o < 130 ? Y[i] == -7.0f : !memcmp(&Y[i], &Yk[i], 4),
+				  "row ranges: tok %zu row %zu: %.9g vs %.9g", t, o, (double)Y[i],
+				  (double)Yk[i]);
+		}
+	/* the twin: a token alone gives the batch's bits */
+	CHECK(cpu_qmatmul_fp8(NULL, bi, Y, X, W, sw, n_tok, n_in, n_out, false) == OS_OK);
+	for (size_t t = 0; t < n_tok; t += 7) {
+		CHECK(cpu_qmatmul_fp8(NULL, bi, Y1, X + t * n_in, W, sw, 1, n_in, n_out, false) ==
+		      OS_OK);
+		CHECK_MSG(!memcmp(Y1, Y + t * n_out, n_out * 4), "%s twin: token %zu of %zu differs",
+			  bi->name, t, n_tok);
+	}
+	free(X), free(sw), free(Yk), free(Y), free(Y1), free(W);
 	cpu_free_aligned(Xv), cpu_free_aligned(scr);
 }
 
@@ -1180,6 +1458,11 @@ int main(void)
 	RUN(int4_tiles_planes_exact);
 	RUN(int4_tiles_vs_float64);
 	RUN(int4_tiles_threads_ranges_twin);
+	RUN(fp8_tiles_membership);
+	RUN(fp8_tiles_decode_every_code);
+	RUN(fp8_tiles_vs_float64);
+	RUN(fp8_tiles_one_hot_exact);
+	RUN(fp8_tiles_threads_ranges_twin);
 	RUN(quantize_error_bounds);
 	RUN(decode_i8_every_code);
 	return test_summary();
