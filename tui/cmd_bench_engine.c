@@ -32,9 +32,9 @@ static const char bench_help[] =
 	"                     (f32 FMA for F32, FP8 and INT4; for BF16 and FP8-W8A8 the AMX\n"
 	"                     tile products where the kernel set is amx, else bf16 dot\n"
 	"                     products; for INT8 W8A8 int8 AMX tiles or VNNI dot products,\n"
-	"                     an integer multiply-add counting 2 ops; for INT4 on the amx\n"
-	"                     set a third of the AMX tile products, since each f32\n"
-	"                     activation goes in as three exact bf16 parts); attention\n"
+	"                     an integer multiply-add counting 2 ops; for INT4 and FP8 on\n"
+	"                     the amx set a third of the AMX tile products, since each\n"
+	"                     f32 activation goes in as three exact bf16 parts); attention\n"
 	"                     FLOPs are not counted\n"
 	"The table gives each figure as a percentage of its roofline twice: the median's\n"
 	"(% roof) and the fastest repetition's (best %). The peak probes keep the best of\n"
@@ -328,9 +328,9 @@ typedef struct machine_peaks {
 /* The instruction a model's prefill matmuls run on, by the format of its blocks: f32 FMA
  * for F32 and the formats multiplied in f32 (FP8 weight-only, INT4); bf16 for BF16 and FP8
  * W8A8 (whose E4M3 values are exact in bf16), on AMX tiles under the amx set; int8 for INT8
- * W8A8, on AMX-INT8 tiles where the quantized set is amx, else VNNI dot products; INT4 of
- * n_prefill tokens on the amx set's tile path: AMX-BF16 tiles at three products an
- * operation. Sets pk->used_name and pk->products_per_op; a kind this CPU lacks falls back
+ * W8A8, on AMX-INT8 tiles where the quantized set is amx, else VNNI dot products; INT4 and
+ * FP8 W8A16 prompts of n_prefill tokens on the amx set's tile paths: AMX-BF16 tiles at
+ * three products an operation. Sets pk->used_name and pk->products_per_op; a kind this CPU lacks falls back
  * to f32 FMA. */
 static roofline_kind prefill_peak_kind(const backend *be, const model *m, size_t n_prefill,
 					machine_peaks *pk)
@@ -343,8 +343,11 @@ static roofline_kind prefill_peak_kind(const backend *be, const model *m, size_t
 	/* the tile path needs every matmul's inputs in whole 32s (kernels_quant.h) */
 	bool tiles_fit = c->dim % 32 == 0 && c->ffn_dim % 32 == 0 &&
 			 c->n_heads * c->head_dim % 32 == 0;
-	if (wfmt == BE_WFMT_I4 && qk && qk->matmul_i4_tiles && n_prefill >= qk->i4_tiles_min_tok &&
-	    tiles_fit && pk->amx > 0) {
+	bool i4_tiles = wfmt == BE_WFMT_I4 && qk && qk->matmul_i4_tiles &&
+			n_prefill >= qk->i4_tiles_min_tok;
+	bool fp8_tiles = wfmt == BE_WFMT_FP8 && qk && qk->matmul_fp8_tiles &&
+			 n_prefill >= qk->fp8_tiles_min_tok;
+	if ((i4_tiles || fp8_tiles) && tiles_fit && pk->amx > 0) {
 		pk->used_name = "bf16 AMX tiles / 3";
 		pk->products_per_op = 3;
 		return ROOFLINE_BF16_AMX;

@@ -96,11 +96,13 @@ print(f32["prefill_peak"] == "f32 FMA", bf16["prefill_peak"] == want, (bf16["pea
       bf16["prefill_peak_gflop_s"] == max(bf16["peak_bf16_amx_gflop_s"], bf16["peak_bf16_dp_gflop_s"]) or not amx)' "$kset" "$TMP/be_f32.json" "$TMP/be_bf16.json" 2>&1)
 [ "$peaks" = "True True True True" ] && ok "bench-engine --json: prefill peak by weight format and kernel set ($kset)" || fail "bench-engine --json: prefill peak by weight format and kernel set ($kset)" "$peaks"
 
-# INT4 on the amx set runs prompts on AMX-BF16 tiles at three exact products an operation,
-# so its roofline is a third of the tile rate; the batch-invariant twin keeps f32 FMAs
-if "$BIN" quantize "$TMP/fx.gguf" --method int4-rtn -o "$TMP/fx_i4.gguf" >/dev/null 2>&1; then
-	"$BIN" bench-engine "$TMP/fx_i4.gguf" --prefill 40 --decode 2 --reps 1 --context 8 --json >"$TMP/be_i4.json" 2>/dev/null
-	"$BIN" bench-engine "$TMP/fx_i4.gguf" --batch-invariant --prefill 40 --decode 2 --reps 1 --context 8 --json >"$TMP/be_i4bi.json" 2>/dev/null
+# INT4 and FP8 on the amx set run prompts on AMX-BF16 tiles at three exact products an
+# operation, so their roofline is a third of the tile rate; the batch-invariant twin keeps
+# f32 FMAs
+for q in int4-rtn fp8; do
+if "$BIN" quantize "$TMP/fx.gguf" --method $q -o "$TMP/fx_q.gguf" >/dev/null 2>&1; then
+	"$BIN" bench-engine "$TMP/fx_q.gguf" --prefill 40 --decode 2 --reps 1 --context 8 --json >"$TMP/be_i4.json" 2>/dev/null
+	"$BIN" bench-engine "$TMP/fx_q.gguf" --batch-invariant --prefill 40 --decode 2 --reps 1 --context 8 --json >"$TMP/be_i4bi.json" 2>/dev/null
 	i4peak=$(python3 -c '
 import json, sys
 d, bi = (json.load(open(p)) for p in sys.argv[2:4])
@@ -109,10 +111,11 @@ if sys.argv[1] == "amx":
 else:
     good = d["prefill_peak"] == "f32 FMA"
 print(good, bi["prefill_peak"] == "f32 FMA")' "$kset" "$TMP/be_i4.json" "$TMP/be_i4bi.json" 2>&1)
-	[ "$i4peak" = "True True" ] && ok "bench-engine --json: INT4 prefill peak ($kset), f32 FMA for the batch-invariant twin" || fail "bench-engine --json: INT4 prefill peak ($kset)" "$i4peak"
+	[ "$i4peak" = "True True" ] && ok "bench-engine --json: $q prefill peak ($kset), f32 FMA for the batch-invariant twin" || fail "bench-engine --json: $q prefill peak ($kset)" "$i4peak"
 else
-	fail "quantize the fixture to int4-rtn" "quantize failed"
+	fail "quantize the fixture to $q" "quantize failed"
 fi
+done
 
 # SmolLM2: a real model knows the capital of France, at any thread count
 if m=$(demo_model); then
