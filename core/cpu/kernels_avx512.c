@@ -1366,6 +1366,13 @@ TGT_AMX static void attn_scores_bf16_amx(float *S, size_t lds, const uint16_t *X
 	_tile_loadconfig(&cfg);
 	for (size_t j0 = 0; j0 < n; j0 += 16) {
 		size_t nj = n - j0 < 16 ? n - j0 : 16;
+		/* the next 16 keys' rows: cache blocks are scattered, so the hardware prefetchers
+		 * miss the start of each, and these loads were where the decode time went */
+		for (size_t j = j0 + 16; j < j0 + 32 && j < n; j++) {
+			const uint16_t *kr = Ks[j / kb] + j % kb * ldk;
+			for (size_t b = 0; b < hd; b += 32)
+				_mm_prefetch((const char *)(kr + b), _MM_HINT_T0);
+		}
 		for (size_t kk = 0; kk < nkk; kk++) {
 			for (size_t j = 0; j < 16; j++) {
 				__m512i row = _mm512_setzero_si512();
@@ -1430,6 +1437,12 @@ TGT_AMX static void attn_pv_bf16_amx(float *acc, size_t lda, const uint16_t *P, 
 			for (size_t b = 0; b < nkb; b++)
 				for (size_t q = 0; q < 16; q++) {
 					size_t j = c0 + 32 * b + 2 * q;
+					/* the same pair of the next 32 keys (as the scores' keys) */
+					for (size_t jj = j + 32; jj < j + 34 && jj < n; jj++)
+						for (size_t d = 0; d < 64 && d0 + d < hd; d += 32)
+							_mm_prefetch((const char *)(Vs[jj / kb] + jj % kb * ldv +
+										    d0 + d),
+								     _MM_HINT_T0);
 					const uint16_t *v0 = j < n ? Vs[j / kb] + j % kb * ldv + d0 : NULL;
 					const uint16_t *v1 =
 						j + 1 < n ? Vs[(j + 1) / kb] + (j + 1) % kb * ldv + d0 : NULL;
