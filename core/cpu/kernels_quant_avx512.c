@@ -800,8 +800,9 @@ TGT_AMX_BF16 static void i4_tiles_panel(uint32_t *Wd, float *sT, const uint8_t *
 		}                                                                            \
 	} while (0)
 
-/* One INT4 group's products, from zeroed tiles, stored to cb. */
-#define I4_GROUP_PRODUCTS(C0, C1, NH)                                                         \
+/* QTILES_PRODUCTS from zeroed tiles, stored to cb: one INT4 group's partial sums, or one FP8
+ * panel's whole sums. */
+#define QTILES_SUMS(C0, C1, NH)                                                             \
 	do {                                                                                 \
 		_tile_zero(C0);                                                              \
 		_tile_zero(C1);                                                              \
@@ -828,11 +829,11 @@ i4_tiles_group(float acc[4][256], float cb[4][256], const uint32_t *Wd, const fl
 {
 	const size_t n_pairs = n_in / 2, ld = n_in * 2, l0 = g * group / 2, l1 = l0 + group / 2;
 	if (NH == 2)
-		I4_GROUP_PRODUCTS(0, 1, 2);
+		QTILES_SUMS(0, 1, 2);
 	else if (g % 2 == 0)
-		I4_GROUP_PRODUCTS(0, 1, 1);
+		QTILES_SUMS(0, 1, 1);
 	else
-		I4_GROUP_PRODUCTS(2, 3, 1);
+		QTILES_SUMS(2, 3, 1);
 	/* row c of a partial tile is 16 tokens: one scale per row */
 	for (int i = 0; i < 2 * NH; i++)
 #pragma GCC unroll 16
@@ -978,36 +979,18 @@ TGT static void fp8_tiles_panel(uint32_t *Wd, const uint8_t *W, size_t n_in, siz
  * row 16 j + c, token 16 h + t). With 16 tokens, odd panels take tmm2, 3: the tiles are not
  * renamed, and alternating lets one panel's products start while the last panel's tiles are
  * being stored. */
-#define FP8_PANEL_SUMS(C0, C1, NH)                                                            \
-	do {                                                                                 \
-		_tile_zero(C0);                                                              \
-		_tile_zero(C1);                                                              \
-		if ((NH) == 2) {                                                             \
-			_tile_zero(2);                                                       \
-			_tile_zero(3);                                                       \
-		}                                                                            \
-		QTILES_PRODUCTS(C0, C1, NH);                                                 \
-		_tile_stored(C0, cb[0], 64);                                                 \
-		_tile_stored(C1, cb[1], 64);                                                 \
-		if ((NH) == 2) {                                                             \
-			_tile_stored(2, cb[2], 64);                                          \
-			_tile_stored(3, cb[3], 64);                                          \
-		}                                                                            \
-	} while (0)
-
 static inline __attribute__((always_inline)) TGT_AMX_BF16 void
 fp8_tiles_sums(float cb[4][256], const uint32_t *Wd, const uint32_t *xv, size_t n_in, bool odd,
 	       const int NH)
 {
 	const size_t n_pairs = n_in / 2, ld = n_in * 2, l0 = 0, l1 = n_pairs;
 	if (NH == 2)
-		FP8_PANEL_SUMS(0, 1, 2);
+		QTILES_SUMS(0, 1, 2);
 	else if (!odd)
-		FP8_PANEL_SUMS(0, 1, 1);
+		QTILES_SUMS(0, 1, 1);
 	else
-		FP8_PANEL_SUMS(2, 3, 1);
+		QTILES_SUMS(2, 3, 1);
 }
-#undef FP8_PANEL_SUMS
 
 /* Rows [o0, o1) in blocks of up to I4_BLOCK panels decoded once per call into the scratch
  * (matmul_i4_tiles_amx's rows without its scales); for every 32-token tile, every panel of the
