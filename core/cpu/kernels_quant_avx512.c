@@ -913,6 +913,18 @@ TGT static void qtiles_store(float *Y, size_t n_out, float acc[4][256], const fl
 		}
 }
 
+/* Up to 16 tokens (one token half: batched decode), one panel of rows o .. o + nr - 1: the
+ * same tiles, products, order and epilogue as the blocked path below (so the same bits), but
+ * each k step's 32 x 32 weights are decoded into a 2 KiB L1 buffer just before their tile
+ * loads, instead of a whole block decoded to a scratch that outgrows L1 (2 panels of 576
+ * inputs are 73 KiB) and read back from L2. One thread, 60 distinct 576 x 576 INT4 matrices,
+ * 16 tokens: the decode was 63 of 174 ps a weight (174 -> 111 with it skipped); fused, 175-193
+ * -> 122-135 ps a weight at 12 and 16 tokens. The next panel's packed rows are prefetched a
+ * few lines per k step into L2 (two or three panels ahead, or into L1, measured the same). */
+static void i4_tiles_fused16(float *Y, size_t n_out, const uint32_t *xv, const uint8_t *W,
+			     const float *scales, const uint8_t *zeros, size_t group,
+			     size_t n_in, size_t nt, size_t o, size_t nr, size_t o1);
+
 /* Measured: see i4_tiles_min_tok in the amx set; one thread, 60 distinct 576 x 576 matrices,
  * group 64: 1 token 165 ps a weight (old 41), 16 tokens 170 (old 335), 32 tokens 245 (old
  * 650), 512 tokens 3.1 ns (old 6.6). At 512 tokens the products run at ~10 ns a TDPBF16PS
@@ -934,6 +946,13 @@ TGT_AMX_BF16 static void matmul_i4_tiles_amx(float *Y, const uint32_t *Xv, const
 	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
 	_tile_loadconfig(&cfg);
 	_Alignas(64) float cb[4][256];
+	if (n_tok <= 16) {
+		for (size_t o = o0; o < o1; o += I4_NR)
+			i4_tiles_fused16(Y, n_out, Xv, W, scales, zeros, group, n_in, n_tok, o,
+					 o1 - o < I4_NR ? o1 - o : I4_NR, o1);
+		_tile_release();
+		return;
+	}
 	const size_t block = I4_BLOCK * I4_NR;
 	for (size_t ob = o0; ob < o1; ob += block) {
 		size_t oe = o1 - ob < block ? o1 : ob + block;
@@ -974,6 +993,97 @@ TGT_AMX_BF16 static void matmul_i4_tiles_amx(float *Y, const uint32_t *Xv, const
 	}
 	/* give the tile state back: a thread holding it makes every context switch save 8 KiB */
 	_tile_release();
+}
+
+TGT_AMX_BF16 static void i4_tiles_fused16(float *Y, size_t n_out, const uint32_t *xv,
+					  const uint8_t *W, const float *scales, const uint8_t *zeros,
+					  size_t group, size_t n_in, size_t nt, size_t o, size_t nr,
+					  size_t o1)
+{
+	const size_t n_pairs = n_in / 2, ng = n_in / group, ld = 64;
+	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+	_Alignas(64) uint32_t wa[I4_NR * 16];      /* a k step's decoded rows: 2 A tiles */
+	_Alignas(64) uint32_t tab[I4_NR][2][16];  /* the group's tables, per row */
+	_Alignas(64) float acc[4][256], cb[4][256], s[I4_NR];
+	memset(acc, 0, sizeof acc);
+	memset(wa, 0, sizeof wa); /* rows past nr stay zero */
+	const uint8_t *pw = W + (o + I4_NR < o1 ? o + I4_NR : o) * n_pairs; /* next panel */
+	size_t pbytes = (o + I4_NR < o1 ? (o1 - o - I4_NR < I4_NR ? o1 - o - I4_NR : I4_NR) : 0) *
+			n_pairs;
+	size_t n_steps = n_in / 32, pf_per = (pbytes / 64 + n_steps - 1) / n_steps, pf = 0;
+	for (size_t g = 0; g < ng; g++) {
+		for (size_t r = 0; r < nr; r++) {
+			__m512i f = _mm512_castps_si512(_mm512_cvtepi32_ps(
+				_mm512_sub_epi32(iota, _mm512_set1_epi32(zeros[(o + r) * ng + g]))));
+			_mm512_store_si512(tab[r][0], _mm512_srli_epi32(f, 16));
+			_mm512_store_si512(tab[r][1], _mm512_and_si512(f, high));
+			s[r] = scales[(o + r) * ng + g];
+		}
+		for (size_t r = nr; r < I4_NR; r++)
+			s[r] = 0.0f;
+		const size_t l0 = g * group / 2, l1 = l0 + group / 2;
+		const int odd = g % 2;
+		if (odd) {
+			_tile_zero(2);
+			_tile_zero(3);
+		} else {
+			_tile_zero(0);
+			_tile_zero(1);
+		}
+		for (size_t l = l0; l < l1; l += 16) {
+			for (size_t e = pf + pf_per; pf < e && 64 * pf < pbytes; pf++)
+				_mm_prefetch((const char *)(pw + 64 * pf), _MM_HINT_T1);
+			for (size_t r = 0; r < nr; r++) {
+				__m512i v = _mm512_cvtepu8_epi32(
+					_mm_loadu_si128((const __m128i *)(W + (o + r) * n_pairs + l)));
+				__m512i lo = _mm512_permutexvar_epi32(v, _mm512_load_si512(tab[r][0]));
+				__m512i hi = _mm512_permutexvar_epi32(_mm512_srli_epi32(v, 4),
+								      _mm512_load_si512(tab[r][1]));
+				_mm512_store_si512(wa + 16 * r, _mm512_or_si512(lo, hi));
+			}
+			const uint32_t *b0 = xv + 16 * l;
+			_tile_loadd(4, wa, ld);
+			_tile_loadd(5, wa + 16 * 16, ld);
+			_tile_loadd(6, b0, 64);
+			_tile_loadd(7, b0 + 8 * n_in, 64);
+			/* QTILES_PRODUCTS' order for one token half */
+			if (odd) {
+				_tile_dpbf16ps(2, 4, 6);
+				_tile_dpbf16ps(3, 5, 6);
+				_tile_loadd(6, b0 + 16 * n_in, 64);
+				_tile_dpbf16ps(2, 4, 7);
+				_tile_dpbf16ps(3, 5, 7);
+				_tile_dpbf16ps(2, 4, 6);
+				_tile_dpbf16ps(3, 5, 6);
+			} else {
+				_tile_dpbf16ps(0, 4, 6);
+				_tile_dpbf16ps(1, 5, 6);
+				_tile_loadd(6, b0 + 16 * n_in, 64);
+				_tile_dpbf16ps(0, 4, 7);
+				_tile_dpbf16ps(1, 5, 7);
+				_tile_dpbf16ps(0, 4, 6);
+				_tile_dpbf16ps(1, 5, 6);
+			}
+		}
+		if (odd) {
+			_tile_stored(2, cb[0], 64);
+			_tile_stored(3, cb[1], 64);
+		} else {
+			_tile_stored(0, cb[0], 64);
+			_tile_stored(1, cb[1], 64);
+		}
+		/* i4_tiles_group's epilogue: row c of a partial tile is 16 tokens, one scale */
+		for (int i = 0; i < 2; i++)
+#pragma GCC unroll 16
+			for (int c = 0; c < 16; c++) {
+				float *a = acc[i] + 16 * c;
+				_mm512_store_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(s[16 * i + c]),
+								   _mm512_load_ps(cb[i] + 16 * c),
+								   _mm512_load_ps(a)));
+			}
+	}
+	qtiles_store(Y, n_out, acc, NULL, 0, nt, o, nr);
 }
 
 /* ---- FP8 W8A16 on AMX-BF16 tiles (the "amx" set) ------------------------------------------ */
@@ -1240,7 +1350,10 @@ const cpu_qkernel_set cpu_qkernels_avx512 = {
  * 16 1.39x, 32 1.69x, 512 1.34x; group 128 (only the 1536-input matrices divide): 8 0.81x,
  * 12 1.17x, 16 1.48x, 32 2.2x, 512 1.65x. Below 12 tokens the per-call decode of every
  * weight to bf16 (~60 ps a weight a thread) and three tile products per weight per 16
- * tokens cost more than the FMA tiles' products.
+ * tokens cost more than the FMA tiles' products. With up to 16 tokens decoded per k step
+ * into L1 (i4_tiles_fused16), the same A/B, group 64: 4 tokens 0.51x, 6 0.83x, 8 0.85x,
+ * 10 1.09x, 12 1.20x, 16 1.55x (12.7 ms a forward against 17.9 with the whole-block decode);
+ * so from 10.
  * FP8 W8A16 from fp8_tiles_min_tok tokens on (matmul_fp8_tiles_amx), the same kind of paired
  * A/B (2 threads, one forward's FP8 matmuls: 576x576, 192x576 twice, 576x576, 1536x576 twice,
  * 576x1536, 30 layers of distinct weights, 106 MB; old: the FMA tiles below 32 tokens, the
@@ -1252,7 +1365,7 @@ const cpu_qkernel_set cpu_qkernels_amx = {
 	.name = "amx",
 	.isa = CPU_ISA_AMX,
 	.matmul_i8 = matmul_i8_amx,
-	.i4_tiles_min_tok = 12,
+	.i4_tiles_min_tok = 10,
 	.matmul_i4_tiles = matmul_i4_tiles_amx,
 	.prepare_bf16x3 = prepare_bf16x3_amx,
 	.fp8_tiles_min_tok = 10,
@@ -1269,7 +1382,7 @@ const cpu_qkernel_set cpu_qkernels_amx = {
  * pairs: 172 / 140 -> 176 / 200 tok/s; FP8 134 -> 134), where the prefill path's order with
  * an INT4 kernel transposing its decoded rows in registers reached only ~50 (FP8 through
  * decoded tiles ~40); prefill of 512 tokens INT4 844 -> 478, FP8 777 -> 411 tok/s (against
- * today's defaults, which take the exact AMX tiles from 10-12 tokens: INT4 1391 -> 688, FP8
+ * today's defaults, which take the exact AMX tiles from 10 tokens: INT4 1391 -> 688, FP8
  * 1513 -> 468). */
 const cpu_qkernel_set cpu_qkernels_avx512_bi = {
 	.name = "avx512",

@@ -1045,6 +1045,33 @@ TEST(int4_tiles_threads_ranges_twin)
 				  "row ranges: tok %zu row %zu: %.9g vs %.9g", t, o, (double)Y[i],
 				  (double)Yk[i]);
 		}
+	/* up to 16 tokens the kernel decodes each k step's weights just before its tiles
+	 * (i4_tiles_fused16): the same products in the same order as the blocked path, so those
+	 * tokens get the bits they have in the whole call, over whole and cut row ranges */
+	static const size_t few[] = {1, 5, 16};
+	for (size_t f = 0; f < N_OF(few); f++) {
+		size_t nf = few[f];
+		qk->prepare_bf16x3(Xv, X, nf, n_in);
+		for (int cut = 0; cut < 2; cut++) {
+			for (size_t i = 0; i < nf * n_out; i++)
+				Y[i] = -7.0f;
+			if (cut)
+				for (size_t c = 0; c < N_OF(cuts); c++)
+					qk->matmul_i4_tiles(Y, Xv, W, sc, z, G, nf, n_in, n_out, cuts[c][0],
+							    cuts[c][1], scr);
+			else
+				qk->matmul_i4_tiles(Y, Xv, W, sc, z, G, nf, n_in, n_out, 0, n_out, scr);
+			size_t bad = 0;
+			for (size_t t = 0; t < nf; t++)
+				for (size_t o = 0; o < n_out; o++) {
+					size_t i = t * n_out + o;
+					bad += cut && o >= 100 && o < 130 ? Y[i] != -7.0f
+									  : memcmp(&Y[i], &Yk[i], 4) != 0;
+				}
+			CHECK_MSG(bad == 0, "%zu tokens%s: %zu values differ from the %zu-token call", nf,
+				  cut ? " (cut ranges)" : "", bad, n_tok);
+		}
+	}
 	/* the twin: a token alone gives the batch's bits */
 	CHECK(cpu_qmatmul_i4(NULL, bi, Y, X, W, sc, z, G, n_tok, n_in, n_out) == OS_OK);
 	for (size_t t = 0; t < n_tok; t += 7) {
