@@ -1350,6 +1350,25 @@ TEST(fp8_tiles_threads_ranges_twin)
 				  "row ranges: tok %zu row %zu: %.9g vs %.9g", t, o, (double)Y[i],
 				  (double)Yk[i]);
 		}
+	/* up to 16 tokens the kernel decodes each k step's weights just before its tiles
+	 * (fp8_tiles_fused16): those tokens get the bits they have in the whole call, also over
+	 * cut row ranges */
+	static const size_t few_toks[] = {1, 5, 16};
+	for (size_t f = 0; f < N_OF(few_toks); f++) {
+		size_t nf = few_toks[f], bad = 0;
+		qk->prepare_bf16x3(Xv, X, nf, n_in);
+		for (size_t i = 0; i < nf * n_out; i++)
+			Y[i] = -7.0f;
+		for (size_t c = 0; c < N_OF(cuts); c++)
+			qk->matmul_fp8_tiles(Y, Xv, W, sw, nf, n_in, n_out, cuts[c][0], cuts[c][1], scr);
+		for (size_t t = 0; t < nf; t++)
+			for (size_t o = 0; o < n_out; o++) {
+				size_t i = t * n_out + o;
+				bad += o >= 100 && o < 130 ? Y[i] != -7.0f : memcmp(&Y[i], &Yk[i], 4) != 0;
+			}
+		CHECK_MSG(bad == 0, "%zu tokens (cut ranges): %zu values differ from the %zu-token call",
+			  nf, bad, n_tok);
+	}
 	/* the twin: a token alone gives the batch's bits */
 	CHECK(cpu_qmatmul_fp8(NULL, bi, Y, X, W, sw, n_tok, n_in, n_out, false) == OS_OK);
 	for (size_t t = 0; t < n_tok; t += 7) {
