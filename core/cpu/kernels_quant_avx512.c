@@ -807,46 +807,52 @@ TGT_AMX_BF16 static void i4_tiles_panel(uint32_t *Wd, float *sT, const uint8_t *
 	}
 }
 
-/* The products of pairs [l0, l1) for one panel (INT4: a group; FP8: a chunk), 16 tokens
- * (NH = 1) into tiles C0, C1, or 32 (NH = 2) into tmm0-3, added to what they hold: xv the
- * first 16 tokens' planes (the next 16's 24 n_in lanes on), Wd the panel's decoded rows;
- * planes hi, mid, lo at 8 n_in lanes apart; B tiles alternate 6, 7. */
+/* One k step (16 pairs): A0, A1 the panel's two 16-row weight tiles (rows LDA bytes apart),
+ * XL the first 16 tokens' planes at this step (the next 16's 24 n_in lanes on); 16 tokens
+ * (NH = 1) into tiles C0, C1, or 32 (NH = 2) into tmm0-3, added to what they hold; planes hi,
+ * mid, lo at 8 n_in lanes apart; B tiles alternate 6, 7. */
+#define QTILES_STEP(A0, A1, LDA, XL, C0, C1, NH)                                              \
+	do {                                                                                 \
+		const uint32_t *b0 = (XL), *b1 = (XL) + 24 * n_in;                           \
+		_tile_loadd(4, (A0), (LDA));                                                 \
+		_tile_loadd(5, (A1), (LDA));                                                 \
+		_tile_loadd(6, b0, 64);                                                      \
+		if ((NH) == 2) {                                                             \
+			_tile_loadd(7, b1, 64);                                              \
+			_tile_dpbf16ps(0, 4, 6);                                             \
+			_tile_dpbf16ps(1, 5, 6);                                             \
+			_tile_loadd(6, b0 + 8 * n_in, 64);                                   \
+			_tile_dpbf16ps(2, 4, 7);                                             \
+			_tile_dpbf16ps(3, 5, 7);                                             \
+			_tile_loadd(7, b1 + 8 * n_in, 64);                                   \
+			_tile_dpbf16ps(0, 4, 6);                                             \
+			_tile_dpbf16ps(1, 5, 6);                                             \
+			_tile_loadd(6, b0 + 16 * n_in, 64);                                  \
+			_tile_dpbf16ps(2, 4, 7);                                             \
+			_tile_dpbf16ps(3, 5, 7);                                             \
+			_tile_loadd(7, b1 + 16 * n_in, 64);                                  \
+			_tile_dpbf16ps(0, 4, 6);                                             \
+			_tile_dpbf16ps(1, 5, 6);                                             \
+			_tile_dpbf16ps(2, 4, 7);                                             \
+			_tile_dpbf16ps(3, 5, 7);                                             \
+		} else {                                                                     \
+			_tile_loadd(7, b0 + 8 * n_in, 64);                                   \
+			_tile_dpbf16ps(C0, 4, 6);                                            \
+			_tile_dpbf16ps(C1, 5, 6);                                            \
+			_tile_loadd(6, b0 + 16 * n_in, 64);                                  \
+			_tile_dpbf16ps(C0, 4, 7);                                            \
+			_tile_dpbf16ps(C1, 5, 7);                                            \
+			_tile_dpbf16ps(C0, 4, 6);                                            \
+			_tile_dpbf16ps(C1, 5, 6);                                            \
+		}                                                                            \
+	} while (0)
+
+/* The products of pairs [l0, l1) for one panel (INT4: a group; FP8: a chunk): QTILES_STEP
+ * over Wd, the panel's decoded rows (n_pairs lanes, ld bytes apart), and xv's planes. */
 #define QTILES_PRODUCTS(C0, C1, NH)                                                           \
 	do {                                                                                 \
-		for (size_t l = l0; l < l1; l += 16) {                                       \
-			const uint32_t *b0 = xv + 16 * l, *b1 = xv + 24 * n_in + 16 * l;     \
-			_tile_loadd(4, Wd + l, ld);                                          \
-			_tile_loadd(5, Wd + 16 * n_pairs + l, ld);                           \
-			_tile_loadd(6, b0, 64);                                              \
-			if ((NH) == 2) {                                                     \
-				_tile_loadd(7, b1, 64);                                      \
-				_tile_dpbf16ps(0, 4, 6);                                     \
-				_tile_dpbf16ps(1, 5, 6);                                     \
-				_tile_loadd(6, b0 + 8 * n_in, 64);                           \
-				_tile_dpbf16ps(2, 4, 7);                                     \
-				_tile_dpbf16ps(3, 5, 7);                                     \
-				_tile_loadd(7, b1 + 8 * n_in, 64);                           \
-				_tile_dpbf16ps(0, 4, 6);                                     \
-				_tile_dpbf16ps(1, 5, 6);                                     \
-				_tile_loadd(6, b0 + 16 * n_in, 64);                          \
-				_tile_dpbf16ps(2, 4, 7);                                     \
-				_tile_dpbf16ps(3, 5, 7);                                     \
-				_tile_loadd(7, b1 + 16 * n_in, 64);                          \
-				_tile_dpbf16ps(0, 4, 6);                                     \
-				_tile_dpbf16ps(1, 5, 6);                                     \
-				_tile_dpbf16ps(2, 4, 7);                                     \
-				_tile_dpbf16ps(3, 5, 7);                                     \
-			} else {                                                             \
-				_tile_loadd(7, b0 + 8 * n_in, 64);                           \
-				_tile_dpbf16ps(C0, 4, 6);                                    \
-				_tile_dpbf16ps(C1, 5, 6);                                    \
-				_tile_loadd(6, b0 + 16 * n_in, 64);                          \
-				_tile_dpbf16ps(C0, 4, 7);                                    \
-				_tile_dpbf16ps(C1, 5, 7);                                    \
-				_tile_dpbf16ps(C0, 4, 6);                                    \
-				_tile_dpbf16ps(C1, 5, 6);                                    \
-			}                                                                    \
-		}                                                                            \
+		for (size_t l = l0; l < l1; l += 16)                                         \
+			QTILES_STEP(Wd + l, Wd + 16 * n_pairs + l, ld, xv + 16 * l, C0, C1, NH);  \
 	} while (0)
 
 /* QTILES_PRODUCTS from zeroed tiles, stored to cb: one INT4 group's partial sums, or one FP8
@@ -995,12 +1001,69 @@ TGT_AMX_BF16 static void matmul_i4_tiles_amx(float *Y, const uint32_t *Xv, const
 	_tile_release();
 }
 
+/* The fused paths' pieces. One token half: tiles 0, 1, or 2, 3 when odd (alternating lets
+ * one panel's or group's products start while the last one's tiles are being stored). */
+static inline __attribute__((always_inline)) TGT_AMX_BF16 void qtiles_half_zero(int odd)
+{
+	if (odd) {
+		_tile_zero(2);
+		_tile_zero(3);
+	} else {
+		_tile_zero(0);
+		_tile_zero(1);
+	}
+}
+
+/* One k step of 16 pairs from wa (2 A tiles, rows 64 bytes apart) and the planes at xl. */
+static inline __attribute__((always_inline)) TGT_AMX_BF16 void
+qtiles_half_step(const uint32_t *wa, const uint32_t *xl, size_t n_in, int odd)
+{
+	if (odd)
+		QTILES_STEP(wa, wa + 16 * 16, 64, xl, 2, 3, 1);
+	else
+		QTILES_STEP(wa, wa + 16 * 16, 64, xl, 0, 1, 1);
+}
+
+static inline __attribute__((always_inline)) TGT_AMX_BF16 void
+qtiles_half_store(float cb[4][256], int odd)
+{
+	if (odd) {
+		_tile_stored(2, cb[0], 64);
+		_tile_stored(3, cb[1], 64);
+	} else {
+		_tile_stored(0, cb[0], 64);
+		_tile_stored(1, cb[1], 64);
+	}
+}
+
+/* The next panel's packed rows (row_bytes each, contiguous from row o + 32 below o1), handed
+ * out as L2 prefetches a few lines per k step over the n_steps steps of this panel. */
+typedef struct qtiles_pf {
+	const uint8_t *p;
+	size_t bytes, per, next;
+} qtiles_pf;
+
+static qtiles_pf qtiles_pf_init(const uint8_t *W, size_t row_bytes, size_t o, size_t o1,
+				size_t n_steps)
+{
+	size_t rows = o + I4_NR < o1 ? (o1 - o - I4_NR < I4_NR ? o1 - o - I4_NR : I4_NR) : 0;
+	qtiles_pf f = {rows ? W + (o + I4_NR) * row_bytes : W, rows * row_bytes, 0, 0};
+	f.per = (f.bytes / 64 + n_steps - 1) / n_steps;
+	return f;
+}
+
+static inline __attribute__((always_inline)) void qtiles_pf_step(qtiles_pf *f)
+{
+	for (size_t e = f->next + f->per; f->next < e && 64 * f->next < f->bytes; f->next++)
+		_mm_prefetch((const char *)(f->p + 64 * f->next), _MM_HINT_T1);
+}
+
 TGT_AMX_BF16 static void i4_tiles_fused16(float *Y, size_t n_out, const uint32_t *xv,
 					  const uint8_t *W, const float *scales, const uint8_t *zeros,
 					  size_t group, size_t n_in, size_t nt, size_t o, size_t nr,
 					  size_t o1)
 {
-	const size_t n_pairs = n_in / 2, ng = n_in / group, ld = 64;
+	const size_t n_pairs = n_in / 2, ng = n_in / group;
 	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
 	_Alignas(64) uint32_t wa[I4_NR * 16];      /* a k step's decoded rows: 2 A tiles */
@@ -1008,10 +1071,7 @@ TGT_AMX_BF16 static void i4_tiles_fused16(float *Y, size_t n_out, const uint32_t
 	_Alignas(64) float acc[4][256], cb[4][256], s[I4_NR];
 	memset(acc, 0, sizeof acc);
 	memset(wa, 0, sizeof wa); /* rows past nr stay zero */
-	const uint8_t *pw = W + (o + I4_NR < o1 ? o + I4_NR : o) * n_pairs; /* next panel */
-	size_t pbytes = (o + I4_NR < o1 ? (o1 - o - I4_NR < I4_NR ? o1 - o - I4_NR : I4_NR) : 0) *
-			n_pairs;
-	size_t n_steps = n_in / 32, pf_per = (pbytes / 64 + n_steps - 1) / n_steps, pf = 0;
+	qtiles_pf pf = qtiles_pf_init(W, n_pairs, o, o1, n_in / 32);
 	for (size_t g = 0; g < ng; g++) {
 		for (size_t r = 0; r < nr; r++) {
 			__m512i f = _mm512_castps_si512(_mm512_cvtepi32_ps(
@@ -1024,16 +1084,9 @@ TGT_AMX_BF16 static void i4_tiles_fused16(float *Y, size_t n_out, const uint32_t
 			s[r] = 0.0f;
 		const size_t l0 = g * group / 2, l1 = l0 + group / 2;
 		const int odd = g % 2;
-		if (odd) {
-			_tile_zero(2);
-			_tile_zero(3);
-		} else {
-			_tile_zero(0);
-			_tile_zero(1);
-		}
+		qtiles_half_zero(odd);
 		for (size_t l = l0; l < l1; l += 16) {
-			for (size_t e = pf + pf_per; pf < e && 64 * pf < pbytes; pf++)
-				_mm_prefetch((const char *)(pw + 64 * pf), _MM_HINT_T1);
+			qtiles_pf_step(&pf);
 			for (size_t r = 0; r < nr; r++) {
 				__m512i v = _mm512_cvtepu8_epi32(
 					_mm_loadu_si128((const __m128i *)(W + (o + r) * n_pairs + l)));
@@ -1042,37 +1095,9 @@ TGT_AMX_BF16 static void i4_tiles_fused16(float *Y, size_t n_out, const uint32_t
 								      _mm512_load_si512(tab[r][1]));
 				_mm512_store_si512(wa + 16 * r, _mm512_or_si512(lo, hi));
 			}
-			const uint32_t *b0 = xv + 16 * l;
-			_tile_loadd(4, wa, ld);
-			_tile_loadd(5, wa + 16 * 16, ld);
-			_tile_loadd(6, b0, 64);
-			_tile_loadd(7, b0 + 8 * n_in, 64);
-			/* QTILES_PRODUCTS' order for one token half */
-			if (odd) {
-				_tile_dpbf16ps(2, 4, 6);
-				_tile_dpbf16ps(3, 5, 6);
-				_tile_loadd(6, b0 + 16 * n_in, 64);
-				_tile_dpbf16ps(2, 4, 7);
-				_tile_dpbf16ps(3, 5, 7);
-				_tile_dpbf16ps(2, 4, 6);
-				_tile_dpbf16ps(3, 5, 6);
-			} else {
-				_tile_dpbf16ps(0, 4, 6);
-				_tile_dpbf16ps(1, 5, 6);
-				_tile_loadd(6, b0 + 16 * n_in, 64);
-				_tile_dpbf16ps(0, 4, 7);
-				_tile_dpbf16ps(1, 5, 7);
-				_tile_dpbf16ps(0, 4, 6);
-				_tile_dpbf16ps(1, 5, 6);
-			}
+			qtiles_half_step(wa, xv + 16 * l, n_in, odd);
 		}
-		if (odd) {
-			_tile_stored(2, cb[0], 64);
-			_tile_stored(3, cb[1], 64);
-		} else {
-			_tile_stored(0, cb[0], 64);
-			_tile_stored(1, cb[1], 64);
-		}
+		qtiles_half_store(cb, odd);
 		/* i4_tiles_group's epilogue: row c of a partial tile is 16 tokens, one scale */
 		for (int i = 0; i < 2; i++)
 #pragma GCC unroll 16
@@ -1159,59 +1184,21 @@ TGT_AMX_BF16 static void fp8_tiles_fused16(float *Y, size_t n_out, const uint32_
 					   const uint8_t *W, const float *sw, size_t n_in, size_t nt,
 					   size_t o, size_t nr, size_t o1, int odd)
 {
-	const size_t n_pairs = n_in / 2, ld = 64;
+	const size_t n_pairs = n_in / 2;
 	_Alignas(64) uint32_t wa[I4_NR * 16]; /* a k step's decoded rows: 2 A tiles */
 	_Alignas(64) float cb[4][256];
 	memset(wa, 0, sizeof wa);             /* rows past nr stay zero */
-	const uint8_t *pw = W + (o + I4_NR < o1 ? o + I4_NR : o) * n_in; /* next panel */
-	size_t pbytes = (o + I4_NR < o1 ? (o1 - o - I4_NR < I4_NR ? o1 - o - I4_NR : I4_NR) : 0) *
-			n_in;
-	size_t n_steps = n_in / 32, pf_per = (pbytes / 64 + n_steps - 1) / n_steps, pf = 0;
-	if (odd) {
-		_tile_zero(2);
-		_tile_zero(3);
-	} else {
-		_tile_zero(0);
-		_tile_zero(1);
-	}
+	qtiles_pf pf = qtiles_pf_init(W, n_in, o, o1, n_in / 32);
+	qtiles_half_zero(odd);
 	for (size_t l = 0; l < n_pairs; l += 16) {
-		for (size_t e = pf + pf_per; pf < e && 64 * pf < pbytes; pf++)
-			_mm_prefetch((const char *)(pw + 64 * pf), _MM_HINT_T1);
+		qtiles_pf_step(&pf);
 		for (size_t r = 0; r < nr; r++)
 			_mm512_store_si512(wa + 16 * r,
 					   e4m3x32_bf16(_mm256_loadu_si256(
 						   (const __m256i *)(W + (o + r) * n_in + 2 * l))));
-		const uint32_t *b0 = xv + 16 * l;
-		_tile_loadd(4, wa, ld);
-		_tile_loadd(5, wa + 16 * 16, ld);
-		_tile_loadd(6, b0, 64);
-		_tile_loadd(7, b0 + 8 * n_in, 64);
-		/* QTILES_PRODUCTS' order for one token half */
-		if (odd) {
-			_tile_dpbf16ps(2, 4, 6);
-			_tile_dpbf16ps(3, 5, 6);
-			_tile_loadd(6, b0 + 16 * n_in, 64);
-			_tile_dpbf16ps(2, 4, 7);
-			_tile_dpbf16ps(3, 5, 7);
-			_tile_dpbf16ps(2, 4, 6);
-			_tile_dpbf16ps(3, 5, 6);
-		} else {
-			_tile_dpbf16ps(0, 4, 6);
-			_tile_dpbf16ps(1, 5, 6);
-			_tile_loadd(6, b0 + 16 * n_in, 64);
-			_tile_dpbf16ps(0, 4, 7);
-			_tile_dpbf16ps(1, 5, 7);
-			_tile_dpbf16ps(0, 4, 6);
-			_tile_dpbf16ps(1, 5, 6);
-		}
+		qtiles_half_step(wa, xv + 16 * l, n_in, odd);
 	}
-	if (odd) {
-		_tile_stored(2, cb[0], 64);
-		_tile_stored(3, cb[1], 64);
-	} else {
-		_tile_stored(0, cb[0], 64);
-		_tile_stored(1, cb[1], 64);
-	}
+	qtiles_half_store(cb, odd);
 	qtiles_store(Y, n_out, cb, sw, 0, nt, o, nr);
 }
 
