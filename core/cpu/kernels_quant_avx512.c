@@ -1443,8 +1443,8 @@ const cpu_qkernel_set cpu_qkernels_amx = {
  * pairs: 172 / 140 -> 176 / 200 tok/s; FP8 134 -> 134), where the prefill path's order with
  * an INT4 kernel transposing its decoded rows in registers reached only ~50 (FP8 through
  * decoded tiles ~40); prefill of 512 tokens INT4 844 -> 478, FP8 777 -> 411 tok/s (against
- * today's defaults, which take the exact AMX tiles from 10 (INT4) and 8 (FP8) tokens: INT4 1391 -> 688, FP8
- * 1513 -> 468). */
+ * today's defaults, which take the exact AMX tiles from 10 (INT4) and 8 (FP8) tokens: INT4
+ * 1391 -> 688, FP8 1513 -> 468). */
 const cpu_qkernel_set cpu_qkernels_avx512_bi = {
 	.name = "avx512",
 	.isa = CPU_ISA_AVX512,
