@@ -330,8 +330,8 @@ typedef struct machine_peaks {
  * W8A8 (whose E4M3 values are exact in bf16), on AMX tiles under the amx set; int8 for INT8
  * W8A8, on AMX-INT8 tiles where the quantized set is amx, else VNNI dot products; INT4 and
  * FP8 W8A16 prompts of n_prefill tokens on the amx set's tile paths: AMX-BF16 tiles at
- * three products an operation. Sets pk->used_name and pk->products_per_op; a kind this CPU lacks falls back
- * to f32 FMA. */
+ * three products an operation. Sets pk->used_name and pk->products_per_op; a kind this CPU
+ * lacks falls back to f32 FMA. */
 static roofline_kind prefill_peak_kind(const backend *be, const model *m, size_t n_prefill,
 					machine_peaks *pk)
 {

@@ -297,7 +297,8 @@ TGT static void matmul_i8_avx512(float *Y, const int8_t *Xq, const float *xs,
  * Up to I8_WA_MAX_TOK tokens the operands swap (gemm_i8_amx_wa): packing a panel per 32 rows
  * costs more than these few tokens' products (paired A/B, see matmul_i8_amx). */
 #define TGT_AMX                                                                               \
-	__attribute__((target("amx-tile,amx-int8,prfchw,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+	__attribute__((target("amx-tile,amx-int8,prfchw,avx512f,avx512bw,avx512vl,avx512vnni,"   \
+			      "avx2,fma,f16c")))
 
 /* panel width (rows; the 32 of cpu_avx512_pack_panel32) and token tile;
  * CPU_QI8_GEMM_MIN_TOK (kernels_quant.h) the threshold */
