@@ -573,23 +573,36 @@ typedef struct attn_job {
 	const be_attn_batch *b;
 	const size_t *grp;   /* [n_grp + 1]: group k is batch tokens [grp[k], grp[k + 1]) */
 	size_t n_grp;
+	size_t heads_per_task; /* kv heads a task covers: 1 or all (ATTN_ALL_HEADS_MAX_TOK) */
 } attn_job;
 
+/* Floats of one thread's attention scratch for groups of R query rows per kv head, steps of
+ * sk keys and H kv heads per task (attn_task lays it out). */
+static size_t attn_scratch_floats(size_t R, size_t hd, size_t sk, size_t H)
+{
+	size_t per = 2 * H * R * hd + R * sk + 2 * H * R + 2 * hd * sk;
+	per += (H * R * hd + R * sk + 1) / 2; /* Qb and Pb of the BF16 path, 2 bytes an element */
+	return (per + 15) / 16 * 16; /* keep each thread's scratch on its own cache lines */
+}
+
 /* One task: a group of up to ATTN_QTOK consecutive batch tokens of one sequence (same block
- * table) and one kv head g, with the n_rep query heads sharing g: R = n_tok * n_rep query
- * rows, row r = token r / n_rep, head g * n_rep + r % n_rep. Blockwise online softmax
- * (flash-attention style), per step of n_k keys (whole cache blocks, attn_step_keys):
- *   S (R, n_k) = (Q / sqrt(hd)) K^T             one gemm_nn against the transposed keys
+ * table) and heads_per_task kv heads from g0, each with the n_rep query heads sharing it:
+ * R = n_tok * n_rep query rows per kv head g, row r = token r / n_rep, head g * n_rep + r %
+ * n_rep. Blockwise online softmax (flash-attention style), per step of n_k keys (whole cache
+ * blocks, attn_step_keys), for each kv head g of the task in turn:
+ *   S (R, n_k) = (Q_g / sqrt(hd)) K_g^T         one gemm_nn against the transposed keys
  *   per row r, over the slots it may see (position <= pos of its token):
  *     m' = max(m, max_t S_t); l = l e^(m - m') + sum_t e^(S_t - m'); P_t = e^(S_t - m')
  *     (P_t = 0 for the slots it may not see); acc_r *= e^(m - m'); m = m'
- *   acc (R, hd) += P V                          one product per step: gemm_nn_chunks over
+ *   acc_g (R, hd) += P V_g                      one product per step: gemm_nn_chunks over
  *                                               the F32 value blocks in place, or gemm_nn
  *                                               over the decoded FP8 / INT8 values
  *   out_r = acc_r / l_r
  * which equals softmax(s) V in real arithmetic and needs no buffer as long as the context.
- * Each K and V block is read (and for FP8 / INT8 decoded) once for all R rows. Heavy groups
- * (late in a prompt) come first so the pool's dynamic hand-out balances the causal work. */
+ * Each K and V block is read (and for FP8 / INT8 decoded) once for all R rows. A kv head's
+ * rows get the same operations in the same order whether its task covers one head or all,
+ * so the result does not depend on heads_per_task. Heavy groups (late in a prompt) come
+ * first so the pool's dynamic hand-out balances the causal work. */
 static void attn_task(void *p, size_t task, size_t thread)
 {
 	attn_job *j = p;
@@ -597,7 +610,8 @@ static void attn_task(void *p, size_t task, size_t thread)
 	const be_kv *kv = j->kv;
 	const cpu_kernel_set *ks = j->c->ks;
 	size_t hd = b->head_dim, n_rep = b->n_heads / b->n_kv_heads, bt = kv->block_tokens;
-	size_t gi = j->n_grp - 1 - task / b->n_kv_heads, g = task % b->n_kv_heads;
+	size_t H = j->heads_per_task, tasks_per_grp = b->n_kv_heads / H;
+	size_t gi = j->n_grp - 1 - task / tasks_per_grp, g0 = task % tasks_per_grp * H;
 	size_t i0 = j->grp[gi], n_tok = j->grp[gi + 1] - i0, R = n_tok * n_rep;
 	const int32_t *table = b->block_table[i0];
 	float scale = 1.0f / sqrtf((float)hd);
@@ -608,95 +622,122 @@ static void attn_task(void *p, size_t task, size_t thread)
 	const float *vb[ATTN_KEYS]; /* a step's value blocks: sk / bt <= ATTN_KEYS pointers */
 	const uint16_t *kb16[ATTN_KEYS], *vb16[ATTN_KEYS]; /* the same, BF16 */
 
-	float *Q = j->c->scratch + thread * j->c->scratch_per; /* (R, hd), scaled */
-	float *acc = Q + R * hd;                                  /* (R, hd) */
-	float *S = acc + R * hd;                                  /* (R, sk) */
-	float *m = S + R * sk, *l = m + R;                        /* (R) each */
-	float *Kt = l + R; /* (hd, sk) transposed keys */
+	/* per kv head h of the task: Q + h R hd, acc + h R hd, m + h R, l + h R, Qb + h R hd */
+	float *Q = j->c->scratch + thread * j->c->scratch_per; /* (H, R, hd), scaled */
+	float *acc = Q + H * R * hd;                              /* (H, R, hd) */
+	float *S = acc + H * R * hd;                              /* (R, sk) */
+	float *m = S + R * sk, *l = m + H * R;                    /* (H, R) each */
+	float *Kt = l + H * R; /* (hd, sk) transposed keys */
 	float *vd = Kt + hd * sk;        /* (sk, hd): decoded FP8 / INT8 values */
-	uint16_t *Qb = (uint16_t *)(vd + sk * hd); /* (R, hd) bf16 queries, BF16 cache */
-	uint16_t *Pb = Qb + R * hd;                 /* (R, sk) bf16 softmax weights */
+	uint16_t *Qb = (uint16_t *)(vd + sk * hd); /* (H, R, hd) bf16 queries, BF16 cache */
+	uint16_t *Pb = Qb + H * R * hd;             /* (R, sk) bf16 softmax weights */
 	size_t maxpos = 0;
 	for (size_t t = 0; t < n_tok; t++) {
 		size_t pos = (size_t)b->pos[i0 + t];
 		maxpos = pos > maxpos ? pos : maxpos;
-		const float *qt = j->q + ((i0 + t) * b->n_heads + g * n_rep) * hd;
-		memcpy(Q + t * n_rep * hd, qt, n_rep * hd * sizeof *Q);
+		for (size_t h = 0; h < H; h++) {
+			const float *qt = j->q + ((i0 + t) * b->n_heads + (g0 + h) * n_rep) * hd;
+			memcpy(Q + (h * R + t * n_rep) * hd, qt, n_rep * hd * sizeof *Q);
+		}
 	}
-	ks->scale(Q, scale, R * hd); /* the same product per element as a scalar loop */
+	ks->scale(Q, scale, H * R * hd); /* the same product per element as a scalar loop */
 	if (kv->fmt == BE_KV_BF16) { /* ATTN_BF16: queries rounded once, on every path */
-		ks->f32_to_bf16(Qb, Q, R * hd);
-		ks->bf16_to_f32(Q, Qb, R * hd);
+		ks->f32_to_bf16(Qb, Q, H * R * hd);
+		ks->bf16_to_f32(Q, Qb, H * R * hd);
 	}
-	for (size_t r = 0; r < R; r++) {
+	for (size_t r = 0; r < H * R; r++) {
 		m[r] = -INFINITY;
 		l[r] = 0.0f;
 	}
-	memset(acc, 0, R * hd * sizeof *acc);
+	memset(acc, 0, H * R * hd * sizeof *acc);
 
 	size_t n_keys = maxpos + 1;
 	for (size_t k0 = 0; k0 < n_keys; k0 += sk) {
 		size_t n_k = n_keys - k0 < sk ? n_keys - k0 : sk;
-		if (bf16) { /* ATTN_BF16: the step's K and V blocks read in place */
-			size_t nb = 0;
-			for (size_t s0 = k0; s0 < k0 + n_k; s0 += bt, nb++) {
-				size_t blk = (size_t)table[s0 / bt];
-				kb16[nb] = (const uint16_t *)kv->data + be_kv_row(kv, blk, j->layer, 0, 0) +
-					   g * hd;
-				vb16[nb] = (const uint16_t *)kv->data + be_kv_row(kv, blk, j->layer, 1, 0) +
-					   g * hd;
+		for (size_t h = 0; h < H; h++) {
+			size_t g = g0 + h;
+			float *Qh = Q + h * R * hd, *acch = acc + h * R * hd;
+			float *mh = m + h * R, *lh = l + h * R;
+			if (bf16) { /* ATTN_BF16: the step's K and V blocks read in place */
+				size_t nb = 0;
+				for (size_t s0 = k0; s0 < k0 + n_k; s0 += bt, nb++) {
+					size_t blk = (size_t)table[s0 / bt];
+					kb16[nb] = (const uint16_t *)kv->data +
+						   be_kv_row(kv, blk, j->layer, 0, 0) + g * hd;
+					vb16[nb] = (const uint16_t *)kv->data +
+						   be_kv_row(kv, blk, j->layer, 1, 0) + g * hd;
+				}
+				ks->attn_scores_bf16(S, sk, Qb + h * R * hd, hd, kb16, kv->kv_dim, bt, R,
+						     hd, n_k);
 			}
-			ks->attn_scores_bf16(S, sk, Qb, hd, kb16, kv->kv_dim, bt, R, hd, n_k);
-		}
-		for (size_t s0 = k0; !bf16 && s0 < k0 + n_k; s0 += bt) { /* the step's blocks */
-			size_t blk = (size_t)table[s0 / bt], n_t = k0 + n_k - s0 < bt ? k0 + n_k - s0 : bt;
-			kv_load_kt(j->c, Kt + (s0 - k0), sk, kv, be_kv_row(kv, blk, j->layer, 0, 0), g,
-				   n_t);
-		}
-		if (!bf16)
-			ks->gemm_nn(S, sk, Q, hd, Kt, sk, R, hd, n_k, 0);
-		for (size_t r = 0; r < R; r++) {
-			size_t pos = (size_t)b->pos[i0 + r / n_rep];
-			size_t nv = pos < k0 ? 0 : pos - k0 + 1 < n_k ? pos - k0 + 1 : n_k;
-			ks->online_softmax(S + r * sk, n_k, nv, &m[r], &l[r], acc + r * hd, hd);
-			if (kv->fmt == BE_KV_BF16) /* ATTN_BF16: the weights rounded */
-				ks->f32_to_bf16(Pb + r * sk, S + r * sk, n_k);
-			if (kv->fmt == BE_KV_BF16 && !bf16) /* and widened for the f32 kernels */
-				ks->bf16_to_f32(S + r * sk, Pb + r * sk, n_k);
-		}
-		if (bf16) {
-			ks->attn_pv_bf16(acc, hd, Pb, sk, vb16, kv->kv_dim, bt, R, n_k, hd);
-			continue;
-		}
-		size_t nb = 0;
-		for (size_t s0 = k0; s0 < k0 + n_k; s0 += bt) {
-			size_t blk = (size_t)table[s0 / bt], n_t = k0 + n_k - s0 < bt ? k0 + n_k - s0 : bt;
-			size_t rv = be_kv_row(kv, blk, j->layer, 1, 0), c0 = s0 - k0;
-			if (f32) /* values read in place */
-				vb[nb++] = (const float *)kv->data + rv + g * hd;
+			for (size_t s0 = k0; !bf16 && s0 < k0 + n_k; s0 += bt) { /* the step's blocks */
+				size_t blk = (size_t)table[s0 / bt];
+				size_t n_t = k0 + n_k - s0 < bt ? k0 + n_k - s0 : bt;
+				kv_load_kt(j->c, Kt + (s0 - k0), sk, kv,
+					   be_kv_row(kv, blk, j->layer, 0, 0), g, n_t);
+			}
+			if (!bf16)
+				ks->gemm_nn(S, sk, Qh, hd, Kt, sk, R, hd, n_k, 0);
+			for (size_t r = 0; r < R; r++) {
+				size_t pos = (size_t)b->pos[i0 + r / n_rep];
+				size_t nv = pos < k0 ? 0 : pos - k0 + 1 < n_k ? pos - k0 + 1 : n_k;
+				ks->online_softmax(S + r * sk, n_k, nv, &mh[r], &lh[r], acch + r * hd, hd);
+				if (kv->fmt == BE_KV_BF16) /* ATTN_BF16: the weights rounded */
+					ks->f32_to_bf16(Pb + r * sk, S + r * sk, n_k);
+				if (kv->fmt == BE_KV_BF16 && !bf16) /* and widened for the f32 kernels */
+					ks->bf16_to_f32(S + r * sk, Pb + r * sk, n_k);
+			}
+			if (bf16) {
+				ks->attn_pv_bf16(acch, hd, Pb, sk, vb16, kv->kv_dim, bt, R, n_k, hd);
+				continue;
+			}
+			size_t nb = 0;
+			for (size_t s0 = k0; s0 < k0 + n_k; s0 += bt) {
+				size_t blk = (size_t)table[s0 / bt];
+				size_t n_t = k0 + n_k - s0 < bt ? k0 + n_k - s0 : bt;
+				size_t rv = be_kv_row(kv, blk, j->layer, 1, 0), c0 = s0 - k0;
+				if (f32) /* values read in place */
+					vb[nb++] = (const float *)kv->data + rv + g * hd;
+				else
+					kv_decode_rows(j->c, vd + c0 * hd, kv, rv, g, n_t);
+			}
+			/* F32: one product over the step's blocks, each acc tile in registers for the
+			 * whole step (before: one gemm_nn per 16-key block, k = 16, the tile loaded and
+			 * stored 16 times per step). With it, 6 x 4-vector gemm tiles (were 4 x 4) and a
+			 * 4-chain online_softmax_avx512: bench_attn prefill (one thread, 40 calls, best
+			 * of 8 runs alternating with the old binary; the machine was very noisy): 512
+			 * tokens 3233 -> 3096 us per layer, 128 tokens 265 -> 255 us (the chunked PV
+			 * alone: 3229 / 256 us). Steps of 128 keys measured the same (3073 / 255 us); the
+			 * products run near 140-160 GFLOP/s, and the softmax (~20%) and K transpose (~5%)
+			 * make most of the rest. */
+			if (f32)
+				ks->gemm_nn_chunks(acch, hd, S, sk, vb, kv->kv_dim, bt, R, n_k, hd, 1);
 			else
-				kv_decode_rows(j->c, vd + c0 * hd, kv, rv, g, n_t);
+				ks->gemm_nn(acch, hd, S, sk, vd, hd, R, n_k, hd, 1);
 		}
-		/* F32: one product over the step's blocks, each acc tile in registers for the whole
-		 * step (before: one gemm_nn per 16-key block, k = 16, the tile loaded and stored 16
-		 * times per step). With it, 6 x 4-vector gemm tiles (were 4 x 4) and a 4-chain
-		 * online_softmax_avx512: bench_attn prefill (one thread, 40 calls, best of 8 runs
-		 * alternating with the old binary; the machine was very noisy): 512 tokens 3233 ->
-		 * 3096 us per layer, 128 tokens 265 -> 255 us (the chunked PV alone: 3229 / 256 us).
-		 * Steps of 128 keys measured the same (3073 / 255 us); the products run near 140-160
-		 * GFLOP/s, and the softmax (~20%) and K transpose (~5%) make most of the rest. */
-		if (f32)
-			ks->gemm_nn_chunks(acc, hd, S, sk, vb, kv->kv_dim, bt, R, n_k, hd, 1);
-		else
-			ks->gemm_nn(acc, hd, S, sk, vd, hd, R, n_k, hd, 1);
 	}
-	for (size_t r = 0; r < R; r++) {
-		size_t i = i0 + r / n_rep, h = g * n_rep + r % n_rep;
-		float *o = j->out + (i * b->n_heads + h) * hd;
-		memcpy(o, acc + r * hd, hd * sizeof *o);
-		ks->scale(o, 1.0f / l[r], hd);
-	}
+	for (size_t h = 0; h < H; h++)
+		for (size_t r = 0; r < R; r++) {
+			size_t i = i0 + r / n_rep, hq = (g0 + h) * n_rep + r % n_rep;
+			float *o = j->out + (i * b->n_heads + hq) * hd;
+			memcpy(o, acc + (h * R + r) * hd, hd * sizeof *o);
+			ks->scale(o, 1.0f / l[h * R + r], hd);
+		}
 }
+
+/* ATTN_ALL_HEADS: groups of at most this many tokens (decode) get one task for all kv heads
+ * of their sequence when there are enough groups to keep every thread busy; longer groups
+ * (prefill) keep a task per (group, kv head). A cache block holds each layer's K (then V)
+ * rows of all kv heads together, so a task for one head reads a head_dim slice of every
+ * row; a task for all heads reads each block's rows whole while they are in cache. In a
+ * batch-16 decode step (context 160-208, 2 threads, in-process per-op timing, three runs
+ * alternating with the per-head tasks) attention took 9.7 / 8.9 / 9.6 -> 8.5 / 8.2 / 7.7 ms
+ * on a BF16 cache, 13.4 / 13.7 / 14.3 -> 12.8 / 13.4 / 13.1 ms on an F32 cache (the F32
+ * model), 12.2 / 13.0 / 13.3 -> 12.5 / 12.7 / 11.9 ms on an F32 cache (INT8 model). It is
+ * still the largest op of that step: ~29 ns of CPU time per (query head, key), the same
+ * with the cache in L3 as out of it; a software prefetch of the next block's rows (1, 2, 4
+ * blocks ahead) or of a whole step, and the cache on huge pages, changed nothing. */
+#define ATTN_ALL_HEADS_MAX_TOK 4
 
 static int cpu_attention(void *ctx, float *out, const float *q, const be_kv *kv, size_t layer,
 			 const be_attn_batch *b)
@@ -708,32 +749,39 @@ static int cpu_attention(void *ctx, float *out, const float *q, const be_kv *kv,
 		return OS_EUNSUPPORTED;
 	if (!b->n)
 		return OS_OK;
-	size_t n_rep = b->n_heads / b->n_kv_heads, hd = b->head_dim;
-	size_t sk = attn_step_keys(kv->block_tokens);
-	size_t R = ATTN_QTOK * n_rep;
-	size_t per = 2 * R * hd + R * sk + 2 * R + 2 * hd * sk;
-	per += (R * hd + R * sk + 1) / 2; /* Qb and Pb of the BF16 path, 2 bytes an element */
-	per = (per + 15) / 16 * 16; /* keep each thread's scratch on its own cache lines */
-	if (per > c->scratch_per) { /* grows once per shape, never per token */
-		float *sc = cpu_alloc_aligned(per * c->n_threads * sizeof(float));
-		if (!sc)
-			return OS_ENOMEM;
-		cpu_free_aligned(c->scratch);
-		c->scratch = sc;
-		c->scratch_per = per;
-	}
 	/* groups: runs of consecutive tokens with the same block table, cut every ATTN_QTOK */
 	size_t *grp = malloc((b->n + 1) * sizeof *grp);
 	if (!grp)
 		return OS_ENOMEM;
-	size_t n_grp = 0;
+	size_t n_grp = 0, longest = 0;
 	for (size_t i = 0; i < b->n; i++)
 		if (i == 0 || b->block_table[i] != b->block_table[i - 1] ||
-		    i - grp[n_grp - 1] == ATTN_QTOK)
+		    i - grp[n_grp - 1] == ATTN_QTOK) {
+			if (n_grp && i - grp[n_grp - 1] > longest)
+				longest = i - grp[n_grp - 1];
 			grp[n_grp++] = i;
+		}
 	grp[n_grp] = b->n;
-	attn_job j = {c, out, q, kv, layer, b, grp, n_grp};
-	threadpool_run(c->pool, n_grp * b->n_kv_heads, attn_task, &j);
+	if (b->n - grp[n_grp - 1] > longest)
+		longest = b->n - grp[n_grp - 1];
+	size_t H = longest <= ATTN_ALL_HEADS_MAX_TOK && n_grp >= 2 * c->n_threads ? b->n_kv_heads
+										    : 1;
+	size_t n_rep = b->n_heads / b->n_kv_heads, hd = b->head_dim;
+	size_t sk = attn_step_keys(kv->block_tokens);
+	size_t R = (H > 1 ? ATTN_ALL_HEADS_MAX_TOK : ATTN_QTOK) * n_rep;
+	size_t per = attn_scratch_floats(R, hd, sk, H);
+	if (per > c->scratch_per) { /* grows once per shape, never per token */
+		float *sc = cpu_alloc_aligned(per * c->n_threads * sizeof(float));
+		if (!sc) {
+			free(grp);
+			return OS_ENOMEM;
+		}
+		cpu_free_aligned(c->scratch);
+		c->scratch = sc;
+		c->scratch_per = per;
+	}
+	attn_job j = {c, out, q, kv, layer, b, grp, n_grp, H};
+	threadpool_run(c->pool, n_grp * (b->n_kv_heads / H), attn_task, &j);
 	free(grp);
 	return OS_OK;
 }
