@@ -95,6 +95,15 @@ typedef struct cpu_kernel_set {
 	void (*gemm_nn_chunks)(float *Y, size_t ldy, const float *X, size_t ldx,
 			       const float *const *Bs, size_t ldb, size_t kb, size_t m, size_t k,
 			       size_t n, int acc);
+	/* Attention scores on an F32 KV cache read in place, for the few query rows of a decode
+	 * token: S[i][j] = sum_d X[i][d] K_j[d] for i < m, j < n (X (m, hd) rows ldx apart,
+	 * only those S entries written), key row j at Ks[j / kb] + (j % kb) * ldk (kb >= 1 rows
+	 * per cache block). Every sum in the order and rounding of gemm_nn of X and the
+	 * transposed keys, so the bits are the same as that product's; it needs no transposed
+	 * copy. NULL where a set has none (the caller transposes and calls gemm_nn). */
+	void (*attn_scores_f32)(float *S, size_t lds, const float *X, size_t ldx,
+				const float *const *Ks, size_t ldk, size_t kb, size_t m,
+				size_t hd, size_t n);
 	/* Attention on bf16 operands, for a BF16 KV cache read in place: only sets with bf16
 	 * matrix tiles (amx) and the generic reference have them, NULL elsewhere. Key / value
 	 * row j of a step is at Ks[j / kb] + (j % kb) * ldk (bf16 elements; kb >= 1 rows per

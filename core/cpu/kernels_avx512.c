@@ -1751,12 +1751,19 @@ TGT static void online_softmax_avx512(float *s, size_t n_t, size_t nv, float *m,
 	*m = mn;
 }
 
+/* Chunks ahead whose rows a tile prefetches at the start of each chunk, into L1: in
+ * attention's P V the chunks are cache blocks scattered in memory, which the hardware
+ * prefetchers cannot foresee. */
+enum { GEMM_CHUNK_PF = 2 };
+
 /* Rows [0, R) x columns [j, j + 16 NV) of Y = X B (+ Y), the last column vector masked by
  * mk, row p of B at Bs[p / kb] + (p % kb) * ldb: R x NV accumulators held in registers over
- * all k (every chunk), per p one broadcast of X per row and NV loads of B. */
+ * all k (every chunk), per p one broadcast of X per row and NV loads of B. pf > 0: at each
+ * chunk, the rows of the chunk pf ahead are prefetched. */
+
 INLINE void gemm_tile512(float *Y, size_t ldy, const float *X, size_t ldx,
 			 const float *const *Bs, size_t j, size_t ldb, size_t kb, size_t k, int acc,
-			 const int R, const int NV, __mmask16 mk)
+			 const int R, const int NV, __mmask16 mk, int pf)
 {
 	__m512 c[12][4], b[4];
 #pragma GCC unroll 12
@@ -1769,6 +1776,14 @@ INLINE void gemm_tile512(float *Y, size_t ldy, const float *X, size_t ldx,
 	for (size_t p0 = 0, q = 0; p0 < k; p0 += kb, q++) {
 		const float *B = Bs[q] + j, *x = X + p0;
 		size_t pe = k - p0 < kb ? k - p0 : kb;
+		if (pf && p0 + (size_t)pf * kb < k) {
+			const float *Bn = Bs[q + (size_t)pf] + j;
+			size_t pn = k - p0 - (size_t)pf * kb < kb ? k - p0 - (size_t)pf * kb : kb;
+			for (size_t p = 0; p < pn; p++)
+#pragma GCC unroll 4
+				for (int v = 0; v < NV; v++)
+					_mm_prefetch((const char *)(Bn + p * ldb + 16 * v), _MM_HINT_T0);
+		}
 		for (size_t p = 0; p < pe; p++) {
 #pragma GCC unroll 4
 			for (int v = 0; v < NV; v++)
@@ -1796,17 +1811,21 @@ INLINE void gemm_strip512(float *Y, size_t ldy, const float *X, size_t ldx,
 			  const float *const *Bs, size_t j, size_t ldb, size_t kb, size_t m,
 			  size_t k, int acc, const int NV, const int RM, __mmask16 mk)
 {
+	int pfd = GEMM_CHUNK_PF; /* the first row tile prefetches; the others find B in cache */
 	size_t i = 0;
 	for (; i + RM <= m; i += RM)
-		gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, RM, NV, mk);
+		gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, RM, NV, mk,
+			     i == 0 ? pfd : 0);
 	if (RM > 4)
 		for (; i + 4 <= m; i += 4)
 			gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, 4, NV,
-				     mk);
+				     mk, i == 0 ? pfd : 0);
 	for (; i + 2 <= m; i += 2)
-		gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, 2, NV, mk);
+		gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, 2, NV, mk,
+			     i == 0 ? pfd : 0);
 	for (; i < m; i++)
-		gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, 1, NV, mk);
+		gemm_tile512(Y + i * ldy, ldy, X + i * ldx, ldx, Bs, j, ldb, kb, k, acc, 1, NV, mk,
+			     i == 0 ? pfd : 0);
 }
 
 /* Column strips of 64 (4 vectors, the last masked); row tiles of about 24 accumulators (6
@@ -1833,6 +1852,86 @@ TGT static void gemm_nn_chunks_avx512(float *Y, size_t ldy, const float *X, size
 		default:
 			gemm_strip512(Y, ldy, X, ldx, Bs, j, ldb, kb, m, k, acc, 4, 6, mk);
 			break;
+		}
+	}
+}
+
+/* attn_scores_f32 for up to ATTN_F32_MR rows of X at a time: per 16 keys, per 16 dims the
+ * 16 key rows' chunks are loaded and transposed in registers (r[c]: dim d0 + c of the 16
+ * keys), then S[i][keys] = fma(X[i][d0 + c], r[c], S[i][keys]) for c in order: one FMA chain
+ * per (row, key) over d = 0..hd-1 from zero, the chain gemm_tile512 forms for X times the
+ * transposed keys. Replaces a transpose into a buffer and a pass of gemm_nn over it for a
+ * decode token's n_rep rows. The keys ATTN_F32_PF groups ahead are prefetched: without it
+ * the loads of the key rows were most of the kernel's time (paired runs: attention of a
+ * batch-16 decode step 10.0-10.4 -> 8.1-8.6 ms with 2 groups ahead, 8.5-9.0 with 1). */
+enum { ATTN_F32_MR = 12, ATTN_F32_PF = 2 };
+
+INLINE void scores_f32_tile(float *S, size_t lds, const float *X, size_t ldx,
+			    const float *const *rows, size_t nk, size_t hd, const int MR)
+{
+	__m512 acc[ATTN_F32_MR];
+#pragma GCC unroll 12
+	for (int i = 0; i < MR; i++)
+		acc[i] = _mm512_setzero_ps();
+	for (size_t d0 = 0; d0 < hd; d0 += 16) {
+		size_t nd = hd - d0 < 16 ? hd - d0 : 16;
+		__mmask16 md = tail16(nd);
+		__m512 r[16];
+#pragma GCC unroll 16
+		for (size_t t = 0; t < 16; t++)
+			r[t] = t < nk ? _mm512_maskz_loadu_ps(md, rows[t] + d0) : _mm512_setzero_ps();
+		transpose16(r);
+		if (nd == 16) {
+#pragma GCC unroll 16
+			for (size_t c = 0; c < 16; c++)
+#pragma GCC unroll 12
+				for (int i = 0; i < MR; i++)
+					acc[i] = _mm512_fmadd_ps(
+						_mm512_set1_ps(X[(size_t)i * ldx + d0 + c]), r[c], acc[i]);
+		} else {
+			for (size_t c = 0; c < nd; c++)
+#pragma GCC unroll 12
+				for (int i = 0; i < MR; i++)
+					acc[i] = _mm512_fmadd_ps(
+						_mm512_set1_ps(X[(size_t)i * ldx + d0 + c]), r[c], acc[i]);
+		}
+	}
+	__mmask16 mk = tail16(nk);
+#pragma GCC unroll 12
+	for (int i = 0; i < MR; i++)
+		_mm512_mask_storeu_ps(S + (size_t)i * lds, mk, acc[i]);
+}
+
+TGT static void attn_scores_f32_avx512(float *S, size_t lds, const float *X, size_t ldx,
+				       const float *const *Ks, size_t ldk, size_t kb, size_t m,
+				       size_t hd, size_t n)
+{
+	for (size_t j = 0; j < n; j += 16) {
+		size_t nk = n - j < 16 ? n - j : 16;
+		const float *rows[16];
+		for (size_t t = 0; t < nk; t++)
+			rows[t] = Ks[(j + t) / kb] + (j + t) % kb * ldk;
+		/* the key rows ATTN_F32_PF groups ahead, into L1: cache blocks are scattered, so the
+		 * hardware prefetchers cannot know the next rows */
+		for (size_t t = 0; t < 16 && j + 16 * ATTN_F32_PF + t < n; t++) {
+			size_t jj = j + 16 * ATTN_F32_PF + t;
+			const float *pr = Ks[jj / kb] + jj % kb * ldk;
+			for (size_t d = 0; d < hd; d += 16)
+				_mm_prefetch((const char *)(pr + d), _MM_HINT_T0);
+		}
+		for (size_t i = 0; i < m; i += ATTN_F32_MR) {
+			size_t mr = m - i < ATTN_F32_MR ? m - i : ATTN_F32_MR;
+			float *s = S + i * lds + j;
+			const float *x = X + i * ldx;
+			switch (mr) {
+#define SCORES_CASE(R)                                                                        \
+	case R: scores_f32_tile(s, lds, x, ldx, rows, nk, hd, R); break;
+				SCORES_CASE(12) SCORES_CASE(11) SCORES_CASE(10) SCORES_CASE(9)
+				SCORES_CASE(8) SCORES_CASE(7) SCORES_CASE(6) SCORES_CASE(5)
+				SCORES_CASE(4) SCORES_CASE(3) SCORES_CASE(2)
+#undef SCORES_CASE
+			default: scores_f32_tile(s, lds, x, ldx, rows, nk, hd, 1); break;
+			}
 		}
 	}
 }
@@ -1969,7 +2068,7 @@ TGT static void f32_to_bf16_avx512(uint16_t *y, const float *x, size_t n)
 	.dot = dot_avx512, .axpy = axpy_avx512,              \
 	.add = add_avx512, .scale = scale_avx512, .rmsnorm = rmsnorm_avx512,                  \
 	.softmax = softmax_avx512, .gemm_nn = gemm_nn_avx512,      \
-	.gemm_nn_chunks = gemm_nn_chunks_avx512,                                              \
+	.gemm_nn_chunks = gemm_nn_chunks_avx512, .attn_scores_f32 = attn_scores_f32_avx512,    \
 	.exp_sum = exp_sum_avx512, .online_softmax = online_softmax_avx512,                   \
 	.swiglu = swiglu_avx512, .rope_rotate = rope_rotate_avx512,                           \
 	.transpose = transpose_avx512, .bf16_to_f32 = bf16_to_f32_avx512,                     \

@@ -121,6 +121,22 @@ static void gemm_nn_generic(float *Y, size_t ldy, const float *X, size_t ldx, co
 	gemm_nn_chunks_generic(Y, ldy, X, ldx, &B, ldb, k ? k : 1, m, k, n, acc);
 }
 
+/* gemm_nn_generic's sums (y = 0, then y += x k in order of d), each key row read in place. */
+static void attn_scores_f32_generic(float *S, size_t lds, const float *X, size_t ldx,
+				    const float *const *Ks, size_t ldk, size_t kb, size_t m,
+				    size_t hd, size_t n)
+{
+	for (size_t j = 0; j < n; j++) {
+		const float *k = Ks[j / kb] + j % kb * ldk;
+		for (size_t i = 0; i < m; i++) {
+			float s = 0.0f;
+			for (size_t d = 0; d < hd; d++)
+				s += X[i * ldx + d] * k[d];
+			S[i * lds + j] = s;
+		}
+	}
+}
+
 /* The references of the bf16 attention products: exact products, f32 sums in order. */
 static void attn_scores_bf16_generic(float *S, size_t lds, const uint16_t *X, size_t ldx,
 				     const uint16_t *const *Ks, size_t ldk, size_t kb, size_t m,
@@ -238,6 +254,7 @@ const cpu_kernel_set cpu_kernels_generic = {
 	.softmax = softmax_generic,
 	.gemm_nn = gemm_nn_generic,
 	.gemm_nn_chunks = gemm_nn_chunks_generic,
+	.attn_scores_f32 = attn_scores_f32_generic,
 	.attn_scores_bf16 = attn_scores_bf16_generic,
 	.attn_pv_bf16 = attn_pv_bf16_generic,
 	.exp_sum = exp_sum_generic,

@@ -674,6 +674,84 @@ TEST(test_gemm_nn_chunks)
 				}
 }
 
+/* attn_scores_f32 (sets that have it) against float64 and, bit for bit, against the same
+ * set's gemm_nn of the queries and the transposed keys (what the attention ran before, and
+ * still runs for long tasks: a token's scores must not depend on which one it got). Key rows
+ * in out-of-order chunks between poisoned gaps; awkward m (past the 12-row tile), n (key
+ * tails of 16), kb and hd (tails of 16); nothing outside S[0..m)[0..n) may be written. */
+TEST(test_attn_scores_f32)
+{
+	uint64_t s = seed0 ^ 0x5c0f;
+	static const size_t ms[] = {1, 3, 12, 13, 27}, ns[] = {1, 7, 16, 33, 257},
+			    kbs[] = {1, 5, 16}, hds[] = {8, 40, 64, 72};
+	enum { MAXM = 27, MAXN = 257, MAXD = 72, PAD = 3, GAP = 5, LDK = MAXD + 8 };
+	enum { CH = 16 * LDK + GAP }; /* a chunk's slot: up to 16 rows */
+	static float X[MAXM * (MAXD + PAD)], KV[MAXN * LDK], Kc[MAXN * CH], Kt[MAXD * MAXN];
+	static float S0[MAXM * (MAXN + PAD)], Sg[MAXM * (MAXN + PAD)], Sr[MAXM * (MAXN + PAD)];
+	const float *Ks[MAXN];
+	size_t n_tested = 0;
+	for (size_t a = 0; a < COUNT(ms); a++)
+		for (size_t c = 0; c < COUNT(ns); c++)
+			for (size_t q = 0; q < COUNT(kbs); q++)
+				for (size_t h = 0; h < COUNT(hds); h++) {
+					size_t m = ms[a], n = ns[c], kb = kbs[q], hd = hds[h];
+					size_t ldx = hd + PAD, lds = n + PAD, n_ch = (n + kb - 1) / kb;
+					fill(X, COUNT(X), &s);
+					fill(KV, COUNT(KV), &s);
+					for (size_t e = 0; e < COUNT(Kc); e++)
+						Kc[e] = NAN; /* poison: a read would spread */
+					for (size_t i = 0; i < m; i++)
+						for (size_t d = hd; d < ldx; d++)
+							X[i * ldx + d] = NAN;
+					for (size_t g = 0; g < n_ch; g++) { /* chunk g in slot n_ch - 1 - g */
+						Ks[g] = Kc + (n_ch - 1 - g) * CH + GAP;
+						for (size_t j = g * kb; j < n && j < (g + 1) * kb; j++)
+							memcpy((float *)Ks[g] + (j - g * kb) * LDK,
+							       KV + j * LDK, hd * sizeof *KV);
+					}
+					for (size_t d = 0; d < hd; d++)
+						for (size_t j = 0; j < n; j++)
+							Kt[d * n + j] = KV[j * LDK + d];
+					fill(S0, COUNT(S0), &s);
+					for (int v = 0; v < CPU_ISA_COUNT; v++) {
+						const cpu_kernel_set *ks = cpu_kernels_get((cpu_isa)v);
+						if (!ks || !ks->attn_scores_f32)
+							continue;
+						n_tested++;
+						memcpy(Sg, S0, sizeof Sg);
+						ks->attn_scores_f32(Sg, lds, X, ldx, Ks, LDK, kb, m, hd, n);
+						memcpy(Sr, S0, sizeof Sr);
+						ks->gemm_nn(Sr, lds, X, ldx, Kt, n, m, hd, n, 0);
+						size_t bad = SIZE_MAX, differ = 0;
+						for (size_t i = 0; i < MAXM && bad == SIZE_MAX; i++)
+							for (size_t j = 0; j < lds && bad == SIZE_MAX; j++) {
+								size_t e = i * lds + j;
+								if (i >= m || j >= n) {
+									bad = Sg[e] != S0[e] ? e : bad;
+									continue;
+								}
+								differ += memcmp(&Sg[e], &Sr[e], sizeof Sg[e]) != 0;
+								double r = 0, t = 0;
+								for (size_t d = 0; d < hd; d++) {
+									double x = (double)X[i * ldx + d] *
+										   KV[j * LDK + d];
+									r += x;
+									t += fabs(x);
+								}
+								bad = fabs(Sg[e] - r) <= tol_for(hd, t) ? bad : e;
+							}
+						CHECK_MSG(bad == SIZE_MAX,
+							  "attn_scores_f32 %s m %zu n %zu kb %zu hd %zu: [%zu]",
+							  ks->name, m, n, kb, hd, bad);
+						CHECK_MSG(differ == 0,
+							  "attn_scores_f32 %s m %zu n %zu kb %zu hd %zu: %zu scores "
+							  "differ from gemm_nn's",
+							  ks->name, m, n, kb, hd, differ);
+					}
+				}
+	CHECK(n_tested > 0);
+}
+
 /* The bf16 attention products (sets that have them: generic and amx) against float64 of the
  * same bf16 values, with key / value rows in out-of-order chunks between poisoned gaps, at
  * awkward m (row tails), n (key tails of 16 and 32, more than one 256-key chunk), kb and hd;
@@ -1043,6 +1121,7 @@ int main(void)
 	RUN(test_elementwise_vs_generic);
 	RUN(test_gemm_nn);
 	RUN(test_gemm_nn_chunks);
+	RUN(test_attn_scores_f32);
 	RUN(test_attn_bf16);
 	RUN(test_online_softmax);
 	RUN(test_transpose);
