@@ -674,6 +674,25 @@ TEST(test_gemm_nn_chunks)
 				}
 }
 
+/* The attention tests' cache: key / value rows of kb-row chunks, chunk g in slot n_ch - 1 - g
+ * (out of order) of `slot` elements, after a gap of `gap` elements left as the caller
+ * poisoned them. chunk_offset: where chunk g starts, in elements; scatter_chunks copies rows
+ * j < n (hd elements of elem bytes, ld apart in KV and in the chunks) into Kc. */
+static size_t chunk_offset(size_t g, size_t n_ch, size_t slot, size_t gap)
+{
+	return (n_ch - 1 - g) * slot + gap;
+}
+
+static void scatter_chunks(void *Kc, const void *KV, size_t elem, size_t ld, size_t slot,
+			   size_t gap, size_t n, size_t kb, size_t hd)
+{
+	size_t n_ch = (n + kb - 1) / kb;
+	for (size_t j = 0; j < n; j++) {
+		size_t off = chunk_offset(j / kb, n_ch, slot, gap) + j % kb * ld;
+		memcpy((char *)Kc + off * elem, (const char *)KV + j * ld * elem, hd * elem);
+	}
+}
+
 /* attn_scores_f32 (sets that have it) against float64 and, bit for bit, against the same
  * set's gemm_nn of the queries and the transposed keys (what the attention ran before, and
  * still runs for long tasks: a token's scores must not depend on which one it got). Key rows
@@ -703,12 +722,9 @@ TEST(test_attn_scores_f32)
 					for (size_t i = 0; i < m; i++)
 						for (size_t d = hd; d < ldx; d++)
 							X[i * ldx + d] = NAN;
-					for (size_t g = 0; g < n_ch; g++) { /* chunk g in slot n_ch - 1 - g */
-						Ks[g] = Kc + (n_ch - 1 - g) * CH + GAP;
-						for (size_t j = g * kb; j < n && j < (g + 1) * kb; j++)
-							memcpy((float *)Ks[g] + (j - g * kb) * LDK,
-							       KV + j * LDK, hd * sizeof *KV);
-					}
+					scatter_chunks(Kc, KV, sizeof *KV, LDK, CH, GAP, n, kb, hd);
+					for (size_t g = 0; g < n_ch; g++)
+						Ks[g] = Kc + chunk_offset(g, n_ch, CH, GAP);
 					for (size_t d = 0; d < hd; d++)
 						for (size_t j = 0; j < n; j++)
 							Kt[d * n + j] = KV[j * LDK + d];
@@ -793,12 +809,9 @@ TEST(test_attn_bf16)
 						for (size_t j = n; j < ldp; j++)
 							P[i * ldp + j] = 0x7fc0;
 					}
-					for (size_t g = 0; g < n_ch; g++) { /* chunk g in slot n_ch - 1 - g */
-						Ks[g] = Kc + (n_ch - 1 - g) * CH + GAP;
-						for (size_t j = g * kb; j < n && j < (g + 1) * kb; j++)
-							memcpy((uint16_t *)Ks[g] + (j - g * kb) * LDK,
-							       KV + j * LDK, hd * sizeof *KV);
-					}
+					scatter_chunks(Kc, KV, sizeof *KV, LDK, CH, GAP, n, kb, hd);
+					for (size_t g = 0; g < n_ch; g++)
+						Ks[g] = Kc + chunk_offset(g, n_ch, CH, GAP);
 					fill(S0, COUNT(S0), &s);
 					fill(A0, COUNT(A0), &s);
 					for (int v = 0; v < CPU_ISA_COUNT; v++) {
