@@ -274,6 +274,20 @@ INLINE void transpose16(__m512 r[16])
 	}
 }
 
+/* rows[t] = the cache row of key j0 + t, for t < n: key j is row j % kb of chunk Ks[j / kb],
+ * rows ld elements apart. One division for the first key, then a walk: a division per key
+ * (kb is known only at run time) cost more than the attention kernels' arithmetic. A macro so
+ * that rows and Ks keep their element type (float or bf16 bits). */
+#define CHUNK_ROWS(rows, Ks, ld, kb, j0, n)                                                   \
+	do {                                                                                  \
+		size_t q_ = (j0) / (kb), r_ = (j0) % (kb);                                     \
+		for (size_t t_ = 0; t_ < (n); t_++) {                                          \
+			(rows)[t_] = (Ks)[q_] + r_ * (ld);                                       \
+			if (++r_ == (kb))                                                        \
+				r_ = 0, q_++;                                                    \
+		}                                                                             \
+	} while (0)
+
 /* kernels_avx512.h; F32: a lane is one weight; BF16: a lane is a (k, k+1) pair. 16 x 16
  * blocks, transposed in registers. */
 TGT void cpu_avx512_pack_panel32(void *Wp_, const void *W_, size_t row_lanes, size_t n_lanes,
@@ -1366,19 +1380,18 @@ TGT_AMX static void attn_scores_bf16_amx(float *S, size_t lds, const uint16_t *X
 	_tile_loadconfig(&cfg);
 	for (size_t j0 = 0; j0 < n; j0 += 16) {
 		size_t nj = n - j0 < 16 ? n - j0 : 16;
+		const uint16_t *kr[32]; /* these 16 keys' rows, then the next 16's */
+		CHUNK_ROWS(kr, Ks, ldk, kb, j0, n - j0 < 32 ? n - j0 : 32);
 		/* the next 16 keys' rows: cache blocks are scattered, so the hardware prefetchers
 		 * miss the start of each, and these loads were where the decode time went */
-		for (size_t j = j0 + 16; j < j0 + 32 && j < n; j++) {
-			const uint16_t *kr = Ks[j / kb] + j % kb * ldk;
+		for (size_t j = 16; j < 32 && j0 + j < n; j++)
 			for (size_t b = 0; b < hd; b += 32)
-				_mm_prefetch((const char *)(kr + b), _MM_HINT_T0);
-		}
+				_mm_prefetch((const char *)(kr[j] + b), _MM_HINT_T0);
 		for (size_t kk = 0; kk < nkk; kk++) {
 			for (size_t j = 0; j < 16; j++) {
 				__m512i row = _mm512_setzero_si512();
 				if (j < nj)
-					row = _mm512_loadu_si512(Ks[(j0 + j) / kb] + (j0 + j) % kb * ldk +
-								 32 * kk);
+					row = _mm512_loadu_si512(kr[j] + 32 * kk);
 				_mm512_store_si512(kt[kk] + 16 * j, row);
 			}
 			cpu_avx512_transpose16x16(kt[kk]);
@@ -1434,18 +1447,19 @@ TGT_AMX static void attn_pv_bf16_amx(float *acc, size_t lda, const uint16_t *P, 
 		for (size_t d0 = 0; d0 < hd; d0 += 64) {
 			size_t ndb = (hd - d0 < 64 ? hd - d0 : 64) / 16;
 			/* pair q of key block b: keys c0 + 32 b + 2 q and + 1 */
-			for (size_t b = 0; b < nkb; b++)
+			for (size_t b = 0; b < nkb; b++) {
+				size_t jb = c0 + 32 * b;
+				const uint16_t *vr[64]; /* this key block's rows, then the next one's */
+				CHUNK_ROWS(vr, Vs, ldv, kb, jb, n - jb < 64 ? n - jb : 64);
 				for (size_t q = 0; q < 16; q++) {
-					size_t j = c0 + 32 * b + 2 * q;
+					size_t j = jb + 2 * q;
 					/* the same pair of the next 32 keys (as the scores' keys) */
 					for (size_t jj = j + 32; jj < j + 34 && jj < n; jj++)
 						for (size_t d = 0; d < 64 && d0 + d < hd; d += 32)
-							_mm_prefetch((const char *)(Vs[jj / kb] + jj % kb * ldv +
-										    d0 + d),
+							_mm_prefetch((const char *)(vr[jj - jb] + d0 + d),
 								     _MM_HINT_T0);
-					const uint16_t *v0 = j < n ? Vs[j / kb] + j % kb * ldv + d0 : NULL;
-					const uint16_t *v1 =
-						j + 1 < n ? Vs[(j + 1) / kb] + (j + 1) % kb * ldv + d0 : NULL;
+					const uint16_t *v0 = j < n ? vr[2 * q] + d0 : NULL;
+					const uint16_t *v1 = j + 1 < n ? vr[2 * q + 1] + d0 : NULL;
 					for (size_t db = 0; db < ndb; db++) {
 						__m512i a = v0 ? _mm512_castsi256_si512(_mm256_loadu_si256(
 									 (const __m256i *)(v0 + 16 * db)))
@@ -1457,6 +1471,7 @@ TGT_AMX static void attn_pv_bf16_amx(float *acc, size_t lda, const uint16_t *P, 
 								   _mm512_permutex2var_epi16(a, ilv, c));
 					}
 				}
+			}
 			for (size_t i0 = 0; i0 < m; i0 += 16) {
 				size_t ni = m - i0 < 16 ? m - i0 : 16;
 				float *ar = acc + i0 * lda + d0;
@@ -1908,17 +1923,15 @@ TGT static void attn_scores_f32_avx512(float *S, size_t lds, const float *X, siz
 {
 	for (size_t j = 0; j < n; j += 16) {
 		size_t nk = n - j < 16 ? n - j : 16;
-		const float *rows[16];
-		for (size_t t = 0; t < nk; t++)
-			rows[t] = Ks[(j + t) / kb] + (j + t) % kb * ldk;
+		/* these 16 keys' rows, then those of the next ATTN_F32_PF groups */
+		const float *rows[16 * (1 + ATTN_F32_PF)];
+		size_t n_rows = n - j < 16 * (1 + ATTN_F32_PF) ? n - j : 16 * (1 + ATTN_F32_PF);
+		CHUNK_ROWS(rows, Ks, ldk, kb, j, n_rows);
 		/* the key rows ATTN_F32_PF groups ahead, into L1: cache blocks are scattered, so the
 		 * hardware prefetchers cannot know the next rows */
-		for (size_t t = 0; t < 16 && j + 16 * ATTN_F32_PF + t < n; t++) {
-			size_t jj = j + 16 * ATTN_F32_PF + t;
-			const float *pr = Ks[jj / kb] + jj % kb * ldk;
+		for (size_t t = 16 * ATTN_F32_PF; t < n_rows; t++)
 			for (size_t d = 0; d < hd; d += 16)
-				_mm_prefetch((const char *)(pr + d), _MM_HINT_T0);
-		}
+				_mm_prefetch((const char *)(rows[t] + d), _MM_HINT_T0);
 		for (size_t i = 0; i < m; i += ATTN_F32_MR) {
 			size_t mr = m - i < ATTN_F32_MR ? m - i : ATTN_F32_MR;
 			float *s = S + i * lds + j;
