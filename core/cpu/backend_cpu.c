@@ -533,12 +533,13 @@ static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv,
  * place, batch 16: context 64 78 -> 68 us, 256 408 -> 377 us, 512 825 -> 779 us, medians
  * of 8 alternating runs; FP8 / INT8 decode takes them too). */
 #define ATTN_KEYS 256
-/* Scores are always one product with the transposed key block of a step (gemm_nn), decode
- * included: every query row then takes the same instructions whatever the task's row count,
- * so a token's attention does not depend on the batch it comes in (what greedy speculative
- * decoding needs to reproduce plain decoding), and it is faster than the products against
- * the key rows in place that decode used before (gemm_nt, kept below 8 query rows for
- * want of the transpose). bench_attn, one thread, two alternating runs each, us per layer,
+/* Scores are the sums of one product with the transposed key block of a step (gemm_nn),
+ * decode included (on an F32 cache, attn_scores_f32 forms the same sums without the
+ * transposed copy, ATTN_SCORES_IN_PLACE): every query row then gets the same bits whatever
+ * the task's row count, so a token's attention does not depend on the batch it comes in
+ * (what greedy speculative decoding needs to reproduce plain decoding), and it is faster
+ * than the dot products against the key rows that decode used before (gemm_nt, kept below
+ * 8 query rows for want of the transpose). bench_attn, one thread, two alternating runs each, us per layer,
  * batch-16 decode: F32 cache, context 64 154 / 165 -> 69 / 69, 256 600 / 705 -> 373 /
  * 375, 512 1218 / 1362 -> 892 / 805; FP8 cache, context 256 748 / 744 -> 525 / 558; batch-1
  * decode, context 64, 8.7 / 8.9 -> 4.0 / 4.1. BF16 caches on the amx set take tiles either
