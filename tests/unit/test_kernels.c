@@ -781,8 +781,8 @@ TEST(test_attn_bf16)
 	enum { CH = 16 * LDK + GAP }; /* a chunk's slot: up to 16 rows */
 	static uint16_t X[MAXM * (MAXD + PAD)], P[MAXM * (MAXN + PAD)], KV[MAXN * LDK],
 		Kc[MAXN * CH];
-	static float S0[MAXM * (MAXN + PAD)], Sg[MAXM * (MAXN + PAD)], A0[MAXM * (MAXD + PAD)],
-		Ag[MAXM * (MAXD + PAD)], tmp[MAXN * (MAXD + PAD)];
+	static float S0[MAXM * (MAXN + PAD)], Sg[MAXM * (MAXN + PAD)], S17[MAXM * (MAXN + PAD)],
+		A0[MAXM * (MAXD + PAD)], Ag[MAXM * (MAXD + PAD)], tmp[MAXN * (MAXD + PAD)];
 	const uint16_t *Ks[MAXN];
 	size_t n_tested = 0;
 	for (size_t a = 0; a < COUNT(ms); a++)
@@ -843,6 +843,21 @@ TEST(test_attn_bf16)
 						CHECK_MSG(bad == SIZE_MAX,
 							  "attn_scores_bf16 %s m %zu n %zu kb %zu hd %zu: [%zu]",
 							  ks->name, m, n, kb, hd, bad);
+						/* up to 16 rows may take another path (amx: the operands
+						 * swapped); 17 rows take the general one: the same bits */
+						if (m <= 16) {
+							memcpy(S17, S0, sizeof S17);
+							ks->attn_scores_bf16(S17, lds, X, ldx, Ks, LDK, kb, 17, hd,
+									     n);
+							size_t differ = 0;
+							for (size_t i = 0; i < m; i++)
+								differ += memcmp(Sg + i * lds, S17 + i * lds,
+										 n * sizeof *Sg) != 0;
+							CHECK_MSG(differ == 0,
+								  "attn_scores_bf16 %s m %zu n %zu kb %zu hd %zu: "
+								  "%zu rows differ from the 17-row path",
+								  ks->name, m, n, kb, hd, differ);
+						}
 						/* P V, values from the same chunks */
 						memcpy(Ag, A0, sizeof Ag);
 						ks->attn_pv_bf16(Ag, lda, P, ldp, Ks, LDK, kb, m, n, hd);
