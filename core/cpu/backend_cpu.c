@@ -525,8 +525,8 @@ static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv,
  * of 512 tokens 4840 / 4498 -> 3605 / 3281 us per layer, 128 tokens 364 / 345 -> 266 / 266 us;
  * 64 gave the same at 512 tokens and 296 us at 128 (fewer tasks, more masked keys). */
 #define ATTN_QTOK 32
-/* Keys per step of the online softmax: as many whole cache blocks as fit (at least one). The per-row
- * work of a step (max, correction, rescale, sums) is then spread over up to 256 keys
+/* Keys per step of the online softmax: as many whole cache blocks as fit (at least one). The
+ * per-row work of a step (max, correction, rescale, sums) is then spread over up to 256 keys
  * instead of one block's 16 (measured, bench_attn on one thread, best of many: prefill of
  * 512 tokens 4.9 -> 3.5 ms per layer, 128 tokens 0.39 -> 0.29 ms; steps of 64 keys gave
  * 3.75 ms, 128 keys 3.55 ms; F32 decode, then with its scores against the key rows in
@@ -539,11 +539,11 @@ static void kv_load_kt(const cpu_ctx *c, float *Kt, size_t ldk, const be_kv *kv,
  * the task's row count, so a token's attention does not depend on the batch it comes in
  * (what greedy speculative decoding needs to reproduce plain decoding), and it is faster
  * than the dot products against the key rows that decode used before (gemm_nt, kept below
- * 8 query rows for want of the transpose). bench_attn, one thread, two alternating runs each, us per layer,
- * batch-16 decode: F32 cache, context 64 154 / 165 -> 69 / 69, 256 600 / 705 -> 373 /
- * 375, 512 1218 / 1362 -> 892 / 805; FP8 cache, context 256 748 / 744 -> 525 / 558; batch-1
- * decode, context 64, 8.7 / 8.9 -> 4.0 / 4.1. BF16 caches on the amx set take tiles either
- * way (unchanged). */
+ * 8 query rows for want of the transpose). bench_attn, one thread, two alternating runs
+ * each, us per layer, batch-16 decode: F32 cache, context 64 154 / 165 -> 69 / 69, 256 600 /
+ * 705 -> 373 / 375, 512 1218 / 1362 -> 892 / 805; FP8 cache, context 256 748 / 744 -> 525 /
+ * 558; batch-1 decode, context 64, 8.7 / 8.9 -> 4.0 / 4.1. BF16 caches on the amx set take
+ * tiles either way (unchanged). */
 
 /* ATTN_SCORES_IN_PLACE: with an F32 cache, tasks of at most this many query rows per kv head
  * (a decode token's n_rep, up to 4 tokens of SmolLM2) take their scores from the key rows in

@@ -657,8 +657,9 @@ TGT static void dec_f32(float *Y, const float *X, const float *W, size_t n_tok, 
 /* For the batch-invariant sets (kernels.h), and from FEW_MIN_TOK_F32 tokens for all: the GEMM
  * and the outer-product decode tiles give every Y[t][o] as one FMA chain over k = 0..n_in-1
  * from zero, so a token's row is the same whatever batch it comes in; the dot-product tiles
- * (tile_f32) sum 16 lanes and then across them, other bits. For fewer tokens than dec_f32 fills its lanes with, this kernel keeps
- * the outputs in the lanes instead: per 16 inputs it loads 16 weight rows as they are,
+ * (tile_f32) sum 16 lanes and then across them, other bits. For fewer tokens than dec_f32
+ * fills its lanes with, this kernel keeps the outputs in the lanes instead: per 16 inputs it
+ * loads 16 weight rows as they are,
  * transposes them in registers (transpose16) into 16 columns of 16 rows, and runs one FMA
  * per column and token into an accumulator per token, in k order: the GEMM's chain.
  * Accumulators stay in registers over the whole n_in, so the weights stream once and Y is
