@@ -322,11 +322,11 @@ TEST(test_matmul_rows_vs_generic)
 /* Batches the AVX-512 set blocks: prefill (the packed-panel GEMM from 17 tokens on for F32,
  * 32 for BF16) and decode of 8..16 tokens for F32 (outer-product tiles over 1536-input
  * activation blocks, each prefetching the next tile's weights), 8..31 for BF16 (256-input
- * weight blocks widened inside 1024-input activation blocks). Shapes that cross the blocks (12-token tiles, 528-token
- * blocks, 256/512/1024/1536-input blocks, 16-token groups, 16- and 32-row tiles, 256-row blocks)
- * and odd n_in (BF16 prefill falls back to the tiles), each set vs float64 and vs generic,
- * 3 threads bit-identical to one, and a row range off the tile grid (rows 5 to n_out - 3)
- * within tolerance inside and untouched outside. */
+ * weight blocks widened inside 1024-input activation blocks). Shapes that cross the blocks
+ * (12-token tiles, 528-token blocks, 256/512/1024/1536-input blocks, 16-token groups, 16- and
+ * 32-row tiles, 256-row blocks) and odd n_in (BF16 prefill falls back to the tiles), each set
+ * vs float64 and vs generic, 3 threads bit-identical to one, and a row range off the tile
+ * grid (rows 5 to n_out - 3) within tolerance inside and untouched outside. */
 TEST(test_matmul_prefill_shapes)
 {
 	static const size_t cases[][3] = {
