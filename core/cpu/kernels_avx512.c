@@ -1360,6 +1360,27 @@ TGT static void matmul_bf16_amx_bi(float *Y, const uint16_t *Xb, const uint16_t 
  * from a zero-padded copy of the last block, and edge score tiles go through a 16 x 16
  * buffer, so nothing outside S[0..m)[0..n) is read or written. hd must be a multiple of 32
  * up to 256, else the generic reference runs. */
+/* The cache rows of keys j0.. (kr[0..15]) and of the next 16 (kr[16..31]), whose rows are
+ * prefetched: cache blocks are scattered, so the hardware prefetchers miss the start of each,
+ * and these loads were where the decode time went. */
+INLINE void bf16_key_group(const uint16_t *kr[32], const uint16_t *const *Ks, size_t ldk,
+			   size_t kb, size_t j0, size_t n, size_t hd)
+{
+	CHUNK_ROWS(kr, Ks, ldk, kb, j0, n - j0 < 32 ? n - j0 : 32);
+	for (size_t j = 16; j < 32 && j0 + j < n; j++)
+		for (size_t b = 0; b < hd; b += 32)
+			_mm_prefetch((const char *)(kr[j] + b), _MM_HINT_T0);
+}
+
+/* buf (16 rows of 64 bytes) = bf16 elements 32 kk .. 32 kk + 31 of rows[0..nj) (key rows,
+ * or query rows), zero past nj. */
+INLINE void bf16_key_rows16(uint32_t *buf, const uint16_t *const *kr, size_t nj, size_t kk)
+{
+	for (size_t j = 0; j < 16; j++)
+		_mm512_store_si512(buf + 16 * j, j < nj ? _mm512_loadu_si512(kr[j] + 32 * kk)
+						     : _mm512_setzero_si512());
+}
+
 /* Up to 16 query rows (decode): the operands swap. The keys are the first operand, 16 cache
  * rows of 32 bf16 loaded as they lie (a block of kb >= 16 rows holds whole groups), and the
  * queries, transposed once per call into [pair][row] tiles, the second; the 16 x 16 result
@@ -1377,26 +1398,19 @@ TGT_AMX static void attn_scores_bf16_amx_few(float *S, size_t lds, const uint16_
 	_Alignas(64) uint32_t qt[8][256]; /* [kk] a tile: row p = pair 16 kk + p, col query row */
 	_Alignas(64) uint32_t kstage[256]; /* 16 key rows of a group the cache does not hold whole */
 	_Alignas(64) float ct[256];        /* [key][query row] */
+	const uint16_t *xr[16]; /* the query rows, staged as key rows are */
+	for (size_t i = 0; i < m; i++)
+		xr[i] = X + i * ldx;
 	for (size_t kk = 0; kk < nkk; kk++) {
-		__m512 r[16];
-#pragma GCC unroll 16
-		for (size_t i = 0; i < 16; i++)
-			r[i] = i < m ? _mm512_loadu_ps(X + i * ldx + 32 * kk) : _mm512_setzero_ps();
-		transpose16(r);
-#pragma GCC unroll 16
-		for (size_t p = 0; p < 16; p++)
-			_mm512_store_ps((float *)qt[kk] + 16 * p, r[p]);
+		bf16_key_rows16(qt[kk], xr, m, kk);
+		cpu_avx512_transpose16x16(qt[kk]);
 	}
 	cpu_amx_tilecfg cfg = cpu_amx_tilecfg_16x64();
 	_tile_loadconfig(&cfg);
 	for (size_t j0 = 0; j0 < n; j0 += 16) {
 		size_t nj = n - j0 < 16 ? n - j0 : 16;
-		const uint16_t *kr[32]; /* these 16 keys' rows, then the next 16's */
-		CHUNK_ROWS(kr, Ks, ldk, kb, j0, n - j0 < 32 ? n - j0 : 32);
-		/* the next 16 keys' rows: cache blocks are scattered */
-		for (size_t j = 16; j < 32 && j0 + j < n; j++)
-			for (size_t b = 0; b < hd; b += 32)
-				_mm_prefetch((const char *)(kr[j] + b), _MM_HINT_T0);
+		const uint16_t *kr[32];
+		bf16_key_group(kr, Ks, ldk, kb, j0, n, hd);
 		/* one block holds the 16 rows, evenly spaced: load them in place */
 		int whole = nj == 16 && kb >= 16 && j0 % kb + 16 <= kb;
 		_tile_zero(0);
@@ -1404,10 +1418,7 @@ TGT_AMX static void attn_scores_bf16_amx_few(float *S, size_t lds, const uint16_
 			if (whole) {
 				_tile_loadd(4, kr[0] + 32 * kk, ldk * sizeof *kr[0]);
 			} else {
-				for (size_t j = 0; j < 16; j++)
-					_mm512_store_si512(kstage + 16 * j,
-							   j < nj ? _mm512_loadu_si512(kr[j] + 32 * kk)
-								  : _mm512_setzero_si512());
+				bf16_key_rows16(kstage, kr, nj, kk);
 				_tile_loadd(4, kstage, 64);
 			}
 			_tile_loadd(6, qt[kk], 64);
@@ -1446,20 +1457,10 @@ TGT_AMX static void attn_scores_bf16_amx(float *S, size_t lds, const uint16_t *X
 	_tile_loadconfig(&cfg);
 	for (size_t j0 = 0; j0 < n; j0 += 16) {
 		size_t nj = n - j0 < 16 ? n - j0 : 16;
-		const uint16_t *kr[32]; /* these 16 keys' rows, then the next 16's */
-		CHUNK_ROWS(kr, Ks, ldk, kb, j0, n - j0 < 32 ? n - j0 : 32);
-		/* the next 16 keys' rows: cache blocks are scattered, so the hardware prefetchers
-		 * miss the start of each, and these loads were where the decode time went */
-		for (size_t j = 16; j < 32 && j0 + j < n; j++)
-			for (size_t b = 0; b < hd; b += 32)
-				_mm_prefetch((const char *)(kr[j] + b), _MM_HINT_T0);
+		const uint16_t *kr[32];
+		bf16_key_group(kr, Ks, ldk, kb, j0, n, hd);
 		for (size_t kk = 0; kk < nkk; kk++) {
-			for (size_t j = 0; j < 16; j++) {
-				__m512i row = _mm512_setzero_si512();
-				if (j < nj)
-					row = _mm512_loadu_si512(kr[j] + 32 * kk);
-				_mm512_store_si512(kt[kk] + 16 * j, row);
-			}
+			bf16_key_rows16(kt[kk], kr, nj, kk);
 			cpu_avx512_transpose16x16(kt[kk]);
 		}
 		for (size_t i0 = 0; i0 < m; i0 += 16) {
